@@ -1,0 +1,20 @@
+"""Zerg mode: the handshake, the server (zerg server and zergpool listeners) and the client."""
+
+from uzerg.zerg.client import ReceivedSocket, attach_to_zerg_servers
+from uzerg.zerg.handshake import HandshakeError, Received, fetch_sockets
+from uzerg.zerg.pool import ZergPoolEntry, build_zergpools, parse_zergpool
+from uzerg.zerg.server import Attachment, ZergServer, dedupe_sockets
+
+__all__ = [
+    "Attachment",
+    "HandshakeError",
+    "Received",
+    "ReceivedSocket",
+    "ZergPoolEntry",
+    "ZergServer",
+    "attach_to_zerg_servers",
+    "build_zergpools",
+    "dedupe_sockets",
+    "fetch_sockets",
+    "parse_zergpool",
+]

@@ -1,0 +1,108 @@
+"""Attach to zerg servers (``--zerg ADDR``, SPEC §4.1, §4.3): gather their listening sockets.
+
+Usage by the master, before it binds anything::
+
+    try:
+        received = attach_to_zerg_servers(config.zerg, config.zerg_timeout,
+                                          fallback=config.zerg_fallback)
+    except HandshakeError as exc:
+        log.error(str(exc), detail=exc.detail)   # uWSGI's line; exit status 1
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from uzerg.addresses import describe_socket
+from uzerg.zerg.handshake import DEFAULT_TIMEOUT, HandshakeError, fetch_sockets
+
+log = structlog.get_logger()
+
+KNOWN_PROTOCOLS = frozenset({"uwsgi", "http"})
+
+
+@dataclass
+class ReceivedSocket:
+    """A listening socket handed over by a zerg server (non-blocking, close-on-exec)."""
+
+    sock: socket.socket
+    protocol: str | None  # the server's hint; None when it gave none (fall back to --protocol)
+    server: str  # the zerg server address it came from
+
+
+def attach_to_zerg_servers(
+    addrs: Sequence[str], timeout: float = DEFAULT_TIMEOUT, *, fallback: bool = False
+) -> list[ReceivedSocket]:
+    """Attach to every server in order and return all their sockets, in order.
+
+    Without ``fallback`` the first failure closes what was received so far and raises
+    HandshakeError. With it a failing server is logged and skipped.
+    """
+    received: list[ReceivedSocket] = []
+    try:
+        for address in addrs:
+            try:
+                result = fetch_sockets(address, timeout)
+            except HandshakeError as exc:
+                if not fallback:
+                    raise
+                log.warning(
+                    f"{exc} ({exc.detail}): zerg-fallback, skipping it",
+                    event_kind="zerg_attach_failed",
+                    addr=address,
+                    detail=exc.detail,
+                )
+                continue
+            protocols = result.protocols or [None] * len(result.sockets)
+            for sock, protocol in zip(result.sockets, protocols, strict=True):
+                received.append(ReceivedSocket(sock, _known(protocol, address), address))
+        for index, item in enumerate(received):
+            _ensure_non_blocking(item.sock)
+            kind, where = describe_socket(item.sock)
+            log.info(
+                f"uwsgi zerg socket {index} attached to {kind} address {where} "
+                f"fd {item.sock.fileno()}",
+                event_kind="zerg_socket_attached",
+                index=index,
+                family=kind,
+                addr=where,
+                fd=item.sock.fileno(),
+                server=item.server,
+                protocol=item.protocol,
+            )
+    except BaseException:
+        for item in received:
+            item.sock.close()
+        raise
+    if received:
+        log.info("zerg sockets attached", event_kind="zerg_attached", count=len(received))
+    return received
+
+
+def _known(protocol: str | None, server: str) -> str | None:
+    if protocol is None or protocol in KNOWN_PROTOCOLS:
+        return protocol
+    log.warning(
+        f"zerg server {server} hinted unknown protocol {protocol!r}: ignoring the hint",
+        event_kind="zerg_unknown_protocol",
+        server=server,
+        protocol=protocol,
+    )
+    return None
+
+
+def _ensure_non_blocking(sock: socket.socket) -> None:
+    # O_NONBLOCK lives in the open file description shared with every holder; the binder
+    # normally sets it (uWSGI does), we only add it when missing (SPEC §2, last bullet).
+    if os.get_blocking(sock.fileno()):
+        log.info(
+            f"zerg socket fd {sock.fileno()} was blocking: setting O_NONBLOCK",
+            event_kind="zerg_socket_nonblocking",
+            fd=sock.fileno(),
+        )
+    sock.setblocking(False)

@@ -1,0 +1,181 @@
+"""Zergpools (``zergpool = ADDR:SOCK[,SOCK...]``, SPEC §5): parse the entries, bind each pool
+socket once, and give every entry a ZergServer that hands out exactly its own sockets.
+
+Restarting a pool while zergs still hold its TCP sockets (SPEC §5, last bullet). The zergs keep
+the old listening socket open, so a plain ``bind`` of the same port fails with EADDRINUSE
+(SO_REUSEADDR does not help against a live listener). Mechanism chosen: every pool TCP socket is
+bound with SO_REUSEPORT, so a restarted pool (same user) binds alongside the listener the zergs
+still hold. Consequence, logged when it happens: until those zergs are restarted onto the new
+pool, the kernel spreads new connections over two listen queues, the old one (served by the old
+zergs) and the new one (served by zergs that attach to the restarted pool); connections that land
+in the new queue wait there until a zerg attaches. When the port is held by a socket bound
+without SO_REUSEPORT (a uWSGI pool, another program) the bind still fails, and the error says who
+may hold it. Unix pool sockets cannot be shared that way: ``bind_listener`` refuses to steal a
+path another process still accepts on, with a clear error.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from uzerg.addresses import Address, AddressError, bind_listener, normalise, parse_address
+from uzerg.zerg.server import ZergServer
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class ZergPoolEntry:
+    """One ``zergpool`` value: the pool's unix address and the sockets it hands out, in order."""
+
+    address: str
+    sockets: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.address}:{','.join(self.sockets)}"
+
+
+def parse_zergpool(value: str) -> ZergPoolEntry:
+    """Parse ``ADDR:SOCK[,SOCK...]``; raise ValueError with a one-line message."""
+    address, colon, listed = value.partition(":")
+    address = address.strip()
+    if not colon or not address:
+        raise ValueError(f"invalid zergpool syntax: {value}")
+    # uWSGI binds " b.sock" literally; we trim (SPEC §5) and skip empty items as it does.
+    sockets = tuple(item.strip() for item in listed.split(",") if item.strip())
+    if not sockets:
+        raise ValueError(f"invalid zergpool syntax: {value} (no socket listed)")
+    pool_address = parse_address(address)  # AddressError is a ValueError
+    if not pool_address.is_unix:
+        raise ValueError(f"zergpool {address}: the pool address must be a unix path or @name")
+    for item in sockets:
+        parse_address(item)
+    return ZergPoolEntry(address, sockets)
+
+
+def build_zergpools(
+    entries: Iterable[ZergPoolEntry | str],
+    backlog: int = 100,
+    chmod: int | None = None,
+    allow_uids: Iterable[int] = (),
+    allow_gids: Iterable[int] = (),
+    *,
+    reuse_port: bool = True,
+    start: bool = True,
+) -> list[ZergServer]:
+    """Bind every pool socket once and return one (started) ZergServer per entry.
+
+    On any failure everything bound so far is closed and AddressError is raised, naming the
+    entry and the address (the caller logs it and exits 1).
+    """
+    parsed = [parse_zergpool(e) if isinstance(e, str) else e for e in entries]
+    allow_uids, allow_gids = tuple(allow_uids), tuple(allow_gids)
+    bound: dict[tuple[object, ...], socket.socket] = {}
+    servers: list[ZergServer] = []
+    pool_addresses: set[tuple[object, ...]] = set()
+    try:
+        for entry in parsed:
+            pool_key = normalise(parse_address(entry.address))
+            if pool_key in pool_addresses:
+                raise AddressError(f"zergpool {entry}: pool address {entry.address} is used twice")
+            pool_addresses.add(pool_key)
+            own: list[socket.socket] = []
+            for item in entry.sockets:
+                address = parse_address(item)
+                key = normalise(address)
+                if key not in bound:
+                    bound[key] = _bind_pool_socket(entry, address, backlog, chmod, reuse_port)
+                own.append(bound[key])
+            server = ZergServer(
+                entry.address,
+                own,
+                None,
+                allow_uids,
+                allow_gids,
+                chmod,
+                backlog=backlog,
+                label="zergpool",
+                owned_sockets=own,
+            )
+            servers.append(server)
+            if start:
+                try:
+                    server.start()
+                except AddressError as exc:
+                    raise AddressError(f"zergpool {entry}: {exc}") from None
+    except BaseException:
+        for server in servers:
+            server.close(vacuum=False)
+        for sock in bound.values():
+            sock.close()
+        raise
+    return servers
+
+
+def _bind_pool_socket(
+    entry: ZergPoolEntry, address: Address, backlog: int, chmod: int | None, reuse_port: bool
+) -> socket.socket:
+    tcp = not address.is_unix
+    joining = tcp and reuse_port and _port_is_held(address)
+    try:
+        sock = bind_listener(
+            address, backlog, reuse_port=tcp and reuse_port, chmod=chmod if not tcp else None
+        )
+    except AddressError as exc:
+        hint = ""
+        if tcp and _port_is_held(address):
+            hint = (
+                " (a live listener holds it without SO_REUSEPORT: zergs of a previous pool "
+                "or another program; stop them first)"
+            )
+        raise AddressError(f"zergpool {entry}: {exc}{hint}") from None
+    kind = "UNIX" if address.is_unix else "TCP"
+    where = str(address) if address.is_unix else _tcp_name(sock)
+    log.info(
+        f"zergpool {entry.address} bound to {kind} socket {where} (fd: {sock.fileno()})",
+        event_kind="zergpool_bound",
+        pool=entry.address,
+        kind=kind,
+        addr=where,
+        fd=sock.fileno(),
+    )
+    if joining:
+        log.warning(
+            f"zergpool {entry.address}: {where} is still listening in another process (zergs of "
+            "a previous pool?): bound alongside it with SO_REUSEPORT; new connections are "
+            "spread over both until those zergs attach to this pool",
+            event_kind="zergpool_reuseport_join",
+            pool=entry.address,
+            addr=where,
+        )
+    return sock
+
+
+def _port_is_held(address: Address) -> bool:
+    """Whether a live listener already holds a TCP address (probe bind, no SO_REUSEPORT)."""
+    probe = socket.socket(address.family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if address.kind == "inet6":
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind(address.sockaddr())
+    except OSError as exc:
+        return exc.errno == errno.EADDRINUSE
+    finally:
+        probe.close()
+    return False
+
+
+def _tcp_name(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
+
+
+def entries_from_config(values: Sequence[str]) -> list[ZergPoolEntry]:
+    """Parse every ``zergpool`` value of a Config, in order."""
+    return [parse_zergpool(value) for value in values]

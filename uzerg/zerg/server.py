@@ -1,0 +1,286 @@
+"""A zerg server (SPEC §3): a unix listener in the master's event loop that hands its socket
+list to every peer it allows.
+
+Integration with the master's selector::
+
+    server = ZergServer(config.zerg_server, sockets, protocols, allow_uids=..., allow_gids=...)
+    server.start()                                   # binds; raises AddressError
+    selector.register(server, selectors.EVENT_READ)  # anything with fileno()
+    ...on readable: server.handle_readable()         # never blocks, never raises for a peer
+    ...at exit: selector.unregister(server); server.close(vacuum=config.vacuum)
+
+It does not own the sockets it hands out (except a zergpool's, see ``owned_sockets``).
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from uzerg.addresses import Address, AddressError, bind_listener, parse_address, socket_key
+from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
+
+log = structlog.get_logger()
+
+_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+# Out of descriptors or kernel memory: the pending peers stay queued; the master's loop calls
+# us again (trio's accept loop does the same, after a short sleep we cannot afford here).
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+RECENT_ATTACHMENTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One served (or refused) peer: wall-clock time, and its credentials from SO_PEERCRED."""
+
+    time: float
+    pid: int
+    uid: int
+    gid: int
+
+
+def dedupe_sockets(
+    socks: Iterable[socket.socket], protocols: Sequence[str | None] | None = None
+) -> tuple[list[socket.socket], list[str | None]]:
+    """Drop sockets whose normalised address was already seen; keep configuration order.
+
+    Returns the sockets and their protocols (None when not given), aligned.
+    """
+    socks = list(socks)
+    protos = list(protocols) if protocols is not None else [None] * len(socks)
+    if len(protos) != len(socks):
+        raise ValueError(f"{len(socks)} sockets but {len(protos)} protocols")
+    seen: set[tuple[object, ...]] = set()
+    kept: list[socket.socket] = []
+    kept_protocols: list[str | None] = []
+    for sock, protocol in zip(socks, protos, strict=True):
+        key = socket_key(sock)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(sock)
+        kept_protocols.append(protocol)
+    return kept, kept_protocols
+
+
+class ZergServer:
+    """Hands ``sockets`` (deduplicated by address) to each allowed peer connecting to
+    ``address_text``. Peers of the same uid, root, or an allowed uid/gid are served."""
+
+    def __init__(
+        self,
+        address_text: str,
+        sockets: Sequence[socket.socket],
+        protocols: Sequence[str | None] | None = None,
+        allow_uids: Iterable[int] = (),
+        allow_gids: Iterable[int] = (),
+        chmod: int | None = None,
+        *,
+        backlog: int = 100,
+        label: str = "zerg server",
+        owned_sockets: Sequence[socket.socket] = (),
+    ) -> None:
+        self.address_text = address_text
+        self.sockets, self.protocols = dedupe_sockets(sockets, protocols)
+        if not self.sockets:
+            raise ValueError(f"{label} {address_text}: no socket to hand out")
+        self.send_protocols = protocols is not None
+        self.allow_uids = frozenset(allow_uids)
+        self.allow_gids = frozenset(allow_gids)
+        self.chmod = chmod
+        self.backlog = backlog
+        self.label = label
+        self.owned_sockets = list(owned_sockets)
+        self.attached: collections.deque[Attachment] = collections.deque(maxlen=RECENT_ATTACHMENTS)
+        self.refused: collections.deque[Attachment] = collections.deque(maxlen=RECENT_ATTACHMENTS)
+        self.attach_count = 0
+        self.refuse_count = 0
+        self.drop_count = 0
+        self._listener: socket.socket | None = None
+        self._address: Address | None = None
+        self._created_inode: tuple[int, int] | None = None
+        self._fds: list[int] = []
+        self._last_resource_log = 0.0
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind the listener (non-blocking) and log it. Raises AddressError with a clear line."""
+        address = parse_address(self.address_text)
+        if not address.is_unix:
+            raise AddressError(
+                f"{self.label} {self.address_text}: the address must be a unix socket path or @name"
+            )
+        # chmod: pools honour --chmod-socket; a zerg server's file keeps the umask (SPEC §3).
+        self._listener = bind_listener(address, self.backlog, chmod=self.chmod)
+        self._address = address
+        if address.kind == "unix":
+            info = os.stat(address.path)
+            self._created_inode = (info.st_dev, info.st_ino)
+        self._fds = [sock.fileno() for sock in self.sockets]
+        log.info(
+            f"*** Zerg server enabled on {self.address_text} ***",
+            event_kind="zerg_server_enabled",
+            addr=self.address_text,
+            sockets=len(self._fds),
+        )
+        if address.kind == "abstract":
+            log.warning(
+                f"{self.label} {self.address_text}: abstract unix sockets have no file "
+                "permissions: any local process passing the peer-credential check can attach",
+                event_kind="zerg_server_abstract",
+                addr=self.address_text,
+            )
+        if len(self._fds) > SCM_MAX_FD:
+            log.warning(
+                f"{self.label} {self.address_text}: {len(self._fds)} sockets are sent in "
+                f"several messages; a uWSGI zerg only gets the first {SCM_MAX_FD}",
+                event_kind="zerg_server_many_sockets",
+                addr=self.address_text,
+                sockets=len(self._fds),
+            )
+
+    def fileno(self) -> int:
+        if self._listener is None:
+            raise RuntimeError(f"{self.label} {self.address_text} is not started")
+        return self._listener.fileno()
+
+    def close(self, vacuum: bool = False) -> None:
+        """Close the listener (and owned sockets); with ``vacuum``, remove files we created."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            if vacuum and self._address is not None and self._address.kind == "unix":
+                _unlink_if_ours(self._address.path, self._created_inode)
+        for sock in self.owned_sockets:
+            sock.close()
+
+    # -- event loop ----------------------------------------------------------------------------
+
+    def handle_readable(self) -> int:
+        """Accept and serve every pending peer; returns how many were accepted. Never blocks."""
+        if self._listener is None:
+            return 0
+        accepted = 0
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except BlockingIOError:
+                return accepted
+            except InterruptedError:
+                continue
+            except ConnectionAbortedError:
+                continue  # the peer left before we got to it
+            except OSError as exc:
+                if exc.errno in _RESOURCE_ERRNOS:
+                    self._log_resource_shortage(exc)
+                else:
+                    log.error(
+                        f"{self.label} {self.address_text}: accept(): {exc.strerror or exc}",
+                        event_kind="zerg_accept_error",
+                        addr=self.address_text,
+                    )
+                return accepted
+            accepted += 1
+            with conn:
+                self._serve(conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setblocking(False)
+        try:
+            raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        except OSError as exc:
+            self._drop(f"cannot read the peer's credentials: {exc.strerror}")
+            return
+        pid, uid, gid = _UCRED.unpack(raw)
+        peer = Attachment(time.time(), pid, uid, gid)
+        if not self._allows(uid, gid):
+            self.refuse_count += 1
+            self.refused.append(peer)
+            log.warning(
+                f"{self.label} {self.address_text}: refused zerg pid {pid} uid {uid} gid {gid} "
+                "(allow it with --zerg-allow-uid/--zerg-allow-gid)",
+                event_kind="zerg_refused",
+                addr=self.address_text,
+                pid=pid,
+                uid=uid,
+                gid=gid,
+            )
+            return
+        try:
+            send_sockets(conn, self._fds, self.protocols if self.send_protocols else None)
+        except OSError as exc:
+            # Would block (a fresh connection's buffer always has room: a peer playing games),
+            # or the peer is gone (EPIPE/ECONNRESET): drop it, the master goes on.
+            self._drop(f"zerg pid {pid}: {exc.strerror or exc}")
+            return
+        self.attach_count += 1
+        self.attached.append(peer)
+        log.info(
+            f"{self.label} {self.address_text}: {len(self._fds)} sockets handed to "
+            f"zerg pid {pid} uid {uid}",
+            event_kind="zerg_attached",
+            addr=self.address_text,
+            pid=pid,
+            uid=uid,
+            gid=gid,
+            sockets=len(self._fds),
+        )
+
+    def _allows(self, uid: int, gid: int) -> bool:
+        return uid in (0, os.geteuid()) or uid in self.allow_uids or gid in self.allow_gids
+
+    def _drop(self, why: str) -> None:
+        self.drop_count += 1
+        log.warning(
+            f"{self.label} {self.address_text}: dropped a peer: {why}",
+            event_kind="zerg_peer_dropped",
+            addr=self.address_text,
+        )
+
+    def _log_resource_shortage(self, exc: OSError) -> None:
+        now = time.monotonic()
+        if now - self._last_resource_log >= 1.0:  # at most one line a second
+            self._last_resource_log = now
+            log.error(
+                f"{self.label} {self.address_text}: accept(): {exc.strerror}: retrying later",
+                event_kind="zerg_accept_resources",
+                addr=self.address_text,
+            )
+
+    # -- stats -----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """The ``zerg`` part of the stats document (SPEC §12) for this server."""
+        return {
+            "address": self.address_text,
+            "kind": self.label,
+            "sockets": len(self.sockets),
+            "attached": self.attach_count,
+            "refused": self.refuse_count,
+            "dropped": self.drop_count,
+            "recent": [
+                {"time": int(a.time), "pid": a.pid, "uid": a.uid, "gid": a.gid}
+                for a in self.attached
+            ],
+        }
+
+
+def _unlink_if_ours(path: str, created: tuple[int, int] | None) -> None:
+    """Remove ``path`` only if it is still the very socket file this server bound."""
+    if created is None:
+        return
+    try:
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == created:
+            os.unlink(path)
+    except OSError:
+        pass
