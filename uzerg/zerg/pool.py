@@ -16,7 +16,9 @@ path another process still accepts on, with a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -76,6 +78,7 @@ def build_zergpools(
     parsed = [parse_zergpool(e) if isinstance(e, str) else e for e in entries]
     allow_uids, allow_gids = tuple(allow_uids), tuple(allow_gids)
     bound: dict[tuple[object, ...], socket.socket] = {}
+    created_files: list[str] = []  # unix pool sockets we bound: removed again if we fail
     servers: list[ZergServer] = []
     pool_addresses: set[tuple[object, ...]] = set()
     try:
@@ -90,6 +93,8 @@ def build_zergpools(
                 key = normalise(address)
                 if key not in bound:
                     bound[key] = _bind_pool_socket(entry, address, backlog, chmod, reuse_port)
+                    if address.kind == "unix":
+                        created_files.append(address.path)
                 own.append(bound[key])
             server = ZergServer(
                 entry.address,
@@ -110,9 +115,12 @@ def build_zergpools(
                     raise AddressError(f"zergpool {entry}: {exc}") from None
     except BaseException:
         for server in servers:
-            server.close(vacuum=False)
+            server.close(vacuum=True)  # only removes a file that is still the one it bound
         for sock in bound.values():
             sock.close()
+        for path in created_files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         raise
     return servers
 
