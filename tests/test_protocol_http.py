@@ -1,0 +1,143 @@
+"""The sans-I/O HTTP reader against the fixture corpus: whole, byte by byte, random chunks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fixture_corpus import chunkings, corpus
+
+from uzerg.protocols.http import (
+    END,
+    NEED_DATA,
+    HttpError,
+    HttpRequestParser,
+    RequestHead,
+    parse_request_head,
+    split_target,
+)
+
+VALID = corpus("http", "valid", ".http")
+INVALID = corpus("http", "invalid", ".http")
+
+
+def run_parser(pieces: list[bytes], max_head: int = 4096) -> list[dict[str, Any]]:
+    """Feed pieces; collect every complete request as a dict like the fixtures'."""
+    parser = HttpRequestParser(max_head)
+    requests: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for piece in pieces:
+        parser.feed(piece)
+        while True:
+            event = parser.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, RequestHead):
+                current = {
+                    "method": event.method, "target": event.target, "version": event.version,
+                    "headers": [list(h) for h in event.headers], "body": "",
+                    "keep_alive": event.keep_alive, "expect_continue": event.expect_continue,
+                }
+            elif event is END:
+                assert current is not None
+                requests.append(current)
+                current = None
+                parser.start_next_request()
+            else:
+                assert isinstance(event, bytes) and event, "data events are never empty"
+                assert current is not None
+                current["body"] += event.decode("latin-1")
+    assert current is None, "a request was left incomplete"
+    assert not parser.buffer
+    return requests
+
+
+@pytest.mark.parametrize("name,raw,expected", VALID, ids=[v[0] for v in VALID])
+def test_valid_requests_parse_the_same_in_any_chunking(name: str, raw: bytes, expected: Any):
+    for how, pieces in chunkings(raw):
+        assert run_parser(pieces) == expected, how
+
+
+@pytest.mark.parametrize("name,raw,expected", INVALID, ids=[v[0] for v in INVALID])
+def test_invalid_requests_are_rejected_in_any_chunking(name: str, raw: bytes, expected: Any):
+    for how, pieces in chunkings(raw):
+        with pytest.raises(HttpError) as info:
+            run_parser(pieces)
+        assert info.value.status == expected["status"], how
+        assert expected["message"] in info.value.message, how
+
+
+def test_corpus_is_not_empty():
+    assert len(VALID) >= 15 and len(INVALID) >= 25
+
+
+def test_head_larger_than_buffer_size_is_431():
+    raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+    with pytest.raises(HttpError) as info:
+        run_parser([raw], max_head=4096)
+    assert info.value.status == 431
+    assert info.value.message == "invalid HTTP request size (max 4096)...skip"
+    # and the same head fits a bigger buffer
+    assert run_parser([raw], max_head=8192)[0]["headers"][1][0] == "X-Big"
+
+
+def test_unterminated_head_over_the_limit_fails_before_the_end_arrives():
+    parser = HttpRequestParser(100)
+    parser.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 100)
+    with pytest.raises(HttpError) as info:
+        parser.next_event()
+    assert info.value.status == 431
+
+
+def test_head_exactly_at_limit_is_accepted():
+    head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    assert parse_request_head(head, len(head)) is not None
+    with pytest.raises(HttpError):
+        parse_request_head(head, len(head) - 1)
+
+
+def test_incomplete_head_needs_data():
+    assert parse_request_head(b"GET / HTTP/1.1\r\nHost: h\r\n", 4096) is None
+
+
+def test_huge_trailer_section_is_rejected():
+    parser = HttpRequestParser(64)
+    parser.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(parser.next_event(), RequestHead)
+    parser.feed(b"0\r\n" + b"X-T: aaaaaaaaaaaa\r\n" * 10)
+    with pytest.raises(HttpError) as info:
+        while parser.next_event() is not NEED_DATA:
+            pass
+    assert info.value.status == 431
+
+
+def test_overlong_chunk_size_line_is_rejected():
+    parser = HttpRequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    parser.next_event()
+    parser.feed(b"5;" + b"x" * 5000)
+    with pytest.raises(HttpError, match="too long"):
+        parser.next_event()
+
+
+def test_start_next_request_refuses_an_unread_body():
+    parser = HttpRequestParser()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+    parser.next_event()
+    with pytest.raises(RuntimeError):
+        parser.start_next_request()
+
+
+@pytest.mark.parametrize(
+    "target,expected",
+    [
+        ("/", ("/", "")),
+        ("/a/b?x=1&y", ("/a/b", "x=1&y")),
+        ("/a?", ("/a", "")),
+        ("http://host:8080/p?q", ("/p", "q")),
+        ("http://host", ("/", "")),
+        ("*", ("*", "")),
+    ],
+)
+def test_split_target(target: str, expected: tuple[str, str]):
+    assert split_target(target) == expected

@@ -1,0 +1,114 @@
+"""One accepted connection's I/O with kernel-enforced timeouts and the fewest system calls.
+
+Python's `settimeout()` makes every recv/send a poll() plus the call; instead the socket stays
+blocking, the first attempt uses MSG_DONTWAIT (a small request is usually already there, a
+small response always fits the send buffer), and only when it would block is
+SO_RCVTIMEO/SO_SNDTIMEO set, so a slow client is still bounded by the timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+from uzerg.wsgi_io import ClientDisconnected
+
+_DONTWAIT = socket.MSG_DONTWAIT
+
+
+class ReadTimeout(ClientDisconnected):
+    """The client sent nothing for the whole socket timeout."""
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+class Connection:
+    __slots__ = ("sock", "fd", "timeout", "_rcv_tv", "_rcv_armed", "_snd_armed", "tx")
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        if sock.gettimeout() is not None:
+            sock.setblocking(True)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.timeout = timeout
+        self._rcv_tv = _timeval(timeout)
+        self._rcv_armed = b""
+        self._snd_armed = False
+        self.tx = 0
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` bytes; b"" when the peer closed. Raises ClientDisconnected/ReadTimeout."""
+        try:
+            return self.sock.recv(size, _DONTWAIT)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+        try:
+            if self._rcv_armed != self._rcv_tv:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._rcv_tv)
+                self._rcv_armed = self._rcv_tv
+            return self.sock.recv(size)
+        except BlockingIOError:
+            message = f"timeout after {self.timeout:g} s waiting for the client"
+            raise ReadTimeout(0, message) from None
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+
+    def set_read_timeout(self, seconds: float) -> None:
+        """Change the read timeout (keep-alive idle wait vs. reads within a request)."""
+        self.timeout = seconds
+        self._rcv_tv = _timeval(seconds)
+
+    def _arm_send(self) -> None:
+        if not self._snd_armed:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
+            self._snd_armed = True
+
+    def sendall(self, data: bytes) -> None:
+        try:
+            sent = self.sock.send(data, _DONTWAIT)
+            if sent < len(data):
+                self._arm_send()
+                with memoryview(data) as view:
+                    self.sock.sendall(view[sent:])
+        except BlockingIOError:
+            # nothing fitted at all (send with DONTWAIT) or SO_SNDTIMEO expired (sendall)
+            if not self._snd_armed:
+                self._arm_send()
+                self.sendall(data)
+                return
+            raise ClientDisconnected(0, "timeout writing the response") from None
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
+        self.tx += len(data)
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """os.sendfile `count` bytes of `fd` from `offset`; returns the bytes sent."""
+        try:
+            self._arm_send()
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
+        total = 0
+        while total < count:
+            try:
+                sent = os.sendfile(self.fd, fd, offset + total, min(count - total, 1 << 30))
+            except BlockingIOError:
+                raise ClientDisconnected(0, "timeout writing the response") from None
+            except OSError as exc:
+                raise ClientDisconnected(exc.errno, f"sendfile(): {exc.strerror}") from None
+            if sent == 0:
+                break  # the file shrank under us
+            total += sent
+        self.tx += total
+        return total
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,307 @@
+"""HTTP/1.0 and HTTP/1.1 request reader (SPEC §8), sans-I/O in the style of h11/waitress.
+
+`HttpRequestParser.feed(bytes)` then `next_event()` returns a `RequestHead`, body `bytes`,
+`END` (message complete) or `NEED_DATA`; malformed input raises `HttpError` carrying the
+status to answer with (400, 431, 501, 505) and a short reason. Parsing is strict on purpose:
+the ambiguities request smuggling feeds on (Content-Length with Transfer-Encoding, differing
+duplicate Content-Length, obs-fold, bare CR/LF, whitespace before the colon, control
+characters) are all rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_VCHAR = rb"[\x21-\x7e\x80-\xff]"
+_REQUEST_LINE = re.compile(b"(" + _TOKEN + rb") (" + _VCHAR + rb"+) HTTP/(\d)\.(\d)")
+_HEADER_LINE = re.compile(
+    b"(" + _TOKEN + rb"):[ \t]*(" + _VCHAR + rb"(?:[ \t]*" + _VCHAR + rb")*)?[ \t]*"
+)
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CHUNK_EXT = re.compile(
+    rb"(?:[ \t]*;[ \t]*[\x21-\x7e\x80-\xff]*(?:[ \t]*=[ \t]*[^\x00-\x1f\x7f]*)?)*"
+)
+MAX_CHUNK_LINE: Final = 4096
+
+
+class HttpError(Exception):
+    """A request that gets an error response (`status`), then the connection closes."""
+
+    REASONS: Final = {
+        400: "Bad Request",
+        408: "Request Timeout",
+        413: "Content Too Large",
+        431: "Request Header Fields Too Large",
+        501: "Not Implemented",
+        505: "HTTP Version Not Supported",
+    }
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def reason(self) -> str:
+        return self.REASONS.get(self.status, "Bad Request")
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: str
+    target: str
+    version: str  # "HTTP/1.0" or "HTTP/1.1"
+    headers: list[tuple[str, str]]  # names as sent, values with surrounding whitespace removed
+    content_length: int | None = None
+    chunked: bool = False
+    keep_alive: bool = False  # what the client asked for: 1.1 default, 1.0 with keep-alive
+    expect_continue: bool = False
+    head_size: int = 0  # bytes of request line + headers + blank line
+    has_body: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.has_body = self.chunked or bool(self.content_length)
+
+
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+NEED_DATA: Final = _Marker("NEED_DATA")
+END: Final = _Marker("END")
+Event = RequestHead | bytes | _Marker
+
+
+def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
+    """Parse the request line and headers at the start of `data` (no leading blank lines).
+
+    Returns None when the head is not complete yet; raises HttpError when it never can be.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) >= max_size:
+            raise HttpError(431, f"invalid HTTP request size (max {max_size})...skip")
+        if data.find(b"\n\n") >= 0 or data.find(b"\n\r\n") >= 0:
+            raise HttpError(400, "invalid HTTP request: bare LF line ending")
+        return None
+    if end + 4 > max_size:
+        raise HttpError(431, f"invalid HTTP request size (max {max_size})...skip")
+    lines = bytes(data[:end]).split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        raise HttpError(400, "invalid HTTP request line")
+    method_b, target_b, major, minor = match.groups()
+    if major != b"1" or minor not in (b"0", b"1"):
+        raise HttpError(505, f"unsupported HTTP version {major.decode()}.{minor.decode()}")
+    http11 = minor == b"1"
+    headers: list[tuple[str, str]] = []
+    content_length: int | None = None
+    transfer_codings: list[str] = []
+    hosts = 0
+    connection_tokens: list[str] = []
+    expect_continue = False
+    for line in lines[1:]:
+        hmatch = _HEADER_LINE.fullmatch(line)
+        if hmatch is None:
+            raise HttpError(400, _describe_bad_header(line))
+        name = hmatch[1].decode("ascii")
+        value = (hmatch[2] or b"").decode("latin-1")
+        headers.append((name, value))
+        lname = name.lower()
+        if lname == "content-length":
+            if not value.isdigit() or not value.isascii() or len(value) > 18:
+                raise HttpError(400, "invalid Content-Length")
+            if content_length is not None and int(value) != content_length:
+                raise HttpError(400, "conflicting Content-Length headers")
+            content_length = int(value)
+        elif lname == "transfer-encoding":
+            transfer_codings += [c.strip().lower() for c in value.split(",")]
+        elif lname == "host":
+            hosts += 1
+        elif lname == "connection":
+            connection_tokens += [c.strip().lower() for c in value.split(",")]
+        elif lname == "expect":
+            expect_continue = value.lower() == "100-continue"
+    chunked = False
+    if transfer_codings:
+        if not http11:
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if content_length is not None:
+            raise HttpError(400, "both Content-Length and Transfer-Encoding")
+        if transfer_codings != ["chunked"]:
+            if "" in transfer_codings or transfer_codings[-1] == "chunked":
+                raise HttpError(400, "invalid Transfer-Encoding")
+            raise HttpError(501, "unsupported Transfer-Encoding")
+        chunked = True
+    if http11 and hosts != 1:
+        raise HttpError(400, "missing Host header" if hosts == 0 else "multiple Host headers")
+    if hosts > 1:
+        raise HttpError(400, "multiple Host headers")
+    if http11:
+        keep_alive = "close" not in connection_tokens
+    else:
+        keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
+    return RequestHead(
+        method=method_b.decode("ascii"),
+        target=target_b.decode("latin-1"),
+        version="HTTP/1.1" if http11 else "HTTP/1.0",
+        headers=headers,
+        content_length=content_length,
+        chunked=chunked,
+        keep_alive=keep_alive,
+        expect_continue=expect_continue and http11,
+        head_size=end + 4,
+    )
+
+
+def _describe_bad_header(line: bytes) -> str:
+    if line[:1] in (b" ", b"\t"):
+        return "obsolete header line folding"
+    if b":" not in line:
+        return "header line without a colon"
+    name = line.split(b":", 1)[0]
+    if not name or name.rstrip(b" \t") != name:
+        return "whitespace before the colon of a header"
+    if re.fullmatch(_TOKEN, name) is None:
+        return "invalid header name"
+    return "invalid character in a header value"
+
+
+class HttpRequestParser:
+    """One connection's request stream: heads, body bytes and message ends, in order.
+
+    After `END`, call `start_next_request()` to parse a pipelined/keep-alive request from the
+    bytes that are already buffered.
+    """
+
+    __slots__ = ("max_head", "buffer", "head", "_state", "_remaining")
+
+    # body states
+    _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _DONE = range(7)
+
+    def __init__(self, max_head: int = 4096) -> None:
+        self.max_head = max_head
+        self.buffer = bytearray()
+        self.head: RequestHead | None = None
+        self._state = self._HEAD
+        self._remaining = 0
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+
+    @property
+    def message_complete(self) -> bool:
+        return self._state == self._DONE
+
+    def start_next_request(self) -> None:
+        if self._state != self._DONE:
+            raise RuntimeError("the current request body has not been read to its end")
+        self.head = None
+        self._state = self._HEAD
+
+    def next_event(self) -> Event:
+        state = self._state
+        buf = self.buffer
+        if state == self._HEAD:
+            # RFC 9112 §2.2: ignore blank lines before a request line
+            while buf[:2] == b"\r\n":
+                del buf[:2]
+            head = parse_request_head(buf, self.max_head)
+            if head is None:
+                return NEED_DATA
+            del buf[: head.head_size]
+            self.head = head
+            if head.chunked:
+                self._state = self._CHUNK_SIZE
+            elif head.content_length:
+                self._state = self._LENGTH
+                self._remaining = head.content_length
+            else:
+                self._state = self._DONE
+            return head
+        if state == self._LENGTH or state == self._CHUNK_DATA:
+            if not buf:
+                return NEED_DATA
+            take = min(self._remaining, len(buf))
+            data = bytes(buf[:take])
+            del buf[:take]
+            self._remaining -= take
+            if self._remaining == 0:
+                self._state = self._DONE if state == self._LENGTH else self._CHUNK_CRLF
+            return data
+        if state == self._CHUNK_SIZE:
+            line = self._take_line("chunk size line")
+            if line is None:
+                return NEED_DATA
+            size_text, _, ext = line.partition(b";")
+            if _CHUNK_SIZE.fullmatch(size_text) is None or (
+                ext and _CHUNK_EXT.fullmatch(b";" + ext) is None
+            ):
+                raise HttpError(400, "invalid chunk size line")
+            size = int(size_text, 16)
+            if size == 0:
+                self._state = self._TRAILER
+                self._remaining = 0  # counts trailer bytes from here on
+            else:
+                self._state = self._CHUNK_DATA
+                self._remaining = size
+            return self.next_event()
+        if state == self._CHUNK_CRLF:
+            if len(buf) < 2:
+                return NEED_DATA
+            if buf[:2] != b"\r\n":
+                raise HttpError(400, "chunk data not followed by CRLF")
+            del buf[:2]
+            self._state = self._CHUNK_SIZE
+            return self.next_event()
+        if state == self._TRAILER:
+            line = self._take_line("trailer line")
+            if line is None:
+                return NEED_DATA
+            if line == b"":
+                self._state = self._DONE
+                return END
+            self._remaining += len(line) + 2
+            if self._remaining > self.max_head:
+                raise HttpError(431, "trailer section too large")
+            if _HEADER_LINE.fullmatch(line) is None:
+                raise HttpError(400, _describe_bad_header(line))
+            return self.next_event()
+        return END
+
+    def _take_line(self, what: str) -> bytes | None:
+        buf = self.buffer
+        end = buf.find(b"\r\n")
+        if end < 0:
+            if len(buf) > MAX_CHUNK_LINE:
+                raise HttpError(400, f"{what} too long")
+            if buf.find(b"\n") >= 0:
+                raise HttpError(400, f"bare LF in {what}")
+            return None
+        if end > MAX_CHUNK_LINE:
+            raise HttpError(400, f"{what} too long")
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        if b"\n" in line or b"\r" in line:
+            raise HttpError(400, f"bare CR or LF in {what}")
+        return line
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """(path, query) of a request target; absolute-form (`http://host/p?q`) keeps path only."""
+    if target[0] != "/":
+        if target == "*":
+            return "*", ""
+        scheme_end = target.find("://")
+        if scheme_end > 0:
+            slash = target.find("/", scheme_end + 3)
+            target = target[slash:] if slash >= 0 else "/"
+    path, _, query = target.partition("?")
+    return path, query

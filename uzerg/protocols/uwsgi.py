@@ -1,0 +1,120 @@
+"""uwsgi protocol packet reader (SPEC §7), sans-I/O: bytes in, a parsed packet or an error out.
+
+A packet is a 4-byte header (modifier1 u8, datasize u16 LE, modifier2 u8), then `datasize` bytes
+of vars (`[u16 LE keylen][key][u16 LE vallen][val]` repeated), then the body (CONTENT_LENGTH
+bytes) on the same stream. Error messages keep uWSGI 2.0's wording.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEADER_SIZE = 4
+MAX_BLOCK_SIZE = 65535
+
+
+class UwsgiProtocolError(Exception):
+    """A packet that must be dropped: the message is the log line; no response is sent."""
+
+
+@dataclass(slots=True)
+class UwsgiPacket:
+    modifier1: int
+    modifier2: int
+    datasize: int
+    # CGI variables, decoded as latin-1 (PEP 3333 "native strings"); a repeated key: last wins.
+    vars: dict[str, str]
+    var_count: int
+    # bytes that followed the vars block in the input: the start of the body
+    body_prefix: bytes
+
+
+def parse_uwsgi_header(data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+    """(modifier1, datasize, modifier2) of the first 4 bytes."""
+    return data[0], data[1] | (data[2] << 8), data[3]
+
+
+def parse_uwsgi_vars(block: bytes | bytearray | memoryview) -> tuple[dict[str, str], int]:
+    """Decode a vars block into (dict, number of items). Raises UwsgiProtocolError."""
+    result: dict[str, str] = {}
+    count = 0
+    pos = 0
+    end = len(block)
+    while pos < end:
+        if pos + 2 > end:
+            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {end - pos}). skip.")
+        keylen = block[pos] | (block[pos + 1] << 8)
+        pos += 2
+        if keylen == 0:
+            raise UwsgiProtocolError("uwsgi key cannot be null. skip this var.")
+        if pos + keylen > end:
+            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {keylen}). skip.")
+        key = bytes(block[pos : pos + keylen]).decode("latin-1")
+        pos += keylen
+        if pos + 2 > end:
+            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {end - pos}). skip.")
+        vallen = block[pos] | (block[pos + 1] << 8)
+        pos += 2
+        if pos + vallen > end:
+            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {vallen}). skip.")
+        result[key] = bytes(block[pos : pos + vallen]).decode("latin-1")
+        pos += vallen
+        count += 1
+    return result, count
+
+
+def parse_uwsgi_packet(data: bytes | bytearray, max_block: int) -> UwsgiPacket | None:
+    """Parse a packet from the start of `data`; None when more bytes are needed.
+
+    Raises UwsgiProtocolError for a packet to drop (oversized block, bad modifier, bad vars).
+    """
+    if len(data) < HEADER_SIZE:
+        return None
+    modifier1 = data[0]
+    datasize = data[1] | (data[2] << 8)
+    modifier2 = data[3]
+    if datasize > max_block:
+        raise UwsgiProtocolError(
+            f"invalid request block size: {datasize} (max {max_block})...skip"
+        )
+    end = HEADER_SIZE + datasize
+    if len(data) < end:
+        return None
+    if modifier1 != 0:
+        raise UwsgiProtocolError(f"-- unavailable modifier requested: {modifier1} --")
+    view = memoryview(data)
+    try:
+        env, count = parse_uwsgi_vars(view[HEADER_SIZE:end])
+        prefix = bytes(view[end:])
+    finally:
+        view.release()
+    return UwsgiPacket(modifier1, modifier2, datasize, env, count, prefix)
+
+
+class UwsgiPacketReader:
+    """Incremental reader: `feed()` bytes as they arrive; returns the packet once complete."""
+
+    def __init__(self, max_block: int = 4096) -> None:
+        self.max_block = min(max_block, MAX_BLOCK_SIZE)
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> UwsgiPacket | None:
+        self._buf += data
+        return parse_uwsgi_packet(self._buf, self.max_block)
+
+
+def encode_uwsgi_packet(
+    env: dict[str, str] | list[tuple[str, str]], body: bytes = b"", modifier1: int = 0,
+    modifier2: int = 0,
+) -> bytes:
+    """Build a request packet (for clients and tests)."""
+    items = env.items() if isinstance(env, dict) else env
+    block = bytearray()
+    for key, value in items:
+        kb, vb = key.encode("latin-1"), value.encode("latin-1")
+        if len(kb) > MAX_BLOCK_SIZE or len(vb) > MAX_BLOCK_SIZE:
+            raise ValueError(f"uwsgi var {key!r} too large")
+        block += len(kb).to_bytes(2, "little") + kb + len(vb).to_bytes(2, "little") + vb
+    if len(block) > MAX_BLOCK_SIZE:
+        raise ValueError(f"uwsgi vars block too large: {len(block)} bytes")
+    return bytes([modifier1]) + len(block).to_bytes(2, "little") + bytes([modifier2]) + block + body

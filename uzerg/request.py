@@ -1,0 +1,433 @@
+"""From an accepted connection to a closed one: parse, build the environ, call the app, respond.
+
+`RequestHandler(app, config, worker_id).handle(conn, peer, protocol)` serves every request of
+one connection and closes it. It never raises for a bad request, a client that goes away or
+an application error (those end in a log line, a 4xx/500 where a response is still possible,
+and a closed connection). One handler per worker process; with `--threads` several threads
+may call `handle()` at once on different connections (per-request state is local).
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NamedTuple
+from urllib.parse import unquote_to_bytes
+
+import structlog
+
+from uzerg.connection import Connection, ReadTimeout
+from uzerg.protocols.http import END, NEED_DATA, HttpError, HttpRequestParser, split_target
+from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
+from uzerg.requestlog import RequestInfo, RequestLogger
+from uzerg.response import Response
+from uzerg.static import FORBIDDEN, StaticMap
+from uzerg.wsgi_io import ClientDisconnected, ErrorStream, FileWrapper, InputStream
+
+log = structlog.get_logger()
+
+_HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
+_ERROR_500 = (
+    b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+    b"Connection: close\r\n\r\nInternal Server Error"
+)
+
+
+class HandledCounts(NamedTuple):
+    requests: int  # requests answered on this connection (errors included)
+    exceptions: int  # application exceptions
+    tx: int  # bytes written
+    status: int  # status of the last response (0: none)
+
+
+class _Counts:
+    __slots__ = ("requests", "exceptions", "status")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.exceptions = 0
+        self.status = 0
+
+
+def _environ_key(name: str) -> str | None:
+    key = _HEADER_KEYS.get(name)
+    if key is None and name not in _HEADER_KEYS:
+        upper = name.upper()
+        if "_" in name:
+            key = None  # `X_Forwarded_For` would impersonate `X-Forwarded-For`: drop it
+        elif upper == "CONTENT-TYPE" or upper == "CONTENT-LENGTH":
+            key = upper.replace("-", "_")
+        else:
+            key = "HTTP_" + upper.replace("-", "_")
+        if len(_HEADER_KEYS) < 1024:
+            _HEADER_KEYS[name] = key
+    return key
+
+
+class RequestHandler:
+    def __init__(
+        self, app: Callable[..., Any], config: Any, worker_id: int, *,
+        total_requests: Callable[[], int] | None = None,
+    ) -> None:
+        """`total_requests()`, when given, bumps and returns the instance-wide request count
+        (the M of uWSGI's `req: N/M`); without it M is this worker's count."""
+        self.app = app
+        self.worker_id = worker_id
+        self.buffer_size = min(int(getattr(config, "buffer_size", 4096) or 4096), 65535)
+        self.socket_timeout = float(getattr(config, "socket_timeout", 4) or 4)
+        self.idle_timeout = float(getattr(config, "http_timeout", 4) or 4)
+        self.http_keepalive = bool(getattr(config, "http_keepalive", False))
+        self.static = StaticMap(tuple(getattr(config, "static_map", ()) or ()))
+        self.logger = RequestLogger(config, worker_id)
+        self.total_requests = total_requests
+        self.shutting_down = False  # set by the worker: finish the current request, then close
+        self._requests = itertools.count(1)  # next() is atomic under the GIL
+        self._hostname = socket.gethostname()
+        threads = int(getattr(config, "threads", 1) or 1)
+        processes = int(getattr(config, "processes", 1) or 1)
+        self.errors = ErrorStream()
+        self._base = {
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": threads > 1,
+            "wsgi.multiprocess": processes > 1,
+            "wsgi.run_once": False,
+            "wsgi.errors": self.errors,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+            "wsgi.url_scheme": "http",
+            "SCRIPT_NAME": "",
+        }
+
+    # -- connection -------------------------------------------------------------------------
+
+    def handle(
+        self, conn: socket.socket, peer: Any, protocol: str, *, core: int = 0
+    ) -> HandledCounts:
+        counts = _Counts()
+        connection = None
+        try:
+            connection = Connection(conn, self.socket_timeout)
+            if protocol == "uwsgi":
+                self._serve_uwsgi(connection, peer, counts, core)
+            else:
+                keep = self.http_keepalive or protocol == "http11"
+                self._serve_http(connection, peer, counts, core, keep)
+        except ReadTimeout as exc:
+            log.info(f"{exc.strerror} ({_addr(peer)}): closing", event_kind="client_timeout")
+        except ClientDisconnected as exc:
+            log.info(f"client {_addr(peer)} disconnected: {exc.strerror}", event_kind="client_gone")
+        except Exception:  # a bug of ours must not take the worker down
+            _log_traceback("uzerg: unexpected error while serving a connection")
+        finally:
+            if connection is not None:
+                connection.close()
+            else:
+                conn.close()
+        return HandledCounts(
+            counts.requests, counts.exceptions, connection.tx if connection else 0, counts.status
+        )
+
+    def _serve_uwsgi(self, conn: Connection, peer: Any, counts: _Counts, core: int) -> None:
+        data = conn.recv(self.buffer_size + 4)
+        if not data:
+            return
+        try:
+            while (packet := parse_uwsgi_packet(data, self.buffer_size)) is None:
+                more = conn.recv(self.buffer_size + 4)
+                if not more:
+                    log.info("uwsgi: client closed the connection before the end of the packet")
+                    return
+                data += more
+        except UwsgiProtocolError as exc:
+            log.error(str(exc), event_kind="uwsgi_protocol_error")
+            return
+        env = self._base.copy()
+        env.update(packet.vars)
+        env.setdefault("SCRIPT_NAME", "")
+        scheme = env.get("UWSGI_SCHEME")
+        if scheme:
+            env["wsgi.url_scheme"] = scheme
+        elif env.get("HTTPS", "").lower() in ("on", "1"):
+            env["wsgi.url_scheme"] = "https"
+        if "REMOTE_ADDR" not in env and type(peer) is tuple:
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
+        length = _content_length(env.get("CONTENT_LENGTH"))
+        prefix = packet.body_prefix
+        if length:
+            env["wsgi.input"] = InputStream(_LengthSource(conn, prefix, length))
+        else:
+            env["wsgi.input"] = InputStream()
+        info = RequestInfo(env, time.time())
+        info.var_count, info.var_size = packet.var_count * 2, packet.datasize
+        info.pktsize, info.modifier2 = packet.datasize, packet.modifier2
+        response = Response(conn, env.get("SERVER_PROTOCOL") or "HTTP/1.0",
+                            env.get("REQUEST_METHOD") == "HEAD", False, False)
+        self._respond(env, response, info, counts, core)
+
+    def _serve_http(
+        self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool
+    ) -> None:
+        parser = HttpRequestParser(self.buffer_size)
+        server_port = None
+        while True:
+            try:
+                head = self._read_head(conn, parser)
+            except HttpError as exc:
+                self._http_error(conn, exc, peer, counts)
+                return
+            if head is None:
+                return
+            if server_port is None:
+                server_port = _server_port(conn.sock)
+            env = self._http_environ(head, peer, server_port)
+            if head.has_body:
+                env["wsgi.input"] = InputStream(_HttpSource(
+                    conn, parser, head.expect_continue and head.version == "HTTP/1.1"
+                ))
+            else:
+                env["wsgi.input"] = InputStream()
+            info = RequestInfo(env, time.time())
+            wants_more = keep_alive and head.keep_alive and not self.shutting_down
+            response = Response(conn, head.version, head.method == "HEAD", wants_more,
+                                head.version == "HTTP/1.1")
+            if not self._respond(env, response, info, counts, core):
+                return
+            if not response.keep_alive or self.shutting_down:
+                return
+            if not parser.message_complete and not env["wsgi.input"].drain(
+                max(self.buffer_size, 65536)
+            ):
+                return
+            parser.start_next_request()
+            if not parser.buffer:
+                conn.set_read_timeout(self.idle_timeout)
+
+    def _read_head(self, conn: Connection, parser: HttpRequestParser) -> Any:
+        """The next request head, or None when the client closed (or idled out) between requests."""
+        while True:
+            event = parser.next_event()
+            if event is not NEED_DATA:
+                if conn.timeout != self.socket_timeout:
+                    conn.set_read_timeout(self.socket_timeout)
+                return event
+            try:
+                data = conn.recv(self.buffer_size)
+            except ReadTimeout:
+                if parser.buffer:
+                    raise
+                return None  # idle keep-alive connection: close quietly
+            if not data:
+                if parser.buffer.strip():
+                    log.info("uwsgi_proto_http_parser() -> client closed connection")
+                return None
+            parser.feed(data)
+
+    def _http_environ(self, head: Any, peer: Any, server_port: str) -> dict[str, Any]:
+        env = self._base.copy()
+        path, query = split_target(head.target)
+        if "%" in path:
+            path = unquote_to_bytes(path).decode("latin-1")
+        env["REQUEST_METHOD"] = head.method
+        env["REQUEST_URI"] = head.target
+        env["PATH_INFO"] = path
+        env["QUERY_STRING"] = query
+        env["SERVER_PROTOCOL"] = head.version
+        env["SERVER_NAME"] = self._hostname
+        env["SERVER_PORT"] = server_port
+        if type(peer) is tuple:
+            env["REMOTE_ADDR"] = peer[0]
+            env["REMOTE_PORT"] = str(peer[1])
+        else:
+            env["REMOTE_ADDR"] = ""
+        for name, value in head.headers:
+            key = _environ_key(name)
+            if key is None:
+                continue
+            if key in env:
+                env[key] += "," + value
+            else:
+                env[key] = value
+        return env
+
+    def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
+        log.error(f"invalid HTTP request from {_addr(peer)}: {exc.message}",
+                  event_kind="http_protocol_error", status=exc.status)
+        body = f"{exc.status} {exc.reason}\n".encode()
+        conn.sendall(
+            f"HTTP/1.1 {exc.status} {exc.reason}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        counts.requests += 1
+        counts.status = exc.status
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _respond(
+        self, env: dict[str, Any], response: Response, info: RequestInfo, counts: _Counts, core: int
+    ) -> bool:
+        """Run the app (or a static file) and write the response; False: close the connection."""
+        started = time.perf_counter()
+        ok = True
+        try:
+            if self.static and self._serve_static(env, response):
+                pass
+            else:
+                self._call_app(env, response)
+        except ClientDisconnected as exc:
+            log.info(f"uwsgi_response_write_body_do(): {exc.strerror} during "
+                     f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} "
+                     f"({env.get('REMOTE_ADDR', '')})", event_kind="client_gone")
+            info.write_errors = 1
+            ok = False
+        except Exception:
+            counts.exceptions += 1
+            _log_traceback()
+            ok = False
+            if not response.headers_sent:
+                response.status_code = 500
+                response.conn.sendall(response.version.encode("latin-1") + _ERROR_500)
+        counts.requests += 1
+        counts.status = response.status_code
+        worker_requests = next(self._requests)
+        logger = self.logger
+        if logger.wants(response.status_code):
+            info.micros = int((time.perf_counter() - started) * 1_000_000)
+            info.status = response.status_code
+            info.body_size = response.body_size
+            info.header_size = response.header_size
+            info.header_count = response.header_count
+            info.worker_requests = worker_requests
+            total = self.total_requests
+            info.total_requests = total() if total is not None else worker_requests
+            info.core = core
+            logger.log(info)
+        elif self.total_requests is not None:
+            self.total_requests()
+        return ok
+
+    def _call_app(self, env: dict[str, Any], response: Response) -> None:
+        result = self.app(env, response.start_response)
+        try:
+            response.send_iterable(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _serve_static(self, env: dict[str, Any], response: Response) -> bool:
+        if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return False
+        uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
+        found = self.static.lookup(uri.partition("?")[0])
+        if found is None:
+            return False
+        if found == FORBIDDEN:
+            response.start_response("403 Forbidden", [("Content-Type", "text/plain")])
+            response.send_iterable([b"Forbidden"])
+            return True
+        assert not isinstance(found, str)
+        if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
+            response.start_response("304 Not Modified", [("Last-Modified", found.last_modified)])
+            response.finish_body()
+            return True
+        try:
+            with open(found.path, "rb") as f:
+                response.start_response("200 OK", [
+                    ("Content-Type", found.content_type),
+                    ("Content-Length", str(found.size)),
+                    ("Last-Modified", found.last_modified),
+                ])
+                response.send_iterable(FileWrapper(f))
+        except OSError as exc:
+            if isinstance(exc, ClientDisconnected):
+                raise
+            return False  # vanished or unreadable: let the application answer
+        return True
+
+
+class _LengthSource:
+    """Body bytes of a uwsgi request: what followed the vars, then the socket, up to length."""
+
+    __slots__ = ("conn", "prefix", "remaining")
+
+    def __init__(self, conn: Connection, prefix: bytes, length: int) -> None:
+        self.conn = conn
+        self.prefix = prefix[:length]
+        self.remaining = length - len(self.prefix)
+
+    def __call__(self, hint: int) -> bytes:
+        if self.prefix:
+            data, self.prefix = self.prefix, b""
+            return data
+        if self.remaining <= 0:
+            return b""
+        data = self.conn.recv(min(self.remaining, max(hint, 65536)))
+        if not data:
+            raise ClientDisconnected(0, "client closed the connection in the request body")
+        self.remaining -= len(data)
+        return data
+
+
+class _HttpSource:
+    """Body bytes of an HTTP request, decoded by the parser (Content-Length or chunked)."""
+
+    __slots__ = ("conn", "parser", "expect_continue")
+
+    def __init__(self, conn: Connection, parser: HttpRequestParser, expect_continue: bool) -> None:
+        self.conn = conn
+        self.parser = parser
+        self.expect_continue = expect_continue
+
+    def __call__(self, hint: int) -> bytes:
+        parser = self.parser
+        while True:
+            try:
+                event = parser.next_event()
+            except HttpError as exc:
+                raise ClientDisconnected(0, f"invalid request body: {exc.message}") from None
+            if type(event) is bytes:
+                return event
+            if event is END:
+                return b""
+            if self.expect_continue:
+                self.expect_continue = False
+                self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            data = self.conn.recv(max(hint, 65536))
+            if not data:
+                raise ClientDisconnected(0, "client closed the connection in the request body")
+            parser.feed(data)
+
+
+def _content_length(text: str | None) -> int:
+    if not text:
+        return 0
+    try:
+        return max(int(text), 0)
+    except ValueError:
+        return 0
+
+
+def _server_port(sock: socket.socket) -> str:
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return ""
+    return str(name[1]) if type(name) is tuple else ""
+
+
+def _addr(peer: Any) -> str:
+    if type(peer) is tuple:
+        return str(peer[0])
+    return str(peer) if peer else "unix socket"
+
+
+def _log_traceback(headline: str | None = None) -> None:
+    if headline:
+        log.error(headline)
+    text = traceback.format_exception(*sys.exc_info())
+    for line in "".join(text).rstrip("\n").split("\n"):
+        log.error(line, event_kind="traceback")

@@ -1,0 +1,244 @@
+"""The per-request log line: uWSGI's default shape (SPEC §11) or a `--log-format` template.
+
+Default:
+`[pid: 1234|app: 0|req: 1/1] 127.0.0.1 () {24 vars in 244 bytes} [Fri Nov 27 16:50:00 2026]
+GET / => generated 11 bytes in 0 msecs (HTTP/1.1 200) 1 headers in 45 bytes (1 switches on
+core 0)` (one line). As in uWSGI: `req: N/M` is this worker's request count / the instance's;
+`{V vars in B bytes}` counts keys and values of the CGI variables and their uwsgi-encoded
+size; `generated` is the body size and `headers in` counts the status line, the headers and
+the blank line. `--log-format` variables follow uWSGI's `%(name)`; an empty value prints `-`,
+an unknown name prints `-` (uWSGI treats it as an unset logvar).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+_FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
+
+# log-format names that read a request variable directly (uWSGI's "offsetof" chunks)
+_ENVIRON_VARS = {
+    "uri": "REQUEST_URI",
+    "method": "REQUEST_METHOD",
+    "user": "REMOTE_USER",
+    "addr": "REMOTE_ADDR",
+    "host": "HTTP_HOST",
+    "proto": "SERVER_PROTOCOL",
+    "uagent": "HTTP_USER_AGENT",
+    "referer": "HTTP_REFERER",
+}
+
+
+class RequestInfo:
+    """What one request did, for the log line (filled in by the request handler)."""
+
+    __slots__ = (
+        "environ", "start", "micros", "status", "body_size", "header_size", "header_count",
+        "worker_requests", "total_requests", "core", "var_count", "var_size", "pktsize",
+        "modifier1", "modifier2", "write_errors", "read_errors", "app_id",
+    )
+
+    def __init__(self, environ: dict[str, Any], start: float) -> None:
+        self.environ = environ
+        self.start = start
+        self.micros = 0
+        self.status = 0
+        self.body_size = 0
+        self.header_size = 0
+        self.header_count = 0
+        self.worker_requests = 0
+        self.total_requests = 0
+        self.core = 0
+        self.var_count = -1  # -1: count them from the environ when needed
+        self.var_size = 0
+        self.pktsize = 0
+        self.modifier1 = 0
+        self.modifier2 = 0
+        self.write_errors = 0
+        self.read_errors = 0
+        self.app_id = 0
+
+    def vars(self) -> tuple[int, int]:
+        """(count, bytes) of the CGI variables as uWSGI reports them."""
+        if self.var_count < 0:
+            count = size = 0
+            for key, value in self.environ.items():
+                if "." not in key and type(value) is str:
+                    count += 2
+                    size += 4 + len(key) + len(value)
+            self.var_count, self.var_size = count, size
+        return self.var_count, self.var_size
+
+
+class _TimeCache:
+    """ctime/ltime strings, formatted once per second (one line per request is hot)."""
+
+    def __init__(self) -> None:
+        self._ctime_sec = -1
+        self._ctime = ""
+        self._ltime_sec = -1
+        self._ltime = ""
+
+    def ctime(self, t: float) -> str:
+        sec = int(t)
+        if sec != self._ctime_sec:
+            self._ctime = time.ctime(sec)
+            self._ctime_sec = sec
+        return self._ctime
+
+    def ltime(self, t: float) -> str:
+        sec = int(t)
+        if sec != self._ltime_sec:
+            self._ltime = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(sec))
+            self._ltime_sec = sec
+        return self._ltime
+
+
+def _statm(field: int) -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class RequestLogger:
+    """Formats and writes request lines; honours disable-logging, log-4xx, log-5xx, log-format.
+
+    Create it in the process that logs (after fork and after `configure_logging`): it binds a
+    structlog logger once, because the lazy proxy costs several microseconds per call.
+    """
+
+    def __init__(self, config: Any, worker_id: int, pid: int | None = None) -> None:
+        self.worker_id = worker_id
+        self.pid = pid if pid is not None else os.getpid()
+        self.disabled = bool(getattr(config, "disable_logging", False))
+        self.log_4xx = bool(getattr(config, "log_4xx", False))
+        self.log_5xx = bool(getattr(config, "log_5xx", False))
+        self.json = bool(getattr(config, "log_json", False))
+        fmt = getattr(config, "log_format", None)
+        self._chunks = self.compile(fmt) if fmt else None
+        self._times = _TimeCache()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-bind the structlog logger (call after reconfiguring logging)."""
+        self._info = structlog.get_logger().bind().info
+
+    def wants(self, status: int) -> bool:
+        if not self.disabled:
+            return True
+        return (self.log_4xx and 400 <= status < 500) or (self.log_5xx and status >= 500)
+
+    def log(self, info: RequestInfo) -> None:
+        if not self.wants(info.status):
+            return
+        line = self.format(info)
+        if self.json:
+            env = info.environ
+            self._info(
+                line, event_kind="request", method=env.get("REQUEST_METHOD", ""),
+                uri=env.get("REQUEST_URI", ""), status=info.status, size=info.body_size,
+                msecs=info.micros // 1000, addr=env.get("REMOTE_ADDR", ""), pid=self.pid,
+                wid=self.worker_id,
+            )
+        else:
+            self._info(line)
+
+    def format(self, info: RequestInfo) -> str:
+        if self._chunks is not None:
+            return "".join([c if type(c) is str else c(info) for c in self._chunks])
+        env = info.environ
+        count, size = info.vars()
+        uri = env.get("REQUEST_URI")
+        if uri is None:
+            query = env.get("QUERY_STRING")
+            uri = env.get("PATH_INFO", "") + ("?" + query if query else "")
+        return (
+            f"[pid: {self.pid}|app: {info.app_id}|req: {info.worker_requests}/"
+            f"{info.total_requests}] {env.get('REMOTE_ADDR', '')} ({env.get('REMOTE_USER', '')})"
+            f" {{{count} vars in {size} bytes}} [{self._times.ctime(info.start)}] "
+            f"{env.get('REQUEST_METHOD', '')} {uri} => generated {info.body_size} bytes in "
+            f"{info.micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {info.status}) "
+            f"{info.header_count} headers in {info.header_size} bytes "
+            f"(1 switches on core {info.core})"
+        )
+
+    def compile(self, fmt: str) -> list[str | Callable[[RequestInfo], str]]:
+        """Split a log-format into literal text and value functions, once."""
+        chunks: list[str | Callable[[RequestInfo], str]] = []
+        pos = 0
+        for match in _FORMAT_VAR.finditer(fmt):
+            if match.start() > pos:
+                chunks.append(fmt[pos : match.start()])
+            chunks.append(_dash(self._variable(match[1])))
+            pos = match.end()
+        if pos < len(fmt):
+            chunks.append(fmt[pos:])
+        return chunks
+
+    def _variable(self, name: str) -> Callable[[RequestInfo], Any]:
+        if name in _ENVIRON_VARS:
+            key = _ENVIRON_VARS[name]
+            return lambda i: i.environ.get(key, "")
+        if name.startswith("var."):
+            key = name[4:]
+            return lambda i: i.environ.get(key, "")
+        if name.startswith("metric."):
+            return lambda i: 0  # uzerg keeps no metrics; uWSGI prints 0 for an unknown one
+        times = self._times
+        table: dict[str, Callable[[RequestInfo], Any]] = {
+            "status": lambda i: i.status,
+            "rsize": lambda i: i.body_size,
+            "hsize": lambda i: i.header_size,
+            "size": lambda i: i.body_size + i.header_size,
+            "cl": lambda i: _int(i.environ.get("CONTENT_LENGTH")),
+            "micros": lambda i: i.micros,
+            "msecs": lambda i: i.micros // 1000,
+            "secs": lambda i: f"{i.micros / 1e6:.6f}",
+            "tmsecs": lambda i: int(i.start * 1000),
+            "tmicros": lambda i: int(i.start * 1e6),
+            "time": lambda i: int(i.start),
+            "ltime": lambda i: times.ltime(i.start),
+            "ftime": lambda i: times.ltime(i.start),
+            "ctime": lambda i: times.ctime(i.start),
+            "epoch": lambda i: int(time.time()),
+            "pid": lambda i: self.pid,
+            "wid": lambda i: self.worker_id,
+            "switches": lambda i: 1,
+            "vars": lambda i: i.vars()[0],
+            "pktsize": lambda i: i.pktsize if i.pktsize else i.vars()[1],
+            "core": lambda i: i.core,
+            "vsz": lambda i: _statm(0),
+            "rss": lambda i: _statm(1),
+            "vszM": lambda i: _statm(0) // 1048576,
+            "rssM": lambda i: _statm(1) // 1048576,
+            "modifier1": lambda i: i.modifier1,
+            "modifier2": lambda i: i.modifier2,
+            "headers": lambda i: i.header_count,
+            "werr": lambda i: i.write_errors,
+            "rerr": lambda i: i.read_errors,
+            "ioerr": lambda i: i.write_errors + i.read_errors,
+        }
+        return table.get(name, lambda i: "")
+
+
+def _dash(func: Callable[[RequestInfo], Any]) -> Callable[[RequestInfo], str]:
+    def value(info: RequestInfo) -> str:
+        text = str(func(info))
+        return text if text else "-"
+
+    return value
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0

@@ -1,0 +1,252 @@
+"""Writing one WSGI response: start_response, write(), the iterable, framing, sendfile.
+
+Headers are held until the first non-empty body chunk (PEP 3333) and go out in the same
+send as that chunk. On a keep-alive HTTP connection a response without Content-Length is
+framed: Content-Length when the whole body is known up front (a one-item list), else
+chunked (HTTP/1.1), else the connection closes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from typing import Any
+
+from uzerg.connection import Connection
+from uzerg.wsgi_io import FileWrapper
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
+_NO_BODY_STATUS = frozenset((204, 304))
+_status_codes: dict[str, int] = {}  # "200 OK" -> 200, for statuses already validated
+
+
+class ResponseError(ValueError):
+    """The application broke the WSGI contract (bad status, header, body type)."""
+
+
+def parse_status(status: Any) -> int:
+    code = _status_codes.get(status)
+    if code is not None:
+        return code
+    if type(status) is not str:
+        raise ResponseError(f"status must be a str, not {type(status).__name__}")
+    if len(status) < 5 or not status[:3].isdigit() or status[3] != " " or not status[:3].isascii():
+        raise ResponseError(f"invalid status line {status!r} (expected like '200 OK')")
+    if _BAD_STATUS.search(status):
+        raise ResponseError(f"control character in status {status!r}")
+    code = int(status[:3])
+    if code < 100:
+        raise ResponseError(f"invalid status code in {status!r}")
+    if len(_status_codes) < 256:
+        _status_codes[status] = code
+    return code
+
+
+class Response:
+    """The response side of one request. `finish()` reports whether the connection may stay."""
+
+    __slots__ = (
+        "conn", "version", "is_head", "keep_alive", "add_close", "status", "status_code",
+        "headers", "headers_sent", "chunked", "declared_length", "body_size", "header_size",
+        "header_count", "app_close",
+    )
+
+    def __init__(
+        self, conn: Connection, version: str, is_head: bool, keep_alive: bool, add_close: bool
+    ) -> None:
+        self.conn = conn
+        self.version = version
+        self.is_head = is_head
+        self.keep_alive = keep_alive  # the connection may carry another request after this one
+        self.add_close = add_close  # say `Connection: close` when closing (HTTP/1.1 sockets)
+        self.status: str | None = None
+        self.status_code = 0
+        self.headers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.chunked = False
+        self.declared_length: int | None = None
+        self.body_size = 0
+        self.header_size = 0
+        self.header_count = 0
+        self.app_close = False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        if exc_info is not None:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise ResponseError("start_response() called a second time without exc_info")
+        code = parse_status(status)
+        if type(headers) is not list:
+            raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
+        declared = None
+        app_close = False
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise ResponseError(f"header {item!r} is not a (name, value) tuple")
+            name, value = item
+            if type(name) is not str or type(value) is not str:
+                raise ResponseError(f"header {item!r}: name and value must be str")
+            if _TOKEN.fullmatch(name) is None:
+                raise ResponseError(f"invalid header name {name!r}")
+            if _BAD_VALUE.search(value):
+                raise ResponseError(f"control character in the value of header {name!r}")
+            lname = name.lower()
+            if lname == "content-length":
+                if not value.isdigit() or not value.isascii():
+                    raise ResponseError(f"invalid Content-Length {value!r}")
+                declared = int(value)
+            elif lname == "connection" or lname == "transfer-encoding":
+                app_close = True  # the app frames/ends the connection itself: close after
+        self.status = status
+        self.status_code = code
+        self.headers = headers
+        self.declared_length = declared
+        self.app_close = app_close
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        """The write() callable returned by start_response (and used for every body chunk)."""
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise ResponseError(f"body chunks must be bytes, not {type(data).__name__}")
+            data = bytes(data)
+        if not data:
+            return
+        if not self.headers_sent:
+            self._send_head(data, None)
+            return
+        if self.is_head:
+            return
+        declared = self.declared_length
+        if declared is not None and self.body_size + len(data) > declared:
+            data = data[: max(declared - self.body_size, 0)]  # never send past Content-Length
+            self.keep_alive = False
+            if not data:
+                return
+        self.body_size += len(data)
+        if self.chunked:
+            self.conn.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.conn.sendall(data)
+
+    def _send_head(self, first: bytes, total: int | None) -> None:
+        """Send status, headers and the first chunk. `total`: the whole body size when known."""
+        if self.status is None:
+            raise ResponseError("the application sent body data before calling start_response()")
+        version = self.version
+        lines = [f"{version} {self.status}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in self.headers]
+        code = self.status_code
+        if self.keep_alive:
+            if self.app_close:
+                self.keep_alive = False
+            elif self.is_head or code < 200 or code in _NO_BODY_STATUS:
+                pass
+            elif self.declared_length is not None:
+                pass
+            elif total is not None:
+                lines.append(f"Content-Length: {total}\r\n")
+            elif version == "HTTP/1.1":
+                lines.append("Transfer-Encoding: chunked\r\n")
+                self.chunked = True
+            else:
+                self.keep_alive = False
+            if self.keep_alive and version == "HTTP/1.0":
+                lines.append("Connection: keep-alive\r\n")
+        if not self.keep_alive and self.add_close and not self.app_close:
+            lines.append("Connection: close\r\n")
+        lines.append("\r\n")
+        try:
+            head = "".join(lines).encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise ResponseError(f"status or header not encodable as latin-1: {exc}") from None
+        self.header_size = len(head)
+        self.header_count = len(self.headers)
+        self.headers_sent = True
+        if self.is_head or not first:
+            self.conn.sendall(head)
+            return
+        declared = self.declared_length
+        if declared is not None and len(first) > declared:
+            first = first[:declared]
+            self.keep_alive = False
+        self.body_size = len(first)
+        if self.chunked:
+            self.conn.sendall(b"%s%x\r\n%s\r\n" % (head, len(first), first))
+        else:
+            self.conn.sendall(head + first)
+
+    def send_iterable(self, result: Any) -> None:
+        """Send the body the application returned (closing it is the caller's job)."""
+        if type(result) is list and len(result) == 1 and type(result[0]) is bytes:
+            body = result[0]  # the common case: everything in one send
+            if not self.headers_sent:
+                self._send_head(body, len(body))
+            else:
+                self.write(body)
+        elif type(result) is FileWrapper and self._sendfile(result):
+            pass
+        else:
+            for chunk in result:
+                if chunk:
+                    self.write(chunk)
+                elif type(chunk) is not bytes and not isinstance(chunk, (bytes, bytearray)):
+                    raise ResponseError(f"body chunks must be bytes, not {type(chunk).__name__}")
+        self.finish_body()
+
+    def finish_body(self) -> None:
+        if not self.headers_sent:
+            self._send_head(b"", 0)
+        elif self.chunked:
+            self.conn.sendall(b"0\r\n\r\n")
+        if (
+            self.declared_length is not None
+            and self.body_size < self.declared_length
+            and not self.is_head
+            and self.status_code not in _NO_BODY_STATUS
+        ):
+            self.keep_alive = False  # the client still waits for bytes that never come
+
+    def _sendfile(self, wrapper: FileWrapper) -> bool:
+        """Send a file_wrapper's file with sendfile(); False when it is not a regular file."""
+        filelike = wrapper.filelike
+        try:
+            fd = filelike.fileno()
+            st = os.fstat(fd)
+        except (AttributeError, OSError, ValueError):
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            offset = filelike.tell()
+        except (AttributeError, OSError, ValueError):
+            offset = 0
+        count = max(st.st_size - offset, 0)
+        if self.declared_length is not None:
+            count = min(count, self.declared_length - self.body_size)
+        if not self.headers_sent:
+            if self.declared_length is None and self.keep_alive:
+                self._send_head(b"", count)  # the file size frames the body
+                self.headers_sent = True
+            else:
+                self._send_head(b"", None)
+        if self.is_head or count <= 0:
+            return True
+        if self.chunked:
+            self.conn.sendall(b"%x\r\n" % count)
+        sent = self.conn.sendfile(fd, offset, count)
+        self.body_size += sent
+        if self.chunked:
+            self.conn.sendall(b"\r\n")
+        if sent < count:
+            self.keep_alive = False
+        return True

@@ -1,0 +1,92 @@
+"""`--static-map /url=/dir` (or `/url=/file`): which file a request names, if any.
+
+As uWSGI: a mapped URL whose file does not exist falls through to the application; a path
+that resolves (symlinks included) outside the mapped directory is refused (403, where uWSGI
+logs a security error). Serving itself (headers, sendfile) is done by the request handler.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from dataclasses import dataclass
+from email.utils import formatdate, parsedate_to_datetime
+from urllib.parse import unquote
+
+import structlog
+
+log = structlog.get_logger()
+
+FORBIDDEN = "forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    path: str
+    size: int
+    mtime: float
+    content_type: str
+
+    @property
+    def last_modified(self) -> str:
+        return formatdate(self.mtime, usegmt=True)
+
+    def not_modified_since(self, header: str | None) -> bool:
+        if not header:
+            return False
+        try:
+            since = parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        return int(self.mtime) <= since
+
+
+class StaticMap:
+    """The static-map entries, longest URL prefix first."""
+
+    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
+        self.entries: list[tuple[str, str]] = []
+        for entry in entries:
+            url, sep, target = entry.partition("=")
+            if not sep or not url or not target:
+                raise ValueError(f"invalid static-map syntax: {entry} (expected /url=/path)")
+            self.entries.append((url.rstrip("/") or "/", os.path.realpath(target)))
+        self.entries.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def lookup(self, path_info: str) -> StaticFile | str | None:
+        """The file for a (still percent-encoded) URL path, FORBIDDEN, or None (not ours)."""
+        for prefix, root in self.entries:
+            if prefix == "/":
+                rest = path_info
+            elif path_info == prefix or path_info.startswith(prefix + "/"):
+                rest = path_info[len(prefix) :]
+            else:
+                continue
+            if os.path.isfile(root):
+                candidate = root if rest in ("", "/") else None
+                if candidate is None:
+                    continue
+            else:
+                relative = unquote(rest).lstrip("/")
+                if "\0" in relative:
+                    return FORBIDDEN
+                candidate = os.path.realpath(os.path.join(root, relative))
+                if candidate != root and not candidate.startswith(root.rstrip("/") + "/"):
+                    log.error(
+                        f"[uwsgi-fileserve] security error: {candidate} is not under {root}",
+                        event_kind="static_forbidden",
+                    )
+                    return FORBIDDEN
+            try:
+                st = os.stat(candidate)
+            except (OSError, ValueError):
+                continue  # missing: the next mapping, then the application
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            ctype = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
+            return StaticFile(candidate, st.st_size, st.st_mtime, ctype)
+        return None

@@ -1,0 +1,158 @@
+"""Loading the WSGI application: `--module`, `--wsgi-file`, `--callable`, `--pythonpath`, `--mount`.
+
+`load_application(config)` returns one WSGI callable (a `MountDispatcher` when `--mount` is
+used) or raises `AppLoadError` with a one-line message for the operator; the traceback of an
+import error goes to the log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class AppLoadError(Exception):
+    """The application could not be loaded; `str()` is one line for the operator."""
+
+
+def load_application(config: Any) -> WSGIApp:
+    """Import the app named by the config (cwd is already `config.chdir`)."""
+    for path in reversed(tuple(getattr(config, "pythonpath", ()) or ())):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    callable_name = getattr(config, "callable", None) or "application"
+    main: WSGIApp | None = None
+    module = getattr(config, "module", None)
+    wsgi_file = getattr(config, "wsgi_file", None)
+    if module:
+        main = _load_target(module, callable_name)
+    elif wsgi_file:
+        main = _load_target(wsgi_file, callable_name)
+    mounts = tuple(getattr(config, "mount", ()) or ())
+    if not mounts:
+        if main is None:
+            raise AppLoadError("no application configured (use --module, --wsgi-file or --mount)")
+        return main
+    apps: list[tuple[str, WSGIApp]] = []
+    for entry in mounts:
+        prefix, sep, target = entry.partition("=")
+        if not sep or not target.strip():
+            raise AppLoadError(f"invalid mount syntax: {entry} (expected /prefix=module_or_file)")
+        apps.append((prefix.strip().rstrip("/"), _load_target(target.strip(), callable_name)))
+    return MountDispatcher(apps, main, bool(getattr(config, "manage_script_name", False)))
+
+
+def _load_target(target: str, callable_name: str) -> WSGIApp:
+    """`pkg.mod`, `pkg.mod:callable` or a file path (any extension, as uWSGI's --wsgi-file)."""
+    looks_like_file = "/" in target or target.endswith((".py", ".wsgi")) or os.path.isfile(target)
+    if looks_like_file:
+        path, name = target, callable_name
+        # `file.py:app` picks another callable, but only when the part before `:` is a file
+        head, sep, tail = target.rpartition(":")
+        if sep and os.path.isfile(head) and tail.isidentifier():
+            path, name = head, tail
+        module = _import_file(path)
+    else:
+        modname, _, name = target.partition(":")
+        name = name or callable_name
+        module = _import_module(modname)
+    app: Any = module
+    for attr in name.split("."):
+        if not hasattr(app, attr):
+            raise AppLoadError(f"callable '{name}' not found in {target}")
+        app = getattr(app, attr)
+    if not callable(app):
+        raise AppLoadError(f"'{name}' in {target} is not callable ({type(app).__name__})")
+    return app
+
+
+def _import_module(modname: str) -> Any:
+    try:
+        return importlib.import_module(modname)
+    except (Exception, SystemExit) as exc:
+        _log_traceback()
+        raise AppLoadError(f"unable to import module '{modname}': {_one_line(exc)}") from None
+
+
+def _import_file(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise AppLoadError(f"unable to load wsgi file {path}: no such file")
+    abspath = os.path.abspath(path)
+    # uWSGI names such modules uwsgi_file_<mangled path>; keep that (it shows in tracebacks)
+    modname = "uwsgi_file_" + re.sub(r"[^0-9A-Za-z_]", "_", abspath.lstrip("/"))
+    loader = importlib.machinery.SourceFileLoader(modname, abspath)
+    spec = importlib.util.spec_from_file_location(modname, abspath, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module  # needed for pickling, dataclasses, relative lookups
+    try:
+        loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        sys.modules.pop(modname, None)
+        _log_traceback()
+        raise AppLoadError(f"unable to load wsgi file {path}: {_one_line(exc)}") from None
+    return module
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _log_traceback() -> None:
+    for line in traceback.format_exc().rstrip("\n").split("\n"):
+        log.error(line, event_kind="app_load_traceback")
+
+
+class MountDispatcher:
+    """Route each request to the app mounted at the longest matching prefix (uWSGI --mount).
+
+    With `manage_script_name` the prefix moves from PATH_INFO to SCRIPT_NAME; without it
+    the app is chosen by the SCRIPT_NAME the front end sent (as uWSGI does). Requests no
+    mount claims go to the main app (--module/--wsgi-file), or get a 500.
+    """
+
+    def __init__(
+        self, mounts: list[tuple[str, WSGIApp]], default: WSGIApp | None, manage_script_name: bool
+    ) -> None:
+        # longest prefix first; an empty prefix is the default app
+        self.mounts = sorted(mounts, key=lambda item: len(item[0]), reverse=True)
+        self.by_script_name = dict(mounts)
+        self.default = default if default is not None else self.by_script_name.get("")
+        self.manage_script_name = manage_script_name
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if self.manage_script_name:
+            path = environ.get("PATH_INFO", "")
+            for prefix, app in self.mounts:
+                if prefix and (path == prefix or path.startswith(prefix + "/")):
+                    environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+                    environ["PATH_INFO"] = path[len(prefix) :]
+                    return app(environ, start_response)
+        else:
+            app = self.by_script_name.get(environ.get("SCRIPT_NAME", "").rstrip("/"))
+            if app is not None:
+                return app(environ, start_response)
+        if self.default is not None:
+            return self.default(environ, start_response)
+        return no_application(environ, start_response)
+
+
+def no_application(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The answer when no app could be loaded and the instance runs anyway (no --need-app)."""
+    log.error("--- no python application found, check your startup logs for errors ---")
+    start_response("500 Internal Server Error", [("Content-Type", "text/plain")])
+    return [b"Internal Server Error"]

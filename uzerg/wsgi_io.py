@@ -1,0 +1,163 @@
+"""The file-like objects of a WSGI environ: `wsgi.input`, `wsgi.errors`, `wsgi.file_wrapper`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+
+class ClientDisconnected(OSError):
+    """The peer went away (or stalled past the socket timeout) in the middle of a request."""
+
+
+def _no_body(_hint: int) -> bytes:
+    return b""
+
+
+class InputStream:
+    """`wsgi.input`: the request body, pulled from the connection only when the app reads it.
+
+    `pull(hint)` returns the next non-empty piece of the body, or b"" once the body has been
+    read to its end (Content-Length reached, or the last chunk of a chunked body); after that
+    every read returns b"" (reading past the body never blocks).
+    """
+
+    __slots__ = ("_pull", "_buf", "_eof")
+
+    def __init__(self, pull: Callable[[int], bytes] = _no_body, initial: bytes = b"") -> None:
+        self._pull = pull
+        self._buf = initial
+        self._eof = pull is _no_body
+
+    def _more(self, hint: int) -> bool:
+        if self._eof:
+            return False
+        data = self._pull(hint)
+        if not data:
+            self._eof = True
+            return False
+        self._buf = self._buf + data if self._buf else data
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._buf]
+            while not self._eof:
+                data = self._pull(65536)
+                if not data:
+                    self._eof = True
+                    break
+                parts.append(data)
+            self._buf = b""
+            return b"".join(parts)
+        while len(self._buf) < size and self._more(size - len(self._buf)):
+            pass
+        data, self._buf = self._buf[:size], self._buf[size:]
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        limit = -1 if size is None else size
+        scanned = 0
+        while True:
+            nl = self._buf.find(b"\n", scanned)
+            if nl >= 0:
+                end = nl + 1
+                break
+            scanned = len(self._buf)
+            if 0 <= limit <= scanned:
+                end = limit
+                break
+            if not self._more(8192):
+                end = len(self._buf)
+                break
+        if 0 <= limit < end:
+            end = limit
+        line, self._buf = self._buf[:end], self._buf[end:]
+        return line
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines: list[bytes] = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self, limit: int) -> bool:
+        """Discard the unread body (up to `limit` bytes); True when the body was read to its end."""
+        self._buf = b""
+        while not self._eof:
+            data = self._pull(65536)
+            if not data:
+                self._eof = True
+                break
+            limit -= len(data)
+            if limit < 0:
+                return False
+        return True
+
+
+class ErrorStream:
+    """`wsgi.errors`: a text stream whose lines go to the log (one log event per line)."""
+
+    def __init__(self) -> None:
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"wsgi.errors.write() takes str, not {type(text).__name__}")
+        with self._lock:
+            pending = self._partial + text
+            *lines, self._partial = pending.split("\n")
+        for line in lines:
+            log.error(line, event_kind="wsgi_errors")
+        return len(text)
+
+    def writelines(self, seq: Iterable[str]) -> None:
+        for text in seq:
+            self.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._partial = self._partial, ""
+        if pending:
+            log.error(pending, event_kind="wsgi_errors")
+
+
+class FileWrapper:
+    """`wsgi.file_wrapper`: when its file is a real file the response goes out with sendfile()."""
+
+    __slots__ = ("filelike", "blksize", "close")
+
+    def __init__(self, filelike: Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
