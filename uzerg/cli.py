@@ -1,0 +1,80 @@
+"""The ``uzerg`` command: argv → Config, then help, version, check-config, management
+commands, or the server (``uzerg.server.run``). Every configuration mistake becomes one line on
+stderr and exit status 1; warnings go to stderr as ``uzerg: warning: ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+from uzerg import __version__, options
+from uzerg.config import ConfigError, format_config, load_config
+from uzerg.docs import render_help
+
+# uWSGI: --reload sends SIGHUP, --stop SIGINT, --pause/--resume SIGTSTP (it toggles)
+MANAGEMENT_SIGNALS = {
+    "reload": signal.SIGHUP,
+    "stop": signal.SIGINT,
+    "pause": signal.SIGTSTP,
+    "resume": signal.SIGTSTP,
+}
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(f"uzerg: {line}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help", "--usage") for a in args):
+        sys.stdout.write(render_help())
+        return 0
+    if "--version" in args:
+        sys.stdout.write(f"uzerg {__version__}\n")
+        return 0
+    try:
+        config = load_config(args, os.environ)
+    except ConfigError as exc:
+        for warning in getattr(exc, "warnings", ()):
+            _err(f"warning: {warning}")
+        _err(str(exc))
+        return 1
+    for warning in config.warnings:
+        _err(f"warning: {warning}")
+    for name in options.MANAGEMENT:
+        pidfile = getattr(config, name)
+        if pidfile is not None:
+            return signal_pidfile(name, pidfile)
+    if config.check_config:
+        sys.stdout.write(format_config(config))
+        return 0
+    return _serve(config)
+
+
+def _serve(config: Any) -> int:
+    from uzerg import server  # imported late: --check-config and --help never need it
+
+    return int(server.run(config))
+
+
+def signal_pidfile(command: str, pidfile: str) -> int:
+    """Send the signal of ``--reload/--stop/--pause/--resume`` to the pid in ``pidfile``."""
+    try:
+        with open(pidfile, encoding="ascii", errors="replace") as handle:
+            text = handle.read().strip()
+    except OSError as exc:
+        _err(f"--{command}: cannot read pidfile {pidfile}: {exc.strerror}")
+        return 1
+    if not text.isdigit() or int(text) <= 0:
+        _err(f"--{command}: invalid pidfile {pidfile}: {text[:40]!r}")
+        return 1
+    try:
+        os.kill(int(text), MANAGEMENT_SIGNALS[command])
+    except OSError as exc:
+        _err(f"--{command}: cannot signal pid {text} from {pidfile}: {exc.strerror}")
+        return 1
+    return 0

@@ -1,0 +1,214 @@
+"""THE option table: every uzerg option declared once.
+
+From these records come the command-line parser (``uzerg.cli``), the INI keys and the
+``UWSGI_*``/``UZERG_*`` environment variables (``uzerg.config``), ``uzerg --help`` and the
+generated ``docs/options.md`` (``python -m uzerg.docs > docs/options.md``).
+
+Kinds: ``flag`` (bool, uWSGI booleans), ``int``, ``string`` (``str | None``), ``list`` (tuple of
+str, values accumulate in order). The attribute on ``Config`` is the name with ``-`` → ``_``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["flag", "int", "string", "list"]
+FALSE_WORDS = frozenset({"false", "off", "no", "0"})
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    kind: Kind
+    help: str
+    category: str
+    default: object = None
+    aliases: tuple[str, ...] = ()
+    short: str | None = None
+    # the value an option that takes one gets when written bare (`-C`, `chmod-socket =`)
+    bare: str | None = None
+    metavar: str = "VALUE"
+    # accepted for compatibility, no effect in uzerg (the help says why)
+    accepted_only: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kind != "flag"
+
+    @property
+    def initial(self) -> object:
+        """The value of an option that was not set."""
+        if self.kind == "list":
+            return ()
+        if self.kind == "flag":
+            return bool(self.default)
+        return self.default
+
+
+def parse_bool(value: str | None) -> bool:
+    """uWSGI booleans: false/off/no (any case) and 0 are false; anything else, empty too, true."""
+    if value is None:
+        return True
+    return value.strip().lower() not in FALSE_WORDS
+
+
+P, S, Z, L, V, G, C, M, U = (
+    "processes and apps",
+    "sockets",
+    "zerg",
+    "lifecycle",
+    "serving",
+    "logs and stats",
+    "configuration",
+    "management",
+    "uzerg extensions",
+)
+
+OPTIONS: tuple[Option, ...] = (
+    # processes and apps
+    Option("master", "flag", "enable the master process", P, short="M"),
+    Option("processes", "int", "number of worker processes", P, 1, ("workers",), "p",
+           metavar="N", minimum=1),
+    Option("threads", "int", "threads per worker", P, 1, metavar="N", minimum=1),
+    Option("enable-threads", "flag", "enable Python threads in the app", P, short="T"),
+    Option("module", "string", "WSGI module to load (`pkg.mod` or `pkg.mod:callable`)", P,
+           aliases=("wsgi",), short="w", metavar="MODULE"),
+    Option("wsgi-file", "string", "load a WSGI app from a .py/.wsgi file", P,
+           aliases=("file",), metavar="FILE"),
+    Option("callable", "string", "name of the WSGI callable", P, "application", metavar="NAME"),
+    Option("chdir", "string", "chdir to this directory before loading the app", P, metavar="DIR"),
+    Option("pythonpath", "list", "add a directory (or glob) to sys.path", P,
+           aliases=("python-path", "pp"), metavar="DIR"),
+    Option("home", "string", "virtualenv of the app", P,
+           aliases=("virtualenv", "venv", "pyhome"), short="H", metavar="DIR"),
+    Option("env", "list", "set an environment variable", P, metavar="NAME=VALUE"),
+    Option("lazy-apps", "flag", "load the app in each worker instead of the master", P),
+    Option("need-app", "flag", "exit if the app cannot be loaded", P),
+    Option("single-interpreter", "flag", "accepted: uzerg always runs one interpreter", P,
+           short="i", accepted_only=True),
+    Option("mount", "list", "mount an app under a URL prefix", P, metavar="/PREFIX=APP"),
+    Option("manage-script-name", "flag", "set SCRIPT_NAME/PATH_INFO from the mountpoint", P),
+    Option("uid", "string", "drop privileges to this user (name or number)", P, metavar="USER"),
+    Option("gid", "string", "drop privileges to this group (name or number)", P,
+           metavar="GROUP"),
+    Option("auto-procname", "flag", "give processes meaningful names", P),
+    Option("procname-prefix", "string", "prefix process names with this", P, metavar="TEXT"),
+    Option("procname-prefix-spaced", "string", "prefix process names with this and a space", P,
+           metavar="TEXT"),
+    # sockets
+    Option("socket", "list", "bind a socket speaking the default protocol (uwsgi)", S,
+           aliases=("uwsgi-socket",), short="s", metavar="ADDR"),
+    Option("http-socket", "list", "bind a socket speaking HTTP", S, metavar="ADDR"),
+    Option("http11-socket", "list", "bind a socket speaking HTTP/1.1 with keep-alive", S,
+           metavar="ADDR"),
+    Option("http", "list", "bind an HTTP socket (served by the workers: no router process)", S,
+           metavar="ADDR"),
+    Option("protocol", "string", "protocol of default and received sockets: uwsgi or http", S,
+           aliases=("socket-protocol",), metavar="PROTO"),
+    Option("listen", "int", "listen queue size", S, 100, short="l", metavar="N", minimum=1),
+    Option("chmod-socket", "string", "mode of unix sockets (bare: 666)", S,
+           aliases=("chmod",), short="C", bare="666", metavar="MODE"),
+    Option("chown-socket", "string", "owner of unix sockets (user[:group])", S,
+           metavar="USER[:GROUP]"),
+    Option("vacuum", "flag", "remove unix sockets and pidfile at exit", S),
+    Option("reuse-port", "flag", "set SO_REUSEPORT on TCP sockets", S),
+    Option("thunder-lock", "flag", "accepted: the kernel serialises accept() already", S,
+           accepted_only=True),
+    Option("buffer-size", "int", "maximum size of a request header block", S, 4096, short="b",
+           metavar="BYTES", minimum=1, maximum=65535),
+    Option("socket-timeout", "int", "socket timeout in seconds", S, 4, short="z",
+           metavar="SECONDS", minimum=1),
+    Option("http-timeout", "int", "HTTP client timeout in seconds", S, 4, metavar="SECONDS",
+           minimum=1),
+    Option("http-keepalive", "flag", "keep HTTP/1.1 connections open", S),
+    Option("post-buffering", "int", "accepted: request bodies are read on demand", S, 0,
+           metavar="BYTES", accepted_only=True),
+    # zerg
+    Option("zerg", "list", "attach to a zerg server and serve its sockets", Z, metavar="ADDR"),
+    Option("zerg-server", "string", "hand this instance's sockets to zergs connecting here", Z,
+           metavar="ADDR"),
+    Option("zerg-fallback", "flag", "bind the configured sockets if a zerg server is down", Z),
+    Option("zergpool", "list", "bind SOCKs and hand them to zergs connecting to ADDR", Z,
+           aliases=("zerg-pool",), metavar="ADDR:SOCK[,SOCK...]"),
+    Option("zerg-timeout", "int", "deadline to attach to a zerg server, in seconds", Z, 10,
+           metavar="SECONDS", minimum=1),
+    Option("zerg-allow-uid", "list", "also serve zergs running as this uid", Z,
+           metavar="UID"),
+    Option("zerg-allow-gid", "list", "also serve zergs running with this gid", Z,
+           metavar="GID"),
+    # lifecycle
+    Option("harakiri", "int", "kill a worker stuck on one request this long (0: off)", L, 0,
+           short="t", metavar="SECONDS", minimum=0),
+    Option("max-requests", "int", "recycle a worker after this many requests (0: off)", L, 0,
+           short="R", metavar="N", minimum=0),
+    Option("reload-on-rss", "int", "recycle a worker above this RSS in MB (0: off)", L, 0,
+           metavar="MB", minimum=0),
+    Option("worker-reload-mercy", "int", "seconds a stopping worker gets before SIGKILL", L, 60,
+           metavar="SECONDS", minimum=0),
+    Option("die-on-term", "flag", "accepted: SIGTERM always shuts down", L),
+    Option("touch-reload", "list", "reload when this file is touched", L, metavar="FILE"),
+    Option("pidfile", "string", "write the master pid to this file", L, metavar="FILE"),
+    Option("daemonize", "string", "detach and log to this file", L, short="d", metavar="LOGFILE"),
+    Option("master-fifo", "list", "control the master through this fifo", L, metavar="FILE"),
+    # serving
+    Option("static-map", "list", "serve files of a directory under a URL prefix", V,
+           metavar="/URL=/DIR"),
+    # logs and stats
+    Option("logto", "string", "log to this file", G, metavar="FILE"),
+    Option("disable-logging", "flag", "do not log requests", G, short="L"),
+    Option("log-format", "string", "request log format, with uWSGI %(vars)", G,
+           aliases=("logformat",), metavar="FORMAT"),
+    Option("log-4xx", "flag", "log requests answered 4xx even with disable-logging", G),
+    Option("log-5xx", "flag", "log requests answered 5xx even with disable-logging", G),
+    Option("memory-report", "flag", "add memory usage to request logs", G, short="m"),
+    Option("stats", "string", "serve the stats JSON on this address", G,
+           aliases=("stats-server",), metavar="ADDR"),
+    Option("stats-http", "flag", "wrap the stats JSON in an HTTP response", G),
+    Option("log-json", "flag", "log one JSON object per event", U),
+    # configuration
+    Option("ini", "list", "load an INI file (FILE[:SECTION]; :SECTION = same file)", C,
+           metavar="FILE[:SECTION]"),
+    Option("include", "list", "load an INI file in place", C, metavar="FILE"),
+    Option("strict", "flag", "turn every configuration warning into an error", C),
+    Option("print", "list", "print this text while loading the configuration", C,
+           metavar="TEXT"),
+    Option("show-config", "flag", "accepted: uzerg prints the config with --check-config", C),
+    Option("check-config", "flag", "print the resolved configuration and exit", U),
+    Option("version", "flag", "print the version and exit", C),
+    Option("help", "flag", "print this help and exit", C, aliases=("usage",), short="h"),
+    # management
+    Option("reload", "string", "gracefully reload the instance whose pid is in PIDFILE", M,
+           metavar="PIDFILE"),
+    Option("stop", "string", "stop the instance whose pid is in PIDFILE", M, metavar="PIDFILE"),
+    Option("pause", "string", "pause the instance whose pid is in PIDFILE", M,
+           metavar="PIDFILE"),
+    Option("resume", "string", "resume the instance whose pid is in PIDFILE", M,
+           metavar="PIDFILE"),
+)
+
+# options handled while reading the configuration itself, not stored as settings
+DIRECTIVES = frozenset({"ini", "include", "print"})
+MANAGEMENT = ("reload", "stop", "pause", "resume")
+CATEGORIES = (P, S, Z, L, V, G, C, M, U)
+
+BY_NAME: dict[str, Option] = {}
+BY_SHORT: dict[str, Option] = {}
+for _opt in OPTIONS:
+    for _name in (_opt.name, *_opt.aliases):
+        assert _name not in BY_NAME, _name
+        BY_NAME[_name] = _opt
+    if _opt.short:
+        assert _opt.short not in BY_SHORT, _opt.short
+        BY_SHORT[_opt.short] = _opt
+
+
+def lookup(name: str) -> Option | None:
+    """The option called ``name`` (canonical name or alias), or None."""
+    return BY_NAME.get(name)
