@@ -284,3 +284,26 @@ def test_uwsgi_zerg_gets_the_first_253_of_300(processes, app_file, tmp_path):
     text = log.read_text()
     assert "uwsgi zerg socket 252 attached" in text
     assert "uwsgi zerg socket 253 attached" not in text
+
+
+def test_zerg_probe_reports_uwsgi_sockets(processes, app_file, tmp_path):
+    port = free_port()
+    address = str(tmp_path / "zerg.sock")
+    processes.start(
+        "uwsgi", uwsgi_argv(app_file, "--zerg-server", address, "--socket", f"127.0.0.1:{port}")
+    )
+    for item in attach_when_ready(address):
+        item.sock.close()
+    probe = Path(__file__).parent.parent / "tools" / "zerg_probe.py"
+    missing = str(tmp_path / "missing.sock")
+    result = subprocess.run(
+        [sys.executable, str(probe), "--json", "--timeout", "5", address, missing],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 1  # the missing server
+    report = json.loads(result.stdout)
+    assert report[0]["sockets"] == [
+        {"index": 0, "family": "INET", "address": f"127.0.0.1:{port}", "protocol": None}
+    ]
+    assert report[0]["hint"] is False
+    assert report[1]["error"] == f"--- unable to connect to zerg server {missing} ---"
