@@ -412,3 +412,23 @@ def test_client_error_when_server_gone(tmp_path, listeners):
     server.close(vacuum=False)
     with pytest.raises(HandshakeError, match="unable to connect"):
         fetch_sockets(path, timeout=1)
+
+
+def test_accepts_per_call_are_capped(tmp_path, listeners):
+    from uzerg.zerg.server import MAX_ACCEPTS_PER_CALL
+
+    path = str(tmp_path / "zerg.sock")
+    with started(ZergServer(path, listeners, backlog=1024)) as server:
+        peers = []
+        try:
+            for _ in range(MAX_ACCEPTS_PER_CALL + 44):
+                peer = socket.socket(socket.AF_UNIX)
+                peer.setblocking(False)
+                peer.connect(path)
+                peers.append(peer)
+            with capture_logs():
+                assert server.handle_readable() == MAX_ACCEPTS_PER_CALL
+                assert server.handle_readable() == 44
+                assert server.handle_readable() == 0
+        finally:
+            close_all(peers)

@@ -160,7 +160,11 @@ def receive_sockets(
     try:
         total, messages = _receive_descriptors(conn, clock, fds, fds_per_message)
         for index, fd in enumerate(fds):
-            _check_listening_socket(index, fd)
+            try:
+                _check_listening_socket(index, fd)
+            except OSError as exc:
+                detail = f"descriptor {index}: {exc.strerror or exc}"
+                raise HandshakeError.invalid_data(detail) from None
         sockets = _adopt(fds)
     except BaseException:
         for fd in fds:

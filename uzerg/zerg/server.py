@@ -35,6 +35,7 @@ _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 # us again (trio's accept loop does the same, after a short sleep we cannot afford here).
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 RECENT_ATTACHMENTS = 256
+MAX_ACCEPTS_PER_CALL = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +167,15 @@ class ZergServer:
     # -- event loop ----------------------------------------------------------------------------
 
     def handle_readable(self) -> int:
-        """Accept and serve every pending peer; returns how many were accepted. Never blocks."""
+        """Accept and serve the pending peers; returns how many were accepted. Never blocks.
+
+        At most ``MAX_ACCEPTS_PER_CALL`` per call, so that a flood of peers cannot starve the
+        rest of the master's loop; the listener stays readable and the loop calls again.
+        """
         if self._listener is None:
             return 0
         accepted = 0
-        while True:
+        while accepted < MAX_ACCEPTS_PER_CALL:
             try:
                 conn, _ = self._listener.accept()
             except BlockingIOError:
@@ -192,6 +197,7 @@ class ZergServer:
             accepted += 1
             with conn:
                 self._serve(conn)
+        return accepted
 
     def _serve(self, conn: socket.socket) -> None:
         conn.setblocking(False)
