@@ -432,3 +432,18 @@ def test_accepts_per_call_are_capped(tmp_path, listeners):
                 assert server.handle_readable() == 0
         finally:
             close_all(peers)
+
+
+def test_a_closed_socket_in_the_list_is_never_handed_out(tmp_path, listeners):
+    path = str(tmp_path / "zerg.sock")
+    with started(ZergServer(path, listeners)) as server:
+        listeners[1].close()
+        peer = socket.socket(socket.AF_UNIX)
+        peer.connect(path)
+        with capture_logs() as logs:
+            assert server.handle_readable() == 1
+        peer.settimeout(5)
+        assert peer.recv(64) == b""  # nothing sent, connection closed
+        peer.close()
+        assert server.drop_count == 1 and server.attach_count == 0
+        assert any("socket 1 of the list is closed" in e["event"] for e in logs)

@@ -108,7 +108,6 @@ class ZergServer:
         self._listener: socket.socket | None = None
         self._address: Address | None = None
         self._created_inode: tuple[int, int] | None = None
-        self._fds: list[int] = []
         self._last_resource_log = 0.0
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -126,12 +125,11 @@ class ZergServer:
         if address.kind == "unix":
             info = os.stat(address.path)
             self._created_inode = (info.st_dev, info.st_ino)
-        self._fds = [sock.fileno() for sock in self.sockets]
         log.info(
             f"*** Zerg server enabled on {self.address_text} ***",
             event_kind="zerg_server_enabled",
             addr=self.address_text,
-            sockets=len(self._fds),
+            sockets=len(self.sockets),
         )
         if address.kind == "abstract":
             log.warning(
@@ -140,13 +138,13 @@ class ZergServer:
                 event_kind="zerg_server_abstract",
                 addr=self.address_text,
             )
-        if len(self._fds) > SCM_MAX_FD:
+        if len(self.sockets) > SCM_MAX_FD:
             log.warning(
-                f"{self.label} {self.address_text}: {len(self._fds)} sockets are sent in "
+                f"{self.label} {self.address_text}: {len(self.sockets)} sockets are sent in "
                 f"several messages; a uWSGI zerg only gets the first {SCM_MAX_FD}",
                 event_kind="zerg_server_many_sockets",
                 addr=self.address_text,
-                sockets=len(self._fds),
+                sockets=len(self.sockets),
             )
 
     def fileno(self) -> int:
@@ -221,8 +219,14 @@ class ZergServer:
                 gid=gid,
             )
             return
+        # Descriptor numbers are read now, not at start(): a socket the master closed since
+        # must fail loudly, never hand out whatever reused its number.
+        fds = [sock.fileno() for sock in self.sockets]
+        if -1 in fds:
+            self._drop(f"zerg pid {pid}: socket {fds.index(-1)} of the list is closed")
+            return
         try:
-            send_sockets(conn, self._fds, self.protocols if self.send_protocols else None)
+            send_sockets(conn, fds, self.protocols if self.send_protocols else None)
         except OSError as exc:
             # Would block (a fresh connection's buffer always has room: a peer playing games),
             # or the peer is gone (EPIPE/ECONNRESET): drop it, the master goes on.
@@ -231,14 +235,14 @@ class ZergServer:
         self.attach_count += 1
         self.attached.append(peer)
         log.info(
-            f"{self.label} {self.address_text}: {len(self._fds)} sockets handed to "
+            f"{self.label} {self.address_text}: {len(self.sockets)} sockets handed to "
             f"zerg pid {pid} uid {uid}",
             event_kind="zerg_attached",
             addr=self.address_text,
             pid=pid,
             uid=uid,
             gid=gid,
-            sockets=len(self._fds),
+            sockets=len(self.sockets),
         )
 
     def _allows(self, uid: int, gid: int) -> bool:
