@@ -221,3 +221,11 @@ def test_restart_without_reuse_port_gives_a_clear_error(tmp_path):
             build_zergpools([entry], reuse_port=False)
     finally:
         zerg.close()
+
+
+def test_unresolvable_pool_socket_names_the_entry(tmp_path):
+    entry = f"{tmp_path / 'p'}:no-such-host.invalid:3031"
+    with pytest.raises(AddressError) as info:
+        build_zergpools([entry])
+    assert str(info.value).startswith(f"zergpool {entry}: cannot resolve")
+    assert not os.path.exists(tmp_path / "p")

@@ -447,3 +447,12 @@ def test_a_closed_socket_in_the_list_is_never_handed_out(tmp_path, listeners):
         peer.close()
         assert server.drop_count == 1 and server.attach_count == 0
         assert any("socket 1 of the list is closed" in e["event"] for e in logs)
+
+
+def test_allow_lists_take_numbers_and_names():
+    from uzerg.zerg.server import resolve_ids
+
+    assert resolve_ids(["0", 65534, " root "], "user") == {0, 65534}
+    assert resolve_ids(["root"], "group") == {0}
+    with pytest.raises(ValueError, match="unknown user: no-such-user-here"):
+        resolve_ids(["no-such-user-here"], "user")

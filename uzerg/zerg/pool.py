@@ -64,8 +64,8 @@ def build_zergpools(
     entries: Iterable[ZergPoolEntry | str],
     backlog: int = 100,
     chmod: int | None = None,
-    allow_uids: Iterable[int] = (),
-    allow_gids: Iterable[int] = (),
+    allow_uids: Iterable[int | str] = (),
+    allow_gids: Iterable[int | str] = (),
     *,
     reuse_port: bool = True,
     start: bool = True,
@@ -90,7 +90,10 @@ def build_zergpools(
             own: list[socket.socket] = []
             for item in entry.sockets:
                 address = parse_address(item)
-                key = normalise(address)
+                try:
+                    key = normalise(address)
+                except AddressError as exc:
+                    raise AddressError(f"zergpool {entry}: {exc}") from None
                 if key not in bound:
                     bound[key] = _bind_pool_socket(entry, address, backlog, chmod, reuse_port)
                     if address.kind == "unix":

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import collections
 import errno
+import grp
 import os
+import pwd
 import socket
 import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -72,6 +75,21 @@ def dedupe_sockets(
     return kept, kept_protocols
 
 
+def resolve_ids(values: Iterable[int | str], kind: Literal["user", "group"]) -> frozenset[int]:
+    """``--zerg-allow-uid``/``-gid`` values: numbers or names; raise ValueError for an unknown."""
+    ids: set[int] = set()
+    for value in values:
+        text = str(value).strip()
+        if text.isdigit():
+            ids.add(int(text))
+            continue
+        try:
+            ids.add(pwd.getpwnam(text).pw_uid if kind == "user" else grp.getgrnam(text).gr_gid)
+        except KeyError:
+            raise ValueError(f"unknown {kind}: {text}") from None
+    return frozenset(ids)
+
+
 class ZergServer:
     """Hands ``sockets`` (deduplicated by address) to each allowed peer connecting to
     ``address_text``. Peers of the same uid, root, or an allowed uid/gid are served."""
@@ -81,8 +99,8 @@ class ZergServer:
         address_text: str,
         sockets: Sequence[socket.socket],
         protocols: Sequence[str | None] | None = None,
-        allow_uids: Iterable[int] = (),
-        allow_gids: Iterable[int] = (),
+        allow_uids: Iterable[int | str] = (),
+        allow_gids: Iterable[int | str] = (),
         chmod: int | None = None,
         *,
         backlog: int = 100,
@@ -94,8 +112,8 @@ class ZergServer:
         if not self.sockets:
             raise ValueError(f"{label} {address_text}: no socket to hand out")
         self.send_protocols = protocols is not None
-        self.allow_uids = frozenset(allow_uids)
-        self.allow_gids = frozenset(allow_gids)
+        self.allow_uids = resolve_ids(allow_uids, "user")
+        self.allow_gids = resolve_ids(allow_gids, "group")
         self.chmod = chmod
         self.backlog = backlog
         self.label = label
