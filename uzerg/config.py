@@ -110,7 +110,7 @@ class _Resolver:
         where = str(entry.origin)
         if self.strict:
             raise ConfigError(where, entry.shown_key, f"{message} (strict mode)")
-        self.warnings.append(f"{where}: {entry.shown_key}: {message}")
+        self.warnings.append(": ".join(p for p in (where, entry.shown_key, message) if p))
 
     def apply(self, option: Option, entry: Entry) -> None:
         value = _convert(option, entry, self)
@@ -132,6 +132,7 @@ _SKIP = object()
 
 def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
              write: Callable[[str], None]) -> Any:
+    collected = list(warnings)  # produced while reading: sections, $(ENV), else
     resolver = _Resolver(warnings, write)
     # uWSGI's strict applies from where it is set; the command line and environment set it first
     resolver.strict = any(
@@ -150,6 +151,8 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
                 resolver.apply(option, entry)
             continue
         _unknown_key(entry, referenced, known_names, resolver)
+    if resolver.strict and collected:
+        raise ConfigError(None, None, f"{collected[0]} (strict mode)")
     return Config(
         **{options.BY_NAME[name].attr: value for name, value in resolver.values.items()},
         warnings=tuple(warnings),
