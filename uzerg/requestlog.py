@@ -122,9 +122,9 @@ class RequestLogger:
         self.log_4xx = bool(getattr(config, "log_4xx", False))
         self.log_5xx = bool(getattr(config, "log_5xx", False))
         self.json = bool(getattr(config, "log_json", False))
+        self._times = _TimeCache()
         fmt = getattr(config, "log_format", None)
         self._chunks = self.compile(fmt) if fmt else None
-        self._times = _TimeCache()
         self.refresh()
 
     def refresh(self) -> None:

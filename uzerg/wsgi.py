@@ -38,9 +38,9 @@ def load_application(config: Any) -> WSGIApp:
     module = getattr(config, "module", None)
     wsgi_file = getattr(config, "wsgi_file", None)
     if module:
-        main = _load_target(module, callable_name)
+        main = _load_target(module, callable_name, as_file=False)
     elif wsgi_file:
-        main = _load_target(wsgi_file, callable_name)
+        main = _load_target(wsgi_file, callable_name, as_file=True)
     mounts = tuple(getattr(config, "mount", ()) or ())
     if not mounts:
         if main is None:
@@ -51,14 +51,17 @@ def load_application(config: Any) -> WSGIApp:
         prefix, sep, target = entry.partition("=")
         if not sep or not target.strip():
             raise AppLoadError(f"invalid mount syntax: {entry} (expected /prefix=module_or_file)")
-        apps.append((prefix.strip().rstrip("/"), _load_target(target.strip(), callable_name)))
+        target = target.strip()
+        # uWSGI takes a mount target ending in .py/.wsgi as a file; `pkg.wsgi` (Django's
+        # layout) is a module unless such a file exists
+        as_file = "/" in target or os.path.isfile(target.rpartition(":")[0] or target)
+        apps.append((prefix.strip().rstrip("/"), _load_target(target, callable_name, as_file)))
     return MountDispatcher(apps, main, bool(getattr(config, "manage_script_name", False)))
 
 
-def _load_target(target: str, callable_name: str) -> WSGIApp:
-    """`pkg.mod`, `pkg.mod:callable` or a file path (any extension, as uWSGI's --wsgi-file)."""
-    looks_like_file = "/" in target or target.endswith((".py", ".wsgi")) or os.path.isfile(target)
-    if looks_like_file:
+def _load_target(target: str, callable_name: str, as_file: bool) -> WSGIApp:
+    """`pkg.mod`, `pkg.mod:callable`, or a file path (any extension, as uWSGI's --wsgi-file)."""
+    if as_file:
         path, name = target, callable_name
         # `file.py:app` picks another callable, but only when the part before `:` is a file
         head, sep, tail = target.rpartition(":")

@@ -1,0 +1,82 @@
+"""Shared helpers for the request-path tests: a stand-in config, log capture, one exchange."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from uzerg.logs import configure_logging
+from uzerg.request import HandledCounts, RequestHandler
+
+
+def make_config(**overrides: Any) -> types.SimpleNamespace:
+    """The attributes the request path reads, with uzerg's defaults (until uzerg.config lands)."""
+    values: dict[str, Any] = dict(
+        module=None, wsgi_file=None, callable="application", pythonpath=(), mount=(),
+        manage_script_name=False, buffer_size=4096, socket_timeout=4, http_timeout=4,
+        http_keepalive=False, static_map=(), disable_logging=False, log_4xx=False,
+        log_5xx=False, log_format=None, log_json=False, threads=1, processes=1,
+    )
+    values.update(overrides)
+    return types.SimpleNamespace(**values)
+
+
+@pytest.fixture(name="logs")
+def logs_fixture() -> Iterator[io.StringIO]:
+    """Capture the plain log output (import `logs_fixture`, ask for `logs`)."""
+    buf = io.StringIO()
+    configure_logging(stream=buf)
+    try:
+        yield buf
+    finally:
+        configure_logging()
+
+
+def exchange(
+    handler: RequestHandler, data: bytes | list[bytes], protocol: str = "http",
+    peer: Any = ("127.0.0.1", 40000), half_close: bool = True,
+) -> tuple[bytes, HandledCounts]:
+    """Send `data` over a socketpair to `handler.handle()` in a thread; all the reply bytes."""
+    server, client = socket.socketpair()
+    result: dict[str, HandledCounts] = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault("counts", handler.handle(server, peer, protocol)),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        client.settimeout(10)
+        for piece in [data] if isinstance(data, bytes) else data:
+            client.sendall(piece)
+        if half_close:
+            client.shutdown(socket.SHUT_WR)
+        reply = read_all(client)
+        thread.join(10)
+        assert not thread.is_alive(), "handle() did not return"
+    finally:
+        client.close()
+    return reply, result["counts"]
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def hello_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello World"]

@@ -1,0 +1,96 @@
+"""The request log line: uWSGI's default shape, log-format variables, JSON mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+from request_helpers import make_config
+
+from uzerg.logs import configure_logging
+from uzerg.requestlog import RequestInfo, RequestLogger
+
+# the environ real uWSGI 2.0.31 built for `curl http://127.0.0.1:9192/a/b?x=1` on --http-socket;
+# it logged `{24 vars in 257 bytes}` for it
+UWSGI_HTTP_ENVIRON = {
+    "HTTP_ACCEPT": "*/*", "HTTP_HOST": "127.0.0.1:9192", "HTTP_USER_AGENT": "curl/7.88.1",
+    "PATH_INFO": "/a/b", "QUERY_STRING": "x=1", "REMOTE_ADDR": "127.0.0.1",
+    "REQUEST_METHOD": "GET", "REQUEST_URI": "/a/b?x=1", "SCRIPT_NAME": "", "SERVER_NAME": "vm",
+    "SERVER_PORT": "9192", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+}
+
+
+def info(**fields) -> RequestInfo:
+    record = RequestInfo(dict(UWSGI_HTTP_ENVIRON), fields.pop("start", 1_800_000_000.25))
+    record.status, record.body_size, record.header_size, record.header_count = 200, 11, 45, 1
+    record.worker_requests, record.total_requests, record.micros = 1, 1, 1234
+    for key, value in fields.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_default_line_matches_uwsgi_exactly():
+    logger = RequestLogger(make_config(), 1, pid=5349)
+    line = logger.format(info(start=time.mktime((2026, 11, 27, 18, 17, 43, 0, 0, -1))))
+    assert line == (
+        "[pid: 5349|app: 0|req: 1/1] 127.0.0.1 () {24 vars in 257 bytes} "
+        "[Fri Nov 27 18:17:43 2026] GET /a/b?x=1 => generated 11 bytes in 1 msecs "
+        "(HTTP/1.1 200) 1 headers in 45 bytes (1 switches on core 0)"
+    )
+
+
+def test_uwsgi_packet_counts_are_used_when_known():
+    logger = RequestLogger(make_config(), 1, pid=1)
+    line = logger.format(info(var_count=16, var_size=172, worker_requests=3, total_requests=9,
+                              core=2))
+    assert "[pid: 1|app: 0|req: 3/9]" in line and "{16 vars in 172 bytes}" in line
+    assert line.endswith("(1 switches on core 2)")
+
+
+def test_missing_request_uri_falls_back_to_path_and_query():
+    record = info()
+    del record.environ["REQUEST_URI"]
+    assert " GET /a/b?x=1 => " in RequestLogger(make_config(), 1).format(record)
+
+
+def test_log_format_variables():
+    fmt = ("%(addr) - %(user) [%(ltime)] \"%(method) %(uri) %(proto)\" %(status) %(size) "
+           "%(msecs) %(micros) %(bogus) %(var.HTTP_HOST) %(var.NOPE) %(host) %(uagent) "
+           "%(referer) %(cl) %(hsize) %(rsize) %(headers) %(core) %(switches) %(vars) "
+           "%(pktsize) %(wid) %(pid) %(time) %(secs) %(metric.x) %% 100% %(")
+    logger = RequestLogger(make_config(log_format=fmt), 7, pid=42)
+    start = 1_800_000_000.25
+    ltime = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(start))
+    assert logger.format(info(start=start)) == (
+        f"127.0.0.1 - - [{ltime}] \"GET /a/b?x=1 HTTP/1.1\" 200 56 1 1234 - 127.0.0.1:9192 - "
+        "127.0.0.1:9192 curl/7.88.1 - 0 45 11 1 0 1 24 257 7 42 1800000000 0.001234 0 %% 100% %("
+    )
+
+
+def test_ctime_and_epoch_and_memory_variables():
+    logger = RequestLogger(make_config(log_format="%(ctime)|%(epoch)|%(rssM)|%(vsz)"), 1)
+    ctime, epoch, rss_m, vsz = logger.format(info(start=1_800_000_000)).split("|")
+    assert ctime == time.ctime(1_800_000_000)
+    assert abs(int(epoch) - time.time()) < 5
+    assert int(rss_m) >= 1 and int(vsz) > 0
+
+
+def test_wants_honours_disable_logging_and_4xx_5xx():
+    assert RequestLogger(make_config(), 1).wants(200)
+    quiet = RequestLogger(make_config(disable_logging=True, log_5xx=True), 1)
+    assert not quiet.wants(200) and not quiet.wants(404) and quiet.wants(502)
+
+
+def test_json_mode_adds_fields():
+    buf = io.StringIO()
+    configure_logging(json=True, stream=buf)
+    try:
+        RequestLogger(make_config(log_json=True), 3).log(info())
+    finally:
+        configure_logging()
+    event = json.loads(buf.getvalue())
+    assert event["event"].startswith(f"[pid: {os.getpid()}|app: 0|req: 1/1]")
+    assert event["status"] == 200 and event["uri"] == "/a/b?x=1" and event["wid"] == 3

@@ -1,0 +1,101 @@
+"""--static-map through the RequestHandler: sendfile, fall-through to the app, traversal."""
+
+from __future__ import annotations
+
+import os
+from email.utils import formatdate
+
+import pytest
+from request_helpers import exchange, hello_app, logs_fixture, make_config  # noqa: F401
+
+from uzerg.request import RequestHandler
+from uzerg.static import FORBIDDEN, StaticMap
+
+
+@pytest.fixture
+def site(tmp_path):
+    root = tmp_path / "static"
+    (root / "css").mkdir(parents=True)
+    (root / "css" / "site.css").write_text("body { color: red }\n")
+    (root / "big.bin").write_bytes(os.urandom(100_000))
+    (tmp_path / "secret.txt").write_text("secret")
+    (root / "link").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "robots.txt").write_text("User-agent: *\n")
+    return tmp_path
+
+
+def handler(site, **config):
+    static = (f"/static={site / 'static'}", f"/robots.txt={site / 'robots.txt'}")
+    return RequestHandler(hello_app, make_config(static_map=static, **config), 1)
+
+
+def get(path: str, method: str = "GET", extra: str = "") -> bytes:
+    return f"{method} {path} HTTP/1.1\r\nHost: h\r\n{extra}\r\n".encode()
+
+
+def test_serves_a_file_with_type_length_and_last_modified(logs, site):
+    reply, counts = exchange(handler(site), get("/static/css/site.css"))
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Type: text/css\r\n" in head
+    assert b"Content-Length: 20\r\n" in head
+    mtime = (site / "static" / "css" / "site.css").stat().st_mtime
+    assert f"Last-Modified: {formatdate(mtime, usegmt=True)}".encode() in head
+    assert body == b"body { color: red }\n"
+    assert counts.tx == len(reply)
+
+
+def test_big_file_over_keepalive_then_another_request(logs, site):
+    reply, counts = exchange(handler(site), get("/static/big.bin") + get("/app"), "http11")
+    assert reply.count(b"HTTP/1.1 200 OK") == 2 and reply.endswith(b"Hello World")
+    assert (site / "static" / "big.bin").read_bytes() in reply
+
+
+def test_single_file_mapping(logs, site):
+    reply, _ = exchange(handler(site), get("/robots.txt"))
+    assert reply.endswith(b"User-agent: *\n")
+
+
+def test_missing_file_falls_through_to_the_app(logs, site):
+    reply, _ = exchange(handler(site), get("/static/nope.css"))
+    assert reply.endswith(b"Hello World")
+
+
+def test_directory_falls_through_to_the_app(logs, site):
+    assert exchange(handler(site), get("/static/css"))[0].endswith(b"Hello World")
+
+
+def test_post_goes_to_the_app(logs, site):
+    reply, _ = exchange(handler(site), get("/static/css/site.css", "POST"))
+    assert reply.endswith(b"Hello World")
+
+
+def test_head_gets_no_body(logs, site):
+    reply, _ = exchange(handler(site), get("/static/css/site.css", "HEAD"))
+    assert reply.endswith(b"\r\n\r\n") and b"Content-Length: 20" in reply
+
+
+def test_if_modified_since_gives_304(logs, site):
+    mtime = (site / "static" / "css" / "site.css").stat().st_mtime
+    since = f"If-Modified-Since: {formatdate(mtime + 10, usegmt=True)}\r\n"
+    reply, counts = exchange(handler(site), get("/static/css/site.css", extra=since))
+    assert reply.startswith(b"HTTP/1.1 304 Not Modified\r\n") and counts.status == 304
+    assert reply.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("path", ["/static/../secret.txt", "/static/%2e%2e/secret.txt",
+                                  "/static/css/..%2f..%2fsecret.txt", "/static/link"])
+def test_traversal_and_symlinks_out_of_the_root_are_refused(logs, site, path):
+    reply, counts = exchange(handler(site), get(path))
+    assert reply.startswith(b"HTTP/1.1 403 Forbidden") and b"secret" not in reply
+    assert "[uwsgi-fileserve] security error" in logs.getvalue()
+
+
+def test_lookup_rules(site):
+    smap = StaticMap([f"/s={site / 'static'}"])
+    found = smap.lookup("/s/css/site.css")
+    assert found is not None and found != FORBIDDEN
+    assert smap.lookup("/sx/css/site.css") is None
+    assert smap.lookup("/s/%00") == FORBIDDEN
+    with pytest.raises(ValueError, match="invalid static-map syntax"):
+        StaticMap(["/nothing"])
