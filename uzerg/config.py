@@ -183,7 +183,8 @@ def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
             raise ConfigError(where, entry.shown_key, "unknown option (strict mode: declare "
                               "placeholders with set-placeholder)")
         return
-    hint = uwsgi_options.closest(key, known_names)
+    short = options.BY_SHORT.get(key)
+    hint = short.name if short else uwsgi_options.closest(key, known_names)
     resolver.warn(entry, f"unknown option, ignored (did you mean `{hint}`?)" if hint
                   else "unknown option, ignored")
 
@@ -217,7 +218,9 @@ def _to_int(option: Option, entry: Entry, raw: str, resolver: _Resolver) -> int:
     text = raw.strip()
     match = _INT.fullmatch(text) or _INT_WITH_COMMENT.fullmatch(text)
     if match is None:
-        raise _error(entry, f"invalid integer: {raw}")
+        unset = re.search(r"\$\(([^)]*)\)", raw)
+        hint = f" (environment variable {unset.group(1)} is not set)" if unset else ""
+        raise _error(entry, f"invalid integer: {raw}{hint}")
     number = int(match.group(1) if match.re is _INT_WITH_COMMENT else match.group(0))
     if option.minimum is not None and number < option.minimum:
         raise _error(entry, f"must be at least {option.minimum}: {raw}")

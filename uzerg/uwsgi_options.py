@@ -7,7 +7,8 @@ is ``none``, ``required`` or ``optional`` (probed with getopt). It was made, and
 build lacks (internal routing needs PCRE; perl, ruby, lua, ...).
 
 Classification of a known uWSGI option that uzerg lacks:
-- ``silent``: ``plugins``/``plugin``/``plugins-dir`` naming only Python plugins;
+- ``silent``: ``plugins``/``plugin``/``plugins-dir`` naming only Python plugins (and ``http``/
+  ``corerouter``: uzerg serves HTTP itself);
 - ``error``: the option changes what the service does or who it runs as, so running without it
   would be wrong (emperor, daemons, cron, routing, hooks, mules, spooler, TLS, other languages,
   other concurrency models such as gevent, jails, subscriptions, routers);
@@ -1005,7 +1006,8 @@ EXTRA_OPTIONS = frozenset(
 )
 KNOWN = frozenset(UWSGI_ARGS) | EXTRA_OPTIONS
 
-PYTHON_PLUGINS = ("python", "python2", "python3", "gevent", "greenlet", "asyncio", "tornado")
+# plugins whose job uzerg does itself: the Python interpreter, and HTTP (served by the workers)
+PYTHON_PLUGINS = ("python", "python2", "python3", "http", "corerouter")
 
 # prefixes (matching "name" or "name-...") of options whose absence changes the service
 _ERROR_PREFIXES = (
