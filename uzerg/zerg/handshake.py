@@ -170,8 +170,13 @@ def receive_sockets(
         for fd in fds:
             _close_quietly(fd)
         raise
-    # Past the deadline the hint is simply absent: the descriptors are what matters.
-    protocols = _read_hint(conn, min(deadline, time.monotonic() + hint_wait), total)
+    try:
+        # Past the deadline the hint is simply absent: the descriptors are what matters.
+        protocols = _read_hint(conn, min(deadline, time.monotonic() + hint_wait), total)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return Received(sockets=sockets, protocols=protocols, announced=total, messages=messages)
 
 
@@ -291,8 +296,16 @@ def _check_listening_socket(index: int, fd: int) -> None:
 
 
 def _adopt(fds: list[int]) -> list[socket.socket]:
-    sockets = [socket.socket(fileno=fd) for fd in fds]
-    fds.clear()  # from here on the socket objects own the descriptors
+    """Wrap the descriptors in socket objects; each leaves ``fds`` once an object owns it."""
+    sockets: list[socket.socket] = []
+    try:
+        while fds:
+            sockets.append(socket.socket(fileno=fds[0]))
+            del fds[0]
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     return sockets
 
 
