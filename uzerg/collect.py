@@ -28,6 +28,9 @@ LOGIC_KEYS = IF_KEYS | FOR_KEYS | END_KEYS | {"else"}
 LOAD_KEYS = frozenset({"ini", "include"})
 SET_KEYS = frozenset({"set", "set-placeholder", "set-ph"})
 IMMEDIATE_KEYS = LOGIC_KEYS | LOAD_KEYS | SET_KEYS
+# uWSGI 2.0 spellings of the same directives
+KEY_ALIASES = {"ifenv": "if-env", "ifexists": "if-exists", "ifdir": "if-dir",
+               "ifplugin": "if-plugin", "if-directory": "if-dir"}
 
 
 @dataclass(slots=True)
@@ -67,6 +70,7 @@ class Collector:
 
     # -- the stream -------------------------------------------------------------------------
     def add(self, key: str, value: str | None, origin: Origin, label: str = "") -> None:
+        key = KEY_ALIASES.get(key, key)
         if not self._running:
             if key in END_KEYS:
                 self._block = None
@@ -183,7 +187,7 @@ class Collector:
             holds = os.access(arg, os.R_OK)
         elif test == "if-file":
             holds = os.path.isfile(arg)
-        elif test in ("if-dir", "if-directory"):
+        elif test == "if-dir":
             holds = os.path.isdir(arg)
         elif test == "if-hostname":
             holds = socket.gethostname() == arg
