@@ -94,7 +94,8 @@ def test_refused_feature(tmp_path: Path) -> None:
     proc = run(str(site), "--check-config")
     assert proc.returncode == 1
     assert proc.stderr == (f"uzerg: {site}:2: attach-daemon: uzerg does not provide this uWSGI "
-                           "feature; running without it would change the service\n")
+                           "feature; running without it would change the service (run that "
+                           "process under your supervisor instead)\n")
 
 
 def test_management_commands_signal_the_pidfile(tmp_path: Path) -> None:

@@ -191,8 +191,9 @@ def test_unknown_keys_are_sorted(tmp_path: Path) -> None:
     )
     emperor = tmp_path / "e.ini"
     emperor.write_text("[uwsgi]\nmaster = 1\nemperor = /etc/uwsgi/vassals\n")
-    assert error(str(emperor)) == (f"{emperor}:3: emperor: uzerg does not provide this uWSGI "
-                                   "feature; running without it would change the service")
+    assert error(str(emperor)) == (
+        f"{emperor}:3: emperor: uzerg does not provide this uWSGI feature; running without it "
+        "would change the service (run one uzerg per app under systemd or another supervisor)")
     with pytest.raises(ConfigError) as info:
         load("--strict", str(f))
     assert "proesses" in str(info.value) and "strict mode" in str(info.value)

@@ -280,3 +280,10 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(tmp_path / "nope.ini"))
     assert "cannot read" in str(info.value) and "No such file or directory" in str(info.value)
+
+
+def test_uwsgi_spellings_of_logic_directives(tmp_path: Path) -> None:
+    f = write(tmp_path / "a.ini", f"[uwsgi]\nifenv = NOPE_X\nprocesses = 9\nendif =\n"
+                                  f"ifdir = {tmp_path}\nthreads = 2\nendif =\n")
+    c = load(f)
+    assert (c.processes, c.threads) == (1, 2) and not c.warnings

@@ -171,8 +171,10 @@ def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
     if uwsgi_options.is_uwsgi_option(key):
         severity = uwsgi_options.classify(key, entry.value or "")
         if severity == "error":
+            hint = uwsgi_options.refusal_hint(key)
             raise ConfigError(where, entry.shown_key, "uzerg does not provide this uWSGI "
-                              "feature; running without it would change the service")
+                              "feature; running without it would change the service"
+                              + (f" ({hint})" if hint else ""))
         if severity == "warning":
             resolver.warn(entry, "uWSGI option not implemented by uzerg, ignored")
         return

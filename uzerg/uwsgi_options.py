@@ -1032,6 +1032,35 @@ _ERROR_PREFIXES = (
 ).split()
 
 
+# what to do instead, for the refused features configs use most
+_REFUSAL_HINTS = {
+    "emperor": "run one uzerg per app under systemd or another supervisor",
+    "vassal": "run one uzerg per app under systemd or another supervisor",
+    "attach-daemon": "run that process under your supervisor instead",
+    "smart-attach-daemon": "run that process under your supervisor instead",
+    "cron": "use cron or a systemd timer",
+    "unique-cron": "use cron or a systemd timer",
+    "gevent": "uzerg runs synchronous workers x threads, not gevent's loop; long-lived "
+              "connections would starve it: size processes/threads and remove the line knowingly",
+    "http-websockets": "uzerg has no WebSocket support",
+    "route": "do the routing in the front proxy (nginx)",
+    "hook": "run that step in your deployment or supervisor",
+    "exec": "run that step in your deployment or supervisor",
+    "mule": "run background work in a separate process",
+    "spooler": "run background work in a separate process",
+    "https": "terminate TLS in the front proxy",
+    "ssl": "terminate TLS in the front proxy",
+}
+
+
+def refusal_hint(name: str) -> str:
+    """A short suggestion for a refused option, or ""."""
+    for prefix, hint in _REFUSAL_HINTS.items():
+        if _prefixed(name, [prefix]):
+            return hint
+    return ""
+
+
 def _prefixed(name: str, prefixes: tuple[str, ...] | list[str]) -> bool:
     return any(name == p or name.startswith(p + "-") for p in prefixes)
 
