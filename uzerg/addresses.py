@@ -116,7 +116,7 @@ def resolve(address: Address) -> tuple[str, int] | tuple[str, int, int, int]:
 
 
 def normalise(address: Address) -> tuple[object, ...]:
-    """A key that is equal for two spellings of the same address (localhost:3031, 127.0.0.1:3031)."""
+    """A key equal for two spellings of one address (localhost:3031, 127.0.0.1:3031)."""
     if address.kind == "unix":
         return ("unix", os.path.abspath(address.path))
     if address.kind == "abstract":
