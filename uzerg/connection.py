@@ -21,7 +21,8 @@ class ReadTimeout(ClientDisconnected):
     """The client sent nothing for the whole socket timeout."""
 
 
-def _timeval(seconds: float) -> bytes:
+def timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO."""
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
@@ -29,13 +30,14 @@ def _timeval(seconds: float) -> bytes:
 class Connection:
     __slots__ = ("sock", "fd", "timeout", "_rcv_tv", "_rcv_armed", "_snd_armed", "tx")
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float, packed: bytes | None = None) -> None:
+        """`packed`: timeval(timeout), precomputed by the caller to save work per connection."""
         if sock.gettimeout() is not None:
             sock.setblocking(True)
         self.sock = sock
         self.fd = sock.fileno()
         self.timeout = timeout
-        self._rcv_tv = _timeval(timeout)
+        self._rcv_tv = packed or timeval(timeout)
         self._rcv_armed = b""
         self._snd_armed = False
         self.tx = 0
@@ -62,11 +64,11 @@ class Connection:
     def set_read_timeout(self, seconds: float) -> None:
         """Change the read timeout (keep-alive idle wait vs. reads within a request)."""
         self.timeout = seconds
-        self._rcv_tv = _timeval(seconds)
+        self._rcv_tv = timeval(seconds)
 
     def _arm_send(self) -> None:
         if not self._snd_armed:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.timeout))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._rcv_tv)
             self._snd_armed = True
 
     def sendall(self, data: bytes) -> None:

@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 
-from uzerg.connection import Connection, ReadTimeout
+from uzerg.connection import Connection, ReadTimeout, timeval
 from uzerg.protocols.http import END, NEED_DATA, HttpError, HttpRequestParser, split_target
 from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
 from uzerg.requestlog import RequestInfo, RequestLogger
@@ -31,6 +31,9 @@ from uzerg.wsgi_io import ClientDisconnected, ErrorStream, FileWrapper, InputStr
 log = structlog.get_logger()
 
 _HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
+# SCRIPT_NAME REQUEST_METHOD REQUEST_URI PATH_INFO QUERY_STRING SERVER_PROTOCOL SERVER_NAME
+# SERVER_PORT REMOTE_ADDR: the keys every HTTP environ has
+_FIXED_KEY_BYTES = 11 + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
@@ -79,6 +82,7 @@ class RequestHandler:
         self.worker_id = worker_id
         self.buffer_size = min(int(getattr(config, "buffer_size", 4096) or 4096), 65535)
         self.socket_timeout = float(getattr(config, "socket_timeout", 4) or 4)
+        self._timeval = timeval(self.socket_timeout)
         self.idle_timeout = float(getattr(config, "http_timeout", 4) or 4)
         self.http_keepalive = bool(getattr(config, "http_keepalive", False))
         self.static = StaticMap(tuple(getattr(config, "static_map", ()) or ()))
@@ -110,7 +114,7 @@ class RequestHandler:
         counts = _Counts()
         connection = None
         try:
-            connection = Connection(conn, self.socket_timeout)
+            connection = Connection(conn, self.socket_timeout, self._timeval)
             if protocol == "uwsgi":
                 self._serve_uwsgi(connection, peer, counts, core)
             else:
@@ -161,12 +165,10 @@ class RequestHandler:
             env["wsgi.input"] = InputStream(_LengthSource(conn, prefix, length))
         else:
             env["wsgi.input"] = InputStream()
-        info = RequestInfo(env, time.time())
-        info.var_count, info.var_size = packet.var_count * 2, packet.datasize
-        info.pktsize, info.modifier2 = packet.datasize, packet.modifier2
         response = Response(conn, env.get("SERVER_PROTOCOL") or "HTTP/1.0",
                             env.get("REQUEST_METHOD") == "HEAD", False, False)
-        self._respond(env, response, info, counts, core)
+        self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
+                      packet.modifier2)
 
     def _serve_http(
         self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool
@@ -183,18 +185,17 @@ class RequestHandler:
                 return
             if server_port is None:
                 server_port = _server_port(conn.sock)
-            env = self._http_environ(head, peer, server_port)
+            env, var_count, var_size = self._http_environ(head, peer, server_port)
             if head.has_body:
                 env["wsgi.input"] = InputStream(_HttpSource(
                     conn, parser, head.expect_continue and head.version == "HTTP/1.1"
                 ))
             else:
                 env["wsgi.input"] = InputStream()
-            info = RequestInfo(env, time.time())
             wants_more = keep_alive and head.keep_alive and not self.shutting_down
             response = Response(conn, head.version, head.method == "HEAD", wants_more,
                                 head.version == "HTTP/1.1")
-            if not self._respond(env, response, info, counts, core):
+            if not self._respond(env, response, counts, core, var_count, var_size, 0):
                 return
             if not response.keep_alive or self.shutting_down:
                 return
@@ -209,7 +210,7 @@ class RequestHandler:
     def _read_head(self, conn: Connection, parser: HttpRequestParser) -> Any:
         """The next request head, or None when the client closed (or idled out) between requests."""
         while True:
-            event = parser.next_event()
+            event = parser.next_event() if parser.buffer else NEED_DATA
             if event is not NEED_DATA:
                 if conn.timeout != self.socket_timeout:
                     conn.set_read_timeout(self.socket_timeout)
@@ -226,7 +227,10 @@ class RequestHandler:
                 return None
             parser.feed(data)
 
-    def _http_environ(self, head: Any, peer: Any, server_port: str) -> dict[str, Any]:
+    def _http_environ(
+        self, head: Any, peer: Any, server_port: str
+    ) -> tuple[dict[str, Any], int, int]:
+        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log)."""
         env = self._base.copy()
         path, query = split_target(head.target)
         if "%" in path:
@@ -243,15 +247,24 @@ class RequestHandler:
             env["REMOTE_PORT"] = str(peer[1])
         else:
             env["REMOTE_ADDR"] = ""
+        # for the log line: CGI variables and their size as uwsgi vars (2+key+2+value each)
+        remote_port = env.get("REMOTE_PORT")
+        count = 9 if remote_port is None else 10
+        size = (count * 4 + _FIXED_KEY_BYTES + len(head.method) + len(head.target) + len(path)
+                + len(query) + 8 + len(self._hostname) + len(server_port)
+                + len(env["REMOTE_ADDR"]) + (11 + len(remote_port) if remote_port else 0))
         for name, value in head.headers:
             key = _environ_key(name)
             if key is None:
                 continue
             if key in env:
                 env[key] += "," + value
+                size += len(value) + 1
             else:
                 env[key] = value
-        return env
+                count += 1
+                size += 4 + len(key) + len(value)
+        return env, count * 2, size
 
     def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
         log.error(f"invalid HTTP request from {_addr(peer)}: {exc.message}",
@@ -267,9 +280,11 @@ class RequestHandler:
     # -- one request ------------------------------------------------------------------------
 
     def _respond(
-        self, env: dict[str, Any], response: Response, info: RequestInfo, counts: _Counts, core: int
+        self, env: dict[str, Any], response: Response, counts: _Counts, core: int,
+        var_count: int, var_size: int, modifier2: int,
     ) -> bool:
         """Run the app (or a static file) and write the response; False: close the connection."""
+        start = time.time()
         started = time.perf_counter()
         ok = True
         try:
@@ -281,7 +296,6 @@ class RequestHandler:
             log.info(f"uwsgi_response_write_body_do(): {exc.strerror} during "
                      f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} "
                      f"({env.get('REMOTE_ADDR', '')})", event_kind="client_gone")
-            info.write_errors = 1
             ok = False
         except Exception:
             counts.exceptions += 1
@@ -291,22 +305,26 @@ class RequestHandler:
                 response.status_code = 500
                 response.conn.sendall(response.version.encode("latin-1") + _ERROR_500)
         counts.requests += 1
-        counts.status = response.status_code
+        status = counts.status = response.status_code
         worker_requests = next(self._requests)
+        total = self.total_requests
+        total_requests = total() if total is not None else worker_requests
         logger = self.logger
-        if logger.wants(response.status_code):
+        if logger.wants(status):
+            info = RequestInfo(env, start)
             info.micros = int((time.perf_counter() - started) * 1_000_000)
-            info.status = response.status_code
+            info.status = status
             info.body_size = response.body_size
             info.header_size = response.header_size
             info.header_count = response.header_count
             info.worker_requests = worker_requests
-            total = self.total_requests
-            info.total_requests = total() if total is not None else worker_requests
+            info.total_requests = total_requests
             info.core = core
+            info.var_count = var_count
+            info.var_size = info.pktsize = var_size
+            info.modifier2 = modifier2
+            info.write_errors = 0 if ok or counts.exceptions else 1
             logger.log(info)
-        elif self.total_requests is not None:
-            self.total_requests()
         return ok
 
     def _call_app(self, env: dict[str, Any], response: Response) -> None:

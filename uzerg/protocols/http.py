@@ -11,7 +11,6 @@ characters) are all rejected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Final
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -49,21 +48,33 @@ class HttpError(Exception):
         return self.REASONS.get(self.status, "Bad Request")
 
 
-@dataclass(slots=True)
 class RequestHead:
-    method: str
-    target: str
-    version: str  # "HTTP/1.0" or "HTTP/1.1"
-    headers: list[tuple[str, str]]  # names as sent, values with surrounding whitespace removed
-    content_length: int | None = None
-    chunked: bool = False
-    keep_alive: bool = False  # what the client asked for: 1.1 default, 1.0 with keep-alive
-    expect_continue: bool = False
-    head_size: int = 0  # bytes of request line + headers + blank line
-    has_body: bool = field(init=False, default=False)
+    """A parsed request line and header block."""
 
-    def __post_init__(self) -> None:
-        self.has_body = self.chunked or bool(self.content_length)
+    __slots__ = (
+        "method", "target", "version", "headers", "content_length", "chunked", "keep_alive",
+        "expect_continue", "head_size", "has_body",
+    )
+
+    def __init__(
+        self, method: str, target: str, version: str, headers: list[tuple[str, str]],
+        content_length: int | None = None, chunked: bool = False, keep_alive: bool = False,
+        expect_continue: bool = False, head_size: int = 0,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version  # "HTTP/1.0" or "HTTP/1.1"
+        self.headers = headers  # names as sent, values without surrounding whitespace
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive  # what the client asked for: 1.1 default, 1.0 keep-alive
+        self.expect_continue = expect_continue
+        self.head_size = head_size  # bytes of request line + headers + blank line
+        self.has_body = chunked or bool(content_length)
+
+    def __repr__(self) -> str:
+        return (f"RequestHead({self.method} {self.target} {self.version}, {self.headers!r}, "
+                f"content_length={self.content_length}, chunked={self.chunked})")
 
 
 class _Marker:
@@ -77,6 +88,26 @@ class _Marker:
 NEED_DATA: Final = _Marker("NEED_DATA")
 END: Final = _Marker("END")
 Event = RequestHead | bytes | _Marker
+
+
+# validated header names: raw bytes -> (name, lowercase name); bounded, see _header_name()
+_HEADER_NAMES: dict[bytes, tuple[str, str]] = {}
+_SPECIAL_HEADERS = frozenset(
+    ("content-length", "transfer-encoding", "host", "connection", "expect")
+)
+# every byte that is not a control character; deleting them leaves the control characters,
+# which in a valid head are only the CRLFs that end lines, and HTABs
+_NOT_CONTROL = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+
+
+def _header_name(raw: bytes, line: bytes) -> tuple[str, str]:
+    name = raw.decode("ascii") if re.fullmatch(_TOKEN, raw) else None
+    if name is None:
+        raise HttpError(400, _describe_bad_header(line))
+    known = (name, name.lower())
+    if len(_HEADER_NAMES) < 512:
+        _HEADER_NAMES[raw] = known
+    return known
 
 
 def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
@@ -93,10 +124,19 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
         return None
     if end + 4 > max_size:
         raise HttpError(431, f"invalid HTTP request size (max {max_size})...skip")
-    lines = bytes(data[:end]).split(b"\r\n")
+    head = bytes(data[:end])
+    lines = head.split(b"\r\n")
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None:
         raise HttpError(400, "invalid HTTP request line")
+    controls = head.translate(None, _NOT_CONTROL)
+    if controls != b"\r\n" * (len(lines) - 1) and (
+        controls.replace(b"\t", b"") != b"\r\n" * (len(lines) - 1)
+    ):
+        for line in lines[1:]:
+            if _HEADER_LINE.fullmatch(line) is None:
+                raise HttpError(400, _describe_bad_header(line))
+        raise HttpError(400, "invalid character in the request head")
     method_b, target_b, major, minor = match.groups()
     if major != b"1" or minor not in (b"0", b"1"):
         raise HttpError(505, f"unsupported HTTP version {major.decode()}.{minor.decode()}")
@@ -107,14 +147,17 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
     hosts = 0
     connection_tokens: list[str] = []
     expect_continue = False
+    names = _HEADER_NAMES
     for line in lines[1:]:
-        hmatch = _HEADER_LINE.fullmatch(line)
-        if hmatch is None:
+        raw_name, colon, raw_value = line.partition(b":")
+        if not colon:
             raise HttpError(400, _describe_bad_header(line))
-        name = hmatch[1].decode("ascii")
-        value = (hmatch[2] or b"").decode("latin-1")
+        known = names.get(raw_name)
+        name, lname = known if known is not None else _header_name(raw_name, line)
+        value = raw_value.strip(b" \t").decode("latin-1")
         headers.append((name, value))
-        lname = name.lower()
+        if lname not in _SPECIAL_HEADERS:
+            continue
         if lname == "content-length":
             if not value.isdigit() or not value.isascii() or len(value) > 18:
                 raise HttpError(400, "invalid Content-Length")
@@ -127,7 +170,7 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
             hosts += 1
         elif lname == "connection":
             connection_tokens += [c.strip().lower() for c in value.split(",")]
-        elif lname == "expect":
+        else:  # expect
             expect_continue = value.lower() == "100-continue"
     chunked = False
     if transfer_codings:
@@ -149,15 +192,15 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
     else:
         keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
     return RequestHead(
-        method=method_b.decode("ascii"),
-        target=target_b.decode("latin-1"),
-        version="HTTP/1.1" if http11 else "HTTP/1.0",
-        headers=headers,
-        content_length=content_length,
-        chunked=chunked,
-        keep_alive=keep_alive,
-        expect_continue=expect_continue and http11,
-        head_size=end + 4,
+        method_b.decode("ascii"),
+        target_b.decode("latin-1"),
+        "HTTP/1.1" if http11 else "HTTP/1.0",
+        headers,
+        content_length,
+        chunked,
+        keep_alive,
+        expect_continue and http11,
+        end + 4,
     )
 
 
@@ -211,7 +254,7 @@ class HttpRequestParser:
         buf = self.buffer
         if state == self._HEAD:
             # RFC 9112 §2.2: ignore blank lines before a request line
-            while buf[:2] == b"\r\n":
+            while buf.startswith(b"\r\n"):
                 del buf[:2]
             head = parse_request_head(buf, self.max_head)
             if head is None:
