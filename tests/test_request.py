@@ -682,3 +682,61 @@ def test_log_format(logs):
     handler = handler_for(hello_app, log_format="%(addr) %(method) %(uri) %(status) %(size) %(x)")
     exchange(handler, GET)
     assert logs.getvalue().strip() == "127.0.0.1 GET / 200 75 -"
+
+
+# -- big and multi-part bodies ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [100, 70_000, 3_000_000])
+def test_single_body_of_any_size_arrives_whole(logs, size):
+    body = os.urandom(size)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
+
+    for protocol in ("http", "http11", "uwsgi"):
+        raw = GET if protocol != "uwsgi" else encode_uwsgi_packet(
+            {"PATH_INFO": "/", "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "GET"})
+        reply, counts = exchange(handler_for(app), raw, protocol=protocol)
+        assert reply.split(b"\r\n\r\n", 1)[1] == body, protocol
+        assert counts.tx == len(reply)
+
+
+def test_list_of_chunks_is_sent_with_a_content_length_on_keepalive(logs):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"a", b"bc", b"", b"def"]
+
+    reply, _ = exchange(handler_for(app), GET, protocol="http11")
+    assert reply == b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabcdef"
+
+
+def test_sigpipe_default_does_not_kill_the_worker(logs):
+    import signal
+
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        test_close_is_called_on_success_error_and_disconnect(logs)
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+
+
+def test_client_that_never_reads_is_cut_at_the_socket_timeout(logs):
+    body = b"x" * 5_000_000
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [body]
+
+    handler = handler_for(app, socket_timeout=0.3)
+    server, client = socket.socketpair()
+    try:
+        client.sendall(GET)
+        started = time.monotonic()
+        counts = handler.handle(server, ("127.0.0.1", 1), "http")
+        assert time.monotonic() - started < 5
+    finally:
+        client.close()
+    assert counts.exceptions == 0 and counts.tx < len(body)
+    assert "timeout writing the response" in logs.getvalue()

@@ -15,6 +15,8 @@ import struct
 from uzerg.wsgi_io import ClientDisconnected
 
 _DONTWAIT = socket.MSG_DONTWAIT
+# never die of SIGPIPE on a vanished client, even if someone reset SIGPIPE to SIG_DFL
+_NOSIGNAL = socket.MSG_NOSIGNAL
 
 
 class ReadTimeout(ClientDisconnected):
@@ -73,21 +75,36 @@ class Connection:
 
     def sendall(self, data: bytes) -> None:
         try:
-            sent = self.sock.send(data, _DONTWAIT)
+            try:
+                sent = self.sock.send(data, _DONTWAIT | _NOSIGNAL)
+            except BlockingIOError:
+                sent = 0
             if sent < len(data):
-                self._arm_send()
+                self._arm_send()  # from here on a blocking send, bounded by SO_SNDTIMEO
                 with memoryview(data) as view:
-                    self.sock.sendall(view[sent:])
+                    self.sock.sendall(view[sent:], _NOSIGNAL)
         except BlockingIOError:
-            # nothing fitted at all (send with DONTWAIT) or SO_SNDTIMEO expired (sendall)
-            if not self._snd_armed:
-                self._arm_send()
-                self.sendall(data)
-                return
             raise ClientDisconnected(0, "timeout writing the response") from None
         except OSError as exc:
             raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
         self.tx += len(data)
+
+    def sendall_pair(self, head: bytes, body: bytes) -> None:
+        """Send head then body in one sendmsg() without joining them (for large bodies)."""
+        try:
+            sent = self.sock.sendmsg([head, body], [], _DONTWAIT | _NOSIGNAL)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
+        total = len(head) + len(body)
+        if sent < len(head):
+            self.sendall(head[sent:])
+            self.sendall(body)
+        elif sent < total:
+            with memoryview(body) as view:
+                self.sendall(view[sent - len(head) :])  # type: ignore[arg-type]
+        self.tx += sent
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """os.sendfile `count` bytes of `fd` from `offset`; returns the bytes sent."""

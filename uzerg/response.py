@@ -20,6 +20,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
 _NO_BODY_STATUS = frozenset((204, 304))
+_JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go by sendmsg()
 _status_codes: dict[str, int] = {}  # "200 OK" -> 200, for statuses already validated
 
 
@@ -182,13 +183,17 @@ class Response:
         self.body_size = len(first)
         if self.chunked:
             self.conn.sendall(b"%s%x\r\n%s\r\n" % (head, len(first), first))
+        elif len(first) > _JOIN_LIMIT:
+            self.conn.sendall_pair(head, first)  # one syscall, no copy of a big body
         else:
             self.conn.sendall(head + first)
 
     def send_iterable(self, result: Any) -> None:
         """Send the body the application returned (closing it is the caller's job)."""
-        if type(result) is list and len(result) == 1 and type(result[0]) is bytes:
-            body = result[0]  # the common case: everything in one send
+        kind = type(result)
+        if (kind is list or kind is tuple) and _all_bytes(result):
+            # the common case: the whole body known up front, sent with the headers at once
+            body = result[0] if len(result) == 1 else b"".join(result)
             if not self.headers_sent:
                 self._send_head(body, len(body))
             else:
@@ -204,6 +209,7 @@ class Response:
         self.finish_body()
 
     def finish_body(self) -> None:
+        """After the last chunk: send headers still held back, or the chunked terminator."""
         if not self.headers_sent:
             self._send_head(b"", 0)
         elif self.chunked:
@@ -250,3 +256,17 @@ class Response:
         if sent < count:
             self.keep_alive = False
         return True
+
+
+def _all_bytes(items: list[Any] | tuple[Any, ...]) -> bool:
+    """A non-empty list of bytes small enough to join into one send."""
+    if not items:
+        return False
+    if len(items) == 1:
+        return type(items[0]) is bytes
+    total = 0
+    for item in items:
+        if type(item) is not bytes:
+            return False
+        total += len(item)
+    return total <= 4 * _JOIN_LIMIT
