@@ -740,3 +740,29 @@ def test_client_that_never_reads_is_cut_at_the_socket_timeout(logs):
         client.close()
     assert counts.exceptions == 0 and counts.tx < len(body)
     assert "timeout writing the response" in logs.getvalue()
+
+
+@pytest.mark.parametrize("protocol", ["http", "uwsgi"])
+def test_unread_small_body_is_drained_so_the_client_gets_no_reset(logs, protocol):
+    body = b"z" * 50_000
+    if protocol == "http":
+        raw = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    else:
+        raw = encode_uwsgi_packet({"REQUEST_METHOD": "POST", "PATH_INFO": "/",
+                                   "CONTENT_LENGTH": str(len(body))}, body)
+    server, client = socket.socketpair()
+    try:
+        client.sendall(raw)
+        handler_for(hello_app).handle(server, ("127.0.0.1", 1), protocol)
+        reply = b""
+        while data := client.recv(65536):  # a reset would raise ConnectionResetError here
+            reply += data
+    finally:
+        client.close()
+    assert reply.endswith(b"Hello World")
+
+
+def test_expect_continue_request_is_not_kept_alive_when_the_body_was_not_read(logs):
+    raw = b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+    reply, counts = exchange(handler_for(hello_app), raw, protocol="http11")
+    assert b"Connection: close\r\n" in reply and b"100 Continue" not in reply

@@ -33,6 +33,7 @@ log = structlog.get_logger()
 _HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
 # SCRIPT_NAME REQUEST_METHOD REQUEST_URI PATH_INFO QUERY_STRING SERVER_PROTOCOL SERVER_NAME
 # SERVER_PORT REMOTE_ADDR: the keys every HTTP environ has
+_DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a connection or close it cleanly
 _FIXED_KEY_BYTES = 11 + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
@@ -167,8 +168,9 @@ class RequestHandler:
             env["wsgi.input"] = InputStream()
         response = Response(conn, env.get("SERVER_PROTOCOL") or "HTTP/1.0",
                             env.get("REQUEST_METHOD") == "HEAD", False, False)
-        self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
-                      packet.modifier2)
+        if self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
+                         packet.modifier2) and length:
+            _drain_before_close(env["wsgi.input"])
 
     def _serve_http(
         self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool
@@ -186,22 +188,26 @@ class RequestHandler:
             if server_port is None:
                 server_port = _server_port(conn.sock)
             env, var_count, var_size = self._http_environ(head, peer, server_port)
+            source = None
             if head.has_body:
-                env["wsgi.input"] = InputStream(_HttpSource(
-                    conn, parser, head.expect_continue and head.version == "HTTP/1.1"
-                ))
+                source = _HttpSource(conn, parser, head.expect_continue)
+                env["wsgi.input"] = InputStream(source)
             else:
                 env["wsgi.input"] = InputStream()
-            wants_more = keep_alive and head.keep_alive and not self.shutting_down
+            # an unanswered Expect: 100-continue leaves the stream position unknown: no reuse
+            wants_more = (keep_alive and head.keep_alive and not self.shutting_down
+                          and not head.expect_continue)
             response = Response(conn, head.version, head.method == "HEAD", wants_more,
                                 head.version == "HTTP/1.1")
             if not self._respond(env, response, counts, core, var_count, var_size, 0):
                 return
+            if source is not None and source.expect_continue:
+                return  # the body was never asked for (no 100 Continue): it may never come
             if not response.keep_alive or self.shutting_down:
+                if not parser.message_complete:
+                    _drain_before_close(env["wsgi.input"])
                 return
-            if not parser.message_complete and not env["wsgi.input"].drain(
-                max(self.buffer_size, 65536)
-            ):
+            if not parser.message_complete and not env["wsgi.input"].drain(_DRAIN_LIMIT):
                 return
             parser.start_next_request()
             if not parser.buffer:
@@ -418,6 +424,15 @@ class _HttpSource:
             if not data:
                 raise ClientDisconnected(0, "client closed the connection in the request body")
             parser.feed(data)
+
+
+def _drain_before_close(stream: InputStream) -> None:
+    """Read what is left of a small unread body: closing a socket with unread input makes
+    the kernel send a reset, which can destroy the response before the client reads it."""
+    try:
+        stream.drain(_DRAIN_LIMIT)
+    except ClientDisconnected:
+        pass
 
 
 def _content_length(text: str | None) -> int:

@@ -34,7 +34,7 @@ def parse_uwsgi_header(data: bytes | bytearray | memoryview) -> tuple[int, int, 
     return data[0], data[1] | (data[2] << 8), data[3]
 
 
-def parse_uwsgi_vars(block: bytes | bytearray | memoryview) -> tuple[dict[str, str], int]:
+def parse_uwsgi_vars(block: bytes) -> tuple[dict[str, str], int]:
     """Decode a vars block into (dict, number of items). Raises UwsgiProtocolError."""
     result: dict[str, str] = {}
     count = 0
@@ -44,21 +44,20 @@ def parse_uwsgi_vars(block: bytes | bytearray | memoryview) -> tuple[dict[str, s
         if pos + 2 > end:
             raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {end - pos}). skip.")
         keylen = block[pos] | (block[pos + 1] << 8)
-        pos += 2
         if keylen == 0:
             raise UwsgiProtocolError("uwsgi key cannot be null. skip this var.")
-        if pos + keylen > end:
-            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {keylen}). skip.")
-        key = bytes(block[pos : pos + keylen]).decode("latin-1")
-        pos += keylen
-        if pos + 2 > end:
-            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {end - pos}). skip.")
-        vallen = block[pos] | (block[pos + 1] << 8)
-        pos += 2
-        if pos + vallen > end:
+        vpos = pos + 2 + keylen
+        if vpos + 2 > end:
+            size = keylen if vpos > end else end - vpos
+            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {size}). skip.")
+        vallen = block[vpos] | (block[vpos + 1] << 8)
+        next_pos = vpos + 2 + vallen
+        if next_pos > end:
             raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {vallen}). skip.")
-        result[key] = bytes(block[pos : pos + vallen]).decode("latin-1")
-        pos += vallen
+        result[block[pos + 2 : vpos].decode("latin-1")] = block[vpos + 2 : next_pos].decode(
+            "latin-1"
+        )
+        pos = next_pos
         count += 1
     return result, count
 
@@ -82,13 +81,8 @@ def parse_uwsgi_packet(data: bytes | bytearray, max_block: int) -> UwsgiPacket |
         return None
     if modifier1 != 0:
         raise UwsgiProtocolError(f"-- unavailable modifier requested: {modifier1} --")
-    view = memoryview(data)
-    try:
-        env, count = parse_uwsgi_vars(view[HEADER_SIZE:end])
-        prefix = bytes(view[end:])
-    finally:
-        view.release()
-    return UwsgiPacket(modifier1, modifier2, datasize, env, count, prefix)
+    env, count = parse_uwsgi_vars(bytes(data[HEADER_SIZE:end]))
+    return UwsgiPacket(modifier1, modifier2, datasize, env, count, bytes(data[end:]))
 
 
 class UwsgiPacketReader:
