@@ -766,3 +766,19 @@ def test_expect_continue_request_is_not_kept_alive_when_the_body_was_not_read(lo
     raw = b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
     reply, counts = exchange(handler_for(hello_app), raw, protocol="http11")
     assert b"Connection: close\r\n" in reply and b"100 Continue" not in reply
+
+
+def test_real_config_object_drives_the_handler(logs, tmp_path):
+    from uzerg.config import load_config
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "f.txt").write_text("file")
+    config = load_config(
+        ["--http-socket", "127.0.0.1:0", "--wsgi-file", "app.py", "--http-keepalive",
+         "--static-map", f"/s={tmp_path / 's'}", "--log-format", "%(method) %(uri) %(status)"],
+        {},
+    )
+    handler = RequestHandler(hello_app, config, 1)
+    reply, counts = exchange(handler, b"GET /s/f.txt HTTP/1.1\r\nHost: h\r\n\r\n" + GET, "http")
+    assert counts.requests == 2 and reply.endswith(b"Hello World") and b"\r\n\r\nfile" in reply
+    assert logs.getvalue().splitlines() == ["GET /s/f.txt 200", "GET / 200"]
