@@ -782,3 +782,23 @@ def test_real_config_object_drives_the_handler(logs, tmp_path):
     reply, counts = exchange(handler, b"GET /s/f.txt HTTP/1.1\r\nHost: h\r\n\r\n" + GET, "http")
     assert counts.requests == 2 and reply.endswith(b"Hello World") and b"\r\n\r\nfile" in reply
     assert logs.getvalue().splitlines() == ["GET /s/f.txt 200", "GET / 200"]
+
+
+def test_server_port_hint_and_core_number(logs):
+    seen: dict[str, Any] = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    handler = handler_for(app)
+    server, client = socket.socketpair()
+    try:
+        client.sendall(GET)
+        client.shutdown(socket.SHUT_WR)
+        handler.handle(server, ("127.0.0.1", 1), "http", core=3, server_port="8443")
+    finally:
+        client.close()
+    assert seen["SERVER_PORT"] == "8443"
+    assert logs.getvalue().rstrip().endswith("(1 switches on core 3)")

@@ -110,8 +110,13 @@ class RequestHandler:
     # -- connection -------------------------------------------------------------------------
 
     def handle(
-        self, conn: socket.socket, peer: Any, protocol: str, *, core: int = 0
+        self, conn: socket.socket, peer: Any, protocol: str, *, core: int = 0,
+        server_port: str | None = None,
     ) -> HandledCounts:
+        """Serve every request of `conn` and close it. `protocol`: "uwsgi", "http" (one request
+        per connection unless --http-keepalive) or "http11" (keep-alive). Optional: `core`, the
+        thread's number for the log line; `server_port`, the listening port as text (saves a
+        getsockname() per connection). Never raises."""
         counts = _Counts()
         connection = None
         try:
@@ -120,7 +125,7 @@ class RequestHandler:
                 self._serve_uwsgi(connection, peer, counts, core)
             else:
                 keep = self.http_keepalive or protocol == "http11"
-                self._serve_http(connection, peer, counts, core, keep)
+                self._serve_http(connection, peer, counts, core, keep, server_port)
         except ReadTimeout as exc:
             log.info(f"{exc.strerror} ({_addr(peer)}): closing", event_kind="client_timeout")
         except ClientDisconnected as exc:
@@ -173,10 +178,10 @@ class RequestHandler:
             _drain_before_close(env["wsgi.input"])
 
     def _serve_http(
-        self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool
+        self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
+        server_port: str | None,
     ) -> None:
         parser = HttpRequestParser(self.buffer_size)
-        server_port = None
         while True:
             try:
                 head = self._read_head(conn, parser)
