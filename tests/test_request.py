@@ -802,3 +802,21 @@ def test_server_port_hint_and_core_number(logs):
         client.close()
     assert seen["SERVER_PORT"] == "8443"
     assert logs.getvalue().rstrip().endswith("(1 switches on core 3)")
+
+
+def test_error_response_survives_a_client_still_sending(logs):
+    raw = b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
+    server, client = socket.socketpair()
+    thread = threading.Thread(target=handler_for(hello_app).handle,
+                              args=(server, ("127.0.0.1", 1), "http"), daemon=True)
+    thread.start()
+    try:
+        client.settimeout(10)
+        client.sendall(raw)
+        reply = b""
+        while data := client.recv(65536):  # a reset would raise ConnectionResetError here
+            reply += data
+    finally:
+        client.close()
+        thread.join(10)
+    assert reply.startswith(b"HTTP/1.1 431 ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 from uzerg.wsgi_io import ClientDisconnected
 
@@ -125,6 +126,21 @@ class Connection:
             total += sent
         self.tx += total
         return total
+
+    def discard_input(self, limit: int = 1 << 20, seconds: float = 1.0) -> None:
+        """After an error response: stop writing, then read and drop what the client is still
+        sending (briefly), so that closing does not reset the connection under the response."""
+        deadline = time.monotonic() + seconds
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.set_read_timeout(min(seconds, self.timeout))
+            while limit > 0 and time.monotonic() < deadline:
+                data = self.recv(min(limit, 65536))
+                if not data:
+                    return
+                limit -= len(data)
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:

@@ -287,6 +287,7 @@ class RequestHandler:
         )
         counts.requests += 1
         counts.status = exc.status
+        conn.discard_input()
 
     # -- one request ------------------------------------------------------------------------
 
