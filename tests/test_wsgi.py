@@ -246,3 +246,19 @@ def test_runs_unmodified_under_wsgiref_validator(logs, protocol, raw):
     assert not [w for w in caught if "wsgiref" in str(w.filename) or "WSGI" in str(w.category)]
     assert b"via write;echo:" in reply.replace(b"\r\n5\r\n", b"").replace(b"a\r\n", b"")
     assert "validated" in logs.getvalue()
+
+
+def test_sys_path_order_matches_uwsgi(tmp_path, isolated_imports, monkeypatch):
+    # uwsgi --chdir D --pythonpath /opt/a --pythonpath /opt/b shows ['/opt/b', '/opt/a', '.']
+    name = write_module(tmp_path, unique("mod"))
+    monkeypatch.chdir(tmp_path)
+    sys.path[:] = [p for p in sys.path if p not in (".", "")]
+    load_application(make_config(module=name, pythonpath=("/opt/a", "/opt/b")))
+    assert sys.path[:3] == ["/opt/b", "/opt/a", "."]
+
+
+def test_module_in_the_current_directory_is_importable(tmp_path, isolated_imports, monkeypatch):
+    name = write_module(tmp_path, unique("mod"))
+    monkeypatch.chdir(tmp_path)
+    sys.path[:] = [p for p in sys.path if p not in (".", "")]
+    assert call(load_application(make_config(module=name))) == f"{name} |/".encode()

@@ -30,9 +30,14 @@ class AppLoadError(Exception):
 
 def load_application(config: Any) -> WSGIApp:
     """Import the app named by the config (cwd is already `config.chdir`)."""
-    for path in reversed(tuple(getattr(config, "pythonpath", ()) or ())):
+    # as uWSGI: "." (the --chdir directory) is importable, and each --pythonpath entry is
+    # inserted at the front in turn, so the last one given is searched first
+    if "." not in sys.path:
+        sys.path.insert(0, ".")
+    for path in tuple(getattr(config, "pythonpath", ()) or ()):
         if path not in sys.path:
             sys.path.insert(0, path)
+    importlib.invalidate_caches()  # "." may name another directory than when it was cached
     callable_name = getattr(config, "callable", None) or "application"
     main: WSGIApp | None = None
     module = getattr(config, "module", None)
