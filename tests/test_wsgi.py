@@ -262,3 +262,22 @@ def test_module_in_the_current_directory_is_importable(tmp_path, isolated_import
     monkeypatch.chdir(tmp_path)
     sys.path[:] = [p for p in sys.path if p not in (".", "")]
     assert call(load_application(make_config(module=name))) == f"{name} |/".encode()
+
+
+def test_flask_app_round_trip(logs):
+    flask = pytest.importorskip("flask")
+    app = flask.Flask("uzerg_test")
+
+    @app.post("/form")
+    def form():  # type: ignore[no-untyped-def]
+        return {"name": flask.request.form["name"], "path": flask.request.path,
+                "url": flask.request.url}
+
+    handler = RequestHandler(app, make_config(), 1)
+    body = b"name=caf%C3%A9"
+    raw = (b"POST /form HTTP/1.1\r\nHost: example.com\r\n"
+           b"Content-Type: application/x-www-form-urlencoded\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    reply, counts = exchange(handler, raw, protocol="http11")
+    assert counts.status == 200, logs.getvalue()
+    assert b'"name":"caf\\u00e9"' in reply and b'"url":"http://example.com/form"' in reply
