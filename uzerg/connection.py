@@ -15,9 +15,11 @@ import time
 
 from uzerg.wsgi_io import ClientDisconnected
 
-_DONTWAIT = socket.MSG_DONTWAIT
+# plain ints: socket.MSG_* are IntFlag members, and `|` on those is a slow Python call
+_DONTWAIT = int(socket.MSG_DONTWAIT)
 # never die of SIGPIPE on a vanished client, even if someone reset SIGPIPE to SIG_DFL
-_NOSIGNAL = socket.MSG_NOSIGNAL
+_NOSIGNAL = int(socket.MSG_NOSIGNAL)
+_SEND_NOW = _DONTWAIT | _NOSIGNAL
 
 
 class ReadTimeout(ClientDisconnected):
@@ -77,7 +79,7 @@ class Connection:
     def sendall(self, data: bytes) -> None:
         try:
             try:
-                sent = self.sock.send(data, _DONTWAIT | _NOSIGNAL)
+                sent = self.sock.send(data, _SEND_NOW)
             except BlockingIOError:
                 sent = 0
             if sent < len(data):
@@ -93,7 +95,7 @@ class Connection:
     def sendall_pair(self, head: bytes, body: bytes) -> None:
         """Send head then body in one sendmsg() without joining them (for large bodies)."""
         try:
-            sent = self.sock.sendmsg([head, body], [], _DONTWAIT | _NOSIGNAL)
+            sent = self.sock.sendmsg([head, body], [], _SEND_NOW)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
