@@ -21,11 +21,12 @@ from urllib.parse import unquote_to_bytes
 import structlog
 
 from uzerg.connection import Connection, ReadTimeout, timeval
-from uzerg.protocols.http import END, NEED_DATA, HttpError, HttpRequestParser, split_target
+from uzerg.protocols.http import NEED_DATA, HttpError, HttpRequestParser, split_target
 from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
+from uzerg.request_body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_close
 from uzerg.requestlog import RequestInfo, RequestLogger
 from uzerg.response import Response
-from uzerg.static import FORBIDDEN, StaticMap
+from uzerg.static import StaticMap, serve_static
 from uzerg.wsgi_io import ClientDisconnected, ErrorStream, FileWrapper, InputStream
 
 log = structlog.get_logger()
@@ -33,7 +34,6 @@ log = structlog.get_logger()
 _HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
 # SCRIPT_NAME REQUEST_METHOD REQUEST_URI PATH_INFO QUERY_STRING SERVER_PROTOCOL SERVER_NAME
 # SERVER_PORT REMOTE_ADDR: the keys every HTTP environ has
-_DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a connection or close it cleanly
 _FIXED_KEY_BYTES = 11 + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
@@ -168,14 +168,14 @@ class RequestHandler:
         length = _content_length(env.get("CONTENT_LENGTH"))
         prefix = packet.body_prefix
         if length:
-            env["wsgi.input"] = InputStream(_LengthSource(conn, prefix, length))
+            env["wsgi.input"] = InputStream(LengthBody(conn, prefix, length))
         else:
             env["wsgi.input"] = InputStream()
         response = Response(conn, env.get("SERVER_PROTOCOL") or "HTTP/1.0",
                             env.get("REQUEST_METHOD") == "HEAD", False, False)
         if self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
                          packet.modifier2) and length:
-            _drain_before_close(env["wsgi.input"])
+            drain_before_close(env["wsgi.input"])
 
     def _serve_http(
         self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
@@ -195,7 +195,7 @@ class RequestHandler:
             env, var_count, var_size = self._http_environ(head, peer, server_port)
             source = None
             if head.has_body:
-                source = _HttpSource(conn, parser, head.expect_continue)
+                source = HttpBody(conn, parser, head.expect_continue)
                 env["wsgi.input"] = InputStream(source)
             else:
                 env["wsgi.input"] = InputStream()
@@ -210,9 +210,9 @@ class RequestHandler:
                 return  # the body was never asked for (no 100 Continue): it may never come
             if not response.keep_alive or self.shutting_down:
                 if not parser.message_complete:
-                    _drain_before_close(env["wsgi.input"])
+                    drain_before_close(env["wsgi.input"])
                 return
-            if not parser.message_complete and not env["wsgi.input"].drain(_DRAIN_LIMIT):
+            if not parser.message_complete and not env["wsgi.input"].drain(DRAIN_LIMIT):
                 return
             parser.start_next_request()
             if not parser.buffer:
@@ -300,7 +300,7 @@ class RequestHandler:
         started = time.perf_counter()
         ok = True
         try:
-            if self.static and self._serve_static(env, response):
+            if self.static and serve_static(self.static, env, response):
                 pass
             else:
                 self._call_app(env, response)
@@ -347,98 +347,6 @@ class RequestHandler:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-
-    def _serve_static(self, env: dict[str, Any], response: Response) -> bool:
-        if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            return False
-        uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
-        found = self.static.lookup(uri.partition("?")[0])
-        if found is None:
-            return False
-        if found == FORBIDDEN:
-            response.start_response("403 Forbidden", [("Content-Type", "text/plain")])
-            response.send_iterable([b"Forbidden"])
-            return True
-        assert not isinstance(found, str)
-        if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
-            response.start_response("304 Not Modified", [("Last-Modified", found.last_modified)])
-            response.finish_body()
-            return True
-        try:
-            with open(found.path, "rb") as f:
-                response.start_response("200 OK", [
-                    ("Content-Type", found.content_type),
-                    ("Content-Length", str(found.size)),
-                    ("Last-Modified", found.last_modified),
-                ])
-                response.send_iterable(FileWrapper(f))
-        except OSError as exc:
-            if isinstance(exc, ClientDisconnected):
-                raise
-            return False  # vanished or unreadable: let the application answer
-        return True
-
-
-class _LengthSource:
-    """Body bytes of a uwsgi request: what followed the vars, then the socket, up to length."""
-
-    __slots__ = ("conn", "prefix", "remaining")
-
-    def __init__(self, conn: Connection, prefix: bytes, length: int) -> None:
-        self.conn = conn
-        self.prefix = prefix[:length]
-        self.remaining = length - len(self.prefix)
-
-    def __call__(self, hint: int) -> bytes:
-        if self.prefix:
-            data, self.prefix = self.prefix, b""
-            return data
-        if self.remaining <= 0:
-            return b""
-        data = self.conn.recv(min(self.remaining, max(hint, 65536)))
-        if not data:
-            raise ClientDisconnected(0, "client closed the connection in the request body")
-        self.remaining -= len(data)
-        return data
-
-
-class _HttpSource:
-    """Body bytes of an HTTP request, decoded by the parser (Content-Length or chunked)."""
-
-    __slots__ = ("conn", "parser", "expect_continue")
-
-    def __init__(self, conn: Connection, parser: HttpRequestParser, expect_continue: bool) -> None:
-        self.conn = conn
-        self.parser = parser
-        self.expect_continue = expect_continue
-
-    def __call__(self, hint: int) -> bytes:
-        parser = self.parser
-        while True:
-            try:
-                event = parser.next_event()
-            except HttpError as exc:
-                raise ClientDisconnected(0, f"invalid request body: {exc.message}") from None
-            if type(event) is bytes:
-                return event
-            if event is END:
-                return b""
-            if self.expect_continue:
-                self.expect_continue = False
-                self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            data = self.conn.recv(max(hint, 65536))
-            if not data:
-                raise ClientDisconnected(0, "client closed the connection in the request body")
-            parser.feed(data)
-
-
-def _drain_before_close(stream: InputStream) -> None:
-    """Read what is left of a small unread body: closing a socket with unread input makes
-    the kernel send a reset, which can destroy the response before the client reads it."""
-    try:
-        stream.drain(_DRAIN_LIMIT)
-    except ClientDisconnected:
-        pass
 
 
 def _content_length(text: str | None) -> int:

@@ -12,9 +12,13 @@ import os
 import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
+from typing import Any
 from urllib.parse import unquote
 
 import structlog
+
+from uzerg.response import Response
+from uzerg.wsgi_io import FileWrapper
 
 log = structlog.get_logger()
 
@@ -90,3 +94,33 @@ class StaticMap:
             ctype = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
             return StaticFile(candidate, st.st_size, st.st_mtime, ctype)
         return None
+
+
+def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> bool:
+    """Answer a GET/HEAD for a mapped file; False when the application should answer."""
+    if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+        return False
+    uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
+    found = static.lookup(uri.partition("?")[0])
+    if found is None:
+        return False
+    if isinstance(found, str):  # FORBIDDEN
+        response.start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        response.send_iterable([b"Forbidden"])
+        return True
+    if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
+        response.start_response("304 Not Modified", [("Last-Modified", found.last_modified)])
+        response.finish_body()
+        return True
+    try:
+        f = open(found.path, "rb")
+    except OSError:
+        return False  # vanished or unreadable since the lookup: let the application answer
+    with f:
+        response.start_response("200 OK", [
+            ("Content-Type", found.content_type),
+            ("Content-Length", str(found.size)),
+            ("Last-Modified", found.last_modified),
+        ])
+        response.send_iterable(FileWrapper(f))
+    return True
