@@ -63,9 +63,7 @@ http {{
         listen 127.0.0.1:{port};
         server_name localhost;
         location / {{
-            include {prefix}/uwsgi_params;
-            uwsgi_pass {upstream};
-            uwsgi_read_timeout 30s;
+{pass_lines}
 {extra}
         }}
     }}
@@ -104,8 +102,11 @@ class Nginx:
             return ""
 
 
-def write_nginx_config(prefix: Path, port: int, upstream: str, extra: str = "") -> Path:
-    """Write PREFIX/nginx.conf (and uwsgi_params, temp dirs) passing every request to upstream."""
+def write_nginx_config(
+    prefix: Path, port: int, upstream: str, extra: str = "", protocol: str = "uwsgi"
+) -> Path:
+    """Write PREFIX/nginx.conf (and uwsgi_params, temp dirs) passing every request to upstream
+    with `uwsgi_pass` (protocol "uwsgi") or `proxy_pass` (protocol "http")."""
     for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (prefix / "temp" / name).mkdir(parents=True, exist_ok=True)
     params = (
@@ -116,9 +117,16 @@ def write_nginx_config(prefix: Path, port: int, upstream: str, extra: str = "") 
     # pytest's 0700 tmp directory: run them as the test's own user (ignored when not root)
     user = pwd.getpwuid(os.geteuid()).pw_name
     user_line = f"user {user};" if os.geteuid() == 0 else ""
+    if protocol == "uwsgi":
+        pass_lines = [f"include {prefix}/uwsgi_params;", f"uwsgi_pass {upstream};",
+                      "uwsgi_read_timeout 30s;"]
+    else:
+        pass_lines = [f"proxy_pass http://{upstream};", "proxy_http_version 1.1;",
+                      "proxy_set_header Host $host;", "proxy_read_timeout 30s;"]
     conf = prefix / "nginx.conf"
     conf.write_text(CONF_TEMPLATE.format(
-        user_line=user_line, prefix=prefix, port=port, upstream=upstream,
+        user_line=user_line, prefix=prefix, port=port,
+        pass_lines="\n".join(f"            {line}" for line in pass_lines),
         extra="\n".join(f"            {line}" for line in extra.splitlines()),
     ))
     return conf
@@ -126,13 +134,15 @@ def write_nginx_config(prefix: Path, port: int, upstream: str, extra: str = "") 
 
 @contextmanager
 def running_nginx(
-    tmp_path: Path, upstream: str, *, extra: str = "", timeout: float = 10.0
+    tmp_path: Path, upstream: str, *, extra: str = "", protocol: str = "uwsgi",
+    timeout: float = 10.0,
 ) -> Iterator[Nginx]:
-    """A real nginx on a free port passing everything to `upstream` (`127.0.0.1:P`, `unix:/p`)."""
+    """A real nginx on a free port passing everything to `upstream` (`127.0.0.1:P`, `unix:/p`)
+    over the uwsgi protocol (or HTTP with protocol="http"); `extra`: more location lines."""
     prefix = tmp_path / f"nginx-{free_port()}"
     prefix.mkdir(parents=True)
     port = free_port()
-    conf = write_nginx_config(prefix, port, upstream, extra)
+    conf = write_nginx_config(prefix, port, upstream, extra, protocol)
     stderr = open(prefix / "stderr.log", "wb")  # noqa: SIM115 - handed to the child
     try:
         process = subprocess.Popen(

@@ -1,8 +1,9 @@
 """WSGI test application for the integration tests, one route per behaviour under test.
 
 Routes (served by `application`):
-- ``/env``: the CGI/HTTP variables of the environ as JSON, plus the worker's pid;
+- ``/env``, ``/env/...``: the CGI/HTTP variables of the environ as JSON, plus the worker's pid;
 - ``/echo``: the request body, byte for byte (read in 64 KiB pieces, as a real app would);
+  with ``?announce`` it first writes ECHO_STARTED to wsgi.errors;
 - ``/stream?chunks=N&delay=S``: N lines, yielded one by one S seconds apart (no Content-Length);
 - ``/status/CODE``: an empty-bodied response with that status (``/status/404``);
 - ``/error``: raises, so the server must answer 500 and log the traceback;
@@ -25,6 +26,7 @@ StartResponse = Callable[..., Any]
 
 # the error the /error route raises: the tests look for this text in the server's log
 ERROR_TEXT = "integration test app: deliberate failure"
+ECHO_STARTED = "integration test app: echo started, expecting"
 
 
 def _text(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
@@ -46,6 +48,10 @@ def _env(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
 
 def _echo(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
     stream = environ["wsgi.input"]
+    if "announce" in environ.get("QUERY_STRING", ""):
+        # a marker in the server's log: the tests wait for it before cutting the upload
+        environ["wsgi.errors"].write(f"{ECHO_STARTED} {environ.get('CONTENT_LENGTH')}\n")
+        environ["wsgi.errors"].flush()
     pieces = []
     digest = hashlib.sha256()
     while chunk := stream.read(65536):
@@ -73,7 +79,7 @@ def _stream(query: dict[str, list[str]], start_response: StartResponse) -> Itera
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "")
     query = parse_qs(environ.get("QUERY_STRING", ""))
-    if path == "/env":
+    if path == "/env" or path.startswith("/env/"):
         return _env(environ, start_response)
     if path == "/echo":
         return _echo(environ, start_response)

@@ -1,4 +1,4 @@
-"""A small Flask application, served as operators serve theirs (`module = flaskapp:app`)."""
+"""A small Flask application, served as operators serve theirs (`module = app:app`)."""
 
 from __future__ import annotations
 
