@@ -94,3 +94,17 @@ def test_json_mode_adds_fields():
     event = json.loads(buf.getvalue())
     assert event["event"].startswith(f"[pid: {os.getpid()}|app: 0|req: 1/1]")
     assert event["status"] == 200 and event["uri"] == "/a/b?x=1" and event["wid"] == 3
+
+
+def test_http_environ_counts_vars_like_uwsgi_http_socket():
+    from uzerg.protocols.http import parse_request_head
+    from uzerg.request import RequestHandler
+
+    handler = RequestHandler(None, make_config(), 1)
+    handler._hostname = "vm"  # the host the reference line was taken on
+    head = parse_request_head(
+        b"GET /a/b?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9192\r\nUser-Agent: curl/7.88.1\r\n"
+        b"Accept: */*\r\n\r\n", 4096)
+    env, count, size = handler._http_environ(head, ("127.0.0.1", 41000), "9192")
+    assert (count, size) == (24, 257)  # uWSGI 2.0.31: {24 vars in 257 bytes}
+    assert env["REMOTE_PORT"] == "41000"

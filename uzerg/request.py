@@ -259,11 +259,11 @@ class RequestHandler:
         else:
             env["REMOTE_ADDR"] = ""
         # for the log line: CGI variables and their size as uwsgi vars (2+key+2+value each)
-        remote_port = env.get("REMOTE_PORT")
-        count = 9 if remote_port is None else 10
-        size = (count * 4 + _FIXED_KEY_BYTES + len(head.method) + len(head.target) + len(path)
+        # (REMOTE_PORT is left out, so the numbers equal uWSGI's, whose http-socket lacks it)
+        count = 9
+        size = (9 * 4 + _FIXED_KEY_BYTES + len(head.method) + len(head.target) + len(path)
                 + len(query) + 8 + len(self._hostname) + len(server_port)
-                + len(env["REMOTE_ADDR"]) + (11 + len(remote_port) if remote_port else 0))
+                + len(env["REMOTE_ADDR"]))
         for name, value in head.headers:
             key = _environ_key(name)
             if key is None:
