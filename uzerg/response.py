@@ -240,11 +240,8 @@ class Response:
         if self.declared_length is not None:
             count = min(count, self.declared_length - self.body_size)
         if not self.headers_sent:
-            if self.declared_length is None and self.keep_alive:
-                self._send_head(b"", count)  # the file size frames the body
-                self.headers_sent = True
-            else:
-                self._send_head(b"", None)
+            # on keep-alive without a Content-Length from the app, the file size frames the body
+            self._send_head(b"", count if self.declared_length is None else None)
         if self.is_head or count <= 0:
             return True
         if self.chunked:
