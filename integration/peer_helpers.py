@@ -38,10 +38,12 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
         time.sleep(0.02)
 
 
-def run_client(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_client(argv: list[str], timeout: float = 30,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a client command (curl, uwsgi_curl) to completion (killed if it overruns); its
     output decoded as UTF-8 with line endings kept (CRLF of HTTP heads stays CRLF)."""
-    result = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    result = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                            cwd=cwd)
     return subprocess.CompletedProcess(result.args, result.returncode,
                                        result.stdout.decode(errors="replace"),
                                        result.stderr.decode(errors="replace"))

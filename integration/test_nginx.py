@@ -1,0 +1,216 @@
+"""A real nginx in front of a real uzerg: `uwsgi_pass` over TCP and over a unix socket.
+
+Every test starts `python -m uzerg --socket ... --wsgi-file apps/testapp.py` (one worker, so
+"the same worker survives" is checkable by pid) and an nginx whose only location passes to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from apps.testapp import ECHO_STARTED, ERROR_TEXT
+from nginx import Nginx, nginx_available, running_nginx
+from peer_helpers import APPS, Server, free_port
+
+pytest_plugins = ("peer_fixtures",)
+
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(not nginx_available(), reason="nginx is not installed (/usr/sbin/nginx)"),
+]
+
+TESTAPP = str(APPS / "testapp.py")
+
+
+def _addresses(kind: str, tmp_path: Path) -> tuple[str, str]:
+    """(uzerg --socket value, nginx uwsgi_pass value) for a TCP or unix socket."""
+    if kind == "tcp":
+        port = free_port()
+        return f"127.0.0.1:{port}", f"127.0.0.1:{port}"
+    path = tmp_path / "app.sock"
+    return str(path), f"unix:{path}"
+
+
+def _start(start_uzerg, tmp_path: Path, kind: str, *extra: str) -> Server:
+    listen, _ = _addresses(kind, tmp_path)
+    return start_uzerg(["--socket", listen, "--wsgi-file", TESTAPP, "--master",
+                        "--processes", "1", *extra])
+
+
+def _upstream(server: Server) -> str:
+    address = server.socket_address
+    return f"unix:{address}" if address.startswith("/") else address
+
+
+def _get(nginx: Nginx, path: str, headers: dict[str, str] | None = None,
+         method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_get_passes_query_string_path_and_headers(start_uzerg, tmp_path: Path, kind: str) -> None:
+    server = _start(start_uzerg, tmp_path, kind)
+    with running_nginx(tmp_path, _upstream(server)) as nginx:
+        status, _, body = _get(
+            nginx, "/env/caf%C3%A9?a=1&b=two%20words&c=%2F",
+            {"X-Request-Id": "abc-123", "User-Agent": "uzerg-tests/1", "Accept": "text/plain"},
+        )
+    assert status == 200
+    env = json.loads(body)
+    assert env["REQUEST_METHOD"] == "GET"
+    assert env["QUERY_STRING"] == "a=1&b=two%20words&c=%2F"
+    # nginx decodes $document_uri; PEP 3333: the UTF-8 bytes as latin-1 text
+    assert env["PATH_INFO"] == "/env/café".encode().decode("latin-1")
+    assert env["REQUEST_URI"] == "/env/caf%C3%A9?a=1&b=two%20words&c=%2F"
+    assert env["HTTP_X_REQUEST_ID"] == "abc-123"
+    assert env["HTTP_USER_AGENT"] == "uzerg-tests/1"
+    assert env["HTTP_ACCEPT"] == "text/plain"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["SERVER_PORT"] == str(nginx.port)
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert env["uzerg.test.pid"] in {str(pid) for pid in server.worker_pids(1)}
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_10mb_post_is_echoed_byte_exact(start_uzerg, tmp_path: Path, kind: str) -> None:
+    server = _start(start_uzerg, tmp_path, kind)
+    payload = os.urandom(10 * 1024 * 1024)
+    with running_nginx(tmp_path, _upstream(server)) as nginx:
+        status, headers, body = _get(
+            nginx, "/echo", {"Content-Type": "application/octet-stream"}, "POST", payload
+        )
+    expected = hashlib.sha256(payload).hexdigest()
+    assert status == 200
+    assert headers["x-body-sha256"] == expected  # what the app read
+    assert len(body) == len(payload)
+    assert hashlib.sha256(body).hexdigest() == expected  # what came back
+
+
+def test_streamed_response_arrives_chunk_by_chunk(start_uzerg, tmp_path: Path) -> None:
+    server = _start(start_uzerg, tmp_path, "unix")
+    chunks, delay = 5, 0.2
+    # without buffering nginx forwards each piece as soon as uzerg writes it
+    with running_nginx(tmp_path, _upstream(server), extra="uwsgi_buffering off;") as nginx:
+        conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+        try:
+            conn.request("GET", f"/stream?chunks={chunks}&delay={delay}")
+            response = conn.getresponse()
+            assert response.status == 200
+            assert response.getheader("Transfer-Encoding") == "chunked"
+            lines: list[tuple[float, bytes]] = []
+            while line := response.readline():
+                lines.append((time.monotonic(), line))
+        finally:
+            conn.close()
+    assert [line.split()[:2] for _, line in lines] == [
+        [b"chunk", str(n).encode()] for n in range(chunks)
+    ]
+    # the first chunk reached the client well before the generator finished
+    assert lines[-1][0] - lines[0][0] >= (chunks - 1) * delay * 0.8
+
+
+def test_404_and_500_pass_through_and_the_worker_survives(start_uzerg, tmp_path: Path) -> None:
+    server = _start(start_uzerg, tmp_path, "tcp")
+    with running_nginx(tmp_path, _upstream(server)) as nginx:
+        status, _, body = _get(nginx, "/status/404")
+        assert (status, body) == (404, b"status 404\n")
+        status, _, pid_before = _get(nginx, "/pid")
+        assert status == 200
+        status, _, body = _get(nginx, "/error")
+        assert status == 500
+        assert b"Internal Server Error" in body
+        server.wait_for_log(ERROR_TEXT)
+        log = server.log_text()
+        assert "Traceback (most recent call last):" in log
+        assert f"RuntimeError: {ERROR_TEXT}" in log
+        status, _, pid_after = _get(nginx, "/pid")
+    assert status == 200
+    assert pid_after == pid_before
+
+
+def _cut_upload(port: int, path: str, total: int, sent: int,
+                server: Server, raw_uwsgi: bytes | None = None) -> None:
+    """Start an upload of `total` bytes, send `sent` of them, wait until the app is reading,
+    then close the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        if raw_uwsgi is None:
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {total}\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n".encode()
+            )
+        else:
+            sock.sendall(raw_uwsgi)
+        sock.sendall(os.urandom(sent))
+        server.wait_for_log(f"{ECHO_STARTED} {total}")
+
+
+def test_client_disconnecting_mid_body_is_logged_and_survived(
+    start_uzerg, tmp_path: Path
+) -> None:
+    server = _start(start_uzerg, tmp_path, "tcp")
+    # nginx streams the body to uzerg instead of spooling it first, so the cut reaches uzerg
+    with running_nginx(tmp_path, _upstream(server), extra="uwsgi_request_buffering off;") as nginx:
+        _, _, pid_before = _get(nginx, "/pid")
+        _cut_upload(nginx.port, "/echo?announce", 5_000_000, 100_000, server)
+        server.wait_for_log("client closed the connection in the request body")
+        status, _, pid_after = _get(nginx, "/pid")
+        assert status == 200
+        assert pid_after == pid_before
+        status, _, body = _get(nginx, "/echo", method="POST", body=b"still fine")
+        assert (status, body) == (200, b"still fine")
+
+
+def test_client_leaving_mid_response_is_logged_and_survived(start_uzerg, tmp_path: Path) -> None:
+    server = _start(start_uzerg, tmp_path, "unix")
+    with running_nginx(tmp_path, _upstream(server), extra="uwsgi_buffering off;") as nginx:
+        _, _, pid_before = _get(nginx, "/pid")
+        with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as sock:
+            sock.sendall(b"GET /stream?chunks=200&delay=0.02 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"chunk 0" in _read_until(sock, b"chunk 0")
+        # nginx closes its upstream connection; uzerg's next writes fail
+        line = server.wait_for_log("during GET /stream")
+        assert "uwsgi_response_write_body_do()" in line
+        status, _, pid_after = _get(nginx, "/pid")
+    assert status == 200
+    assert pid_after == pid_before
+
+
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    data = b""
+    deadline = time.monotonic() + 10
+    while marker not in data:
+        assert time.monotonic() < deadline, f"no {marker!r} from the server"
+        piece = sock.recv(65536)
+        assert piece, f"connection closed before {marker!r}: {data!r}"
+        data += piece
+    return data
+
+
+def test_upload_cut_on_the_uwsgi_socket_itself(start_uzerg, tmp_path: Path) -> None:
+    """The same cut without nginx: a raw uwsgi packet announcing more body than is sent."""
+    from uzerg.protocols.uwsgi import encode_uwsgi_packet
+
+    server = _start(start_uzerg, tmp_path, "tcp")
+    port = int(server.socket_address.rsplit(":", 1)[1])
+    packet = encode_uwsgi_packet({
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/echo", "QUERY_STRING": "announce",
+        "REQUEST_URI": "/echo?announce", "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_LENGTH": "1000000",
+    })
+    pid_before = server.uwsgi_get("/pid")
+    _cut_upload(port, "/echo", 1_000_000, 1000, server, raw_uwsgi=packet)
+    server.wait_for_log("client closed the connection in the request body")
+    assert server.uwsgi_get("/pid") == pid_before
