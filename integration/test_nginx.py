@@ -84,6 +84,18 @@ def test_get_passes_query_string_path_and_headers(start_uzerg, tmp_path: Path, k
     assert env["uzerg.test.pid"] in {str(pid) for pid in server.worker_pids(1)}
 
 
+def test_uwsgi_modifier1_30_is_served_as_uwsgi_does(start_uzerg, tmp_path: Path) -> None:
+    """The old "app in a sub-path" recipe: `uwsgi_param SCRIPT_NAME` + `uwsgi_modifier1 30`.
+    uWSGI 2.0.31 (Python 3) serves it as a plain WSGI request, PATH_INFO as nginx sent it."""
+    server = _start(start_uzerg, tmp_path, "unix")
+    extra = "uwsgi_param SCRIPT_NAME /env;\nuwsgi_modifier1 30;"
+    with running_nginx(tmp_path, _upstream(server), extra=extra) as nginx:
+        status, _, body = _get(nginx, "/env/sub?x=1")
+    assert status == 200, server.log_text()
+    env = json.loads(body)
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/env", "/env/sub")
+
+
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_10mb_post_is_echoed_byte_exact(start_uzerg, tmp_path: Path, kind: str) -> None:
     server = _start(start_uzerg, tmp_path, kind)

@@ -79,7 +79,9 @@ def parse_uwsgi_packet(data: bytes | bytearray, max_block: int) -> UwsgiPacket |
     end = HEADER_SIZE + datasize
     if len(data) < end:
         return None
-    if modifier1 != 0:
+    # 30 (MANAGE_PATH_INFO, nginx `uwsgi_modifier1 30;` in old recipes) is served as WSGI by
+    # uWSGI 2.0 on Python 3, with PATH_INFO left as sent: do the same
+    if modifier1 != 0 and modifier1 != 30:
         raise UwsgiProtocolError(f"-- unavailable modifier requested: {modifier1} --")
     env, count = parse_uwsgi_vars(bytes(data[HEADER_SIZE:end]))
     return UwsgiPacket(modifier1, modifier2, datasize, env, count, bytes(data[end:]))
