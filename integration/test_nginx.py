@@ -84,6 +84,16 @@ def test_get_passes_query_string_path_and_headers(start_uzerg, tmp_path: Path, k
     assert env["uzerg.test.pid"] in {str(pid) for pid in server.worker_pids(1)}
 
 
+def test_tls_terminating_nginx_sets_the_https_scheme(start_uzerg, tmp_path: Path) -> None:
+    """nginx that terminates TLS passes HTTPS=on (uwsgi_params: `$https if_not_empty`) or
+    UWSGI_SCHEME; the app must see wsgi.url_scheme "https" (Django's is_secure, redirects)."""
+    server = _start(start_uzerg, tmp_path, "unix")
+    with running_nginx(tmp_path, _upstream(server), extra="uwsgi_param HTTPS on;") as nginx:
+        assert json.loads(_get(nginx, "/env")[2])["wsgi.url_scheme"] == "https"
+    with running_nginx(tmp_path, _upstream(server)) as nginx:
+        assert json.loads(_get(nginx, "/env")[2])["wsgi.url_scheme"] == "http"
+
+
 def test_uwsgi_modifier1_30_is_served_as_uwsgi_does(start_uzerg, tmp_path: Path) -> None:
     """The old "app in a sub-path" recipe: `uwsgi_param SCRIPT_NAME` + `uwsgi_modifier1 30`.
     uWSGI 2.0.31 (Python 3) serves it as a plain WSGI request, PATH_INFO as nginx sent it."""
