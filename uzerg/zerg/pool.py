@@ -20,7 +20,7 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -69,8 +69,12 @@ def build_zergpools(
     *,
     reuse_port: bool = True,
     start: bool = True,
+    inherited: Mapping[tuple[object, ...], socket.socket] | None = None,
 ) -> list[ZergServer]:
     """Bind every pool socket once and return one (started) ZergServer per entry.
+
+    ``inherited`` (normalised address → socket) are pool sockets kept across a re-exec of the
+    master (SIGHUP): they are used instead of binding again, so zergs keep one queue.
 
     On any failure everything bound so far is closed and AddressError is raised, naming the
     entry and the address (the caller logs it and exits 1).
@@ -94,6 +98,8 @@ def build_zergpools(
                     key = normalise(address)
                 except AddressError as exc:
                     raise AddressError(f"zergpool {entry}: {exc}") from None
+                if key not in bound and inherited and key in inherited:
+                    bound[key] = inherited[key]
                 if key not in bound:
                     bound[key] = _bind_pool_socket(entry, address, backlog, chmod, reuse_port)
                     if address.kind == "unix":

@@ -1,0 +1,435 @@
+"""The master (gunicorn's arbiter, small): one event loop over signals, children, the zerg
+server and pool listeners, the stats server and the master fifo.
+
+Signal handlers only enqueue; the loop dispatches ``handle_<signal>`` by name. Reload (SIGHUP)
+re-executes the master with the same pid, handing over the listening sockets and the old
+workers (uzerg.reexec): the new master loads fresh code, spawns new workers, then asks the old
+ones to finish their request and exit. Connections never wait on a closed queue meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from uzerg import reexec
+from uzerg.process import StartupError
+from uzerg.scoreboard import Scoreboard
+from uzerg.sockets import Listener
+from uzerg.worker import EXIT_NEED_APP, EXIT_RECYCLE
+
+log = structlog.get_logger()
+
+SIGNALS = ("HUP", "TERM", "INT", "QUIT", "TSTP", "USR1", "TTIN", "TTOU", "CHLD")
+TICK = 1.0  # harakiri, mercy, touch-reload and respawn checks
+FAST_STOP_MERCY = 5.0
+RESPAWN_INTERVAL = 1.0  # a worker that dies at start-up is respawned at most once a second
+
+
+@dataclass
+class WorkerRecord:
+    worker_id: int
+    pid: int
+    spawned_at: float  # wall clock (stats)
+    spawned_mono: float
+    respawn_count: int = 0
+    harakiri_count: int = 0
+    kill_at: float = 0.0  # monotonic deadline once asked to stop (0: not stopping)
+    stop_started: float = 0.0
+
+
+class Master:
+    def __init__(
+        self,
+        config: Any,
+        listeners: list[Listener],
+        scoreboard: Scoreboard,
+        run_worker: Callable[[int], int],
+        services: Any,
+        previous_workers: list[int],
+    ) -> None:
+        """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``
+        owns the zerg server, pools, stats and fifo (uzerg.server.Services)."""
+        self.config = config
+        self.listeners = listeners
+        self.scoreboard = scoreboard
+        self.run_worker = run_worker
+        self.services = services
+        self.mercy = float(config.worker_reload_mercy)
+        self.harakiri = float(getattr(config, "harakiri", 0) or 0)
+        self.desired = int(config.processes) if listeners else 0
+        self.workers: dict[int, WorkerRecord] = {}
+        self.retiring: dict[int, WorkerRecord] = {}  # pid → a process asked to stop
+        self.history: dict[int, WorkerRecord] = {}  # worker id → last record (counters)
+        self.respawn_due: dict[int, float] = {}
+        self.previous_workers = previous_workers
+        self.signals: list[int] = []
+        self.stopping = False
+        self.exit_status = 0
+        self.selector = selectors.DefaultSelector()
+        self.touch = {path: _mtime(path) for path in getattr(config, "touch_reload", ()) or ()}
+        self.reload_requested = False
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup = (read_fd, write_fd)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for name in SIGNALS:  # explicitly: a background start may inherit INT/QUIT ignored
+            signal.signal(getattr(signal, "SIG" + name), self._enqueue)
+        self.selector.register(read_fd, selectors.EVENT_READ, self._drain_wakeup)
+        log.info(f"spawned uWSGI master process (pid: {os.getpid()})"
+                 if not self.previous_workers else
+                 f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
+                 event_kind="master_spawned", pid=os.getpid())
+        for wid in range(1, self.desired + 1):
+            self.spawn(wid)
+        self._retire_previous_generation()
+        try:
+            for service in self.services.start(self):
+                self.selector.register(service, selectors.EVENT_READ, service.handle_readable)
+        except StartupError as exc:
+            log.error(str(exc), event_kind="startup_error")
+            self.exit_status = exc.status
+            self.shutdown(graceful=False)
+        while True:
+            for key, _ in self.selector.select(self._timeout()):
+                key.data()
+            self._dispatch_signals()
+            self._reap()
+            self._tick()
+            if self.reload_requested:
+                self._reexec()
+            if self.stopping and not self.workers and not self.retiring:
+                break
+        self.services.close()
+        log.info("goodbye to uWSGI.", event_kind="goodbye")
+        return self.exit_status
+
+    def _enqueue(self, signum: int, _frame: Any) -> None:
+        self.signals.append(signum)
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self._wakeup[0], 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _dispatch_signals(self) -> None:
+        while self.signals:
+            name = signal.Signals(self.signals.pop(0)).name[3:].lower()
+            getattr(self, "handle_" + name)()
+
+    def _timeout(self) -> float:
+        if not self.respawn_due:
+            return TICK
+        return max(0.0, min(TICK, min(self.respawn_due.values()) - time.monotonic()))
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_term(self) -> None:
+        self.shutdown(graceful=True)
+
+    def handle_int(self) -> None:
+        self.shutdown(graceful=False)
+
+    handle_quit = handle_int
+
+    def handle_tstp(self) -> None:
+        self.toggle_pause()
+
+    def handle_usr1(self) -> None:
+        self.log_stats()
+
+    def handle_ttin(self) -> None:
+        self.add_worker()
+
+    def handle_ttou(self) -> None:
+        self.remove_worker()
+
+    def handle_chld(self) -> None:
+        pass  # the loop reaps after every wake-up
+
+    def fifo_command(self, char: str) -> None:
+        actions: dict[str, Callable[[], None]] = {
+            "r": self.reload, "R": self.reload,
+            "w": self.reload_workers, "W": self.reload_workers, "c": self.reload_workers,
+            "q": lambda: self.shutdown(graceful=True), "Q": lambda: self.shutdown(graceful=False),
+            "p": self.toggle_pause, "s": self.log_stats,
+            "+": self.add_worker, "-": self.remove_worker, "l": self.services.reopen_log,
+        }
+        action = actions.get(char)
+        if action is None:
+            log.warning(f"[uwsgi-fifo] unknown command: {char!r}", event_kind="fifo_unknown")
+        else:
+            action()
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        if not self.stopping:
+            self.reload_requested = True
+
+    def _reexec(self) -> None:
+        self.reload_requested = False
+        log.info("binary reloading uWSGI...", event_kind="reload")
+        pids = [r.pid for r in self.workers.values()] + list(self.retiring)
+        self.services.before_exec()
+        state = reexec.export_state(
+            self.listeners, self.services.pool_sockets(), pids, self.services.daemonized,
+            self.services.origin_cwd,
+        )
+        try:
+            reexec.reexec(state, self.services.origin_cwd, os.environ)
+        except OSError as exc:
+            log.error(f"cannot re-execute {exc.filename}: {exc.strerror}: reload aborted",
+                      event_kind="reload_failed")
+            for item in self.listeners:
+                os.set_inheritable(item.fd, False)
+            self.services.after_failed_exec()
+
+    def reload_workers(self) -> None:
+        """Fresh workers for the old ones (fresh code with lazy-apps), without re-exec."""
+        if self.stopping:
+            return
+        log.info("...gracefully killing workers...", event_kind="reload_workers")
+        for wid in list(self.workers):
+            self._retire(self.workers.pop(wid))
+            self.spawn(wid)
+
+    def shutdown(self, graceful: bool) -> None:
+        if self.stopping and graceful:
+            return
+        self.stopping = True
+        self.respawn_due.clear()
+        if graceful:
+            log.info("...gracefully killing workers...", event_kind="shutdown", graceful=True)
+        else:
+            log.info("SIGINT/SIGTERM received...killing workers...", event_kind="shutdown",
+                     graceful=False)
+        for record in list(self.workers.values()):
+            self._retire(self.workers.pop(record.worker_id), graceful)
+        if not graceful:
+            for record in self.retiring.values():
+                self._signal(record.pid, signal.SIGINT)
+                record.kill_at = min(record.kill_at, time.monotonic() + FAST_STOP_MERCY)
+
+    def toggle_pause(self) -> None:
+        header = self.scoreboard.header
+        header.paused = 0 if header.paused else 1
+        if header.paused:
+            log.info("*** PAUSE (press start to resume, if you do not have a joypad send "
+                     "SIGTSTP) ***", event_kind="pause")
+        else:
+            log.info("*** (SIGTSTP received) resuming workers ***", event_kind="resume")
+        for record in self.workers.values():
+            self._signal(record.pid, signal.SIGUSR2)
+
+    def add_worker(self) -> None:
+        if self.stopping or not self.listeners:
+            return
+        if self.desired >= self.scoreboard.capacity:
+            log.warning(f"cannot add a worker: the limit is {self.scoreboard.capacity}",
+                        event_kind="worker_limit")
+            return
+        self.desired += 1
+        log.info(f"*** one worker more: {self.desired} in all ***", event_kind="ttin",
+                 workers=self.desired)
+        self.spawn(self.desired)
+
+    def remove_worker(self) -> None:
+        if self.stopping or self.desired <= 1:
+            return
+        wid = self.desired
+        self.desired -= 1
+        log.info(f"*** one worker fewer: {self.desired} in all ***", event_kind="ttou",
+                 workers=self.desired)
+        self.respawn_due.pop(wid, None)
+        record = self.workers.pop(wid, None)
+        if record is not None:
+            self._retire(record)
+
+    def log_stats(self) -> None:
+        total = self.scoreboard.total_requests()
+        lines = [f"\tworkers total requests: {total}", "-----------------"]
+        for record in self.worker_records():
+            totals = self.scoreboard.worker_totals(record.worker_id)
+            lines.append(f"\tworker {record.worker_id} app 0 [] requests: {totals['requests']} "
+                         f"exceptions: {totals['exceptions']}")
+            lines.append("-----------------")
+        log.info("\n" + "\n".join(lines) + "\n", event_kind="stats_log", requests=total)
+
+    # -- children ------------------------------------------------------------------------------
+
+    def worker_records(self) -> list[WorkerRecord]:
+        return [self.workers[wid] for wid in sorted(self.workers)]
+
+    def spawn(self, wid: int, *, respawn: bool = False) -> None:
+        previous = self.history.get(wid)
+        pid = self._fork(wid)
+        record = WorkerRecord(wid, pid, time.time(), time.monotonic())
+        if previous is not None:
+            record.respawn_count = previous.respawn_count + 1
+            record.harakiri_count = previous.harakiri_count
+        self.workers[wid] = self.history[wid] = record
+        if respawn:
+            log.info(f"Respawned uWSGI worker {wid} (new pid: {pid})", event_kind="respawned",
+                     worker=wid, pid=pid)
+        else:
+            cores = int(getattr(self.config, "threads", 1) or 1)
+            log.info(f"spawned uWSGI worker {wid} (pid: {pid}, cores: {cores})",
+                     event_kind="spawned", worker=wid, pid=pid)
+
+    def _fork(self, wid: int) -> int:
+        self.scoreboard.reset_for_spawn(wid, 0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.scoreboard.worker(wid).pid = pid
+            return pid
+        status = 1
+        try:
+            self._close_in_child()
+            status = self.run_worker(wid)
+        except BaseException:  # noqa: B036 - nothing may unwind into the master's code
+            log.exception(f"worker {wid} crashed", event_kind="worker_crash")
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+
+    def _close_in_child(self) -> None:
+        signal.set_wakeup_fd(-1)
+        self.selector.close()
+        for fd in self._wakeup:
+            os.close(fd)
+        self.services.close_in_child()
+
+    def _retire(self, record: WorkerRecord, graceful: bool = True) -> None:
+        """Ask a worker to finish its request and exit; SIGKILL after the mercy period."""
+        now = time.monotonic()
+        record.stop_started = now
+        record.kill_at = now + (self.mercy if graceful else FAST_STOP_MERCY)
+        self.retiring[record.pid] = record
+        if graceful:
+            log.info(f"Gracefully killing worker {record.worker_id} (pid: {record.pid})...",
+                     event_kind="worker_stop", worker=record.worker_id, pid=record.pid)
+        self._signal(record.pid, signal.SIGTERM if graceful else signal.SIGINT)
+
+    def _retire_previous_generation(self) -> None:
+        now = time.monotonic()
+        for pid in self.previous_workers:
+            record = WorkerRecord(0, pid, time.time(), now)
+            self._retire(record)
+        self.previous_workers = []
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._child_exited(pid, status)
+
+    def _child_exited(self, pid: int, status: int) -> None:
+        record = self.retiring.pop(pid, None)
+        if record is not None:
+            seconds = int(time.monotonic() - record.stop_started)
+            log.info(f"worker {record.worker_id} buried after {seconds} seconds",
+                     event_kind="worker_buried", worker=record.worker_id, pid=pid)
+            return
+        record = next((r for r in self.workers.values() if r.pid == pid), None)
+        if record is None:
+            return  # not ours (a grandchild adopted by us, a process the app forked)
+        wid = record.worker_id
+        del self.workers[wid]
+        code = os.waitstatus_to_exitcode(status)
+        if code == EXIT_NEED_APP:
+            self.exit_status = EXIT_NEED_APP
+            log.error("need-app requested, destroying the instance...", event_kind="need_app")
+            self.shutdown(graceful=False)
+            return
+        if code == EXIT_RECYCLE:
+            log.info(f"worker {wid} killed successfully (pid: {pid})", event_kind="recycled",
+                     worker=wid, pid=pid)
+            due = time.monotonic()
+        else:
+            if code < 0:
+                text = f"DAMN ! worker {wid} (pid: {pid}) died, killed by signal {-code} :( "
+            else:
+                text = f"DAMN ! worker {wid} (pid: {pid}) died :( "
+            log.error(text + "trying respawn ...", event_kind="worker_died", worker=wid,
+                      pid=pid, exit=code)
+            due = record.spawned_mono + RESPAWN_INTERVAL
+        if wid <= self.desired and not self.stopping:
+            self.respawn_due[wid] = due
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for wid, due in list(self.respawn_due.items()):
+            if due <= now:
+                del self.respawn_due[wid]
+                if wid <= self.desired and wid not in self.workers and not self.stopping:
+                    self.spawn(wid, respawn=True)
+        for record in list(self.retiring.values()):
+            if record.kill_at and now >= record.kill_at:
+                log.error(f"worker {record.worker_id} (pid: {record.pid}) is taking too much "
+                          "time to die...NO MERCY !!!", event_kind="no_mercy", pid=record.pid)
+                self._signal(record.pid, signal.SIGKILL)
+                record.kill_at = 0.0
+        if self.harakiri:
+            self._check_harakiri()
+        if not self.stopping:
+            self._check_touch()
+
+    def _check_harakiri(self) -> None:
+        now = time.time()
+        for record in self.workers.values():
+            since = self.scoreboard.busy_since(record.worker_id)
+            if since and now - since >= self.harakiri:
+                record.harakiri_count += 1
+                log.error(f"*** HARAKIRI ON WORKER {record.worker_id} (pid: {record.pid}, "
+                          "try: 1, graceful: no) ***", event_kind="harakiri",
+                          worker=record.worker_id, pid=record.pid)
+                for core in self.scoreboard.cores_of(record.worker_id):
+                    core.request_start = 0.0  # once per stuck request
+                self._signal(record.pid, signal.SIGKILL)
+
+    def _check_touch(self) -> None:
+        for path, mtime in self.touch.items():
+            current = _mtime(path)
+            if current != mtime:
+                self.touch[path] = current
+                log.info(f"*** {path} has been touched... grace them all !!! ***",
+                         event_kind="touch_reload", path=path)
+                self.reload()
+
+    @staticmethod
+    def _signal(pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0

@@ -1,0 +1,202 @@
+"""OS integration of the instance's processes: pidfile, daemonize, log file, privileges,
+process names, the environment of the app (chdir, env, virtualenv).
+
+Every failure that is the operator's to fix raises StartupError with one clear line; the
+caller (uzerg.server) logs it and exits with its status.
+"""
+
+from __future__ import annotations
+
+import glob
+import grp
+import os
+import pwd
+import site
+import sys
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+
+class StartupError(Exception):
+    """The instance cannot start; ``str()`` is the line for the operator, ``status`` the exit."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def write_pidfile(path: str) -> None:
+    log.info(f"writing pidfile to {path}", event_kind="pidfile", path=path)
+    try:
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise StartupError(f"could not write pidfile {path}: {exc.strerror}") from None
+
+
+def remove_pidfile(path: str) -> None:
+    """Vacuum: remove the pidfile only while it still names this process."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            if handle.read().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+        log.info("VACUUM: pidfile removed.", event_kind="vacuum", path=path)
+    except OSError:
+        pass
+
+
+def open_log_file(path: str) -> None:
+    """Send fds 1 and 2 (logs, app prints, tracebacks) to ``path``, appending (--logto)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    except OSError as exc:
+        raise StartupError(f"unable to open log file {path}: {exc.strerror}") from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def daemonize(logfile: str) -> None:
+    """Detach from the terminal (double fork, setsid) and log to ``logfile`` (--daemonize).
+
+    The calling process exits in the parent branches; only the daemon returns.
+    """
+    open_log_file(logfile)  # fail in the foreground, where the operator sees it
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _lookup_uid(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise StartupError(f"uid: unknown user {value!r}") from None
+
+
+def _lookup_gid(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        return grp.getgrnam(value).gr_gid
+    except KeyError:
+        raise StartupError(f"gid: unknown group {value!r}") from None
+
+
+def parse_owner(value: str) -> tuple[int, int]:
+    """``user[:group]`` (names or numbers) → (uid, gid); -1 leaves one unchanged (chown)."""
+    user, _, group = value.partition(":")
+    uid = _lookup_uid(user) if user else -1
+    gid = _lookup_gid(group) if group else -1
+    return uid, gid
+
+
+def drop_privileges(uid: str | None, gid: str | None) -> None:
+    """--uid/--gid: as uWSGI, only root changes identity; gid first, then uid."""
+    if not uid and not gid:
+        return
+    if os.getuid() != 0:
+        if gid:
+            log.warning("cannot setgid() as non-root user", event_kind="privileges")
+        if uid:
+            log.warning("cannot setuid() as non-root user", event_kind="privileges")
+        return
+    if gid:
+        new_gid = _lookup_gid(gid)
+        os.setgid(new_gid)
+        os.setgroups([new_gid])
+        log.info(f"setgid() to {new_gid}", event_kind="privileges", gid=new_gid)
+    if uid:
+        new_uid = _lookup_uid(uid)
+        if not gid:
+            # take the user's groups, as uWSGI's initgroups does
+            entry = pwd.getpwuid(new_uid) if _has_user(new_uid) else None
+            if entry is not None:
+                os.initgroups(entry.pw_name, entry.pw_gid)
+                os.setgid(entry.pw_gid)
+        os.setuid(new_uid)
+        log.info(f"setuid() to {new_uid}", event_kind="privileges", uid=new_uid)
+
+
+def _has_user(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
+def process_title(config: Any, name: str) -> str | None:
+    """The title for a process ("uzerg master", "uzerg worker 1"), or None to keep argv.
+
+    As uWSGI: --auto-procname names processes; --procname-prefix(-spaced) prefixes the name
+    (or, without auto-procname, the original command line).
+    """
+    prefix = getattr(config, "procname_prefix", None) or ""
+    spaced = getattr(config, "procname_prefix_spaced", None)
+    if spaced:
+        prefix = spaced + " "
+    auto = bool(getattr(config, "auto_procname", False))
+    if not auto and not prefix:
+        return None
+    base = name if auto else " ".join(sys.orig_argv)
+    return prefix + base
+
+
+def set_process_title(config: Any, name: str) -> None:
+    title = process_title(config, name)
+    if title is not None:
+        import setproctitle  # imported here: only processes that are renamed need it
+
+        setproctitle.setproctitle(title)
+
+
+def prepare_environment(config: Any) -> None:
+    """--chdir, --env K=V and --home: what the app sees, set up in the master before loading."""
+    chdir = getattr(config, "chdir", None)
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise StartupError(f"chdir(): {chdir}: {exc.strerror}") from None
+        log.info(f"chdir() to {chdir}", event_kind="chdir", path=chdir)
+    for item in getattr(config, "env", ()) or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise StartupError(f"env: invalid value {item!r} (expected NAME=VALUE)")
+        os.environ[name] = value
+    home = getattr(config, "home", None)
+    if home:
+        add_virtualenv(home)
+
+
+def add_virtualenv(home: str) -> None:
+    """Make the packages of the virtualenv ``home`` importable (--home/--virtualenv)."""
+    if not os.path.isdir(home):
+        raise StartupError(f"home: virtualenv directory {home} does not exist")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = glob.glob(os.path.join(home, "lib", version, "site-packages"))
+    candidates += glob.glob(os.path.join(home, "lib", "python3*", "site-packages"))
+    if not candidates:
+        log.warning(f"home: no site-packages found in {home}", event_kind="virtualenv")
+        return
+    os.environ.setdefault("VIRTUAL_ENV", os.path.abspath(home))
+    before = list(sys.path)
+    site.addsitedir(candidates[0])
+    # the virtualenv's packages win over the interpreter's, as with a real `home`
+    added = [entry for entry in sys.path if entry not in before]
+    sys.path[:] = added + before
+    log.info(f"Set PythonHome to {home}", event_kind="virtualenv", path=home)

@@ -1,0 +1,109 @@
+"""Graceful reload (SIGHUP) by re-executing the master, as uWSGI's "binary reload" does, but
+keeping what must survive: the listening sockets (bound and zerg-received, SPEC §4.4), the pool
+sockets, and the old workers, which keep serving until the new master has spawned fresh ones.
+
+The old master passes its state to the new program in one environment variable (a JSON
+document naming inherited descriptors); the new master reads and removes it before the app
+is loaded. The variable's name is no uWSGI option, so the configuration loader ignores it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+
+from uzerg.addresses import socket_key
+from uzerg.sockets import Listener
+
+ENV_NAME = "UZERG_REEXEC_STATE"
+
+
+@dataclass
+class InheritedState:
+    listeners: list[Listener] = field(default_factory=list)
+    pool_sockets: dict[tuple[object, ...], socket.socket] = field(default_factory=dict)
+    previous_workers: list[int] = field(default_factory=list)  # pids still serving
+    daemonized: bool = False
+    origin_cwd: str = ""
+
+
+def export_state(
+    listeners: Sequence[Listener],
+    pool_sockets: Sequence[socket.socket],
+    worker_pids: Sequence[int],
+    daemonized: bool,
+    origin_cwd: str,
+) -> str:
+    """Mark the descriptors inheritable and describe them; the caller then exec()s."""
+    described = []
+    for item in listeners:
+        os.set_inheritable(item.fd, True)
+        described.append({
+            "fd": item.fd,
+            "protocol": item.protocol,
+            "origin": item.origin,
+            "unix_path": item.unix_path,
+            "unix_inode": list(item.unix_inode) if item.unix_inode else None,
+        })
+    pools = []
+    for sock in pool_sockets:
+        os.set_inheritable(sock.fileno(), True)
+        pools.append(sock.fileno())
+    return json.dumps({
+        "listeners": described,
+        "pool_sockets": pools,
+        "workers": list(worker_pids),
+        "daemonized": daemonized,
+        "cwd": origin_cwd,
+    })
+
+
+def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
+    """The state left by the previous master, or None on a first start (the variable is
+    removed: the app must not see it, and a child uzerg must not inherit it)."""
+    text = environ.pop(ENV_NAME, None)
+    if not text:
+        return None
+    data = json.loads(text)
+    state = InheritedState(
+        previous_workers=[int(pid) for pid in data.get("workers", ())],
+        daemonized=bool(data.get("daemonized")),
+        origin_cwd=str(data.get("cwd", "")),
+    )
+    for item in data.get("listeners", ()):
+        sock = _adopt(int(item["fd"]))
+        inode = item.get("unix_inode")
+        state.listeners.append(Listener(
+            sock,
+            str(item["protocol"]),
+            str(item["origin"]),
+            unix_path=item.get("unix_path"),
+            unix_inode=(int(inode[0]), int(inode[1])) if inode else None,
+        ))
+    for fd in data.get("pool_sockets", ()):
+        sock = _adopt(int(fd))
+        state.pool_sockets[socket_key(sock)] = sock
+    return state
+
+
+def _adopt(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)  # family and type come from the descriptor
+    os.set_inheritable(fd, False)
+    return sock
+
+
+def reexec(state_text: str, origin_cwd: str, environ: Mapping[str, str]) -> None:
+    """Replace this process with a fresh uzerg master (same pid, same command line).
+
+    Returns only if exec failed (OSError propagates)."""
+    env = dict(environ)
+    env[ENV_NAME] = state_text
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if origin_cwd:
+        os.chdir(origin_cwd)  # relative --ini paths of the command line are relative to it
+    os.execve(sys.executable, list(sys.orig_argv), env)

@@ -1,0 +1,298 @@
+"""``uzerg.server.run(config) -> int``: from a Config to a running instance and its exit status.
+
+Start-up order (uWSGI's): log file / daemonize, chdir and environment, pidfile, zerg attach,
+socket binding, zergpools, privilege drop, app loading (unless lazy-apps), then the master
+forks the workers and runs its loop. After a reload (uzerg.reexec) the sockets, pools and old
+workers come from the previous master instead of being bound, attached or spawned again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from uzerg import __version__, reexec
+from uzerg.addresses import AddressError
+from uzerg.fifo import MasterFifo
+from uzerg.logs import configure_logging
+from uzerg.master import Master
+from uzerg.process import (
+    StartupError,
+    daemonize,
+    drop_privileges,
+    open_log_file,
+    prepare_environment,
+    remove_pidfile,
+    set_process_title,
+    write_pidfile,
+)
+from uzerg.scoreboard import Scoreboard
+from uzerg.sockets import Listener, build_listeners, chmod_mode, close_listener
+from uzerg.stats import StatsServer, stats_document
+from uzerg.worker import EXIT_NEED_APP, Worker
+
+log = structlog.get_logger()
+
+NO_ROUTER = (
+    "uzerg has no separate HTTP router process: --http sockets are served directly by the "
+    "workers as HTTP"
+)
+
+
+def run(config: Any) -> int:
+    """Run the instance until it stops; returns the process exit status."""
+    state = reexec.take_state(os.environ)
+    instance = Instance(config, state)
+    try:
+        return instance.run()
+    except StartupError as exc:
+        log.error(str(exc), event_kind="startup_error")
+        instance.abort()
+        return exc.status
+
+
+class Instance:
+    def __init__(self, config: Any, state: reexec.InheritedState | None) -> None:
+        self.config = config
+        self.state = state
+        self.origin_cwd = state.origin_cwd if state else os.getcwd()
+        self.daemonized = bool(state and state.daemonized)
+        self.listeners: list[Listener] = []
+        self.pools: list[Any] = []
+        self.pidfile_written = False
+
+    def run(self) -> int:
+        config = self.config
+        self._setup_logging()
+        log.info(f"*** Starting uzerg {__version__} (pid: {os.getpid()}) on "
+                 f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
+        prepare_environment(config)
+        log.info(f"current working directory: {os.getcwd()}", event_kind="cwd")
+        if config.pidfile:
+            write_pidfile(config.pidfile)
+            self.pidfile_written = True
+        self.listeners = build_listeners(
+            config, self._attach(), self.state.listeners if self.state else ()
+        )
+        self.pools = self._build_pools()
+        if not self.listeners and not self.pools:
+            raise StartupError(
+                "no socket to serve: use --socket, --http-socket, --http, --zerg or zergpool"
+            )
+        if getattr(config, "http", ()):
+            log.info(NO_ROUTER, event_kind="no_http_router")
+        drop_privileges(config.uid, config.gid)
+        log.info(f"your server socket listen backlog is limited to {config.listen} connections",
+                 event_kind="listen_backlog", backlog=config.listen)
+        log.info(f"your mercy for graceful operations on workers is "
+                 f"{config.worker_reload_mercy} seconds", event_kind="mercy")
+        set_process_title(config, "uzerg master")
+        app_factory = self._app_factory() if self.listeners else _no_app_needed
+        threads = max(1, int(config.threads or 1))
+        processes = max(1, int(config.processes or 1))
+        scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
+        services = Services(self)
+
+        def run_worker(worker_id: int) -> int:
+            return Worker(worker_id, self.listeners, config, scoreboard, app_factory).run()
+
+        master = Master(config, self.listeners, scoreboard, run_worker, services,
+                        self.state.previous_workers if self.state else [])
+        return master.run()
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _setup_logging(self) -> None:
+        config = self.config
+        if self.state is None and config.daemonize:
+            log.info("*** daemonizing uWSGI ***", event_kind="daemonize")
+            daemonize(config.daemonize)
+            self.daemonized = True
+        elif self.state is None and config.logto:
+            open_log_file(config.logto)
+        configure_logging(json=bool(config.log_json), stream=sys.stderr)
+
+    def _attach(self) -> list[Any]:
+        zergs = tuple(getattr(self.config, "zerg", ()) or ())
+        if not zergs or self.state is not None:  # after a reload: the inherited ones are kept
+            return []
+        from uzerg.zerg import HandshakeError, attach_to_zerg_servers
+
+        try:
+            return attach_to_zerg_servers(
+                zergs, float(self.config.zerg_timeout), fallback=bool(self.config.zerg_fallback)
+            )
+        except HandshakeError as exc:
+            raise StartupError(str(exc)) from None
+
+    def _build_pools(self) -> list[Any]:
+        values = tuple(getattr(self.config, "zergpool", ()) or ())
+        if not values:
+            return []
+        from uzerg.zerg import build_zergpools
+
+        try:
+            return build_zergpools(
+                values,
+                backlog=int(self.config.listen),
+                chmod=chmod_mode(self.config.chmod_socket),
+                allow_uids=self.config.zerg_allow_uid,
+                allow_gids=self.config.zerg_allow_gid,
+                inherited=self.state.pool_sockets if self.state else None,
+            )
+        except (AddressError, ValueError) as exc:
+            raise StartupError(str(exc)) from None
+
+    def _app_factory(self) -> Callable[[], Callable[..., Any]]:
+        from uzerg.wsgi import AppLoadError, load_application, no_application
+
+        config = self.config
+        need_app = bool(config.need_app)
+
+        def load() -> Callable[..., Any]:
+            try:
+                return load_application(config)
+            except AppLoadError as exc:
+                log.error(str(exc), event_kind="app_load_error")
+                if need_app:
+                    raise
+                log.error("*** no app loaded. going in full dynamic mode ***",
+                          event_kind="no_app")
+                return no_application
+
+        if config.lazy_apps:
+            def load_in_worker() -> Callable[..., Any]:
+                try:
+                    return load()
+                except AppLoadError:
+                    sys.stderr.flush()
+                    os._exit(EXIT_NEED_APP)
+
+            return load_in_worker
+        try:
+            app = load()
+        except AppLoadError:
+            raise StartupError("*** no app loaded. GAME OVER ***", EXIT_NEED_APP) from None
+        log.info("WSGI app 0 (mountpoint='') ready", event_kind="app_ready")
+        return lambda: app
+
+    def abort(self) -> None:
+        """Start-up failed: undo what this process created."""
+        vacuum = bool(getattr(self.config, "vacuum", False))
+        for listener in self.listeners:
+            close_listener(listener, vacuum=listener.origin == "bound")
+        for pool in self.pools:
+            pool.close(vacuum=True)
+        if self.pidfile_written and vacuum:
+            remove_pidfile(self.config.pidfile)
+
+
+def _no_app_needed() -> Callable[..., Any]:
+    raise RuntimeError("an instance with only zergpools runs no workers")
+
+
+class Services:
+    """What the master's loop serves besides its children: zerg server, pools, stats, fifo."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.config = instance.config
+        self.daemonized = instance.daemonized
+        self.origin_cwd = instance.origin_cwd
+        self.zerg_server: Any = None
+        self.stats: StatsServer | None = None
+        self.fifo: MasterFifo | None = None
+
+    def start(self, master: Master) -> list[Any]:
+        config = self.config
+        items: list[Any] = list(self.instance.pools)
+        if config.zerg_server and self.instance.listeners:
+            from uzerg.zerg import ZergServer
+
+            listeners = self.instance.listeners
+            try:
+                self.zerg_server = ZergServer(
+                    config.zerg_server,
+                    [item.sock for item in listeners],
+                    [_hint(item.protocol) for item in listeners],
+                    config.zerg_allow_uid,
+                    config.zerg_allow_gid,
+                    backlog=int(config.listen),
+                )
+                self.zerg_server.start()
+            except (AddressError, ValueError) as exc:
+                self.zerg_server = None
+                raise StartupError(f"zerg-server: {exc}") from None
+            items.append(self.zerg_server)
+        if config.stats:
+            self.stats = StatsServer(
+                config.stats, bool(config.stats_http), lambda: self._document(master)
+            )
+            items.append(self.stats)
+        if config.master_fifo:
+            self.fifo = MasterFifo(config.master_fifo, master.fifo_command)
+            items.append(self.fifo)
+        return items
+
+    def _document(self, master: Master) -> dict[str, Any]:
+        zerg = [server.stats() for server in self._zerg_servers()]
+        return stats_document(scoreboard=master.scoreboard, workers=master.worker_records(),
+                              listeners=self.instance.listeners, zerg=zerg)
+
+    def _zerg_servers(self) -> list[Any]:
+        servers = list(self.instance.pools)
+        if self.zerg_server is not None:
+            servers.insert(0, self.zerg_server)
+        return servers
+
+    def pool_sockets(self) -> list[socket.socket]:
+        seen: dict[int, socket.socket] = {}
+        for pool in self.instance.pools:
+            for sock in pool.owned_sockets:
+                seen.setdefault(sock.fileno(), sock)
+        return list(seen.values())
+
+    def reopen_log(self) -> None:
+        path = self.config.logto or self.config.daemonize
+        if path:
+            open_log_file(path)
+            log.info(f"log file {path} reopened", event_kind="log_reopen")
+
+    def close_in_child(self) -> None:
+        """In a new worker: drop the master's listeners (a worker serves only the sockets)."""
+        for server in self._zerg_servers():
+            server.close(vacuum=False)
+        if self.stats is not None:
+            self.stats.sock.close()
+        if self.fifo is not None:
+            os.close(self.fifo.fd)
+
+    def before_exec(self) -> None:
+        sys.stdout.flush()  # the fifo, stats and zerg server are re-created by the new master
+
+    def after_failed_exec(self) -> None:
+        for sock in self.pool_sockets():
+            os.set_inheritable(sock.fileno(), False)
+
+    def close(self) -> None:
+        vacuum = bool(self.config.vacuum)
+        for server in self._zerg_servers():
+            server.close(vacuum=vacuum)
+        if self.stats is not None:
+            self.stats.close(vacuum)
+        if self.fifo is not None:
+            self.fifo.close()
+        for listener in self.instance.listeners:
+            close_listener(listener, vacuum=vacuum and listener.origin == "bound")
+        if vacuum and self.instance.pidfile_written:
+            remove_pidfile(self.config.pidfile)
+
+
+def _hint(protocol: str) -> str:
+    return "http" if protocol == "http11" else protocol

@@ -1,0 +1,216 @@
+"""The instance's listening sockets: attach (--zerg), bind (--socket, --http-socket,
+--http11-socket, --http), or take over from the previous master after a reload.
+
+Order (SPEC §4.1): configured sockets first, then the received ones. A configured socket whose
+normalised address equals a received one is not bound again (SPEC §4.3). Nobody here ever calls
+listen() or setsockopt() on a socket that it did not bind itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from uzerg.addresses import (
+    AddressError,
+    bind_listener,
+    describe_socket,
+    normalise,
+    parse_address,
+    socket_key,
+)
+from uzerg.process import StartupError, parse_owner
+
+log = structlog.get_logger()
+
+SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
+PROTOCOLS = ("uwsgi", "http", "http11")
+
+
+@dataclass
+class Listener:
+    """One listening socket served by the workers."""
+
+    sock: socket.socket
+    protocol: str  # "uwsgi", "http" or "http11" (keep-alive), what RequestHandler takes
+    origin: str  # "bound" (by this instance), "received" (from a zerg server)
+    unix_path: str | None = None  # a socket file this instance created (vacuum removes it)
+    unix_inode: tuple[int, int] | None = None
+    server_port: str = ""  # the port as text, given to the request handler
+
+    def __post_init__(self) -> None:
+        name = self.sock.getsockname()
+        if not self.server_port and isinstance(name, tuple):
+            self.server_port = str(name[1])
+
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno()
+
+
+def configured_sockets(config: Any) -> list[tuple[str, str]]:
+    """(address text, protocol) for every configured socket, in option order."""
+    default = _socket_protocol(config)
+    entries = [(text, default) for text in getattr(config, "socket", ()) or ()]
+    entries += [(text, "http") for text in getattr(config, "http_socket", ()) or ()]
+    entries += [(text, "http11") for text in getattr(config, "http11_socket", ()) or ()]
+    entries += [(text, "http") for text in getattr(config, "http", ()) or ()]
+    return entries
+
+
+def _socket_protocol(config: Any) -> str:
+    protocol = (getattr(config, "protocol", None) or "uwsgi").strip().lower()
+    if protocol not in PROTOCOLS:
+        raise StartupError(f"protocol: unknown protocol {protocol!r} (use uwsgi or http)")
+    return protocol
+
+
+def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> None:
+    """As uWSGI: a --listen above net.core.somaxconn is an error, not a silent truncation."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            limit = int(handle.read().strip())
+    except (OSError, ValueError):
+        return
+    if backlog > limit:
+        raise StartupError(
+            f"Listen queue size is greater than the system max net.core.somaxconn ({limit})."
+        )
+
+
+def build_listeners(
+    config: Any,
+    received: Sequence[Any] = (),
+    inherited: Sequence[Listener] = (),
+) -> list[Listener]:
+    """Bind the configured sockets (reusing ``inherited`` ones of the same address) and append
+    the ``received`` zerg sockets (objects with ``.sock`` and ``.protocol``)."""
+    check_listen_backlog(int(config.listen))
+    default_protocol = _socket_protocol(config)
+    chmod = chmod_mode(getattr(config, "chmod_socket", None))
+    owner = getattr(config, "chown_socket", None)
+    explicit_protocol = getattr(config, "protocol", None) is not None
+
+    taken: set[tuple[object, ...]] = set()
+    received_listeners: list[Listener] = []
+    for item in received:
+        protocol = default_protocol if explicit_protocol else (item.protocol or "uwsgi")
+        taken.add(socket_key(item.sock))
+        received_listeners.append(Listener(item.sock, protocol, "received"))
+    for item in inherited:
+        if item.origin == "received":
+            taken.add(socket_key(item.sock))
+            received_listeners.append(item)
+    reusable = {socket_key(item.sock): item for item in inherited if item.origin == "bound"}
+
+    listeners: list[Listener] = []
+    try:
+        for text, protocol in configured_sockets(config):
+            try:
+                address = parse_address(text)
+                key = normalise(address)
+            except AddressError as exc:
+                raise StartupError(str(exc)) from None
+            if key in taken:
+                log.info(f"{text} is already served by a zerg socket: not binding it again",
+                         event_kind="socket_skipped", addr=text)
+                continue
+            taken.add(key)
+            old = reusable.pop(key, None)
+            if old is not None:
+                old.protocol = protocol
+                listeners.append(old)
+                _log_socket(len(listeners) - 1, old.sock, "inherited")
+                continue
+            listeners.append(
+                _bind(len(listeners), text, address, protocol, config, chmod, owner)
+            )
+    except BaseException:
+        for listener in listeners:
+            if listener.origin == "bound" and listener not in inherited:
+                close_listener(listener, vacuum=True)
+        raise
+    for leftover in reusable.values():  # no longer configured after a reload
+        close_listener(leftover, vacuum=True)
+    return listeners + received_listeners
+
+
+def _bind(
+    index: int,
+    text: str, address: Any, protocol: str, config: Any, chmod: int | None, owner: str | None
+) -> Listener:
+    try:
+        sock = bind_listener(
+            address, int(config.listen), reuse_port=bool(getattr(config, "reuse_port", False)),
+            chmod=chmod,
+        )
+    except AddressError as exc:
+        raise StartupError(str(exc)) from None
+    listener = Listener(sock, protocol, "bound")
+    if address.kind == "unix":
+        info = os.stat(address.path)
+        listener.unix_path = address.path
+        listener.unix_inode = (info.st_dev, info.st_ino)
+        if owner:
+            uid, gid = parse_owner(owner)
+            try:
+                os.chown(address.path, uid, gid)
+            except OSError as exc:
+                close_listener(listener, vacuum=True)
+                raise StartupError(f"chown-socket: {address.path}: {exc.strerror}") from None
+    _log_socket(index, sock, "bound", port_zero=address.kind in ("inet", "inet6")
+                and address.port == 0, written=text)
+    return listener
+
+
+def _log_socket(
+    index: int, sock: socket.socket, how: str, *, port_zero: bool = False, written: str = ""
+) -> None:
+    kind, where = describe_socket(sock)
+    if how == "bound":
+        # uWSGI's words: "bound to TCP address" / "bound to UNIX address"
+        family = "UNIX" if kind == "UNIX" else "TCP"
+        shown = where if port_zero or not written else written
+        auto = " (port auto-assigned)" if port_zero else ""
+        text = f"uwsgi socket {index} bound to {family} address {shown}{auto} fd {sock.fileno()}"
+    else:
+        text = f"uwsgi socket {index} inherited {kind} address {where} fd {sock.fileno()}"
+    log.info(text, event_kind="socket_" + how, index=index, family=kind, addr=where,
+             fd=sock.fileno())
+
+
+def chmod_mode(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip() or "666"
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise StartupError(f"invalid chmod value: {value}") from None
+
+
+def close_listener(listener: Listener, vacuum: bool) -> None:
+    """Close; with ``vacuum`` remove its socket file if this instance created it and it is
+    still the same file (uWSGI's VACUUM lines)."""
+    listener.sock.close()
+    path = listener.unix_path
+    if not vacuum or path is None:
+        return
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) != listener.unix_inode:
+        log.warning(f"VACUUM WARNING: unix socket {path} changed inode. Skip removal",
+                    event_kind="vacuum", path=path)
+        return
+    try:
+        os.unlink(path)
+    except OSError:
+        return
+    log.info(f"VACUUM: unix socket {path} removed.", event_kind="vacuum", path=path)

@@ -1,0 +1,198 @@
+"""The stats server (--stats ADDR, --stats-http): on connect, the master writes one JSON
+document in uWSGI's shape (SPEC §12, what uwsgitop reads) and closes the connection."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psutil
+import structlog
+
+from uzerg import __version__
+from uzerg.addresses import AddressError, bind_listener, describe_socket, parse_address
+from uzerg.process import StartupError
+from uzerg.scoreboard import Scoreboard
+from uzerg.sockets import Listener
+
+log = structlog.get_logger()
+
+# struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked.
+# For a listening socket the kernel reports the accept queue in unacked and its limit in sacked.
+_TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")
+
+
+def listen_queue(sock: socket.socket) -> tuple[int, int]:
+    """(connections waiting in the accept queue, queue limit); (0, 0) when unknown (unix)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return 0, 0
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_QUEUE.size)
+        return _TCP_INFO_QUEUE.unpack(raw[: _TCP_INFO_QUEUE.size])
+    except (OSError, struct.error):
+        return 0, 0
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    try:
+        info = psutil.Process(pid).memory_info()
+    except (psutil.Error, OSError):
+        return 0, 0
+    return info.rss, info.vms
+
+
+def stats_document(
+    *,
+    scoreboard: Scoreboard,
+    workers: Sequence[Any],
+    listeners: Sequence[Listener],
+    zerg: Sequence[dict[str, object]] = (),
+) -> dict[str, Any]:
+    """The document. ``workers`` are the master's records (worker_id, pid, spawned_at,
+    respawn_count, harakiri_count), in id order."""
+    sockets = []
+    total_queue = 0
+    for item in listeners:
+        queue, max_queue = listen_queue(item.sock)
+        total_queue += queue
+        _kind, where = describe_socket(item.sock)
+        sockets.append({
+            "name": where,
+            "proto": item.protocol,
+            "queue": queue,
+            "max_queue": max_queue,
+            "shared": 0,
+            "can_offload": 0,
+        })
+    now = time.time()
+    worker_docs = []
+    busy_total = 0
+    for record in workers:
+        wid = record.worker_id
+        slot = scoreboard.worker(wid)
+        totals = scoreboard.worker_totals(wid)
+        cores = []
+        busy = False
+        for core_id, core in enumerate(scoreboard.cores_of(wid)):
+            in_request = 1 if core.request_start else 0
+            busy = busy or bool(in_request)
+            cores.append({
+                "id": core_id,
+                "requests": core.requests,
+                "static_requests": 0,
+                "routed_requests": 0,
+                "offloaded_requests": 0,
+                "write_errors": 0,
+                "read_errors": 0,
+                "in_request": in_request,
+                "vars": [],
+                "req_info": {},
+            })
+        busy_total += busy
+        if scoreboard.header.paused:
+            status = "pause"
+        else:
+            status = "busy" if busy else "idle"
+        rss, vsz = _memory(record.pid)
+        worker_docs.append({
+            "id": wid,
+            "pid": record.pid,
+            "accepting": int(slot.accepting),
+            "requests": totals["requests"],
+            "delta_requests": int(slot.delta_requests),
+            "exceptions": totals["exceptions"],
+            "harakiri_count": record.harakiri_count,
+            "signals": 0,
+            "signal_queue": 0,
+            "status": status,
+            "rss": rss,
+            "vsz": vsz,
+            "running_time": totals["running_time"],
+            "last_spawn": int(record.spawned_at),
+            "respawn_count": record.respawn_count,
+            "tx": totals["tx"],
+            "avg_rt": totals["avg_rt"],
+            "apps": [],
+            "cores": cores,
+        })
+    document: dict[str, Any] = {
+        "version": f"uzerg {__version__}",
+        "listen_queue": total_queue,
+        "listen_queue_errors": 0,
+        "signal_queue": 0,
+        "load": busy_total,
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "cwd": os.getcwd(),
+        "locks": [],
+        "sockets": sockets,
+        "workers": worker_docs,
+        "time": int(now),
+    }
+    if zerg:
+        document["zerg"] = list(zerg)
+    return document
+
+
+class StatsServer:
+    """A listener in the master's loop; ``build`` returns the current document."""
+
+    def __init__(self, address_text: str, http: bool, build: Callable[[], dict[str, Any]]) -> None:
+        self.address_text = address_text
+        self.http = http
+        self.build = build
+        try:
+            address = parse_address(address_text)
+            self.sock = bind_listener(address, 100)
+        except AddressError as exc:
+            raise StartupError(f"stats: {exc}") from None
+        self.unix_path = address.path if address.kind == "unix" else None
+        log.info(f"*** Stats server enabled on {address_text} fd: {self.sock.fileno()} ***",
+                 event_kind="stats_enabled", addr=address_text, fd=self.sock.fileno())
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def handle_readable(self) -> None:
+        for _ in range(64):  # bounded: the master has other work
+            try:
+                conn, _peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.error(f"stats server accept(): {exc.strerror}", event_kind="stats_error")
+                return
+            try:
+                self._answer(conn)
+            except OSError as exc:
+                log.info(f"stats client went away: {exc.strerror}", event_kind="stats_error")
+            finally:
+                conn.close()
+
+    def _answer(self, conn: socket.socket) -> None:
+        body = json.dumps(self.build(), indent=1).encode()
+        if self.http:
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+                "Access-Control-Allow-Origin: *\r\n\r\n"
+            ).encode()
+            body = head + body
+        conn.settimeout(2.0)  # a client that does not read cannot hold the master for long
+        conn.sendall(body)
+
+    def close(self, vacuum: bool) -> None:
+        self.sock.close()
+        if vacuum and self.unix_path:
+            try:
+                os.unlink(self.unix_path)
+                log.info(f"VACUUM: unix socket {self.unix_path} (stats) removed.",
+                         event_kind="vacuum", path=self.unix_path)
+            except OSError:
+                pass

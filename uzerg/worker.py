@@ -1,0 +1,285 @@
+"""A worker process: the accept loop over every listening socket, calling the request handler.
+
+Each thread ("core") has its own epoll with every listener registered EPOLLIN|EPOLLEXCLUSIVE:
+one sleeping core is woken per connection (no thundering herd, across any number of sockets and
+processes, zergs included), and nothing is changed on the shared listening sockets. Listeners
+are non-blocking, so a core that loses the race to accept() gets BlockingIOError and polls again.
+
+Control: signals only set flags and wake the loops through ``signal.set_wakeup_fd`` (a pipe
+registered in the epoll). TERM/HUP: stop accepting, finish the connection in hand, exit.
+INT/QUIT: exit now. Pause: the master sets ``paused`` in the scoreboard and sends SIGUSR2 (or
+SIGTSTP); the cores unregister their listeners until the flag is cleared.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+
+from uzerg.process import set_process_title
+from uzerg.scoreboard import Scoreboard
+from uzerg.sockets import Listener
+
+log = structlog.get_logger()
+
+EXIT_RECYCLE = 0  # max-requests / reload-on-rss / graceful stop: respawn without a DAMN
+EXIT_NEED_APP = 22  # lazy-apps + need-app: the app failed to load, the instance must stop
+
+IDLE_POLL = 1.0  # seconds: how often an idle core checks its master and stray connections
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_LISTEN_EVENTS = select.EPOLLIN | select.EPOLLEXCLUSIVE
+
+
+class Worker:
+    def __init__(
+        self,
+        worker_id: int,
+        listeners: Sequence[Listener],
+        config: Any,
+        scoreboard: Scoreboard,
+        app_factory: Callable[[], Callable[..., Any]],
+    ) -> None:
+        self.worker_id = worker_id
+        self.listeners = list(listeners)
+        self.config = config
+        self.scoreboard = scoreboard
+        self.app_factory = app_factory
+        self.master_pid = os.getppid()
+        self.stopping = False
+        self.exit_status = EXIT_RECYCLE
+        self.threads = max(1, int(getattr(config, "threads", 1) or 1))
+        self.max_requests = int(getattr(config, "max_requests", 0) or 0)
+        self.reload_on_rss = int(getattr(config, "reload_on_rss", 0) or 0) * 1024 * 1024
+        self.handler: Any = None
+        self._wakeup_r = -1
+        self._core_pipes: list[int] = []
+        self._resource_logged = 0.0
+        self._statm = -1
+        self._page = os.sysconf("SC_PAGE_SIZE")
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until told to stop; returns the exit status for os._exit()."""
+        self._install_signals()
+        set_process_title(self.config, f"uzerg worker {self.worker_id}")
+        from uzerg.request import RequestHandler  # after fork: nothing of it lives in the master
+
+        self.handler = RequestHandler(
+            self.app_factory(), self.config, self.worker_id, total_requests=self._count_total
+        )
+        if self.reload_on_rss:
+            self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+        if self.threads == 1:
+            self._serve(0, self._wakeup_r)
+        else:
+            self._run_threads()
+        return self.exit_status
+
+    def _install_signals(self) -> None:
+        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wakeup_r = read_fd
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_graceful)
+        for signum in (signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, self._on_fast)
+        for signum in (signal.SIGUSR2, signal.SIGTSTP):
+            signal.signal(signum, _nothing)  # the wakeup fd does the work: cores re-read state
+        for signum in (signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
+            # meant for the master; a terminal sends them to the whole process group
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _on_graceful(self, _signum: int, _frame: Any) -> None:
+        self.stop()
+
+    def _on_fast(self, _signum: int, _frame: Any) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    def stop(self) -> None:
+        """Stop accepting; connections in hand are finished first."""
+        self.stopping = True
+        if self.handler is not None:
+            self.handler.shutting_down = True
+
+    # -- threads -------------------------------------------------------------------------------
+
+    def _run_threads(self) -> None:
+        threads = []
+        for core_id in range(self.threads):
+            read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._core_pipes.append(write_fd)
+            thread = threading.Thread(
+                target=self._serve, args=(core_id, read_fd), name=f"core {core_id}", daemon=True
+            )
+            threads.append(thread)
+            thread.start()
+        # the main thread receives the signals; it relays each wake-up to every core
+        while any(t.is_alive() for t in threads):
+            ready, _, _ = select.select([self._wakeup_r], [], [], IDLE_POLL)
+            if ready:
+                _drain(self._wakeup_r)
+            self._check_master()
+            self._wake_cores()
+        for thread in threads:
+            thread.join()
+
+    def _wake_cores(self) -> None:
+        for fd in self._core_pipes:
+            try:
+                os.write(fd, b"\0")
+            except BlockingIOError:
+                pass  # already has a pending wake-up
+
+    # -- the accept loop -----------------------------------------------------------------------
+
+    def _serve(self, core_id: int, control_fd: int) -> None:
+        poller = select.epoll()
+        poller.register(control_fd, select.EPOLLIN)
+        listeners = self.listeners
+        entries = {
+            item.fd: (item.sock.accept, item.protocol, item.server_port) for item in listeners
+        }
+        header = self.scoreboard.header
+        core = self.scoreboard.core(self.worker_id, core_id)
+        serve_one = self._serve_one
+        poll = poller.poll
+        accepting: bool | None = None  # None: listeners not registered yet
+        try:
+            while not self.stopping:
+                wanted = not header.paused
+                if wanted is not accepting:
+                    accepting = self._set_accepting(poller, wanted, accepting, core_id)
+                events = poll(IDLE_POLL)
+                if not events:
+                    self._on_idle(accepting, entries, core_id)
+                    continue
+                for fd, _mask in events:
+                    entry = entries.get(fd)
+                    if entry is None:
+                        _drain(fd)
+                        continue
+                    accept, protocol, port = entry
+                    try:
+                        conn, peer = accept()
+                    except BlockingIOError:
+                        continue  # another core or process took it
+                    except OSError as exc:
+                        self._accept_error(exc)
+                        continue
+                    serve_one(core, conn, peer, protocol, port, core_id)
+        finally:
+            poller.close()
+            self._wake_cores()  # a core that stops (max-requests) stops its siblings
+
+    def _serve_one(
+        self, core: Any, conn: Any, peer: Any, protocol: str, port: str, core_id: int
+    ) -> None:
+        core.request_start = time.time()  # harakiri watches this
+        started = time.perf_counter()
+        counts = self.handler.handle(conn, peer, protocol, core=core_id, server_port=port)
+        core.running_time += int((time.perf_counter() - started) * 1_000_000)
+        core.request_start = 0.0
+        core.requests += counts.requests
+        core.tx += counts.tx
+        if counts.exceptions:
+            core.exceptions += counts.exceptions
+        slot = self.scoreboard.worker(self.worker_id)
+        slot.delta_requests += counts.requests
+        if self.max_requests and slot.delta_requests >= self.max_requests:
+            self._recycle()
+        elif self.reload_on_rss and self._rss() >= self.reload_on_rss:
+            self._recycle()
+
+    def _set_accepting(
+        self, poller: select.epoll, accepting: bool, before: bool | None, core_id: int
+    ) -> bool:
+        for item in self.listeners:
+            if accepting:
+                poller.register(item.fd, _LISTEN_EVENTS)
+            elif before:
+                poller.unregister(item.fd)
+        if core_id == 0:
+            self.scoreboard.worker(self.worker_id).accepting = int(accepting)
+        if core_id == 0 and before is not None:
+            word = "resumed" if accepting else "suspended"
+            log.info(f"*** worker {self.worker_id} {word} ***", event_kind="worker_" + word,
+                     worker=self.worker_id)
+        return accepting
+
+    def _on_idle(self, accepting: bool, entries: dict[int, Any], core_id: int) -> None:
+        if core_id == 0 and self.threads == 1:
+            self._check_master()
+        if not accepting:
+            return
+        # An exclusive wake-up can be spent on a process that then exited without accepting;
+        # a stray connection would wait for the next arrival. Look once a second.
+        for accept, protocol, port in entries.values():
+            try:
+                conn, peer = accept()
+            except OSError:
+                continue
+            self._serve_one(self.scoreboard.core(self.worker_id, core_id), conn, peer, protocol,
+                            port, core_id)
+            if self.stopping:
+                return
+
+    def _check_master(self) -> None:
+        if os.getppid() != self.master_pid and not self.stopping:
+            log.error(
+                f"uWSGI worker {self.worker_id} error: the master disconnected from this "
+                "worker. Shutting down the worker.",
+                event_kind="master_gone", worker=self.worker_id,
+            )
+            self.stop()
+
+    def _recycle(self) -> None:
+        if not self.stopping:
+            log.info(f"...The work of process {os.getpid()} is done. Seeya!",
+                     event_kind="worker_recycle", worker=self.worker_id)
+            self.stop()
+
+    def _rss(self) -> int:
+        try:
+            return int(os.pread(self._statm, 64, 0).split()[1]) * self._page
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def _accept_error(self, exc: OSError) -> None:
+        if exc.errno in _RESOURCE_ERRNOS:
+            now = time.monotonic()
+            if now - self._resource_logged > 10:
+                self._resource_logged = now
+                log.error(f"accept(): {exc.strerror}: retrying", event_kind="accept_resources",
+                          worker=self.worker_id)
+            time.sleep(0.1)  # out of descriptors/memory: let in-flight work release some
+
+    def _count_total(self) -> int:
+        header = self.scoreboard.header
+        header.total_requests += 1  # shared by all workers; a rare lost update only skews logs
+        return int(header.total_requests)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def _nothing(_signum: int, _frame: Any) -> None:
+    pass
