@@ -120,8 +120,7 @@ def build_listeners(
                 log.info(f"{text} is already served by a zerg socket: not binding it again",
                          event_kind="socket_skipped", addr=text)
                 continue
-            taken.add(key)
-            old = reusable.pop(key, None)
+            old = reusable.pop(key, None) if not _any_port(address) else None
             if old is not None:
                 old.protocol = protocol
                 listeners.append(old)
@@ -138,6 +137,10 @@ def build_listeners(
     for leftover in reusable.values():  # no longer configured after a reload
         close_listener(leftover, vacuum=True)
     return listeners + received_listeners
+
+
+def _any_port(address: Any) -> bool:
+    return address.kind in ("inet", "inet6") and address.port == 0
 
 
 def _bind(
