@@ -54,7 +54,7 @@ class Master:
         scoreboard: Scoreboard,
         run_worker: Callable[[int], int],
         services: Any,
-        previous_workers: list[int],
+        previous_workers: list[tuple[int, int]],
     ) -> None:
         """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``
         owns the zerg server, pools, stats and fifo (uzerg.server.Services)."""
@@ -186,7 +186,7 @@ class Master:
     def _reexec(self) -> None:
         self.reload_requested = False
         log.info("binary reloading uWSGI...", event_kind="reload")
-        pids = [r.pid for r in self.workers.values()] + list(self.retiring)
+        pids = [(r.worker_id, r.pid) for r in [*self.workers.values(), *self.retiring.values()]]
         self.services.before_exec()
         state = reexec.export_state(
             self.listeners, self.services.pool_sockets(), pids, self.services.daemonized,
@@ -332,8 +332,8 @@ class Master:
 
     def _retire_previous_generation(self) -> None:
         now = time.monotonic()
-        for pid in self.previous_workers:
-            record = WorkerRecord(0, pid, time.time(), now)
+        for wid, pid in self.previous_workers:
+            record = WorkerRecord(wid, pid, time.time(), now)
             self._retire(record)
         self.previous_workers = []
 

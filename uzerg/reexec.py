@@ -26,7 +26,8 @@ ENV_NAME = "UZERG_REEXEC_STATE"
 class InheritedState:
     listeners: list[Listener] = field(default_factory=list)
     pool_sockets: dict[tuple[object, ...], socket.socket] = field(default_factory=dict)
-    previous_workers: list[int] = field(default_factory=list)  # pids still serving
+    # (worker id, pid) of the old generation, still serving
+    previous_workers: list[tuple[int, int]] = field(default_factory=list)
     daemonized: bool = False
     origin_cwd: str = ""
 
@@ -34,7 +35,7 @@ class InheritedState:
 def export_state(
     listeners: Sequence[Listener],
     pool_sockets: Sequence[socket.socket],
-    worker_pids: Sequence[int],
+    workers: Sequence[tuple[int, int]],
     daemonized: bool,
     origin_cwd: str,
 ) -> str:
@@ -56,7 +57,7 @@ def export_state(
     return json.dumps({
         "listeners": described,
         "pool_sockets": pools,
-        "workers": list(worker_pids),
+        "workers": [list(item) for item in workers],
         "daemonized": daemonized,
         "cwd": origin_cwd,
     })
@@ -70,7 +71,7 @@ def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
         return None
     data = json.loads(text)
     state = InheritedState(
-        previous_workers=[int(pid) for pid in data.get("workers", ())],
+        previous_workers=[(int(wid), int(pid)) for wid, pid in data.get("workers", ())],
         daemonized=bool(data.get("daemonized")),
         origin_cwd=str(data.get("cwd", "")),
     )

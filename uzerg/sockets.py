@@ -120,7 +120,7 @@ def build_listeners(
                 log.info(f"{text} is already served by a zerg socket: not binding it again",
                          event_kind="socket_skipped", addr=text)
                 continue
-            old = reusable.pop(key, None) if not _any_port(address) else None
+            old = _take_inherited(reusable, key, address, protocol)
             if old is not None:
                 old.protocol = protocol
                 listeners.append(old)
@@ -139,8 +139,18 @@ def build_listeners(
     return listeners + received_listeners
 
 
-def _any_port(address: Any) -> bool:
-    return address.kind in ("inet", "inet6") and address.port == 0
+def _take_inherited(
+    reusable: dict[tuple[object, ...], Listener], key: tuple[object, ...], address: Any,
+    protocol: str,
+) -> Listener | None:
+    """The inherited socket for a configured address: same normalised address, or for a
+    port-0 address (any free port) the first one of the same host and protocol."""
+    if not (address.kind in ("inet", "inet6") and address.port == 0):
+        return reusable.pop(key, None)
+    for old_key, item in reusable.items():
+        if old_key[:2] == key[:2] and item.protocol == protocol:
+            return reusable.pop(old_key)
+    return None
 
 
 def _bind(

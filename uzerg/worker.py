@@ -214,7 +214,7 @@ class Worker:
                 poller.unregister(item.fd)
         if core_id == 0:
             self.scoreboard.worker(self.worker_id).accepting = int(accepting)
-        if core_id == 0 and before is not None:
+        if core_id == 0 and (before is not None or not accepting):
             word = "resumed" if accepting else "suspended"
             log.info(f"*** worker {self.worker_id} {word} ***", event_kind="worker_" + word,
                      worker=self.worker_id)

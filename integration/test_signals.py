@@ -1,0 +1,154 @@
+"""Signals to the master (SPEC §6): reload, shutdown, pause, respawn, worker count."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+from harness import InstanceStarter, http_get, read_stats, wait_until, write_app
+
+
+class RequestLoop:
+    """Requests in a loop from a thread until stopped (bounded); records every outcome."""
+
+    def __init__(self, address: str, limit: int = 20000) -> None:
+        self.address = address
+        self.limit = limit
+        self.bodies: list[bytes] = []
+        self.errors: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set() and len(self.bodies) + len(self.errors) < self.limit:
+            try:
+                status, body = http_get(self.address, timeout=30)
+                if status == 200:
+                    self.bodies.append(body)
+                else:
+                    self.errors.append(f"status {status}")
+            except OSError as exc:
+                self.errors.append(repr(exc))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(60)
+
+
+def test_hup_reloads_fresh_code_without_losing_a_request(
+    uzerg: InstanceStarter, tmp_path: Path
+) -> None:
+    app = write_app(tmp_path / "app.py", body="old")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app),
+                        "--processes", "2", "--master"], wait_workers=2)
+    address = inst.address(0)
+    old_pids = inst.worker_pids(2)
+    loop = RequestLoop(address)
+    try:
+        wait_until(lambda: len(loop.bodies) > 20, 20, "requests before the reload")
+        write_app(app, body="new")
+        inst.send(signal.SIGHUP)
+        inst.wait_for_log("gracefully (RE)spawned uWSGI master process")
+        wait_until(lambda: any(b.startswith(b"new ") for b in loop.bodies[-5:]), 20,
+                   "answers of the new code")
+        count = len(loop.bodies)
+        wait_until(lambda: len(loop.bodies) > count + 20, 20, "requests after the reload")
+    finally:
+        loop.stop()
+    assert loop.errors == []
+    new_pids = inst.worker_pids(2)
+    assert not set(new_pids) & set(old_pids)
+    log = inst.log_text()
+    assert "binary reloading uWSGI..." in log
+    assert log.count("buried after") >= 2  # the old workers exited after the new ones came
+    uzerg.track(inst)
+    assert inst.stop() == 0
+
+
+def test_term_finishes_the_request_in_hand(uzerg: InstanceStarter, app_file: Path) -> None:
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--stats", str(app_file.parent / "stats.sock")])
+    address = inst.address(0)
+    result: list[tuple[int, bytes]] = []
+    client = threading.Thread(target=lambda: result.append(http_get(address, "/slow")))
+    client.start()
+    wait_until(lambda: read_stats(str(app_file.parent / "stats.sock"))["workers"][0]["status"]
+               == "busy", 10, "the worker to be busy")
+    inst.send(signal.SIGTERM)
+    inst.wait_for_log("Gracefully killing worker 1")
+    (app_file.parent / "release").write_text("")
+    client.join(20)
+    assert result and result[0][0] == 200 and result[0][1].startswith(b"hello ")
+    assert inst.wait_exit() == 0
+
+
+def test_killed_worker_is_respawned(uzerg: InstanceStarter, app_file: Path) -> None:
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--processes", "2"], wait_workers=2)
+    address = inst.address(0)
+    loop = RequestLoop(address)
+    try:
+        wait_until(lambda: len(loop.bodies) > 10, 20, "requests")
+        victim = inst.worker_pids(2)[0]
+        os.kill(victim, signal.SIGKILL)
+        line = inst.wait_for_log(f"(pid: {victim}) died, killed by signal 9")
+        assert line.startswith("DAMN ! worker ") and line.endswith(":( trying respawn ...")
+        inst.wait_for_log("Respawned uWSGI worker")
+        wait_until(lambda: victim not in inst.worker_pids() and len(inst.worker_pids()) == 2,
+                   10, "the new worker")
+        count = len(loop.bodies)
+        wait_until(lambda: len(loop.bodies) > count + 10, 20, "requests after the respawn")
+    finally:
+        loop.stop()
+    # a connection the dead worker held may be cut; nothing else fails
+    assert len(loop.errors) <= 1
+    assert http_get(address)[0] == 200
+
+
+def test_tstp_pauses_and_resumes(uzerg: InstanceStarter, app_file: Path) -> None:
+    stats = str(app_file.parent / "stats.sock")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--processes", "2", "--stats", stats], wait_workers=2)
+    address = inst.address(0)
+    inst.send(signal.SIGTSTP)
+    inst.wait_for_log("*** PAUSE (press start to resume")
+    inst.wait_for_log("suspended ***", count=2)
+    document = read_stats(stats)
+    assert [w["accepting"] for w in document["workers"]] == [0, 0]
+    assert {w["status"] for w in document["workers"]} == {"pause"}
+    result: list[tuple[int, bytes]] = []
+    client = threading.Thread(target=lambda: result.append(http_get(address)))
+    client.start()
+    # the request waits in the listen queue, unserved, while the instance is paused
+    wait_until(lambda: read_stats(stats)["listen_queue"] == 1, 10, "a queued connection")
+    assert not result
+    inst.send(signal.SIGTSTP)
+    inst.wait_for_log("*** (SIGTSTP received) resuming workers ***")
+    client.join(10)
+    assert result and result[0][0] == 200
+    assert [w["accepting"] for w in read_stats(stats)["workers"]] == [1, 1]
+
+
+def test_ttin_ttou_change_the_worker_count(uzerg: InstanceStarter, app_file: Path) -> None:
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file)])
+    inst.send(signal.SIGTTIN)
+    inst.worker_pids(2)
+    inst.send(signal.SIGTTIN)
+    three = inst.worker_pids(3)
+    inst.send(signal.SIGTTOU)
+    two = inst.worker_pids(2)
+    assert set(two) < set(three)
+    inst.wait_for_log("worker 3 buried after")
+    assert http_get(inst.address(0))[0] == 200
+
+
+def test_usr1_writes_worker_statistics(uzerg: InstanceStarter, app_file: Path) -> None:
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file)])
+    for _ in range(3):
+        http_get(inst.address(0))
+    inst.send(signal.SIGUSR1)
+    inst.wait_for_log("workers total requests: 3")
+    inst.wait_for_log("worker 1 app 0 [] requests: 3 exceptions: 0")
