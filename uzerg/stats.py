@@ -140,6 +140,15 @@ def stats_document(
     return document
 
 
+def _read_request_head(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        piece = conn.recv(65536)
+        if not piece:
+            return
+        data += piece
+
+
 class StatsServer:
     """A listener in the master's loop; ``build`` returns the current document."""
 
@@ -153,8 +162,11 @@ class StatsServer:
         except AddressError as exc:
             raise StartupError(f"stats: {exc}") from None
         self.unix_path = address.path if address.kind == "unix" else None
-        log.info(f"*** Stats server enabled on {address_text} fd: {self.sock.fileno()} ***",
-                 event_kind="stats_enabled", addr=address_text, fd=self.sock.fileno())
+        shown = address_text
+        if address.kind in ("inet", "inet6") and address.port == 0:
+            shown = describe_socket(self.sock)[1]  # the port the kernel chose
+        log.info(f"*** Stats server enabled on {shown} fd: {self.sock.fileno()} ***",
+                 event_kind="stats_enabled", addr=shown, fd=self.sock.fileno())
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -176,15 +188,16 @@ class StatsServer:
                 conn.close()
 
     def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(2.0)  # a client that does not read cannot hold the master for long
         body = json.dumps(self.build(), indent=1).encode()
         if self.http:
+            _read_request_head(conn)  # unread request bytes would turn our close into a reset
             head = (
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n"
                 "Access-Control-Allow-Origin: *\r\n\r\n"
             ).encode()
             body = head + body
-        conn.settimeout(2.0)  # a client that does not read cannot hold the master for long
         conn.sendall(body)
 
     def close(self, vacuum: bool) -> None:
