@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,37 @@ def test_upload_cut_on_the_uwsgi_socket_itself(start_uzerg, tmp_path: Path) -> N
     _cut_upload(port, "/echo", 1_000_000, 1000, server, raw_uwsgi=packet)
     server.wait_for_log("client closed the connection in the request body")
     assert server.uwsgi_get("/pid") == pid_before
+
+
+def test_concurrent_requests_spread_over_the_workers(start_uzerg, tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    server = start_uzerg(["--socket", str(path), "--wsgi-file", TESTAPP, "--master",
+                          "--processes", "4"])
+    workers = {str(pid) for pid in server.worker_pids(4)}
+    with running_nginx(tmp_path, f"unix:{path}") as nginx:
+        def slow_pid(_: int) -> tuple[int, bytes]:
+            status, _, body = _get(nginx, "/slow?seconds=0.3")
+            assert body == b"slept\n"
+            return status, _get(nginx, "/pid")[2]
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(slow_pid, range(8)))
+        elapsed = time.monotonic() - started
+    assert [status for status, _ in results] == [200] * 8
+    assert {pid.decode() for _, pid in results} <= workers
+    # 8 requests of 0.3 s on 4 workers: two rounds, not eight
+    assert elapsed < 8 * 0.3
+
+
+def test_harakiri_kills_a_stuck_worker_and_a_new_one_serves(start_uzerg, tmp_path: Path) -> None:
+    server = _start(start_uzerg, tmp_path, "unix", "--harakiri", "1")
+    with running_nginx(tmp_path, _upstream(server)) as nginx:
+        pid_before = _get(nginx, "/pid")[2]
+        started = time.monotonic()
+        status, _, _ = _get(nginx, "/slow?seconds=20")
+        assert status == 502  # the worker died mid-request: nginx's bad gateway
+        assert time.monotonic() - started < 10
+        server.wait_for_log("HARAKIRI")
+        status, _, pid_after = _get(nginx, "/pid")
+    assert status == 200
+    assert pid_after != pid_before
