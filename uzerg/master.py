@@ -55,6 +55,7 @@ class Master:
         run_worker: Callable[[int], int],
         services: Any,
         previous_workers: list[tuple[int, int]],
+        reloaded: bool = False,
     ) -> None:
         """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``
         owns the zerg server, pools, stats and fifo (uzerg.server.Services)."""
@@ -71,6 +72,7 @@ class Master:
         self.history: dict[int, WorkerRecord] = {}  # worker id → last record (counters)
         self.respawn_due: dict[int, float] = {}
         self.previous_workers = previous_workers
+        self.reloaded = reloaded
         self.signals: list[int] = []
         self.stopping = False
         self.exit_status = 0
@@ -88,7 +90,7 @@ class Master:
             signal.signal(getattr(signal, "SIG" + name), self._enqueue)
         self.selector.register(read_fd, selectors.EVENT_READ, self._drain_wakeup)
         log.info(f"spawned uWSGI master process (pid: {os.getpid()})"
-                 if not self.previous_workers else
+                 if not self.reloaded else
                  f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
                  event_kind="master_spawned", pid=os.getpid())
         for wid in range(1, self.desired + 1):

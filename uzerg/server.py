@@ -103,7 +103,8 @@ class Instance:
             return Worker(worker_id, self.listeners, config, scoreboard, app_factory).run()
 
         master = Master(config, self.listeners, scoreboard, run_worker, services,
-                        self.state.previous_workers if self.state else [])
+                        self.state.previous_workers if self.state else [],
+                        reloaded=self.state is not None)
         return master.run()
 
     # -- steps ---------------------------------------------------------------------------------

@@ -105,6 +105,10 @@ def build_listeners(
     for item in inherited:
         if item.origin == "received":
             taken.add(socket_key(item.sock))
+            kind, where = describe_socket(item.sock)
+            log.info(f"uwsgi zerg socket {len(received_listeners)} inherited {kind} address "
+                     f"{where} fd {item.fd}", event_kind="zerg_socket_inherited", family=kind,
+                     addr=where, fd=item.fd)
             received_listeners.append(item)
     reusable = {socket_key(item.sock): item for item in inherited if item.origin == "bound"}
 
