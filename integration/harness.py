@@ -16,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,15 +183,17 @@ class InstanceStarter:
 
     def start(self, args: list[str], *, wait_workers: int | None = 1, timeout: float = 20,
               env: dict[str, str] | None = None, cwd: Path | None = None,
-              as_background_job: bool = False) -> Instance:
+              as_background_job: bool = False, prefix: Sequence[str] = ()) -> Instance:
         """``python -m uzerg ARGS`` in a new session, its output to a log file in tmp_path.
         Waits for ``wait_workers`` workers (None: do not wait). ``as_background_job``: start
-        it with SIGINT and SIGQUIT ignored, as a shell's ``cmd &`` does."""
+        it with SIGINT and SIGQUIT ignored, as a shell's ``cmd &`` does. ``prefix``: a
+        command that execs the rest in place (same pid), e.g. ``nsenter`` into a namespace."""
         log_path = self.tmp_path / f"uzerg-{len(self.instances)}.log"
         environ = {**os.environ, **(env or {})}
         command = [sys.executable, "-m", "uzerg", *args]
         if as_background_job:
             command = [sys.executable, "-c", _IGNORING_WRAPPER, *args]
+        command = [*prefix, *command]
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL,
