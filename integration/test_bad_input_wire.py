@@ -5,11 +5,15 @@ request. (tests/ covers the parsers and the handler; this is the whole server.)"
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import pytest
-from peer_helpers import APPS, Server, free_port
+from peer_helpers import APPS
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
+
+if TYPE_CHECKING:
+    from peer_fixtures import Server
 
 pytest_plugins = ("peer_fixtures",)
 
@@ -39,7 +43,7 @@ def _port(server: Server) -> int:
 
 @pytest.fixture
 def uwsgi_server(start_uzerg) -> Server:
-    return start_uzerg(["--socket", f"127.0.0.1:{free_port()}", "--wsgi-file", TESTAPP,
+    return start_uzerg(["--socket", "127.0.0.1:0", "--wsgi-file", TESTAPP,
                         "--master", "--processes", "1"])
 
 
@@ -83,7 +87,7 @@ def test_garbage_bytes_on_the_uwsgi_port(uwsgi_server: Server) -> None:
 
 @pytest.fixture
 def http_server(start_uzerg) -> Server:
-    return start_uzerg(["--http-socket", f"127.0.0.1:{free_port()}", "--wsgi-file", TESTAPP,
+    return start_uzerg(["--http-socket", "127.0.0.1:0", "--wsgi-file", TESTAPP,
                         "--master", "--processes", "1"])
 
 

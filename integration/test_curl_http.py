@@ -7,9 +7,13 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from peer_helpers import APPS, Server, free_port, run_client
+from peer_helpers import APPS, run_client
+
+if TYPE_CHECKING:
+    from peer_fixtures import Server
 
 pytest_plugins = ("peer_fixtures",)
 
@@ -29,9 +33,8 @@ def _curl(*args: str) -> tuple[int, str, str]:
 
 
 def _http_server(start_uzerg, *extra: str) -> tuple[Server, str]:
-    port = free_port()
-    server = start_uzerg(["--http-socket", f"127.0.0.1:{port}", "--wsgi-file", TESTAPP, *extra])
-    return server, f"http://127.0.0.1:{port}"
+    server = start_uzerg(["--http-socket", "127.0.0.1:0", "--wsgi-file", TESTAPP, *extra])
+    return server, f"http://{server.socket_address}"
 
 
 def test_get(start_uzerg) -> None:

@@ -14,11 +14,15 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from apps.testapp import ECHO_STARTED, ERROR_TEXT
 from nginx import Nginx, nginx_available, running_nginx
-from peer_helpers import APPS, Server, free_port
+from peer_helpers import APPS
+
+if TYPE_CHECKING:
+    from peer_fixtures import Server
 
 pytest_plugins = ("peer_fixtures",)
 
@@ -30,17 +34,9 @@ pytestmark = [
 TESTAPP = str(APPS / "testapp.py")
 
 
-def _addresses(kind: str, tmp_path: Path) -> tuple[str, str]:
-    """(uzerg --socket value, nginx uwsgi_pass value) for a TCP or unix socket."""
-    if kind == "tcp":
-        port = free_port()
-        return f"127.0.0.1:{port}", f"127.0.0.1:{port}"
-    path = tmp_path / "app.sock"
-    return str(path), f"unix:{path}"
-
-
 def _start(start_uzerg, tmp_path: Path, kind: str, *extra: str) -> Server:
-    listen, _ = _addresses(kind, tmp_path)
+    """uzerg on a TCP port (chosen by the kernel) or a unix socket in tmp_path."""
+    listen = "127.0.0.1:0" if kind == "tcp" else str(tmp_path / "app.sock")
     return start_uzerg(["--socket", listen, "--wsgi-file", TESTAPP, "--master",
                         "--processes", "1", *extra])
 

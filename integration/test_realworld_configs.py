@@ -17,10 +17,14 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from nginx import nginx_available, running_nginx
 from peer_helpers import APPS, REPO, free_port, run_client
+
+if TYPE_CHECKING:
+    from peer_fixtures import Server
 
 pytest_plugins = ("peer_fixtures",)
 
@@ -77,7 +81,7 @@ def test_django_behind_nginx(start_uzerg, tmp_path: Path) -> None:
     assert resolved["chdir"] == [str(APPS / "djangosite")]
     assert resolved["processes"] == ["4"]
     assert resolved["harakiri"] == ["30"]
-    server = start_uzerg(["--ini", str(ini)], socket_address=str(sock))
+    server = start_uzerg(["--ini", str(ini)])
     assert len(server.worker_pids(4)) == 4
     assert stat.S_IMODE(sock.stat().st_mode) == 0o664  # chmod-socket
     with running_nginx(tmp_path, f"unix:{sock}") as nginx:
@@ -103,13 +107,20 @@ def test_django_behind_nginx(start_uzerg, tmp_path: Path) -> None:
     assert not sock.exists()
 
 
-def test_flask_over_http_socket(start_uzerg, tmp_path: Path) -> None:
-    port = free_port()
-    ini = localise("flask-http.ini", tmp_path, {
+def _flask_ini(tmp_path: Path) -> Path:
+    return localise("flask-http.ini", tmp_path, {
         "chdir = /srv/flaskapp": f"chdir = {APPS / 'flaskapp'}",
-        "http-socket = 0.0.0.0:8000": f"http-socket = 127.0.0.1:{port}",
+        "http-socket = 0.0.0.0:8000": "http-socket = 127.0.0.1:0",
     })
-    server = start_uzerg([str(ini)], socket_address=f"127.0.0.1:{port}")
+
+
+def _port(server: Server) -> int:
+    return int(server.socket_address.rsplit(":", 1)[1])
+
+
+def test_flask_over_http_socket(start_uzerg, tmp_path: Path) -> None:
+    server = start_uzerg([str(_flask_ini(tmp_path))])  # a bare FILE.ini argument works too
+    port = _port(server)
     assert len(server.worker_pids(2)) == 2
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -139,13 +150,8 @@ def test_flask_over_http_socket(start_uzerg, tmp_path: Path) -> None:
 
 @needs_nginx
 def test_flask_behind_nginx_proxy_pass(start_uzerg, tmp_path: Path) -> None:
-    port = free_port()
-    ini = localise("flask-http.ini", tmp_path, {
-        "chdir = /srv/flaskapp": f"chdir = {APPS / 'flaskapp'}",
-        "http-socket = 0.0.0.0:8000": f"http-socket = 127.0.0.1:{port}",
-    })
-    start_uzerg(["--ini", str(ini)], socket_address=f"127.0.0.1:{port}")
-    with running_nginx(tmp_path, f"127.0.0.1:{port}", protocol="http") as nginx:
+    server = start_uzerg(["--ini", str(_flask_ini(tmp_path))])
+    with running_nginx(tmp_path, server.socket_address, protocol="http") as nginx:
         status, body = _request(nginx.port, "GET", "/hello/nginx?x=1")
         assert status == 200
         assert json.loads(body)["args"] == {"x": "1"}
@@ -165,18 +171,19 @@ def test_flask_behind_nginx_uwsgi_pass(start_uzerg, tmp_path: Path) -> None:
         assert json.loads(body)["created"] == {"n": 1}
 
 
-def _layered(tmp_path: Path, dev_port: int, local_port: int) -> Path:
-    """configs/layered.ini next to an app/ directory holding wsgi.py, as its %d paths expect."""
+def _layered(tmp_path: Path) -> Path:
+    """configs/layered.ini next to an app/ directory holding wsgi.py, as its %d paths expect;
+    the TCP ports of [dev] and [local] become 0 (the kernel picks one)."""
     (tmp_path / "app").mkdir()
     shutil.copy(APPS / "testapp.py", tmp_path / "app" / "wsgi.py")
     return localise("layered.ini", tmp_path, {
-        "http-socket = 127.0.0.1:8000": f"http-socket = 127.0.0.1:{dev_port}",
-        "socket = 127.0.0.1:8001": f"socket = 127.0.0.1:{local_port}",
+        "http-socket = 127.0.0.1:8000": "http-socket = 127.0.0.1:0",
+        "socket = 127.0.0.1:8001": "socket = 127.0.0.1:0",
     })
 
 
 def test_layered_default_section(start_uzerg, tmp_path: Path) -> None:
-    ini = _layered(tmp_path, free_port(), free_port())
+    ini = _layered(tmp_path)
     resolved = check_config("--ini", str(ini))
     assert resolved["socket"] == [f"{tmp_path}/app.sock"]
     assert resolved["chdir"] == [f"{tmp_path}/app/"]
@@ -184,33 +191,31 @@ def test_layered_default_section(start_uzerg, tmp_path: Path) -> None:
     assert resolved["processes"] == ["4"]
     assert resolved["max-requests"] == ["5000"]
     assert "http-socket" not in resolved
-    server = start_uzerg(["--ini", str(ini)], socket_address=f"{tmp_path}/app.sock")
+    server = start_uzerg(["--ini", str(ini)])
     pids = {str(pid) for pid in server.worker_pids(4)}
     assert server.uwsgi_get("/pid") in pids
     assert stat.S_IMODE((tmp_path / "app.sock").stat().st_mode) == 0o664
 
 
 def test_layered_dev_section(start_uzerg, tmp_path: Path) -> None:
-    dev_port = free_port()
-    ini = _layered(tmp_path, dev_port, free_port())
+    ini = _layered(tmp_path)
     resolved = check_config("--ini", f"{ini}:dev")
-    assert resolved["http-socket"] == [f"127.0.0.1:{dev_port}"]
+    assert resolved["http-socket"] == ["127.0.0.1:0"]
     assert resolved["processes"] == ["1"]
     assert resolved["chdir"] == [f"{tmp_path}/app/"]
     assert resolved["touch-reload"] == [f"{tmp_path}/app/wsgi.py"]
     assert "socket" not in resolved
-    server = start_uzerg(["--ini", f"{ini}:dev"], socket_address=f"127.0.0.1:{dev_port}")
+    server = start_uzerg(["--ini", f"{ini}:dev"])
     assert len(server.worker_pids(1)) == 1
-    status, body = _request(dev_port, "GET", "/env?from=dev")
+    status, body = _request(_port(server), "GET", "/env?from=dev")
     assert status == 200
     assert json.loads(body)["QUERY_STRING"] == "from=dev"
 
 
 def test_layered_local_section_resolves(tmp_path: Path) -> None:
-    local_port = free_port()
-    ini = _layered(tmp_path, free_port(), local_port)
+    ini = _layered(tmp_path)
     resolved = check_config("--ini", f"{ini}:local")
-    assert resolved["socket"] == [f"127.0.0.1:{local_port}"]
+    assert resolved["socket"] == ["127.0.0.1:0"]
     assert resolved["processes"] == ["2"]
     assert resolved["module"] == ["wsgi:application"]
 

@@ -7,9 +7,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from peer_helpers import APPS, Server, free_port, run_client
+from peer_helpers import APPS, free_port, run_client
+
+if TYPE_CHECKING:
+    from peer_fixtures import Server
 
 pytest_plugins = ("peer_fixtures",)
 
@@ -35,7 +39,7 @@ def _split(output: str) -> tuple[str, dict[str, str], str]:
 
 @pytest.fixture
 def tcp_server(start_uzerg) -> Server:
-    return start_uzerg(["--socket", f"127.0.0.1:{free_port()}", "--wsgi-file", TESTAPP])
+    return start_uzerg(["--socket", "127.0.0.1:0", "--wsgi-file", TESTAPP])
 
 
 def test_get_with_query_and_header(tcp_server: Server) -> None:
@@ -76,7 +80,7 @@ def test_unix_socket(start_uzerg, tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", ["/status/404", "/status/201", "/env-missing", "/stream"])
 def test_same_answer_as_real_uwsgi(start_uzerg, start_uwsgi, path: str) -> None:
     """Byte for byte what uWSGI sends for the same app and request (headers, framing, body)."""
-    ours = start_uzerg(["--socket", f"127.0.0.1:{free_port()}", "--wsgi-file", TESTAPP])
+    ours = start_uzerg(["--socket", "127.0.0.1:0", "--wsgi-file", TESTAPP])
     theirs = start_uwsgi(["--socket", f"127.0.0.1:{free_port()}", "--wsgi-file", TESTAPP])
     if path == "/stream":
         path += "?chunks=3&delay=0"
