@@ -85,6 +85,7 @@ def build_zergpools(
     created_files: list[str] = []  # unix pool sockets we bound: removed again if we fail
     servers: list[ZergServer] = []
     pool_addresses: set[tuple[object, ...]] = set()
+    spare = dict(inherited or {})  # inherited sockets not claimed yet
     try:
         for entry in parsed:
             pool_key = normalise(parse_address(entry.address))
@@ -98,8 +99,15 @@ def build_zergpools(
                     key = normalise(address)
                 except AddressError as exc:
                     raise AddressError(f"zergpool {entry}: {exc}") from None
-                if key not in bound and inherited and key in inherited:
-                    bound[key] = inherited[key]
+                if address.kind in ("inet", "inet6") and address.port == 0:
+                    # any free port: every listing is a socket of its own, never shared; after
+                    # a reload it takes the next inherited socket of the same host
+                    old = _take_port_zero(spare, key)
+                    key = (*key, "port 0", len(bound))
+                    if old is not None:
+                        bound[key] = old
+                elif key not in bound and key in spare:
+                    bound[key] = spare.pop(key)
                 if key not in bound:
                     bound[key] = _bind_pool_socket(entry, address, backlog, chmod, reuse_port)
                     if address.kind == "unix":
@@ -171,6 +179,15 @@ def _bind_pool_socket(
             addr=where,
         )
     return sock
+
+
+def _take_port_zero(
+    spare: dict[tuple[object, ...], socket.socket], key: tuple[object, ...]
+) -> socket.socket | None:
+    for old_key in spare:
+        if old_key[:2] == key[:2]:  # same family and host, whatever port it got
+            return spare.pop(old_key)
+    return None
 
 
 def _port_is_held(address: Address) -> bool:
