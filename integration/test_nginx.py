@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 from apps.testapp import ECHO_STARTED, ERROR_TEXT
 from nginx import Nginx, nginx_available, running_nginx
-from peer_helpers import APPS
+from peer_helpers import APPS, free_port
 
 if TYPE_CHECKING:
     from peer_fixtures import Server
@@ -79,6 +80,25 @@ def test_get_passes_query_string_path_and_headers(start_uzerg, tmp_path: Path, k
     assert env["SERVER_PORT"] == str(nginx.port)
     assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert env["uzerg.test.pid"] in {str(pid) for pid in server.worker_pids(1)}
+
+
+@pytest.mark.skipif(shutil.which("uwsgi") is None, reason="the uwsgi binary is not installed")
+def test_same_environ_as_real_uwsgi_behind_nginx(start_uzerg, start_uwsgi, tmp_path: Path) -> None:
+    """The app sees the variables uWSGI gives it behind the same nginx config, with the same
+    values (but ports, pids and per-nginx paths). uzerg adds SCRIPT_NAME="" when nginx sends
+    none: PEP 3333 wants the key; uWSGI leaves it out."""
+    ours = _start(start_uzerg, tmp_path, "tcp")
+    theirs = start_uwsgi(["--socket", f"127.0.0.1:{free_port()}", "--wsgi-file", TESTAPP])
+    headers = {"X-Forwarded-For": "10.1.2.3", "Cookie": "a=b; c=d", "Accept-Language": "fr"}
+    seen = []
+    for server in (ours, theirs):
+        with running_nginx(tmp_path, server.socket_address) as nginx:
+            seen.append(json.loads(_get(nginx, "/env/x%20y?q=1&q=2", headers)[2]))
+    ours_env, theirs_env = seen
+    assert ours_env.pop("SCRIPT_NAME") == ""
+    assert set(ours_env) == set(theirs_env)
+    differing = {k for k in ours_env if ours_env[k] != theirs_env[k]}
+    assert differing <= {"REMOTE_PORT", "SERVER_PORT", "DOCUMENT_ROOT", "uzerg.test.pid"}
 
 
 def test_tls_terminating_nginx_sets_the_https_scheme(start_uzerg, tmp_path: Path) -> None:
