@@ -1,0 +1,191 @@
+"""Unit tests of the process core's pure parts: socket list building, re-exec state,
+scoreboard, process titles."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from uzerg.process import StartupError, parse_owner, process_title
+from uzerg.reexec import ENV_NAME, export_state, take_state
+from uzerg.scoreboard import Scoreboard
+from uzerg.sockets import (
+    Listener,
+    build_listeners,
+    check_listen_backlog,
+    chmod_mode,
+    close_listener,
+    configured_sockets,
+)
+
+
+def config(**values: Any) -> SimpleNamespace:
+    base: dict[str, Any] = {
+        "socket": (), "http_socket": (), "http11_socket": (), "http": (), "protocol": None,
+        "listen": 100, "chmod_socket": None, "chown_socket": None, "reuse_port": False,
+    }
+    base.update(values)
+    return SimpleNamespace(**base)
+
+
+def test_configured_sockets_order_and_protocols() -> None:
+    cfg = config(socket=("a:1",), http_socket=("b:2",), http11_socket=("c:3",), http=("d:4",),
+                 protocol="http")
+    assert configured_sockets(cfg) == [("a:1", "http"), ("b:2", "http"), ("c:3", "http11"),
+                                       ("d:4", "http")]
+    with pytest.raises(StartupError, match="unknown protocol 'fastcgi'"):
+        configured_sockets(config(protocol="fastcgi"))
+
+
+def test_listen_backlog_above_somaxconn(tmp_path: Path) -> None:
+    limit = tmp_path / "somaxconn"
+    limit.write_text("128\n")
+    check_listen_backlog(128, str(limit))
+    with pytest.raises(StartupError, match=r"net.core.somaxconn \(128\)\.$"):
+        check_listen_backlog(129, str(limit))
+
+
+def test_chmod_mode() -> None:
+    assert chmod_mode(None) is None
+    assert chmod_mode("") == 0o666 and chmod_mode("660") == 0o660
+    with pytest.raises(StartupError, match="invalid chmod value: rw"):
+        chmod_mode("rw")
+
+
+def test_parse_owner() -> None:
+    assert parse_owner("0:0") == (0, 0)
+    assert parse_owner("root") == (0, -1)
+    with pytest.raises(StartupError, match="unknown user 'no-such-user-xyz'"):
+        parse_owner("no-such-user-xyz")
+
+
+class FakeReceived:
+    def __init__(self, sock: socket.socket, protocol: str | None) -> None:
+        self.sock = sock
+        self.protocol = protocol
+
+
+def test_build_listeners_binds_in_order_and_appends_received(tmp_path: Path) -> None:
+    received_sock = socket.socket()
+    received_sock.bind(("127.0.0.1", 0))
+    received_sock.listen(5)
+    taken = f"127.0.0.1:{received_sock.getsockname()[1]}"
+    unix = str(tmp_path / "s.sock")
+    cfg = config(socket=(unix, taken), http_socket=("127.0.0.1:0",), chmod_socket="600")
+    listeners = build_listeners(cfg, [FakeReceived(received_sock, "http")])
+    try:
+        # the configured address a zerg socket already serves is not bound again
+        assert [(item.origin, item.protocol) for item in listeners] == [
+            ("bound", "uwsgi"), ("bound", "http"), ("received", "http")]
+        assert stat.S_IMODE(os.stat(unix).st_mode) == 0o600
+        assert listeners[0].unix_path == unix
+        assert listeners[1].server_port == str(listeners[1].sock.getsockname()[1])
+        assert not listeners[1].sock.getblocking()
+    finally:
+        for item in listeners:
+            close_listener(item, vacuum=item.origin == "bound")
+    assert not os.path.exists(unix)
+
+
+def test_explicit_protocol_wins_over_the_hint() -> None:
+    received_sock = socket.socket()
+    received_sock.bind(("127.0.0.1", 0))
+    received_sock.listen(5)
+    listeners = build_listeners(config(protocol="uwsgi"), [FakeReceived(received_sock, "http")])
+    assert listeners[0].protocol == "uwsgi"
+    assert build_listeners(config(), [FakeReceived(received_sock, None)])[0].protocol == "uwsgi"
+    received_sock.close()
+
+
+def test_vacuum_skips_a_replaced_socket_file(tmp_path: Path) -> None:
+    unix = str(tmp_path / "s.sock")
+    (listener,) = build_listeners(config(socket=(unix,)))
+    os.unlink(unix)
+    Path(unix).write_text("someone else's")
+    close_listener(listener, vacuum=True)
+    assert Path(unix).read_text() == "someone else's"
+
+
+def test_reexec_state_round_trip(tmp_path: Path) -> None:
+    unix = str(tmp_path / "s.sock")
+    listeners = build_listeners(config(socket=(unix,), http_socket=("127.0.0.1:0",)))
+    pool = socket.socket()
+    pool.bind(("127.0.0.1", 0))
+    pool.listen(5)
+    text = export_state(listeners, [pool], [(1, 1234)], True, "/somewhere")
+    assert os.get_inheritable(listeners[0].fd) and os.get_inheritable(pool.fileno())
+    # the new program sees the same descriptor numbers: simulate with duplicates
+    dup_map = {item.fd: os.dup(item.fd) for item in listeners}
+    dup_map[pool.fileno()] = os.dup(pool.fileno())
+    for old, new in dup_map.items():
+        text = text.replace(f'"fd": {old},', f'"fd": {new},').replace(f"[{old}]", f"[{new}]")
+    environ = {ENV_NAME: text}
+    state = take_state(environ)
+    assert state is not None and ENV_NAME not in environ
+    assert state.previous_workers == [(1, 1234)] and state.daemonized
+    assert state.origin_cwd == "/somewhere"
+    assert [(item.protocol, item.unix_path) for item in state.listeners] == [
+        ("uwsgi", unix), ("http", None)]
+    assert state.listeners[0].unix_inode == listeners[0].unix_inode
+    assert state.listeners[1].sock.getsockname() == listeners[1].sock.getsockname()
+    assert list(state.pool_sockets.values())[0].getsockname() == pool.getsockname()
+    assert not os.get_inheritable(state.listeners[0].fd)
+    # reusing inherited sockets: same address → no new bind; port 0 → same host's socket
+    rebuilt = build_listeners(config(socket=(unix,), http_socket=("127.0.0.1:0",)),
+                              inherited=state.listeners)
+    assert [item.fd for item in rebuilt] == [item.fd for item in state.listeners]
+    for item in [*listeners, *rebuilt]:
+        item.sock.close()
+    pool.close()
+    assert take_state({}) is None
+
+
+def test_scoreboard_is_shared_with_children() -> None:
+    board = Scoreboard(4, 2)
+    board.reset_for_spawn(2, 99)
+    pid = os.fork()
+    if pid == 0:
+        board.core(2, 1).requests += 5
+        board.core(2, 1).running_time += 500
+        board.core(2, 0).request_start = 12.5
+        board.header.total_requests += 5
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert board.worker(2).pid == 99 and board.worker(2).accepting == 1
+    assert board.worker_totals(2) == {"requests": 5, "exceptions": 0, "tx": 0,
+                                      "running_time": 500, "avg_rt": 100}
+    assert board.busy_since(2) == 12.5 and board.busy_since(1) == 0.0
+    assert board.total_requests() == 5 and board.header.total_requests == 5
+    board.header.paused = 1
+    board.reset_for_spawn(2, 100)
+    assert board.worker(2).accepting == 0 and board.busy_since(2) == 0.0
+    board.close()
+
+
+def test_process_title() -> None:
+    plain = SimpleNamespace(auto_procname=False, procname_prefix=None,
+                            procname_prefix_spaced=None)
+    assert process_title(plain, "uzerg worker 1") is None
+    auto = SimpleNamespace(auto_procname=True, procname_prefix="x-",
+                           procname_prefix_spaced=None)
+    assert process_title(auto, "uzerg worker 1") == "x-uzerg worker 1"
+    spaced = SimpleNamespace(auto_procname=True, procname_prefix=None,
+                             procname_prefix_spaced="site")
+    assert process_title(spaced, "uzerg master") == "site uzerg master"
+    prefix_only = SimpleNamespace(auto_procname=False, procname_prefix="p:",
+                                  procname_prefix_spaced=None)
+    assert (process_title(prefix_only, "uzerg master") or "").startswith("p:")
+
+
+def test_listener_records_port() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    listener = Listener(sock, "http", "bound")
+    assert listener.server_port == str(sock.getsockname()[1])
+    sock.close()
