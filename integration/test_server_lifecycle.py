@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import psutil
-from harness import InstanceStarter, http_get, read_stats, wait_until
+from harness import InstanceStarter, http_get, read_stats, wait_until, write_app
 
 
 def test_harakiri_kills_a_stuck_worker_and_respawns_it(
@@ -202,3 +202,52 @@ def test_auto_procname(uzerg: InstanceStarter, app_file: Path) -> None:
     names = {psutil.Process(pid).cmdline()[0] for pid in inst.worker_pids(2)}
     assert names == {"site uzerg worker 1", "site uzerg worker 2"}
     assert psutil.Process(inst.pid).cmdline()[0] == "site uzerg master"
+
+
+def test_uid_gid_drop_after_binding(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        import pytest
+
+        pytest.skip("needs root")
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="uzerg-uid-"))
+    try:
+        shared.chmod(0o755)
+        app = write_app(shared / "app.py")
+        app.chmod(0o644)
+        sock = shared / "app.sock"
+        inst = uzerg.start(["--socket", str(sock), "--http-socket", "127.0.0.1:0",
+                            "--wsgi-file", str(app), "--uid", "nobody", "--gid", "nogroup",
+                            "--chown-socket", "nobody:nogroup", "--chdir", str(shared)],
+                           cwd=tmp_path)
+        inst.wait_for_log("setgid() to 65534")
+        inst.wait_for_log("setuid() to 65534")
+        for pid in [inst.pid, *inst.worker_pids(1)]:
+            assert psutil.Process(pid).uids().effective == 65534
+            assert psutil.Process(pid).gids().effective == 65534
+        assert sock.stat().st_uid == 65534 and sock.stat().st_gid == 65534
+        assert http_get(inst.address(1))[0] == 200
+        assert inst.stop() == 0
+    finally:
+        import shutil
+
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_chdir_env_and_home(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    site = tmp_path / "venv" / "lib" / "python3.99" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "venv_marker_mod.py").write_text("VALUE = 'from the venv'\n")
+    appdir = tmp_path / "site"
+    appdir.mkdir()
+    (appdir / "envapp.py").write_text(
+        "import os, venv_marker_mod\n"
+        "def application(environ, start_response):\n"
+        "    body = f\"{os.getcwd()}|{os.environ.get('GREETING')}|{venv_marker_mod.VALUE}\"\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [body.encode()]\n")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--chdir", str(appdir), "--module",
+                        "envapp", "--env", "GREETING=hi there", "--home",
+                        str(tmp_path / "venv")])
+    assert http_get(inst.address(0))[1].decode() == f"{appdir}|hi there|from the venv"

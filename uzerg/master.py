@@ -14,6 +14,7 @@ import selectors
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -308,7 +309,8 @@ class Master:
             self._close_in_child()
             status = self.run_worker(wid)
         except BaseException:  # noqa: B036 - nothing may unwind into the master's code
-            log.exception(f"worker {wid} crashed", event_kind="worker_crash")
+            for line in traceback.format_exc().rstrip("\n").split("\n"):
+                log.error(line, event_kind="worker_crash", worker=wid)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()

@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from uzerg.process import set_process_title
+from uzerg.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.scoreboard import Scoreboard
 from uzerg.sockets import Listener
 
@@ -72,8 +73,6 @@ class Worker:
         """Serve until told to stop; returns the exit status for os._exit()."""
         self._install_signals()
         set_process_title(self.config, f"uzerg worker {self.worker_id}")
-        from uzerg.request import RequestHandler  # after fork: nothing of it lives in the master
-
         self.handler = RequestHandler(
             self.app_factory(), self.config, self.worker_id, total_requests=self._count_total
         )
