@@ -17,6 +17,7 @@ import errno
 import os
 import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -149,9 +150,8 @@ class Worker:
         poller = select.epoll()
         poller.register(control_fd, select.EPOLLIN)
         listeners = self.listeners
-        entries = {
-            item.fd: (item.sock.accept, item.protocol, item.server_port) for item in listeners
-        }
+        entries = {item.fd: (_acceptor(item.sock), item.protocol, item.server_port)
+                   for item in listeners}
         header = self.scoreboard.header
         core = self.scoreboard.core(self.worker_id, core_id)
         serve_one = self._serve_one
@@ -270,6 +270,20 @@ class Worker:
         header = self.scoreboard.header
         header.total_requests += 1  # shared by all workers; a rare lost update only skews logs
         return int(header.total_requests)
+
+
+def _acceptor(listener: socket.socket) -> Callable[[], tuple[socket.socket, Any]]:
+    """``listener.accept()`` without its per-call family/type lookups (socket.py converts
+    them to enums every time): the raw accept4() and a socket object of known kind."""
+    raw_accept = listener._accept  # type: ignore[attr-defined]
+    family, kind, proto = int(listener.family), int(listener.type), listener.proto
+    new_socket = socket.socket
+
+    def accept() -> tuple[socket.socket, Any]:
+        fd, peer = raw_accept()
+        return new_socket(family, kind, proto, fd), peer
+
+    return accept
 
 
 def _drain(fd: int) -> None:
