@@ -152,3 +152,26 @@ def test_usr1_writes_worker_statistics(uzerg: InstanceStarter, app_file: Path) -
     inst.send(signal.SIGUSR1)
     inst.wait_for_log("workers total requests: 3")
     inst.wait_for_log("worker 1 app 0 [] requests: 3 exceptions: 0")
+
+
+def test_workers_leave_when_the_master_dies(uzerg: InstanceStarter, app_file: Path) -> None:
+    import psutil
+
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--processes", "2"], wait_workers=2)
+    workers = inst.worker_pids(2)
+    loop = RequestLoop(inst.address(0))
+    try:
+        wait_until(lambda: len(loop.bodies) > 10, 20, "requests")
+        os.kill(inst.pid, signal.SIGKILL)
+
+        def gone(pid: int) -> bool:
+            try:
+                return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                return True
+        # busy or idle, an orphaned worker notices within about a second
+        wait_until(lambda: all(gone(pid) for pid in workers), 15, "the orphaned workers")
+    finally:
+        loop.stop()
+    assert "the master disconnected from this worker" in inst.log_text()

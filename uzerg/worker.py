@@ -157,11 +157,17 @@ class Worker:
         serve_one = self._serve_one
         poll = poller.poll
         accepting: bool | None = None  # None: listeners not registered yet
+        watch_master = core_id == 0 and self.threads == 1  # else the main thread does it
+        clock = time.monotonic
+        next_master_check = clock() + IDLE_POLL
         try:
             while not self.stopping:
                 wanted = not header.paused
                 if wanted is not accepting:
                     accepting = self._set_accepting(poller, wanted, accepting, core_id)
+                if watch_master and clock() >= next_master_check:  # busy cores too
+                    next_master_check = clock() + IDLE_POLL
+                    self._check_master()
                 events = poll(IDLE_POLL)
                 if not events:
                     self._on_idle(accepting, entries, core_id)
@@ -220,8 +226,6 @@ class Worker:
         return accepting
 
     def _on_idle(self, accepting: bool, entries: dict[int, Any], core_id: int) -> None:
-        if core_id == 0 and self.threads == 1:
-            self._check_master()
         if not accepting:
             return
         # An exclusive wake-up can be spent on a process that then exited without accepting;
