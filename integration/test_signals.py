@@ -175,3 +175,25 @@ def test_workers_leave_when_the_master_dies(uzerg: InstanceStarter, app_file: Pa
     finally:
         loop.stop()
     assert "the master disconnected from this worker" in inst.log_text()
+
+
+def test_signal_during_app_loading_waits_for_the_master(uzerg: InstanceStarter,
+                                                        tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    app = tmp_path / "slowload.py"
+    app.write_text(
+        "import os, time\n"
+        f"deadline = time.monotonic() + 20\n"
+        f"while not os.path.exists({str(release)!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'loaded']\n")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app)],
+                       wait_workers=None)
+    inst.address(0)  # bound: the app is loading now
+    inst.send(signal.SIGHUP)
+    inst.send(signal.SIGTERM)
+    release.write_text("")
+    assert inst.wait_exit() == 0  # the TERM was obeyed, not fatal half-way
+    assert "goodbye to uWSGI." in inst.log_text()

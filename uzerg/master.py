@@ -57,6 +57,7 @@ class Master:
         services: Any,
         previous_workers: list[tuple[int, int]],
         reloaded: bool = False,
+        pending_signals: list[int] | None = None,
     ) -> None:
         """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``
         owns the zerg server, pools, stats and fifo (uzerg.server.Services)."""
@@ -74,7 +75,7 @@ class Master:
         self.respawn_due: dict[int, float] = {}
         self.previous_workers = previous_workers
         self.reloaded = reloaded
-        self.signals: list[int] = []
+        self.signals: list[int] = pending_signals if pending_signals is not None else []
         self.stopping = False
         self.exit_status = 0
         self.selector = selectors.DefaultSelector()
@@ -94,7 +95,8 @@ class Master:
                  if not self.reloaded else
                  f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
                  event_kind="master_spawned", pid=os.getpid())
-        for wid in range(1, self.desired + 1):
+        self._dispatch_signals()  # those that arrived while the app was loading
+        for wid in range(1, self.desired + 1 if not self.stopping else 1):
             self.spawn(wid)
         self._retire_previous_generation()
         try:
@@ -217,6 +219,7 @@ class Master:
         if self.stopping and graceful:
             return
         self.stopping = True
+        self.reload_requested = False  # a stop wins over a reload asked for before it
         self.respawn_due.clear()
         if graceful:
             log.info("...gracefully killing workers...", event_kind="shutdown", graceful=True)

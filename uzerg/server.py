@@ -9,6 +9,7 @@ workers come from the previous master instead of being bound, attached or spawne
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -21,7 +22,7 @@ from uzerg import __version__, reexec
 from uzerg.addresses import AddressError
 from uzerg.fifo import MasterFifo
 from uzerg.logs import configure_logging
-from uzerg.master import Master
+from uzerg.master import SIGNALS, Master
 from uzerg.process import (
     StartupError,
     daemonize,
@@ -70,6 +71,12 @@ class Instance:
     def run(self) -> int:
         config = self.config
         self._setup_logging()
+        # from now on a signal waits for the master's loop (loading a big app takes seconds;
+        # a SIGHUP or SIGTERM meanwhile must not kill the instance half-way)
+        early_signals: list[int] = []
+        for name in SIGNALS:
+            signal.signal(getattr(signal, "SIG" + name),
+                          lambda signum, _frame: early_signals.append(signum))
         log.info(f"*** Starting uzerg {__version__} (pid: {os.getpid()}) on "
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
         prepare_environment(config)
@@ -104,7 +111,7 @@ class Instance:
 
         master = Master(config, self.listeners, scoreboard, run_worker, services,
                         self.state.previous_workers if self.state else [],
-                        reloaded=self.state is not None)
+                        reloaded=self.state is not None, pending_signals=early_signals)
         return master.run()
 
     # -- steps ---------------------------------------------------------------------------------
