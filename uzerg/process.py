@@ -15,6 +15,7 @@ import site
 import sys
 from typing import Any
 
+import setproctitle  # at import time: a worker may no longer read site-packages after --uid
 import structlog
 
 log = structlog.get_logger()
@@ -159,8 +160,6 @@ def process_title(config: Any, name: str) -> str | None:
 def set_process_title(config: Any, name: str) -> None:
     title = process_title(config, name)
     if title is not None:
-        import setproctitle  # imported here: only processes that are renamed need it
-
         setproctitle.setproctitle(title)
 
 
