@@ -251,3 +251,19 @@ def test_chdir_env_and_home(uzerg: InstanceStarter, tmp_path: Path) -> None:
                         "envapp", "--env", "GREETING=hi there", "--home",
                         str(tmp_path / "venv")])
     assert http_get(inst.address(0))[1].decode() == f"{appdir}|hi there|from the venv"
+
+
+def test_a_worker_dying_at_start_up_is_respawned_at_most_once_a_second(
+    uzerg: InstanceStarter, tmp_path: Path
+) -> None:
+    import time
+
+    app = tmp_path / "dies.py"
+    app.write_text("import os\nos._exit(3)\n")  # every worker dies while loading (lazy-apps)
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app),
+                        "--lazy-apps"], wait_workers=None)
+    inst.wait_for_log("died :( trying respawn ...")
+    first = time.monotonic()
+    inst.wait_for_log("died :( trying respawn ...", count=4)
+    assert time.monotonic() - first >= 2.5  # 3 more deaths took at least ~3 respawn intervals
+    assert inst.process.poll() is None  # the master lives on
