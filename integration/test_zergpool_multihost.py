@@ -152,8 +152,10 @@ def test_nginx_spreads_over_two_hosts_and_survives_losing_one(
         after = lb.requests(["127.0.0.1:80"], protocol="http", count=24, concurrency=4)
         assert all(r["ok"] for r in after), [r for r in after if not r["ok"]][:3]
         assert {int(str(r["body"]).split()[-1]) for r in after} <= workers["host1"]
-        errors = nginx.error_log_text()
-        assert "Connection refused" in errors and "192.168.173.23" in errors
+        # nginx did meet the dead host (refused, or reset for a request caught in its queue)
+        failed = [line for line in nginx.error_log_text().splitlines()
+                  if "[error]" in line and "192.168.173.23" in line]
+        assert failed, nginx.error_log_text()[-2000:]
     finally:
         if loop is not None:
             loop.kill()
