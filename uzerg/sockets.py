@@ -113,6 +113,7 @@ def build_listeners(
     reusable = {socket_key(item.sock): item for item in inherited if item.origin == "bound"}
 
     listeners: list[Listener] = []
+    configured: set[tuple[object, ...]] = set()
     try:
         for text, protocol in configured_sockets(config):
             try:
@@ -124,6 +125,9 @@ def build_listeners(
                 log.info(f"{text} is already served by a zerg socket: not binding it again",
                          event_kind="socket_skipped", addr=text)
                 continue
+            if key in configured and not (address.kind in ("inet", "inet6") and address.port == 0):
+                continue  # configured twice: uWSGI binds it once, silently
+            configured.add(key)
             old = _take_inherited(reusable, key, address, protocol)
             if old is not None:
                 old.protocol = protocol
