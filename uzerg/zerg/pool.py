@@ -56,7 +56,10 @@ def parse_zergpool(value: str) -> ZergPoolEntry:
     if not pool_address.is_unix:
         raise ValueError(f"zergpool {address}: the pool address must be a unix path or @name")
     for item in sockets:
-        parse_address(item)
+        try:
+            parse_address(item)
+        except AddressError as exc:  # name the entry: a pool may list hundreds of sockets
+            raise AddressError(f"{exc} in zergpool {value.strip()}") from None
     return ZergPoolEntry(address, sockets)
 
 
