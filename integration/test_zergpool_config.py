@@ -99,6 +99,18 @@ def test_syntax_errors_name_the_file_line_and_entry(tmp_path: Path) -> None:
     )
 
 
+def test_a_bad_socket_in_a_long_list_names_its_entry(tmp_path: Path) -> None:
+    items = ",".join(f"127.0.0.1:{3000 + i}" for i in range(20)) + ",127.0.0.1:99999"
+    (tmp_path / "site.ini").write_text(f"[uwsgi]\nzergpool = /tmp/ok:1.sock\n"
+                                       f"zergpool = /tmp/big.pool:{items}\n")
+    result = run_uzerg(["--ini", "site.ini"], tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "uzerg: site.ini:3: zergpool: port out of range in socket address: '127.0.0.1:99999' "
+        f"in zergpool /tmp/big.pool:{items}"
+    )
+
+
 def test_bind_error_names_entry_and_address_and_serves_nothing(tmp_path: Path) -> None:
     holder = socket.socket()  # a live listener without SO_REUSEPORT (another program)
     holder.bind(("127.0.0.1", 0))
