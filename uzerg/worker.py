@@ -91,8 +91,12 @@ class Worker:
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._on_graceful)
+        # A zerg shares its sockets with other holders, and is stopped to hand the traffic to
+        # them: a fast stop must not cut a request it accepted (SPEC §4.4), so it finishes the
+        # one in hand; the master's fast-stop mercy (SIGKILL after 5 s) bounds the wait.
+        shared = any(item.origin == "received" for item in self.listeners)
         for signum in (signal.SIGINT, signal.SIGQUIT):
-            signal.signal(signum, self._on_fast)
+            signal.signal(signum, self._on_graceful if shared else self._on_fast)
         for signum in (signal.SIGUSR2, signal.SIGTSTP):
             signal.signal(signum, _nothing)  # the wakeup fd does the work: cores re-read state
         for signum in (signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
