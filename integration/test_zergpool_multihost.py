@@ -97,7 +97,11 @@ def start_nginx(lb: Namespace) -> Nginx:
                                  + (prefix / "stderr.log").read_text() + server.error_log_text())
         return (prefix / "nginx.pid").exists() and "start worker process" in \
             server.error_log_text()
-    wait_until(started, 15, "nginx started")
+    try:
+        wait_until(started, 15, "nginx started")
+    except BaseException:
+        stop_nginx(server)
+        raise
     return server
 
 
