@@ -25,6 +25,7 @@ from uzerg import reexec
 from uzerg.process import StartupError
 from uzerg.scoreboard import Scoreboard
 from uzerg.sockets import Listener
+from uzerg.stats import stats_log_text
 from uzerg.worker import EXIT_NEED_APP, EXIT_RECYCLE
 
 log = structlog.get_logger()
@@ -269,14 +270,8 @@ class Master:
             self._retire(record)
 
     def log_stats(self) -> None:
-        total = self.scoreboard.total_requests()
-        lines = [f"\tworkers total requests: {total}", "-----------------"]
-        for record in self.worker_records():
-            totals = self.scoreboard.worker_totals(record.worker_id)
-            lines.append(f"\tworker {record.worker_id} app 0 [] requests: {totals['requests']} "
-                         f"exceptions: {totals['exceptions']}")
-            lines.append("-----------------")
-        log.info("\n" + "\n".join(lines) + "\n", event_kind="stats_log", requests=total)
+        text = stats_log_text(self.scoreboard, [r.worker_id for r in self.worker_records()])
+        log.info(text, event_kind="stats_log", requests=self.scoreboard.total_requests())
 
     # -- children ------------------------------------------------------------------------------
 

@@ -140,6 +140,17 @@ def stats_document(
     return document
 
 
+def stats_log_text(scoreboard: Scoreboard, worker_ids: Sequence[int]) -> str:
+    """What SIGUSR1 writes to the log, in uWSGI's layout."""
+    lines = [f"\tworkers total requests: {scoreboard.total_requests()}", "-----------------"]
+    for wid in worker_ids:
+        totals = scoreboard.worker_totals(wid)
+        lines.append(f"\tworker {wid} app 0 [] requests: {totals['requests']} "
+                     f"exceptions: {totals['exceptions']}")
+        lines.append("-----------------")
+    return "\n" + "\n".join(lines) + "\n"
+
+
 def _read_request_head(conn: socket.socket) -> None:
     data = b""
     while b"\r\n\r\n" not in data and len(data) < 65536:
