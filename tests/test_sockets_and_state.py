@@ -189,3 +189,22 @@ def test_listener_records_port() -> None:
     listener = Listener(sock, "http", "bound")
     assert listener.server_port == str(sock.getsockname()[1])
     sock.close()
+
+
+def test_ipv6_socket_log_line() -> None:
+    import io
+
+    from uzerg.logs import configure_logging
+
+    out = io.StringIO()
+    configure_logging(stream=out)
+    try:
+        listeners = build_listeners(config(http_socket=("[::1]:0",)))
+    except StartupError:
+        pytest.skip("no IPv6 loopback")
+    finally:
+        configure_logging()
+    listeners[0].sock.close()
+    line = out.getvalue()
+    assert "uwsgi socket 0 bound to TCP6 address [::1]:" in line
+    assert "(port auto-assigned) fd " in line

@@ -194,8 +194,8 @@ def _log_socket(
 ) -> None:
     kind, where = describe_socket(sock)
     if how == "bound":
-        # uWSGI's words: "bound to TCP address" / "bound to UNIX address"
-        family = "UNIX" if kind == "UNIX" else "TCP"
+        # uWSGI's words: "bound to TCP address" / "TCP6 address" / "UNIX address"
+        family = {"UNIX": "UNIX", "INET6": "TCP6"}.get(kind, "TCP")
         shown = where if port_zero or not written else written
         auto = " (port auto-assigned)" if port_zero else ""
         text = f"uwsgi socket {index} bound to {family} address {shown}{auto} fd {sock.fileno()}"
