@@ -197,3 +197,19 @@ def test_signal_during_app_loading_waits_for_the_master(uzerg: InstanceStarter,
     release.write_text("")
     assert inst.wait_exit() == 0  # the TERM was obeyed, not fatal half-way
     assert "goodbye to uWSGI." in inst.log_text()
+
+
+def test_reload_with_a_broken_configuration_keeps_running(
+    uzerg: InstanceStarter, app_file: Path, tmp_path: Path
+) -> None:
+    ini = tmp_path / "site.ini"
+    ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = {app_file}\n")
+    inst = uzerg.start(["--ini", "site.ini"])
+    workers = inst.worker_pids(1)
+    ini.write_text(ini.read_text() + "processes = many\n")
+    inst.send(signal.SIGHUP)
+    line = inst.wait_for_log("reload aborted, the instance keeps running: ")
+    assert "site.ini:4: processes" in line
+    assert "binary reloading" not in inst.log_text()
+    assert inst.worker_pids(1) == workers
+    assert http_get(inst.address(0))[0] == 200

@@ -191,6 +191,11 @@ class Master:
 
     def _reexec(self) -> None:
         self.reload_requested = False
+        error = reexec.configuration_error(self.services.origin_cwd, os.environ)
+        if error is not None:
+            log.error(f"reload aborted, the instance keeps running: {error}",
+                      event_kind="reload_aborted", error=error)
+            return
         log.info("binary reloading uWSGI...", event_kind="reload")
         pids = [(r.worker_id, r.pid) for r in [*self.workers.values(), *self.retiring.values()]]
         self.services.before_exec()

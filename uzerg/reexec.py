@@ -97,6 +97,27 @@ def _adopt(fd: int) -> socket.socket:
     return sock
 
 
+def configuration_error(origin_cwd: str, environ: Mapping[str, str]) -> str | None:
+    """Load the configuration the new master would load (same arguments, same directory);
+    the error line if it is invalid. A reload must not trade a running instance for one that
+    exits on a typo (uWSGI's does)."""
+    from uzerg.config import ConfigError, load_config
+
+    here = os.getcwd()
+    try:
+        if origin_cwd:
+            os.chdir(origin_cwd)
+        environ = {k: v for k, v in environ.items() if k != ENV_NAME}
+        load_config(list(sys.argv[1:]), environ, write=lambda _text: None)
+    except ConfigError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{exc.filename}: {exc.strerror}"
+    finally:
+        os.chdir(here)
+    return None
+
+
 def reexec(state_text: str, origin_cwd: str, environ: Mapping[str, str]) -> None:
     """Replace this process with a fresh uzerg master (same pid, same command line).
 
