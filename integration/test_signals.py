@@ -213,3 +213,17 @@ def test_reload_with_a_broken_configuration_keeps_running(
     assert "binary reloading" not in inst.log_text()
     assert inst.worker_pids(1) == workers
     assert http_get(inst.address(0))[0] == 200
+
+
+def test_a_worker_stopped_right_after_its_fork_stops(uzerg: InstanceStarter,
+                                                     app_file: Path) -> None:
+    # TTIN then TTOU in one batch: the new worker gets SIGTERM microseconds after fork(),
+    # before it has installed its handlers; it must still stop (not wait for the 60 s mercy)
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file)])
+    for _ in range(3):
+        mark = inst.mark()
+        os.kill(inst.pid, signal.SIGTTIN)
+        os.kill(inst.pid, signal.SIGTTOU)
+        inst.wait_for_log("worker 2 buried after", since=mark, timeout=10)
+    inst.worker_pids(1)
+    assert "NO MERCY" not in inst.log_text()

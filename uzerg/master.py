@@ -26,7 +26,7 @@ from uzerg.process import StartupError
 from uzerg.scoreboard import Scoreboard
 from uzerg.sockets import Listener
 from uzerg.stats import stats_log_text
-from uzerg.worker import EXIT_NEED_APP, EXIT_RECYCLE
+from uzerg.worker import EXIT_NEED_APP, EXIT_RECYCLE, FORK_BLOCKED_SIGNALS
 
 log = structlog.get_logger()
 
@@ -303,8 +303,10 @@ class Master:
         self.scoreboard.reset_for_spawn(wid, 0)
         sys.stdout.flush()
         sys.stderr.flush()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
         pid = os.fork()
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.scoreboard.worker(wid).pid = pid
             return pid
         status = 1

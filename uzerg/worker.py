@@ -39,6 +39,12 @@ EXIT_NEED_APP = 22  # lazy-apps + need-app: the app failed to load, the instance
 IDLE_POLL = 1.0  # seconds: how often an idle core checks its master and stray connections
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LISTEN_EVENTS = select.EPOLLIN | select.EPOLLEXCLUSIVE
+# Blocked by the master around fork() until the worker has its own handlers: a SIGTERM sent
+# to a brand-new worker must stop it, not run the master's handler copy and be lost.
+FORK_BLOCKED_SIGNALS = frozenset({
+    signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+})
 
 
 class Worker:
@@ -104,6 +110,8 @@ class Worker:
             signal.signal(signum, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        # the master forks with these blocked: one sent meanwhile is delivered now, to us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED_SIGNALS)
 
     def _on_graceful(self, _signum: int, _frame: Any) -> None:
         self.stop()
