@@ -227,3 +227,14 @@ def test_a_worker_stopped_right_after_its_fork_stops(uzerg: InstanceStarter,
         inst.wait_for_log("worker 2 buried after", since=mark, timeout=10)
     inst.worker_pids(1)
     assert "NO MERCY" not in inst.log_text()
+
+
+def test_term_while_the_reloaded_master_starts_is_obeyed_gracefully(
+    uzerg: InstanceStarter, app_file: Path
+) -> None:
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file)])
+    inst.send(signal.SIGHUP)
+    inst.wait_for_log("binary reloading uWSGI...")
+    inst.send(signal.SIGTERM)  # the new program is starting: Python, imports, config
+    assert inst.wait_exit() == 0  # not killed by the default action of SIGTERM
+    assert "goodbye to uWSGI." in inst.log_text()

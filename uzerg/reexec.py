@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -20,6 +21,10 @@ from uzerg.addresses import socket_key
 from uzerg.sockets import Listener
 
 ENV_NAME = "UZERG_REEXEC_STATE"
+RELOAD_BLOCKED_SIGNALS = frozenset({
+    signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP,
+    signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD,
+})
 
 
 @dataclass
@@ -126,6 +131,14 @@ def reexec(state_text: str, origin_cwd: str, environ: Mapping[str, str]) -> None
     env[ENV_NAME] = state_text
     sys.stdout.flush()
     sys.stderr.flush()
+    here = os.getcwd()
     if origin_cwd:
         os.chdir(origin_cwd)  # relative --ini paths of the command line are relative to it
-    os.execve(sys.executable, list(sys.orig_argv), env)
+    # The signal mask survives exec(): signals sent while the new program starts wait until
+    # uzerg.server has its handlers (instead of killing it with their default action).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELOAD_BLOCKED_SIGNALS)
+    try:
+        os.execve(sys.executable, list(sys.orig_argv), env)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.chdir(here)

@@ -77,6 +77,8 @@ class Instance:
         for name in SIGNALS:
             signal.signal(getattr(signal, "SIG" + name),
                           lambda signum, _frame: early_signals.append(signum))
+        # after a reload they were blocked across exec() (uzerg.reexec): deliver them now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, reexec.RELOAD_BLOCKED_SIGNALS)
         log.info(f"*** Starting uzerg {__version__} (pid: {os.getpid()}) on "
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
         prepare_environment(config)
