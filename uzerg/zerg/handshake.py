@@ -104,7 +104,12 @@ def send_sockets(
     if protocols is not None:
         line = protocol_hint_line(protocols)
         # Best effort: a truncated line is garbage to the client, which then ignores the hint.
-        conn.send(line, socket.MSG_NOSIGNAL)
+        # A uWSGI client closes once it has the header and descriptors: EPIPE/ECONNRESET here
+        # is no failure, the peer has its sockets.
+        try:
+            conn.send(line, socket.MSG_NOSIGNAL)
+        except OSError:
+            pass
     return messages
 
 
