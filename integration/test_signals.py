@@ -129,7 +129,8 @@ def test_tstp_pauses_and_resumes(uzerg: InstanceStarter, app_file: Path) -> None
     inst.wait_for_log("*** (SIGTSTP received) resuming workers ***")
     client.join(10)
     assert result and result[0][0] == 200
-    assert [w["accepting"] for w in read_stats(stats)["workers"]] == [1, 1]
+    wait_until(lambda: [w["accepting"] for w in read_stats(stats)["workers"]] == [1, 1], 10,
+               "both workers accepting again")
 
 
 def test_ttin_ttou_change_the_worker_count(uzerg: InstanceStarter, app_file: Path) -> None:

@@ -31,7 +31,9 @@ def configure_logging(*, json: bool = False, stream: TextIO | None = None) -> No
         processors.append(_plain_renderer)
     structlog.configure(
         processors=processors,
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # WriteLogger writes "line\n" in one call (print() writes the newline separately):
+        # the master and the workers share the file, and their lines must not interleave
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
 
