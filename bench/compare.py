@@ -1,0 +1,296 @@
+"""Hello world side by side: uzerg vs the uWSGI binary vs gunicorn (sync), 2 workers each.
+
+    python bench/compare.py [--quick] [--seconds 5] [--repeat 3] [--connections 16]
+                            [--servers uzerg,uwsgi,gunicorn] [--protocols http,uwsgi]
+                            [--logging off,on]
+
+Every case runs alone on loopback, in turn, with the same wrk settings (``wrk -t1 -c16``;
+``apt-get install wrk``); a round starts and stops each server once and rounds repeat, so a
+burst of load from something else on the machine hits one run, not one server. The table
+shows the median run (req/s, wrk's p50/p99 latency) and the best req/s, then the ratios
+uzerg/uwsgi and uzerg/gunicorn. Cases:
+
+- http: ``--http-socket`` (uzerg, uWSGI) and gunicorn's ``--bind``;
+- uwsgi: ``--socket``, the uwsgi protocol as nginx's uwsgi_pass speaks it (uzerg, uWSGI),
+  driven by wrk with a Lua script that sends a uwsgi packet instead of an HTTP request;
+- logging off (``--disable-logging``; gunicorn's default, no access log) and on (uzerg's and
+  uWSGI's request lines, gunicorn's ``--access-logfile -``), written to a file.
+
+Not a test. Every process started is killed by pid at the end of its case (and on Ctrl-C).
+``--quick``: one round of 2 s runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+APP = BENCH / "hello_app.py"
+SERVERS = ("uzerg", "uwsgi", "gunicorn")
+PROTOCOLS = ("http", "uwsgi")
+LOGGING = ("off", "on")
+
+# the vars nginx's uwsgi_params would send for GET /; HTTP/1.0 so that the response (a raw
+# HTTP response, then the server closes) tells wrk to reconnect rather than reuse
+UWSGI_VARS = {
+    "QUERY_STRING": "", "REQUEST_METHOD": "GET", "CONTENT_TYPE": "", "CONTENT_LENGTH": "",
+    "REQUEST_URI": "/", "PATH_INFO": "/", "DOCUMENT_ROOT": "/usr/share/nginx/html",
+    "SERVER_PROTOCOL": "HTTP/1.0", "REQUEST_SCHEME": "http", "REMOTE_ADDR": "127.0.0.1",
+    "REMOTE_PORT": "50000", "SERVER_PORT": "80", "SERVER_NAME": "bench", "HTTP_HOST": "bench",
+    "HTTP_USER_AGENT": "wrk", "HTTP_ACCEPT": "*/*",
+}
+
+
+def uwsgi_packet(env: dict[str, str]) -> bytes:
+    body = b"".join(
+        len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+        for k, v in env.items()
+    )
+    return b"\0" + len(body).to_bytes(2, "little") + b"\0" + body
+
+
+def uwsgi_lua_script(packet: bytes) -> str:
+    escaped = "".join(f"\\{byte}" for byte in packet)
+    # wrk parses the first request() result as HTTP before the run (and exits if it is not):
+    # give it a valid one; every later call returns the packet
+    return (
+        f'local packet = "{escaped}"\n'
+        "local first = true\n"
+        "function request()\n"
+        "  if first then\n"
+        "    first = false\n"
+        '    return "GET / HTTP/1.0\\r\\n\\r\\n"\n'
+        "  end\n"
+        "  return packet\n"
+        "end\n"
+    )
+
+
+@dataclass(frozen=True)
+class Case:
+    server: str
+    protocol: str
+    logging: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.server} {self.protocol} log-{self.logging}"
+
+
+@dataclass
+class Run:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # wrk socket errors + non-2xx (a server that closes without saying so: read)
+
+
+@dataclass
+class Results:
+    runs: dict[Case, list[Run]] = field(default_factory=dict)
+
+    def add(self, case: Case, run: Run) -> None:
+        self.runs.setdefault(case, []).append(run)
+
+    def median(self, case: Case) -> Run | None:
+        runs = sorted(self.runs.get(case, []), key=lambda r: r.rps)
+        return runs[(len(runs) - 1) // 2] if runs else None
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def command(case: Case, port: int) -> list[str]:
+    addr = f"127.0.0.1:{port}"
+    if case.server == "gunicorn":
+        cmd = ["gunicorn", "--workers", "2", "--worker-class", "sync", "--bind", addr,
+               "--chdir", str(BENCH), "hello_app:application"]
+        return cmd + (["--access-logfile", "-"] if case.logging == "on" else [])
+    binary = [sys.executable, "-m", "uzerg"] if case.server == "uzerg" else ["uwsgi"]
+    socket_option = "--http-socket" if case.protocol == "http" else "--socket"
+    cmd = binary + [socket_option, addr, "--processes", "2", "--master",
+                    "--wsgi-file", str(APP)]
+    return cmd + (["--disable-logging"] if case.logging == "off" else [])
+
+
+def probe(port: int, request: bytes) -> bool:
+    """One real request answered with a 200 (the workers are up, not just the socket)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(request)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data.split(b"\r\n", 1)[0].endswith(b" 200 OK")
+    except OSError:
+        return False
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, request: bytes) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode}")
+        if probe(port, request):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no 200 from port {port} within 30 s")
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the server and every descendant, each by pid, and reap the server."""
+    try:
+        family = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for pid in [process.pid] + [child.pid for child in family]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait(10)
+    psutil.wait_procs(family, timeout=10)
+
+
+# -- load --------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _latency(out: str, percent: str) -> float:
+    match = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    return float(match[1]) * _UNITS[match[2]] if match else float("nan")
+
+
+def wrk(port: int, seconds: float, args: argparse.Namespace, script: Path | None) -> Run:
+    cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                         timeout=seconds + 60, check=False).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = 0
+    if sock := re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += int(sock[1]) + int(sock[3]) + int(sock[4])  # read: see Run.errors
+    if non2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(non2xx[1])
+    return Run(float(rps[1]) if rps else 0.0, _latency(out, "50"), _latency(out, "99"), errors)
+
+
+def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Run:
+    port = free_port()
+    packet = uwsgi_packet(UWSGI_VARS)
+    request = packet if case.protocol == "uwsgi" else b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n"
+    script = workdir / "uwsgi.lua" if case.protocol == "uwsgi" else None
+    log_path = workdir / f"{case.server}-{case.protocol}-{case.logging}.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(command(case, port), cwd=workdir, stdin=subprocess.DEVNULL,
+                                   stdout=log_file, stderr=log_file, start_new_session=True)
+    try:
+        wait_ready(process, port, request)
+        wrk(port, args.warmup, args, script)
+        run = wrk(port, args.seconds, args, script)
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} during the run")
+        return run
+    finally:
+        kill_tree(process)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def print_table(results: Results, cases: list[Case]) -> None:
+    print(f"\n{'case':<26} {'req/s':>8} {'best':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}")
+    for case in cases:
+        run = results.median(case)
+        if run is None:
+            print(f"{case.name:<26} {'failed':>8}")
+            continue
+        best = max(r.rps for r in results.runs[case])
+        print(f"{case.name:<26} {run.rps:>8.0f} {best:>8.0f} {run.p50_ms:>7.2f} "
+              f"{run.p99_ms:>7.2f} {run.errors:>7}")
+    print()
+    for protocol in PROTOCOLS:
+        for logging in LOGGING:
+            ours = results.median(Case("uzerg", protocol, logging))
+            if ours is None:
+                continue
+            for other in ("uwsgi", "gunicorn"):
+                theirs = results.median(Case(other, protocol, logging))
+                if theirs is not None and theirs.rps:
+                    print(f"uzerg/{other:<8} {protocol:<5} log-{logging:<3} "
+                          f"{ours.rps / theirs.rps:5.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s runs")
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--warmup", type=float, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument("--logging", default=",".join(LOGGING))
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.repeat = 2, 0.5, 1
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install -y wrk)")
+    servers = [s for s in args.servers.split(",") if s]
+    missing = [s for s in servers if s != "uzerg" and shutil.which(s) is None]
+    if missing:
+        print(f"not installed, skipped: {', '.join(missing)}")
+    cases = [
+        Case(server, protocol, logging)
+        for protocol in args.protocols.split(",")
+        for logging in args.logging.split(",")
+        for server in servers
+        if server not in missing and not (server == "gunicorn" and protocol == "uwsgi")
+    ]
+    print(f"hello world, 2 workers, loopback, {os.cpu_count()} CPUs; wrk -t{args.wrk_threads} "
+          f"-c{args.connections} -d{args.seconds:g}s, {args.repeat} round(s), median shown")
+    workdir = Path(tempfile.mkdtemp(prefix="uzerg-compare-"))
+    (workdir / "uwsgi.lua").write_text(uwsgi_lua_script(uwsgi_packet(UWSGI_VARS)))
+    results = Results()
+    try:
+        for round_no in range(1, args.repeat + 1):
+            load = os.getloadavg()[0]
+            print(f"round {round_no}/{args.repeat} (load average {load:.2f})", flush=True)
+            for case in cases:
+                try:
+                    run = run_case(case, args, workdir)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    print(f"  {case.name:<26} failed: {exc}", flush=True)
+                    continue
+                results.add(case, run)
+                print(f"  {case.name:<26} {run.rps:>8.0f} req/s", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: partial results")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_table(results, cases)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
