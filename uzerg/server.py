@@ -108,8 +108,11 @@ class Instance:
         scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
         services = Services(self)
 
+        master_pid = os.getpid()  # read before any fork: see Worker's master_pid
+
         def run_worker(worker_id: int) -> int:
-            return Worker(worker_id, self.listeners, config, scoreboard, app_factory).run()
+            return Worker(worker_id, self.listeners, config, scoreboard, app_factory,
+                          master_pid=master_pid).run()
 
         master = Master(config, self.listeners, scoreboard, run_worker, services,
                         self.state.previous_workers if self.state else [],

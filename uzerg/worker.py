@@ -55,13 +55,17 @@ class Worker:
         config: Any,
         scoreboard: Scoreboard,
         app_factory: Callable[[], Callable[..., Any]],
+        master_pid: int | None = None,
     ) -> None:
+        """``master_pid``: the master's pid, read before the fork. os.getppid() in the child is
+        racy: a master killed just after forking leaves a child whose parent is already init,
+        and that worker would never notice its master is gone."""
         self.worker_id = worker_id
         self.listeners = list(listeners)
         self.config = config
         self.scoreboard = scoreboard
         self.app_factory = app_factory
-        self.master_pid = os.getppid()
+        self.master_pid = master_pid if master_pid is not None else os.getppid()
         self.stopping = False
         self.exit_status = EXIT_RECYCLE
         self.threads = max(1, int(getattr(config, "threads", 1) or 1))
