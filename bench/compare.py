@@ -7,8 +7,9 @@
 Every case runs alone on loopback, in turn, with the same wrk settings (``wrk -t1 -c16``;
 ``apt-get install wrk``); a round starts and stops each server once and rounds repeat, so a
 burst of load from something else on the machine hits one run, not one server. The table
-shows the median run (req/s, wrk's p50/p99 latency) and the best req/s, then the ratios
-uzerg/uwsgi and uzerg/gunicorn. Cases:
+shows the median run (req/s, wrk's p50/p99 latency), the best req/s, the least server CPU
+time per request (user+sys of all its processes: steadier than req/s on a busy machine), then
+the ratios uzerg/uwsgi and uzerg/gunicorn of median and best req/s. Cases:
 
 - http: ``--http-socket`` (uzerg, uWSGI) and gunicorn's ``--bind``;
 - uwsgi: ``--socket``, the uwsgi protocol as nginx's uwsgi_pass speaks it (uzerg, uWSGI),
@@ -96,6 +97,8 @@ class Run:
     p50_ms: float
     p99_ms: float
     errors: int  # wrk socket errors + non-2xx (a server that closes without saying so: read)
+    requests: int = 0
+    cpu_us: float = float("nan")  # server CPU (user+sys, all its processes) per request
 
 
 @dataclass
@@ -108,6 +111,9 @@ class Results:
     def median(self, case: Case) -> Run | None:
         runs = sorted(self.runs.get(case, []), key=lambda r: r.rps)
         return runs[(len(runs) - 1) // 2] if runs else None
+
+    def best(self, case: Case) -> float:
+        return max((r.rps for r in self.runs.get(case, [])), default=0.0)
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -180,6 +186,22 @@ def _latency(out: str, percent: str) -> float:
     return float(match[1]) * _UNITS[match[2]] if match else float("nan")
 
 
+def tree_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process and its living descendants."""
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for proc in [root] + root.children(recursive=True):
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
 def wrk(port: int, seconds: float, args: argparse.Namespace, script: Path | None) -> Run:
     cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
     if script is not None:
@@ -192,7 +214,10 @@ def wrk(port: int, seconds: float, args: argparse.Namespace, script: Path | None
         errors += int(sock[1]) + int(sock[3]) + int(sock[4])  # read: see Run.errors
     if non2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(non2xx[1])
-    return Run(float(rps[1]) if rps else 0.0, _latency(out, "50"), _latency(out, "99"), errors)
+    run = Run(float(rps[1]) if rps else 0.0, _latency(out, "50"), _latency(out, "99"), errors)
+    if count := re.search(r"(\d+) requests in", out):
+        run.requests = int(count[1])
+    return run
 
 
 def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Run:
@@ -207,7 +232,10 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Run:
     try:
         wait_ready(process, port, request)
         wrk(port, args.warmup, args, script)
+        cpu_before = tree_cpu(process.pid)
         run = wrk(port, args.seconds, args, script)
+        if run.requests:
+            run.cpu_us = (tree_cpu(process.pid) - cpu_before) * 1e6 / run.requests
         if process.poll() is not None:
             raise RuntimeError(f"server exited with status {process.returncode} during the run")
         return run
@@ -218,15 +246,16 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Run:
 # -- report ------------------------------------------------------------------------------------
 
 def print_table(results: Results, cases: list[Case]) -> None:
-    print(f"\n{'case':<26} {'req/s':>8} {'best':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>7}")
+    print(f"\n{'case':<26} {'req/s':>8} {'best':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'CPU us/req':>10} {'errors':>7}")
     for case in cases:
         run = results.median(case)
         if run is None:
             print(f"{case.name:<26} {'failed':>8}")
             continue
-        best = max(r.rps for r in results.runs[case])
-        print(f"{case.name:<26} {run.rps:>8.0f} {best:>8.0f} {run.p50_ms:>7.2f} "
-              f"{run.p99_ms:>7.2f} {run.errors:>7}")
+        cpu = min(r.cpu_us for r in results.runs[case])
+        print(f"{case.name:<26} {run.rps:>8.0f} {results.best(case):>8.0f} {run.p50_ms:>7.2f} "
+              f"{run.p99_ms:>7.2f} {cpu:>10.0f} {run.errors:>7}")
     print()
     for protocol in PROTOCOLS:
         for logging in LOGGING:
@@ -236,8 +265,10 @@ def print_table(results: Results, cases: list[Case]) -> None:
             for other in ("uwsgi", "gunicorn"):
                 theirs = results.median(Case(other, protocol, logging))
                 if theirs is not None and theirs.rps:
+                    best = results.best(Case("uzerg", protocol, logging)) / results.best(
+                        Case(other, protocol, logging))
                     print(f"uzerg/{other:<8} {protocol:<5} log-{logging:<3} "
-                          f"{ours.rps / theirs.rps:5.2f}")
+                          f"median {ours.rps / theirs.rps:5.2f}  best {best:5.2f}")
 
 
 def main() -> int:
@@ -283,7 +314,8 @@ def main() -> int:
                     print(f"  {case.name:<26} failed: {exc}", flush=True)
                     continue
                 results.add(case, run)
-                print(f"  {case.name:<26} {run.rps:>8.0f} req/s", flush=True)
+                print(f"  {case.name:<26} {run.rps:>8.0f} req/s {run.cpu_us:>6.0f} us CPU/req",
+                      flush=True)
     except KeyboardInterrupt:
         print("interrupted: partial results")
     finally:
