@@ -218,7 +218,10 @@ class InstanceStarter:
     def cleanup(self) -> None:
         for instance in self.instances:
             self.track(instance)
-        for pid in self.pids:
+        # masters first: a master that outlives one of its workers by a moment respawns it,
+        # and the new worker is in no list
+        masters = [instance.pid for instance in self.instances]
+        for pid in masters + sorted(self.pids - set(masters)):
             try:
                 os.kill(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
