@@ -29,7 +29,11 @@ HEADER = struct.Struct("=i")  # a C int in host byte order, as uWSGI writes it
 HEADER_SIZE = len(MAGIC) + HEADER.size  # 14
 SCM_MAX_FD = 253  # Linux: descriptors per SCM_RIGHTS message
 MAX_SOCKETS = 65536  # a sane upper bound for a count announced by a peer
-HINT_WAIT = 0.3  # seconds a client waits for the optional protocol hint after the descriptors
+# Seconds a client waits for the optional protocol hint after the descriptors. Both uzerg and
+# uWSGI servers close right after sending, so the wait normally ends at the line or at EOF at
+# once; a short bound (it was 0.3 s) lost the hint when a loaded server was descheduled between
+# the descriptors and the line, and a zerg then spoke uwsgi on an HTTP socket.
+HINT_WAIT = 3.0
 HINT_MAX_BYTES = 1 << 20
 DEFAULT_TIMEOUT = 10.0
 
