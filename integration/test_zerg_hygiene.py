@@ -104,7 +104,10 @@ def test_bad_peers_never_stall_the_master(uzerg: InstanceStarter, app: Path,
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             held.append(sock)
             sock.connect(server)
-            sock.sendall(os.urandom(4096))
+            try:
+                sock.sendall(os.urandom(4096))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server already sent its list and closed: that is fine too
         for _ in range(20):  # peers that connect and leave at once
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.connect(server)

@@ -117,10 +117,10 @@ def test_one_zerg_serves_sockets_of_several_servers_in_one_pool(
 ) -> None:
     unix = str(tmp_path / "one.sock")
     first = start_main(uzerg, app, "--socket", unix, zerg_server=str(tmp_path / "z1"))
-    second = start_main(uzerg, app, "--http-socket", "127.0.0.1:0",
-                        zerg_server="@" + tmp_path.name + "-z2")
+    abstract = f"@uzerg-{os.getpid()}-{tmp_path.name}"  # machine-wide: the pid keeps runs apart
+    second = start_main(uzerg, app, "--http-socket", "127.0.0.1:0", zerg_server=abstract)
     http_address = second.address(0)
-    zerg = start_zerg(uzerg, app, str(tmp_path / "z1"), "@" + tmp_path.name + "-z2")
+    zerg = start_zerg(uzerg, app, str(tmp_path / "z1"), abstract)
     log = zerg.log_text()
     assert f"uwsgi zerg socket 0 attached to UNIX address {unix} fd " in log
     assert f"uwsgi zerg socket 1 attached to INET address {http_address} fd " in log

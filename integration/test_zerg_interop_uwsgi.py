@@ -37,7 +37,9 @@ def app(tmp_path: Path) -> Path:
 
 
 def zerg_server_name(tmp_path: Path, kind: str) -> str:
-    return str(tmp_path / "zs") if kind == "path" else f"@uzerg-interop-{tmp_path.name}"
+    # abstract names are machine-wide: the pid keeps concurrent test runs apart
+    return str(tmp_path / "zs") if kind == "path" else \
+        f"@uzerg-interop-{os.getpid()}-{tmp_path.name}"
 
 
 def pause_uzerg(inst: Instance, workers: int = 1) -> None:
