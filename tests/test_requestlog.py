@@ -108,3 +108,21 @@ def test_http_environ_counts_vars_like_uwsgi_http_socket():
     env, count, size = handler._http_environ(head, ("127.0.0.1", 41000), "9192")
     assert (count, size) == (24, 257)  # uWSGI 2.0.31: {24 vars in 257 bytes}
     assert env["REMOTE_PORT"] == "41000"
+
+
+def test_memory_report_prefixes_the_default_line_as_uwsgi():
+    import re
+
+    line = RequestLogger(make_config(memory_report=True), 1, pid=7).format(info())
+    # uWSGI 2.0.31 --memory-report: `{address space usage: 61624320 bytes/58MB} {rss usage:
+    # 19271680 bytes/18MB} [pid: ...`
+    match = re.match(r"\{address space usage: (\d+) bytes/(\d+)MB\} "
+                     r"\{rss usage: (\d+) bytes/(\d+)MB\} \[pid: 7\|", line)
+    assert match, line
+    vsz, vsz_mb, rss, rss_mb = map(int, match.groups())
+    assert vsz >= rss > 0 and (vsz_mb, rss_mb) == (vsz // 1048576, rss // 1048576)
+
+
+def test_memory_report_leaves_a_log_format_line_alone():
+    logger = RequestLogger(make_config(memory_report=True, log_format="%(method) %(uri)"), 1)
+    assert logger.format(info()) == "GET /a/b?x=1"

@@ -7,7 +7,9 @@ core 0)` (one line). As in uWSGI: `req: N/M` is this worker's request count / th
 `{V vars in B bytes}` counts keys and values of the CGI variables and their uwsgi-encoded
 size; `generated` is the body size and `headers in` counts the status line, the headers and
 the blank line. `--log-format` variables follow uWSGI's `%(name)`; an empty value prints `-`,
-an unknown name prints `-` (uWSGI treats it as an unset logvar).
+an unknown name prints `-` (uWSGI treats it as an unset logvar). `--memory-report` puts
+uWSGI's `{address space usage: N bytes/NMB} {rss usage: N bytes/NMB} ` in front of the default
+line (not of a `--log-format` line, as uWSGI), reading /proc/self/statm only when it is on.
 """
 
 from __future__ import annotations
@@ -100,12 +102,28 @@ class _TimeCache:
         return self._ltime
 
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
 def _statm(field: int) -> int:
+    """Field 0 (address space) or 1 (resident set) of /proc/self/statm, in bytes (0: unknown)."""
     try:
         with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
+            return int(f.read().split()[field]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def memory_report() -> str:
+    """uWSGI's `--memory-report` prefix of a request line (one read of /proc/self/statm)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            fields = f.read().split()
+        vsz, rss = int(fields[0]) * _PAGE_SIZE, int(fields[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        vsz = rss = 0
+    return (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
+            f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
 
 
 class RequestLogger:
@@ -122,6 +140,7 @@ class RequestLogger:
         self.log_4xx = bool(getattr(config, "log_4xx", False))
         self.log_5xx = bool(getattr(config, "log_5xx", False))
         self.json = bool(getattr(config, "log_json", False))
+        self.memory_report = bool(getattr(config, "memory_report", False))
         self._times = _TimeCache()
         fmt = getattr(config, "log_format", None)
         self._chunks = self.compile(fmt) if fmt else None
@@ -161,7 +180,8 @@ class RequestLogger:
             query = env.get("QUERY_STRING")
             uri = env.get("PATH_INFO", "") + ("?" + query if query else "")
         return (
-            f"[pid: {self.pid}|app: {info.app_id}|req: {info.worker_requests}/"
+            (memory_report() if self.memory_report else "")
+            + f"[pid: {self.pid}|app: {info.app_id}|req: {info.worker_requests}/"
             f"{info.total_requests}] {env.get('REMOTE_ADDR', '')} ({env.get('REMOTE_USER', '')})"
             f" {{{count} vars in {size} bytes}} [{self._times.ctime(info.start)}] "
             f"{env.get('REQUEST_METHOD', '')} {uri} => generated {info.body_size} bytes in "
