@@ -341,12 +341,26 @@ def test_no_100_continue_when_the_app_does_not_read(logs):
     assert b"100 Continue" not in reply
 
 
-def test_client_vanishing_in_the_body_is_not_an_app_error(logs):
+def test_client_vanishing_in_the_body_fails_the_apps_read_as_in_uwsgi(logs):
+    # uWSGI 2.0.31 logs the [uwsgi-body-read] line, the app's read raises OSError, the worker
+    # counts an exception and the request line says 500 (nothing is sent: the client is gone)
     reply, counts = exchange(
         handler_for(echo_app), b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc"
     )
-    assert counts.exceptions == 0
-    assert "client closed the connection in the request body" in logs.getvalue()
+    assert counts.exceptions == 1 and counts.status == 500
+    text = logs.getvalue()
+    assert ("[uwsgi-body-read] Error reading 97 bytes. Content-Length: 100 consumed: 3 left: 97 "
+            "message: Client closed connection") in text
+    assert "BodyReadError: error during read(" in text and " on wsgi.input" in text
+    assert "(HTTP/1.1 500)" in text
+
+
+def test_client_vanishing_in_an_unread_body_is_quiet(logs):
+    reply, counts = exchange(
+        handler_for(hello_app), b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc"
+    )
+    assert reply.startswith(b"HTTP/1.1 200 OK") and counts.exceptions == 0
+    assert "uwsgi-body-read" not in logs.getvalue()
 
 
 # -- application errors -----------------------------------------------------------------------

@@ -27,7 +27,7 @@ from uzerg.request_body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_c
 from uzerg.requestlog import RequestInfo, RequestLogger
 from uzerg.response import Response
 from uzerg.static import StaticMap, serve_static
-from uzerg.wsgi_io import ClientDisconnected, ErrorStream, FileWrapper, InputStream
+from uzerg.wsgi_io import BodyReadError, ClientDisconnected, ErrorStream, FileWrapper, InputStream
 
 log = structlog.get_logger()
 
@@ -304,6 +304,14 @@ class RequestHandler:
                 pass
             else:
                 self._call_app(env, response)
+        except BodyReadError:
+            # the app let the failed read of its body through: as uWSGI, a traceback and a
+            # 500 in the log, and no response (the client is gone or stalled)
+            counts.exceptions += 1
+            _log_traceback()
+            ok = False
+            if not response.headers_sent:
+                response.status_code = 500
         except ClientDisconnected as exc:
             log.info(f"uwsgi_response_write_body_do(): {exc.strerror} during "
                      f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} "
@@ -315,7 +323,10 @@ class RequestHandler:
             ok = False
             if not response.headers_sent:
                 response.status_code = 500
-                response.conn.sendall(response.version.encode("latin-1") + _ERROR_500)
+                try:
+                    response.conn.sendall(response.version.encode("latin-1") + _ERROR_500)
+                except ClientDisconnected:
+                    pass  # the request line below still says 500
         counts.requests += 1
         status = counts.status = response.status_code
         worker_requests = next(self._requests)

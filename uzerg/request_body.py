@@ -7,9 +7,11 @@ pulls an HTTP body through the sans-I/O parser (Content-Length or chunked) and s
 
 from __future__ import annotations
 
-from uzerg.connection import Connection
+import os
+
+from uzerg.connection import Connection, ReadTimeout
 from uzerg.protocols.http import END, HttpError, HttpRequestParser
-from uzerg.wsgi_io import ClientDisconnected, InputStream
+from uzerg.wsgi_io import BodyReadError, ClientDisconnected, InputStream, body_read_error
 
 DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a connection or close it cleanly
 
@@ -17,11 +19,12 @@ DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a connection or c
 class LengthBody:
     """Body bytes of a uwsgi request: what followed the vars, then the socket, up to length."""
 
-    __slots__ = ("conn", "prefix", "remaining")
+    __slots__ = ("conn", "prefix", "remaining", "length")
 
     def __init__(self, conn: Connection, prefix: bytes, length: int) -> None:
         self.conn = conn
         self.prefix = prefix[:length]
+        self.length = length
         self.remaining = length - len(self.prefix)
 
     def __call__(self, hint: int) -> bytes:
@@ -30,9 +33,15 @@ class LengthBody:
             return data
         if self.remaining <= 0:
             return b""
-        data = self.conn.recv(min(self.remaining, max(hint, 65536)))
+        size = min(self.remaining, max(hint, 65536))
+        try:
+            data = self.conn.recv(size)
+        except ClientDisconnected as exc:
+            raise _failed(exc, hint, min(hint, self.remaining), self.length,
+                          self.length - self.remaining) from None
         if not data:
-            raise ClientDisconnected(0, "client closed the connection in the request body")
+            raise _failed(None, hint, min(hint, self.remaining), self.length,
+                          self.length - self.remaining)
         self.remaining -= len(data)
         return data
 
@@ -40,12 +49,13 @@ class LengthBody:
 class HttpBody:
     """Body bytes of an HTTP request, decoded by the parser (Content-Length or chunked)."""
 
-    __slots__ = ("conn", "parser", "expect_continue")
+    __slots__ = ("conn", "parser", "expect_continue", "consumed")
 
     def __init__(self, conn: Connection, parser: HttpRequestParser, expect_continue: bool) -> None:
         self.conn = conn
         self.parser = parser
         self.expect_continue = expect_continue
+        self.consumed = 0  # body bytes handed out (for the error line)
 
     def __call__(self, hint: int) -> bytes:
         parser = self.parser
@@ -55,16 +65,44 @@ class HttpBody:
             except HttpError as exc:
                 raise ClientDisconnected(0, f"invalid request body: {exc.message}") from None
             if type(event) is bytes:
+                self.consumed += len(event)
                 return event
             if event is END:
                 return b""
             if self.expect_continue:
                 self.expect_continue = False
                 self.conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-            data = self.conn.recv(max(hint, 65536))
+            try:
+                data = self.conn.recv(max(hint, 65536))
+            except ClientDisconnected as exc:
+                raise self._failed(exc, hint) from None
             if not data:
-                raise ClientDisconnected(0, "client closed the connection in the request body")
+                raise self._failed(None, hint)
             parser.feed(data)
+
+    def _failed(self, exc: ClientDisconnected | None, hint: int) -> BodyReadError:
+        head = self.parser.head
+        # a chunked body has no Content-Length: uWSGI's line then shows what was consumed
+        length = max(head.content_length or 0, self.consumed) if head is not None else 0
+        return _failed(exc, hint, min(hint, length - self.consumed) or hint, length,
+                       self.consumed)
+
+
+def _failed(
+    exc: ClientDisconnected | None, hint: int, wanted: int, length: int, consumed: int
+) -> BodyReadError:
+    """uWSGI's body-read error: the line it logs and the OSError the application sees."""
+    counts = (f"{wanted} bytes. Content-Length: {length} consumed: {consumed} "
+              f"left: {max(length - consumed, 0)}")
+    if isinstance(exc, ReadTimeout):
+        line = f"[uwsgi-body-read] Timeout reading {counts}"
+    else:
+        if exc is None:
+            message = "Client closed connection"
+        else:
+            message = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
+        line = f"[uwsgi-body-read] Error reading {counts} message: {message}"
+    return body_read_error(hint, line)
 
 
 def drain_before_close(stream: InputStream) -> None:

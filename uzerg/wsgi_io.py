@@ -15,6 +15,23 @@ class ClientDisconnected(OSError):
     """The peer went away (or stalled past the socket timeout) in the middle of a request."""
 
 
+class BodyReadError(ClientDisconnected):
+    """Reading the request body failed (client closed, reset or stalled). The application sees
+    uWSGI's `OSError: error during read(N) on wsgi.input`; `log_line` is uWSGI's
+    `[uwsgi-body-read] ...` line, logged when the application's read fails (not when uzerg
+    drains a body nobody asked for)."""
+
+    log_line = ""
+
+
+def body_read_error(hint: int, log_line: str) -> BodyReadError:
+    message = f"error during read({hint}) on wsgi.input"
+    exc = BodyReadError(message)
+    exc.strerror = message
+    exc.log_line = log_line
+    return exc
+
+
 def _no_body(_hint: int) -> bytes:
     return b""
 
@@ -37,7 +54,11 @@ class InputStream:
     def _more(self, hint: int) -> bool:
         if self._eof:
             return False
-        data = self._pull(hint)
+        try:
+            data = self._pull(hint)
+        except BodyReadError as exc:
+            log.error(exc.log_line, event_kind="body_read_error")
+            raise
         if not data:
             self._eof = True
             return False
@@ -48,7 +69,11 @@ class InputStream:
         if size is None or size < 0:
             parts = [self._buf]
             while not self._eof:
-                data = self._pull(65536)
+                try:
+                    data = self._pull(65536)
+                except BodyReadError as exc:
+                    log.error(exc.log_line, event_kind="body_read_error")
+                    raise
                 if not data:
                     self._eof = True
                     break
@@ -102,10 +127,14 @@ class InputStream:
         return line
 
     def drain(self, limit: int) -> bool:
-        """Discard the unread body (up to `limit` bytes); True when the body was read to its end."""
+        """Discard the unread body (up to `limit` bytes); True when the body was read to its end
+        (False too when the client went away before sending it all)."""
         self._buf = b""
         while not self._eof:
-            data = self._pull(65536)
+            try:
+                data = self._pull(65536)
+            except BodyReadError:
+                return False
             if not data:
                 self._eof = True
                 break
