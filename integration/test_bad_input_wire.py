@@ -4,6 +4,7 @@ request. (tests/ covers the parsers and the handler; this is the whole server.)"
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import TYPE_CHECKING
 
@@ -23,16 +24,27 @@ GOOD_VARS = {"REQUEST_METHOD": "GET", "PATH_INFO": "/pid", "REQUEST_URI": "/pid"
 
 
 def _exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send `data`, half-close, and read until the server closes. A server that closes with
-    our bytes still unread makes the kernel send a reset: that is a close too."""
+    """Send `data`, half-close, and read until the server closes; what arrived is returned.
+
+    A server that closes with our bytes still unread makes the kernel reset the connection,
+    and the reset can land at any step: during the send (EPIPE/ECONNRESET), before our
+    half-close (shutdown() then fails with ENOTCONN) or while we read (ECONNRESET once the
+    bytes that came before it are read). Each is a close; the bytes received before it are
+    kept, so a response that came ahead of the reset is still seen whole."""
     chunks = []
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         try:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+        try:
             while piece := sock.recv(65536):
                 chunks.append(piece)
-        except (ConnectionResetError, BrokenPipeError):
+        except ConnectionResetError:
             pass
     return b"".join(chunks)
 
