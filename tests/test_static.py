@@ -9,7 +9,7 @@ import pytest
 from request_helpers import exchange, hello_app, logs_fixture, make_config  # noqa: F401
 
 from uzerg.request import RequestHandler
-from uzerg.static import FORBIDDEN, StaticMap
+from uzerg.static import StaticMap
 
 
 @pytest.fixture
@@ -86,16 +86,18 @@ def test_if_modified_since_gives_304(logs, site):
 @pytest.mark.parametrize("path", ["/static/../secret.txt", "/static/%2e%2e/secret.txt",
                                   "/static/css/..%2f..%2fsecret.txt", "/static/link"])
 def test_traversal_and_symlinks_out_of_the_root_are_refused(logs, site, path):
+    # as uWSGI 2.0.31: the security error is logged and the application answers instead
     reply, counts = exchange(handler(site), get(path))
-    assert reply.startswith(b"HTTP/1.1 403 Forbidden") and b"secret" not in reply
-    assert "[uwsgi-fileserve] security error" in logs.getvalue()
+    assert reply.endswith(b"Hello World") and b"secret" not in reply
+    assert "[uwsgi-fileserve] security error: " in logs.getvalue()
+    assert "or a safe path" in logs.getvalue()
 
 
 def test_lookup_rules(site):
     smap = StaticMap([f"/s={site / 'static'}"])
     found = smap.lookup("/s/css/site.css")
-    assert found is not None and found != FORBIDDEN
+    assert found is not None
     assert smap.lookup("/sx/css/site.css") is None
-    assert smap.lookup("/s/%00") == FORBIDDEN
+    assert smap.lookup("/s/%00") is None
     with pytest.raises(ValueError, match="invalid static-map syntax"):
         StaticMap(["/nothing"])

@@ -1,8 +1,10 @@
 """`--static-map /url=/dir` (or `/url=/file`): which file a request names, if any.
 
-As uWSGI: a mapped URL whose file does not exist falls through to the application; a path
-that resolves (symlinks included) outside the mapped directory is refused (403, where uWSGI
-logs a security error). Serving itself (headers, sendfile) is done by the request handler.
+As uWSGI 2.0.31: a mapped URL whose file does not exist falls through to the application; a
+path that resolves (symlinks and `..`/`%2e%2e` included) outside the mapped directory is never
+served: uWSGI's `[uwsgi-fileserve] security error` line is logged and the request falls through
+to the application, as the real binary does. Serving itself (headers, sendfile) is done by the
+request handler.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ from uzerg.response import Response
 from uzerg.wsgi_io import FileWrapper
 
 log = structlog.get_logger()
-
-FORBIDDEN = "forbidden"
-
 
 @dataclass(frozen=True, slots=True)
 class StaticFile:
@@ -61,8 +60,8 @@ class StaticMap:
     def __bool__(self) -> bool:
         return bool(self.entries)
 
-    def lookup(self, path_info: str) -> StaticFile | str | None:
-        """The file for a (still percent-encoded) URL path, FORBIDDEN, or None (not ours)."""
+    def lookup(self, path_info: str) -> StaticFile | None:
+        """The file for a (still percent-encoded) URL path, or None (the application answers)."""
         for prefix, root in self.entries:
             if prefix == "/":
                 rest = path_info
@@ -77,14 +76,14 @@ class StaticMap:
             else:
                 relative = unquote(rest).lstrip("/")
                 if "\0" in relative:
-                    return FORBIDDEN
+                    return None
                 candidate = os.path.realpath(os.path.join(root, relative))
                 if candidate != root and not candidate.startswith(root.rstrip("/") + "/"):
                     log.error(
-                        f"[uwsgi-fileserve] security error: {candidate} is not under {root}",
-                        event_kind="static_forbidden",
+                        f"[uwsgi-fileserve] security error: {candidate} is not under {root} "
+                        "or a safe path", event_kind="static_forbidden",
                     )
-                    return FORBIDDEN
+                    return None
             try:
                 st = os.stat(candidate)
             except (OSError, ValueError):
@@ -104,10 +103,6 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
     found = static.lookup(uri.partition("?")[0])
     if found is None:
         return False
-    if isinstance(found, str):  # FORBIDDEN
-        response.start_response("403 Forbidden", [("Content-Type", "text/plain")])
-        response.send_iterable([b"Forbidden"])
-        return True
     if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
         response.start_response("304 Not Modified", [("Last-Modified", found.last_modified)])
         response.finish_body()
