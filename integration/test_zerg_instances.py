@@ -138,7 +138,8 @@ def test_unreachable_zerg_server_exits_1(uzerg: InstanceStarter, app: Path,
     missing = str(tmp_path / "nobody-here.sock")
     inst = uzerg.start(["--zerg", missing, "--wsgi-file", str(app)], wait_workers=None)
     assert inst.wait_exit() == 1
-    assert f"--- unable to connect to zerg server {missing} ---" in inst.log_text()
+    assert f"--- unable to connect to zerg server {missing} --- (No such file or directory)" \
+        in inst.log_text()
     assert "spawned uWSGI worker" not in inst.log_text()
 
 

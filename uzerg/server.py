@@ -142,7 +142,8 @@ class Instance:
                 zergs, float(self.config.zerg_timeout), fallback=bool(self.config.zerg_fallback)
             )
         except HandshakeError as exc:
-            raise StartupError(str(exc)) from None
+            # uWSGI's line, then why (uWSGI says nothing more; an operator needs the reason)
+            raise StartupError(f"{exc} ({exc.detail})" if exc.detail else str(exc)) from None
 
     def _build_pools(self) -> list[Any]:
         values = tuple(getattr(self.config, "zergpool", ()) or ())
