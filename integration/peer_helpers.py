@@ -4,9 +4,11 @@ servers; harness.py is the process harness they build on.)"""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def unique_abstract(tag: str) -> str:
+    """An ``@name`` that no other test run can hold, nor a real uWSGI left over from one:
+    abstract names are machine-wide (per network namespace) and pids get reused."""
+    return f"@uzerg-{tag}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:

@@ -201,7 +201,7 @@ class Master:
         self.services.before_exec()
         state = reexec.export_state(
             self.listeners, self.services.pool_sockets(), pids, self.services.daemonized,
-            self.services.origin_cwd,
+            self.services.origin_cwd, self.services.zerg_listener_handovers(),
         )
         try:
             reexec.reexec(state, self.services.origin_cwd, os.environ)

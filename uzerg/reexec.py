@@ -1,6 +1,8 @@
 """Graceful reload (SIGHUP) by re-executing the master, as uWSGI's "binary reload" does, but
 keeping what must survive: the listening sockets (bound and zerg-received, SPEC §4.4), the pool
-sockets, and the old workers, which keep serving until the new master has spawned fresh ones.
+sockets, the unix listeners of the zerg server and of every zergpool entry (a zerg attaching
+meanwhile waits in their backlog), and the old workers, which keep serving until the new master
+has spawned fresh ones.
 
 The old master passes its state to the new program in one environment variable (a JSON
 document naming inherited descriptors); the new master reads and removes it before the app
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from uzerg.addresses import socket_key
 from uzerg.sockets import Listener
+from uzerg.zerg.server import ListenerHandover
 
 ENV_NAME = "UZERG_REEXEC_STATE"
 RELOAD_BLOCKED_SIGNALS = frozenset({
@@ -31,6 +34,8 @@ RELOAD_BLOCKED_SIGNALS = frozenset({
 class InheritedState:
     listeners: list[Listener] = field(default_factory=list)
     pool_sockets: dict[tuple[object, ...], socket.socket] = field(default_factory=dict)
+    # the zerg server's and the zergpool entries' own listeners, by normalised address
+    zerg_listeners: dict[tuple[object, ...], ListenerHandover] = field(default_factory=dict)
     # (worker id, pid) of the old generation, still serving
     previous_workers: list[tuple[int, int]] = field(default_factory=list)
     daemonized: bool = False
@@ -43,6 +48,7 @@ def export_state(
     workers: Sequence[tuple[int, int]],
     daemonized: bool,
     origin_cwd: str,
+    zerg_listeners: Sequence[ListenerHandover] = (),
 ) -> str:
     """Mark the descriptors inheritable and describe them; the caller then exec()s."""
     described = []
@@ -59,9 +65,20 @@ def export_state(
     for sock in pool_sockets:
         os.set_inheritable(sock.fileno(), True)
         pools.append(sock.fileno())
+    zergs = []
+    for handover in zerg_listeners:
+        os.set_inheritable(handover.sock.fileno(), True)
+        zergs.append({
+            "fd": handover.sock.fileno(),
+            "label": handover.label,
+            "address": handover.address,
+            "key": list(handover.key),
+            "created_inode": list(handover.created_inode) if handover.created_inode else None,
+        })
     return json.dumps({
         "listeners": described,
         "pool_sockets": pools,
+        "zerg_listeners": zergs,
         "workers": [list(item) for item in workers],
         "daemonized": daemonized,
         "cwd": origin_cwd,
@@ -93,6 +110,16 @@ def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
     for fd in data.get("pool_sockets", ()):
         sock = _adopt(int(fd))
         state.pool_sockets[socket_key(sock)] = sock
+    for item in data.get("zerg_listeners", ()):
+        key = tuple(item["key"])
+        inode = item.get("created_inode")
+        state.zerg_listeners[key] = ListenerHandover(
+            _adopt(int(item["fd"])),
+            str(item["label"]),
+            str(item["address"]),
+            key,
+            (int(inode[0]), int(inode[1])) if inode else None,
+        )
     return state
 
 

@@ -2,8 +2,9 @@
 
 Start-up order (uWSGI's): log file / daemonize, chdir and environment, pidfile, zerg attach,
 socket binding, zergpools, privilege drop, app loading (unless lazy-apps), then the master
-forks the workers and runs its loop. After a reload (uzerg.reexec) the sockets, pools and old
-workers come from the previous master instead of being bound, attached or spawned again.
+forks the workers and runs its loop. After a reload (uzerg.reexec) the sockets, pools, the
+zerg server's and pools' own listeners and the old workers come from the previous master
+instead of being bound, attached or spawned again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import structlog
 
 from uzerg import __version__, reexec
-from uzerg.addresses import AddressError
+from uzerg.addresses import AddressError, normalise, parse_address
 from uzerg.fifo import MasterFifo
 from uzerg.logs import configure_logging
 from uzerg.master import SIGNALS, Master
@@ -66,6 +67,8 @@ class Instance:
         self.daemonized = bool(state and state.daemonized)
         self.listeners: list[Listener] = []
         self.pools: list[Any] = []
+        # inherited zerg-server/zergpool listeners not adopted yet (normalised address → it)
+        self.zerg_listeners: dict[tuple[object, ...], Any] = {}
         self.pidfile_written = False
 
     def run(self) -> int:
@@ -86,6 +89,7 @@ class Instance:
         if config.pidfile:
             write_pidfile(config.pidfile)
             self.pidfile_written = True
+        self.zerg_listeners = self._inherited_zerg_listeners()
         self.listeners = build_listeners(
             config, self._attach(), self.state.listeners if self.state else ()
         )
@@ -145,6 +149,31 @@ class Instance:
             # uWSGI's line, then why (uWSGI says nothing more; an operator needs the reason)
             raise StartupError(f"{exc} ({exc.detail})" if exc.detail else str(exc)) from None
 
+    def _inherited_zerg_listeners(self) -> dict[tuple[object, ...], Any]:
+        """The previous master's zerg-server and zergpool listeners that this configuration
+        still has (by normalised address); the others are closed now, their socket files
+        removed if we created them (the address changed across the reload)."""
+        inherited = dict(self.state.zerg_listeners) if self.state else {}
+        if not inherited:
+            return {}
+        wanted = set()
+        config = self.config
+        texts = [config.zerg_server] if config.zerg_server else []
+        pools = getattr(config, "zergpool", ()) or ()
+        texts += [value.partition(":")[0].strip() for value in pools]
+        for text in texts:
+            try:
+                wanted.add(normalise(parse_address(text)))
+            except AddressError:
+                pass  # reported where it is bound
+        for key in [key for key in inherited if key not in wanted]:
+            inherited.pop(key).close(unlink=True)
+        return inherited
+
+    def close_unclaimed_zerg_listeners(self, unlink: bool) -> None:
+        while self.zerg_listeners:
+            self.zerg_listeners.popitem()[1].close(unlink=unlink)
+
     def _build_pools(self) -> list[Any]:
         values = tuple(getattr(self.config, "zergpool", ()) or ())
         if not values:
@@ -159,6 +188,7 @@ class Instance:
                 allow_uids=self.config.zerg_allow_uid,
                 allow_gids=self.config.zerg_allow_gid,
                 inherited=self.state.pool_sockets if self.state else None,
+                inherited_listeners=self.zerg_listeners,
             )
         except (AddressError, ValueError) as exc:
             raise StartupError(str(exc)) from None
@@ -203,6 +233,7 @@ class Instance:
             close_listener(listener, vacuum=listener.origin == "bound")
         for pool in self.pools:
             pool.close(vacuum=True)
+        self.close_unclaimed_zerg_listeners(unlink=True)
         if self.pidfile_written and vacuum:
             remove_pidfile(self.config.pidfile)
 
@@ -230,6 +261,7 @@ class Services:
             from uzerg.zerg import ZergServer
 
             listeners = self.instance.listeners
+            kept = self.instance.zerg_listeners.pop(self._zerg_server_key(), None)
             try:
                 self.zerg_server = ZergServer(
                     config.zerg_server,
@@ -238,12 +270,17 @@ class Services:
                     config.zerg_allow_uid,
                     config.zerg_allow_gid,
                     backlog=int(config.listen),
+                    listener=kept.sock if kept else None,
+                    created_inode=kept.created_inode if kept else None,
                 )
                 self.zerg_server.start()
             except (AddressError, ValueError) as exc:
                 self.zerg_server = None
+                if kept is not None:
+                    kept.sock.close()
                 raise StartupError(f"zerg-server: {exc}") from None
             items.append(self.zerg_server)
+        self.instance.close_unclaimed_zerg_listeners(unlink=True)  # no zerg server now
         if config.stats:
             self.stats = StatsServer(
                 config.stats, bool(config.stats_http), lambda: self._document(master)
@@ -253,6 +290,12 @@ class Services:
             self.fifo = MasterFifo(config.master_fifo, master.fifo_command)
             items.append(self.fifo)
         return items
+
+    def _zerg_server_key(self) -> tuple[object, ...] | None:
+        try:
+            return normalise(parse_address(self.config.zerg_server))
+        except AddressError:
+            return None  # ZergServer.start() says what is wrong with it
 
     def _document(self, master: Master) -> dict[str, Any]:
         zerg = [server.stats() for server in self._zerg_servers()]
@@ -272,6 +315,11 @@ class Services:
                 seen.setdefault(sock.fileno(), sock)
         return list(seen.values())
 
+    def zerg_listener_handovers(self) -> list[Any]:
+        """The zerg server's and pools' own listeners, for the next master (reload)."""
+        handovers = [server.handover() for server in self._zerg_servers()]
+        return [item for item in handovers if item is not None]
+
     def reopen_log(self) -> None:
         path = self.config.logto or self.config.daemonize
         if path:
@@ -282,17 +330,21 @@ class Services:
         """In a new worker: drop the master's listeners (a worker serves only the sockets)."""
         for server in self._zerg_servers():
             server.close(vacuum=False)
+        for kept in self.instance.zerg_listeners.values():  # the zerg server's, not adopted yet
+            kept.sock.close()
         if self.stats is not None:
             self.stats.sock.close()
         if self.fifo is not None:
             os.close(self.fifo.fd)
 
     def before_exec(self) -> None:
-        sys.stdout.flush()  # the fifo, stats and zerg server are re-created by the new master
+        sys.stdout.flush()  # the fifo and stats are re-created by the new master
 
     def after_failed_exec(self) -> None:
         for sock in self.pool_sockets():
             os.set_inheritable(sock.fileno(), False)
+        for handover in self.zerg_listener_handovers():
+            os.set_inheritable(handover.sock.fileno(), False)
 
     def close(self) -> None:
         vacuum = bool(self.config.vacuum)

@@ -3,11 +3,12 @@
 from uzerg.zerg.client import ReceivedSocket, attach_to_zerg_servers
 from uzerg.zerg.handshake import HandshakeError, Received, fetch_sockets
 from uzerg.zerg.pool import ZergPoolEntry, build_zergpools, parse_zergpool
-from uzerg.zerg.server import Attachment, ZergServer, dedupe_sockets
+from uzerg.zerg.server import Attachment, ListenerHandover, ZergServer, dedupe_sockets
 
 __all__ = [
     "Attachment",
     "HandshakeError",
+    "ListenerHandover",
     "Received",
     "ReceivedSocket",
     "ZergPoolEntry",

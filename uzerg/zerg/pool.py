@@ -20,13 +20,13 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from uzerg.addresses import Address, AddressError, bind_listener, normalise, parse_address
-from uzerg.zerg.server import ZergServer
+from uzerg.zerg.server import ListenerHandover, ZergServer
 
 log = structlog.get_logger()
 
@@ -73,11 +73,15 @@ def build_zergpools(
     reuse_port: bool = True,
     start: bool = True,
     inherited: Mapping[tuple[object, ...], socket.socket] | None = None,
+    inherited_listeners: MutableMapping[tuple[object, ...], ListenerHandover] | None = None,
 ) -> list[ZergServer]:
     """Bind every pool socket once and return one (started) ZergServer per entry.
 
     ``inherited`` (normalised address → socket) are pool sockets kept across a re-exec of the
     master (SIGHUP): they are used instead of binding again, so zergs keep one queue.
+    ``inherited_listeners`` (normalised pool address → listener) are the entries' own unix
+    listeners kept across the re-exec: an entry of the same address adopts its listener (and
+    takes it out of the mapping), so a zerg attaching during the reload is never refused.
 
     On any failure everything bound so far is closed and AddressError is raised, naming the
     entry and the address (the caller logs it and exits 1).
@@ -116,6 +120,7 @@ def build_zergpools(
                     if address.kind == "unix":
                         created_files.append(address.path)
                 own.append(bound[key])
+            kept = inherited_listeners.pop(pool_key, None) if inherited_listeners else None
             server = ZergServer(
                 entry.address,
                 own,
@@ -126,6 +131,8 @@ def build_zergpools(
                 backlog=backlog,
                 label="zergpool",
                 owned_sockets=own,
+                listener=kept.sock if kept else None,
+                created_inode=kept.created_inode if kept else None,
             )
             servers.append(server)
             if start:

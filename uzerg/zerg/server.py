@@ -10,6 +10,10 @@ Integration with the master's selector::
     ...at exit: selector.unregister(server); server.close(vacuum=config.vacuum)
 
 It does not own the sockets it hands out (except a zergpool's, see ``owned_sockets``).
+
+Across a reload (re-exec of the master) the listener itself is handed over (``handover()``,
+then ``ZergServer(..., listener=sock, created_inode=...)`` in the new program): it is never
+closed, so a zerg that connects meanwhile waits in its backlog instead of being refused.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from typing import Literal
 
 import structlog
 
-from uzerg.addresses import Address, AddressError, bind_listener, parse_address, socket_key
+from uzerg.addresses import (
+    Address,
+    AddressError,
+    bind_listener,
+    normalise,
+    parse_address,
+    socket_key,
+)
 from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
 
 log = structlog.get_logger()
@@ -49,6 +60,30 @@ class Attachment:
     pid: int
     uid: int
     gid: int
+
+
+@dataclass(slots=True)
+class ListenerHandover:
+    """A zerg server's (or zergpool entry's) listening socket kept open across a re-exec."""
+
+    sock: socket.socket
+    label: str  # "zerg server" or "zergpool"
+    address: str  # as configured
+    key: tuple[object, ...]  # normalised address: what a new configuration is matched by
+    created_inode: tuple[int, int] | None  # its socket file, when this instance created it
+
+    def close(self, unlink: bool) -> None:
+        """Close it; with ``unlink``, remove its socket file if it is still the one we created
+        (used for a listener that the new configuration no longer has)."""
+        self.sock.close()
+        path = self.key[1] if self.key[0] == "unix" else None
+        removed = unlink and isinstance(path, str) and _unlink_if_ours(path, self.created_inode)
+        log.info(
+            f"{self.label} {self.address} is no longer configured: closed"
+            + (", socket file removed" if removed else ""),
+            event_kind="zerg_server_dropped",
+            addr=self.address,
+        )
 
 
 def dedupe_sockets(
@@ -106,7 +141,13 @@ class ZergServer:
         backlog: int = 100,
         label: str = "zerg server",
         owned_sockets: Sequence[socket.socket] = (),
+        listener: socket.socket | None = None,
+        created_inode: tuple[int, int] | None = None,
     ) -> None:
+        """``listener``: a unix socket already listening on ``address_text`` (inherited from
+        the master before a re-exec) that ``start()`` adopts instead of binding;
+        ``created_inode``: (st_dev, st_ino) of its socket file when this instance created it
+        (before the re-exec too), so that vacuum still removes it, and only it."""
         self.address_text = address_text
         self.sockets, self.protocols = dedupe_sockets(sockets, protocols)
         if not self.sockets:
@@ -123,31 +164,40 @@ class ZergServer:
         self.attach_count = 0
         self.refuse_count = 0
         self.drop_count = 0
-        self._listener: socket.socket | None = None
+        self._listener: socket.socket | None = listener
+        self._adopting = listener is not None
         self._address: Address | None = None
-        self._created_inode: tuple[int, int] | None = None
+        self._created_inode: tuple[int, int] | None = created_inode
+        self.key: tuple[object, ...] | None = None  # normalised address, once started
         self._last_resource_log = 0.0
 
     # -- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind the listener (non-blocking) and log it. Raises AddressError with a clear line."""
+        """Bind the listener (non-blocking), or adopt the inherited one, and log it.
+        Raises AddressError with a clear line."""
         address = parse_address(self.address_text)
         if not address.is_unix:
             raise AddressError(
                 f"{self.label} {self.address_text}: the address must be a unix socket path or @name"
             )
-        # chmod: pools honour --chmod-socket; a zerg server's file keeps the umask (SPEC §3).
-        self._listener = bind_listener(address, self.backlog, chmod=self.chmod)
+        if self._adopting:
+            self._adopt(address)
+        else:
+            # chmod: pools honour --chmod-socket; a zerg server's file keeps the umask (SPEC §3)
+            self._listener = bind_listener(address, self.backlog, chmod=self.chmod)
+            if address.kind == "unix":
+                info = os.stat(address.path)
+                self._created_inode = (info.st_dev, info.st_ino)
         self._address = address
-        if address.kind == "unix":
-            info = os.stat(address.path)
-            self._created_inode = (info.st_dev, info.st_ino)
+        self.key = normalise(address)
         log.info(
             f"*** Zerg server enabled on {self.address_text} ***",
             event_kind="zerg_server_enabled",
             addr=self.address_text,
             sockets=len(self.sockets),
+            inherited=self._adopting,
+            fd=self.fileno(),
         )
         if address.kind == "abstract":
             log.warning(
@@ -164,6 +214,34 @@ class ZergServer:
                 addr=self.address_text,
                 sockets=len(self.sockets),
             )
+
+    def _adopt(self, address: Address) -> None:
+        sock = self._listener
+        assert sock is not None
+        try:
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = 0
+        if sock.family != socket.AF_UNIX or not listening:
+            raise AddressError(
+                f"{self.label} {self.address_text}: the inherited descriptor is not a "
+                "listening unix socket"
+            )
+        # our own socket, held by nobody else: a changed --listen applies to it
+        sock.listen(self.backlog)
+        sock.setblocking(False)
+        if self.chmod is not None and address.kind == "unix" and _is_file(
+            address.path, self._created_inode
+        ):
+            os.chmod(address.path, self.chmod)
+
+    def handover(self) -> ListenerHandover | None:
+        """The listener and what the next master needs to adopt it (None if not started)."""
+        if self._listener is None or self.key is None:
+            return None
+        return ListenerHandover(
+            self._listener, self.label, self.address_text, self.key, self._created_inode
+        )
 
     def fileno(self) -> int:
         if self._listener is None:
@@ -302,13 +380,23 @@ class ZergServer:
         }
 
 
-def _unlink_if_ours(path: str, created: tuple[int, int] | None) -> None:
-    """Remove ``path`` only if it is still the very socket file this server bound."""
-    if created is None:
-        return
+def _is_file(path: str, inode: tuple[int, int] | None) -> bool:
+    """Whether ``path`` is still the very file ``inode`` names."""
+    if inode is None:
+        return False
     try:
         info = os.lstat(path)
-        if (info.st_dev, info.st_ino) == created:
-            os.unlink(path)
     except OSError:
-        pass
+        return False
+    return (info.st_dev, info.st_ino) == inode
+
+
+def _unlink_if_ours(path: str, created: tuple[int, int] | None) -> bool:
+    """Remove ``path`` only if it is still the very socket file this server bound."""
+    if not _is_file(path, created):
+        return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False
+    return True
