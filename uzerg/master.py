@@ -204,7 +204,7 @@ class Master:
             self.services.origin_cwd, self.services.zerg_listener_handovers(),
         )
         try:
-            reexec.reexec(state, self.services.origin_cwd, os.environ)
+            reexec.reexec(state, self.services.origin_cwd, os.environ, self.signals)
         except OSError as exc:
             log.error(f"cannot re-execute {exc.filename}: {exc.strerror}: reload aborted",
                       event_kind="reload_failed")

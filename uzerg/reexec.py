@@ -150,10 +150,16 @@ def configuration_error(origin_cwd: str, environ: Mapping[str, str]) -> str | No
     return None
 
 
-def reexec(state_text: str, origin_cwd: str, environ: Mapping[str, str]) -> None:
+def reexec(
+    state_text: str, origin_cwd: str, environ: Mapping[str, str],
+    pending_signals: list[int] | None = None,
+) -> None:
     """Replace this process with a fresh uzerg master (same pid, same command line).
 
-    Returns only if exec failed (OSError propagates)."""
+    ``pending_signals``: the master's queue of signals caught but not dispatched yet; they are
+    raised again while blocked, so that they stay pending across exec() and reach the new
+    master (a SIGTERM caught just before the exec was lost). Returns only if exec failed
+    (OSError propagates; the signals are then delivered, and queued, again)."""
     env = dict(environ)
     env[ENV_NAME] = state_text
     sys.stdout.flush()
@@ -164,6 +170,12 @@ def reexec(state_text: str, origin_cwd: str, environ: Mapping[str, str]) -> None
     # The signal mask survives exec(): signals sent while the new program starts wait until
     # uzerg.server has its handlers (instead of killing it with their default action).
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELOAD_BLOCKED_SIGNALS)
+    # pthread_sigmask() has run the Python handlers of signals caught before the block: the
+    # queue is complete now, and nothing can be added to it until the mask is restored
+    if pending_signals:
+        for signum in dict.fromkeys(pending_signals):
+            os.kill(os.getpid(), signum)
+        pending_signals.clear()
     try:
         os.execve(sys.executable, list(sys.orig_argv), env)
     finally:
