@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from harness import Instance, InstanceStarter
+from peer_helpers import unique_abstract
 from zerg_helpers import ClientLoop, get, wait_until, write_version_app
 
 from uzerg.zerg import fetch_sockets
@@ -272,7 +273,7 @@ def test_a_peer_of_another_uid_is_refused_and_logged(
     uzerg: InstanceStarter, app: Path, tmp_path: Path,
     nobody_peers: list[subprocess.Popen[str]],
 ) -> None:
-    name = f"@uzerg-test-{os.getpid()}-{tmp_path.name}"
+    name = unique_abstract("test")
     inst = start_server(uzerg, app, name, "--http-socket", "127.0.0.1:0")
     inst.wait_for_log(f"zerg server {name}: abstract unix sockets have no file permissions")
     child, line = attach_as_nobody(name, nobody_peers)
@@ -288,7 +289,7 @@ def test_allow_lists_admit_a_peer_of_another_uid(
     uzerg: InstanceStarter, app: Path, tmp_path: Path,
     nobody_peers: list[subprocess.Popen[str]], allow: str,
 ) -> None:
-    name = f"@uzerg-test-{os.getpid()}-{tmp_path.name}"
+    name = unique_abstract("test")
     inst = start_server(uzerg, app, name, "--http-socket", "127.0.0.1:0",
                         extra=(allow, "65534"))
     address = inst.address(0)

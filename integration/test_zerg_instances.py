@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from harness import Instance, InstanceStarter
+from peer_helpers import unique_abstract
 from zerg_helpers import ClientLoop, get, wait_until, write_version_app
 
 
@@ -117,7 +118,7 @@ def test_one_zerg_serves_sockets_of_several_servers_in_one_pool(
 ) -> None:
     unix = str(tmp_path / "one.sock")
     first = start_main(uzerg, app, "--socket", unix, zerg_server=str(tmp_path / "z1"))
-    abstract = f"@uzerg-{os.getpid()}-{tmp_path.name}"  # machine-wide: the pid keeps runs apart
+    abstract = unique_abstract("z2")
     second = start_main(uzerg, app, "--http-socket", "127.0.0.1:0", zerg_server=abstract)
     http_address = second.address(0)
     zerg = start_zerg(uzerg, app, str(tmp_path / "z1"), abstract)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 from harness import Instance, InstanceStarter
 from nginx import nginx_available, running_nginx
-from peer_helpers import free_port
+from peer_helpers import free_port, unique_abstract
 from zerg_helpers import get, wait_until, write_version_app
 
 if TYPE_CHECKING:
@@ -37,9 +37,7 @@ def app(tmp_path: Path) -> Path:
 
 
 def zerg_server_name(tmp_path: Path, kind: str) -> str:
-    # abstract names are machine-wide: the pid keeps concurrent test runs apart
-    return str(tmp_path / "zs") if kind == "path" else \
-        f"@uzerg-interop-{os.getpid()}-{tmp_path.name}"
+    return str(tmp_path / "zs") if kind == "path" else unique_abstract("interop")
 
 
 def pause_uzerg(inst: Instance, workers: int = 1) -> None:

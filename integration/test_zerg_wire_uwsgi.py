@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from peer_helpers import unique_abstract
 
 from uzerg.zerg import HandshakeError, attach_to_zerg_servers
 
@@ -170,7 +170,7 @@ def http_get(port: int, path: str, timeout: float = 5.0) -> bytes:
 def test_attach_to_uwsgi_zerg_server(processes, app_file, tmp_path, kind):
     port = free_port()
     unix_socket = str(tmp_path / "app.sock")
-    address = str(tmp_path / "zerg.sock") if kind == "path" else f"@uzerg-it-{os.getpid()}-{port}"
+    address = str(tmp_path / "zerg.sock") if kind == "path" else unique_abstract("it")
     proc, log = processes.start(
         "uwsgi",
         uwsgi_argv(
@@ -191,7 +191,7 @@ def test_attach_to_uwsgi_zerg_server(processes, app_file, tmp_path, kind):
 
 
 def test_abstract_name_is_bound_with_a_trailing_nul(processes, app_file):
-    name = f"uzerg-it-nul-{os.getpid()}"
+    name = unique_abstract("it-nul")[1:]
     port = free_port()
     processes.start(
         "uwsgi", uwsgi_argv(app_file, "--zerg-server", "@" + name, "--socket", f"127.0.0.1:{port}")
@@ -206,7 +206,7 @@ def test_abstract_name_is_bound_with_a_trailing_nul(processes, app_file):
 
 def test_attach_to_uwsgi_with_more_than_eight_sockets(processes, app_file):
     ports = [free_port() for _ in range(12)]
-    address = f"@uzerg-it-many-{os.getpid()}"
+    address = unique_abstract("it-many")
     sockets = [arg for p in ports for arg in ("--socket", f"127.0.0.1:{p}")]
     processes.start("uwsgi", uwsgi_argv(app_file, "--zerg-server", address, *sockets))
     received = attach_when_ready(address)
@@ -260,7 +260,7 @@ def wait_for_answer(port: int, timeout: float = 20.0) -> bytes:
 def test_uwsgi_zerg_serves_all_twelve_sockets_of_our_server(
     processes, app_file, tmp_path, kind, protocol
 ):
-    address = str(tmp_path / "z.sock") if kind == "path" else f"@uzerg-it-b-{os.getpid()}"
+    address = str(tmp_path / "z.sock") if kind == "path" else unique_abstract("it-b")
     _helper, ports = start_helper(processes, address, 12, protocol)
     _proc, log = processes.start(
         "uwsgi-zerg", uwsgi_argv(app_file, "--zerg", address, "--protocol", "http")
