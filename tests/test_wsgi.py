@@ -192,14 +192,34 @@ def test_mount_without_manage_script_name_uses_script_name(tmp_path, isolated_im
     assert call(app, "/app/x") == f"{main} |/app/x".encode()
 
 
-def test_mount_without_default_answers_500(logs):
-    def app(environ, start_response):
-        start_response("200 OK", [])
-        return [b"a"]
+def test_without_a_main_app_the_first_mount_is_the_default(logs):
+    # uWSGI 2.0.31: the first mount is app 0, "(default app)": it gets what no mount claims
+    def answer(text: bytes) -> Any:
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [text + b" " + environ["SCRIPT_NAME"].encode() + b"|"
+                    + environ["PATH_INFO"].encode()]
+        return app
 
-    dispatcher = MountDispatcher([("/a", app)], None, True)
+    dispatcher = MountDispatcher([("/a", answer(b"A")), ("/b", answer(b"B"))], None, True)
+
+    def get(path: str, script_name: str = "") -> bytes:
+        environ = {"PATH_INFO": path, "SCRIPT_NAME": script_name}
+        return b"".join(dispatcher(environ, lambda s, h, e=None: None))
+
+    assert get("/c") == b"A |/c"
+    assert get("/ab") == b"A |/ab"  # not a whole segment
+    assert get("/b/y") == b"B /b|/y"
+    # as uWSGI: the mountpoint replaces the SCRIPT_NAME sent; a SCRIPT_NAME naming a mount
+    # picks it when PATH_INFO matches none; one naming no mount goes to the default app
+    assert get("/b/y", script_name="/a") == b"B /b|/y"
+    assert get("/y", script_name="/b") == b"B /b|/y"
+    assert get("/zz/q", script_name="/zz") == b"A /zz|/zz/q"
+
+
+def test_mount_dispatcher_without_any_app_answers_500(logs):
     statuses: list[str] = []
-    dispatcher({"PATH_INFO": "/b"}, lambda s, h, e=None: statuses.append(s))
+    MountDispatcher([], None, True)({"PATH_INFO": "/b"}, lambda s, h, e=None: statuses.append(s))
     assert statuses == ["500 Internal Server Error"]
     assert "no python application found" in logs.getvalue()
 

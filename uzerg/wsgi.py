@@ -126,34 +126,38 @@ def _log_traceback() -> None:
 
 
 class MountDispatcher:
-    """Route each request to the app mounted at the longest matching prefix (uWSGI --mount).
+    """Route each request to a mounted app as uWSGI 2.0.31 does (--mount).
 
-    With `manage_script_name` the prefix moves from PATH_INFO to SCRIPT_NAME; without it
-    the app is chosen by the SCRIPT_NAME the front end sent (as uWSGI does). Requests no
-    mount claims go to the main app (--module/--wsgi-file), or get a 500.
+    With `manage_script_name`, the longest mountpoint that is a whole-segment prefix of
+    PATH_INFO becomes SCRIPT_NAME (replacing what the front end sent) and leaves PATH_INFO.
+    Otherwise, or when no mountpoint matches, the app is the one mounted at exactly the
+    SCRIPT_NAME the front end sent. Requests no mount claims go to the default app: the main
+    one (--module/--wsgi-file), else the first mount (uWSGI's app 0).
     """
 
     def __init__(
         self, mounts: list[tuple[str, WSGIApp]], default: WSGIApp | None, manage_script_name: bool
     ) -> None:
-        # longest prefix first; an empty prefix is the default app
+        # longest prefix first (uWSGI keeps the best match whatever the order)
         self.mounts = sorted(mounts, key=lambda item: len(item[0]), reverse=True)
         self.by_script_name = dict(mounts)
-        self.default = default if default is not None else self.by_script_name.get("")
+        if default is None and mounts:
+            default = mounts[0][1]
+        self.default = default
         self.manage_script_name = manage_script_name
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if self.manage_script_name:
             path = environ.get("PATH_INFO", "")
-            for prefix, app in self.mounts:
-                if prefix and (path == prefix or path.startswith(prefix + "/")):
-                    environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-                    environ["PATH_INFO"] = path[len(prefix) :]
-                    return app(environ, start_response)
-        else:
-            app = self.by_script_name.get(environ.get("SCRIPT_NAME", "").rstrip("/"))
-            if app is not None:
-                return app(environ, start_response)
+            if len(path) > 1:  # uWSGI leaves "" and "/" alone
+                for prefix, app in self.mounts:
+                    if prefix and (path == prefix or path.startswith(prefix + "/")):
+                        environ["SCRIPT_NAME"] = prefix
+                        environ["PATH_INFO"] = path[len(prefix) :]
+                        return app(environ, start_response)
+        app = self.by_script_name.get(environ.get("SCRIPT_NAME", ""))
+        if app is not None:
+            return app(environ, start_response)
         if self.default is not None:
             return self.default(environ, start_response)
         return no_application(environ, start_response)
