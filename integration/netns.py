@@ -6,10 +6,11 @@ A ``Namespace`` is a new network + mount namespace held open by a ``sleep`` proc
 (``unshare --net --mount``): its loopback is up, it may get extra addresses on ``lo`` or on veth
 links to other namespaces, and its ``/tmp`` is a private directory of the test (bind-mounted, so
 ``/tmp/zergpool_1`` of one namespace is ``ROOT/zergpool_1`` on the host and never collides with
-a real ``/tmp/zergpool_1``). Commands run inside with ``ns.prefix()`` (``nsenter``, which execs
-them in place: the pid seen by the test is the command's own, so the harness tracks and kills
-it). ``Namespaces.cleanup()`` kills every holder by pid; a namespace disappears with its last
-process.
+a real ``/tmp/zergpool_1``; the host's /tmp entries the test needs, such as a checkout or a
+virtualenv under /tmp, are linked in). Commands run inside with ``ns.prefix()`` (``nsenter``,
+which execs them in place: the pid seen by the test is the command's own, so the harness
+tracks and kills it). ``Namespaces.cleanup()`` kills every holder by pid; a namespace
+disappears with its last process.
 
 Run as a script inside a namespace, this module is the test client (uwsgi or HTTP requests,
 concurrent or in a loop), so the clients of a namespaced test run in the namespace too::
@@ -195,10 +196,19 @@ class Namespaces:
         namespace = Namespace(name, holder, root)
         self.created.append(namespace)
         _wait_for_exec(holder, "sleep")
+        # The host's /tmp stays reachable inside as /tmp/.host, and whatever the test's own
+        # processes need from it (the checkout, the virtualenv, pytest's tmp_path: a CI clone
+        # or a tox venv may live under /tmp) is linked back in by its top-level name.
+        host_view = root / ".host"
+        host_view.mkdir()
+        for name in _host_tmp_entries_needed(self.tmp_path):
+            (root / name).symlink_to(f"/tmp/.host/{name}")
         # nsenter without --wdns here: the namespace's /tmp is not mounted yet
-        subprocess.run([NSENTER, f"--target={holder.pid}", "--net", "--mount", "--",
-                        "mount", "--bind", str(root), "/tmp"], check=True, timeout=30,
-                       capture_output=True, stdin=subprocess.DEVNULL)
+        for mount in (["mount", "--bind", "/tmp", str(host_view)],
+                      ["mount", "--rbind", str(root), "/tmp"]):
+            subprocess.run([NSENTER, f"--target={holder.pid}", "--net", "--mount", "--",
+                            *mount], check=True, timeout=30,
+                           capture_output=True, stdin=subprocess.DEVNULL)
         namespace.ip("link", "set", "lo", "up")
         for address in addresses:
             namespace.add_address(address)
@@ -222,6 +232,18 @@ class Namespaces:
     def cleanup(self) -> None:
         for namespace in self.created:
             namespace.close()
+
+
+def _host_tmp_entries_needed(tmp_path: Path) -> set[str]:
+    """Top-level names under the host's /tmp that processes run in a namespace need."""
+    needed = {sys.prefix, sys.base_prefix, sys.executable, os.path.realpath(sys.executable),
+              str(Path(__file__).resolve().parents[1]), str(tmp_path), os.getcwd()}
+    names = set()
+    for path in needed:
+        parts = Path(os.path.abspath(path)).parts
+        if len(parts) > 2 and parts[1] == "tmp":
+            names.add(parts[2])
+    return names
 
 
 def _wait_for_exec(process: subprocess.Popen[bytes], command: str, timeout: float = 10) -> None:
