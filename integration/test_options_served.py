@@ -88,8 +88,12 @@ def test_static_map_over_uwsgi_behind_nginx(uzerg: InstanceStarter, site: Path,
     inst = uzerg.start(["--socket", "127.0.0.1:0", "--wsgi-file", TESTAPP,
                         "--static-map", f"/static={site}"])
     _check_static(uwsgi_get, inst.address(0), site, direct=True)
-    with running_nginx(tmp_path, inst.address(0)) as nginx:
+    rewrite = "rewrite ^/assets/(.*)$ /static/$1 break;"
+    with running_nginx(tmp_path, inst.address(0), extra=rewrite) as nginx:
         _check_static(http_request, f"127.0.0.1:{nginx.port}", site, direct=False)
+        # as uWSGI, PATH_INFO ($document_uri, after the rewrite) is matched, not REQUEST_URI
+        status, headers, body = http_request(f"127.0.0.1:{nginx.port}", "/assets/index.html")
+        assert (status, headers["content-type"], body) == (200, "text/html", b"<h1>static</h1>\n")
 
 
 # -- mount + manage-script-name, side by side with the real uWSGI -------------------------------

@@ -98,6 +98,26 @@ def test_lookup_rules(site):
     found = smap.lookup("/s/css/site.css")
     assert found is not None
     assert smap.lookup("/sx/css/site.css") is None
-    assert smap.lookup("/s/%00") is None
+    assert smap.lookup("/s/css/\0") is None
+    # PATH_INFO is already decoded: a `%` in it is part of the file name
+    assert smap.lookup("/s/css/site%2ecss") is None
     with pytest.raises(ValueError, match="invalid static-map syntax"):
         StaticMap(["/nothing"])
+
+
+def test_a_utf8_file_name_sent_percent_encoded(logs, site):
+    (site / "static" / "café.txt").write_text("au lait")
+    reply, _ = exchange(handler(site), get("/static/caf%C3%A9.txt"))
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"au lait")
+
+
+def test_path_info_is_matched_not_request_uri(logs, site):
+    # what nginx sends after `rewrite ^/assets/(.*)$ /static/$1 break;` (as uWSGI matches)
+    from uzerg.protocols.uwsgi import encode_uwsgi_packet
+
+    packet = encode_uwsgi_packet({
+        "REQUEST_METHOD": "GET", "REQUEST_URI": "/assets/css/site.css",
+        "PATH_INFO": "/static/css/site.css", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+    })
+    reply, _ = exchange(handler(site), packet, "uwsgi")
+    assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"body { color: red }\n")

@@ -15,7 +15,6 @@ import stat
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
-from urllib.parse import unquote
 
 import structlog
 
@@ -61,7 +60,9 @@ class StaticMap:
         return bool(self.entries)
 
     def lookup(self, path_info: str) -> StaticFile | None:
-        """The file for a (still percent-encoded) URL path, or None (the application answers)."""
+        """The file for a PATH_INFO (decoded, latin-1 as in the environ), or None (the
+        application answers). As uWSGI, PATH_INFO is what is matched, not REQUEST_URI: behind
+        nginx that is `$document_uri`, after its rewrites and `..` normalisation."""
         for prefix, root in self.entries:
             if prefix == "/":
                 rest = path_info
@@ -74,7 +75,10 @@ class StaticMap:
                 if candidate is None:
                     continue
             else:
-                relative = unquote(rest).lstrip("/")
+                try:  # the environ's latin-1 text back to the bytes sent, then a file name
+                    relative = os.fsdecode(rest.encode("latin-1")).lstrip("/")
+                except UnicodeEncodeError:
+                    return None
                 if "\0" in relative:
                     return None
                 candidate = os.path.realpath(os.path.join(root, relative))
@@ -99,8 +103,7 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
     """Answer a GET/HEAD for a mapped file; False when the application should answer."""
     if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         return False
-    uri = env.get("REQUEST_URI") or env.get("PATH_INFO", "")
-    found = static.lookup(uri.partition("?")[0])
+    found = static.lookup(env.get("PATH_INFO") or "")
     if found is None:
         return False
     if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
