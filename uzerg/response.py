@@ -20,8 +20,12 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
 _NO_BODY_STATUS = frozenset((204, 304))
+_VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
 _JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go by sendmsg()
-_status_codes: dict[str, int] = {}  # "200 OK" -> 200, for statuses already validated
+# validated statuses and headers: "200 OK" -> (200, b" 200 OK\r\n"); ("Name", "value") ->
+# (b"Name: value\r\n", Content-Length or -1, closes); apps send the same few over and over
+_status_lines: dict[str, tuple[int, bytes]] = {}
+_header_lines: dict[tuple[str, str], tuple[bytes, int, bool]] = {}
 
 
 class ResponseError(ValueError):
@@ -29,9 +33,14 @@ class ResponseError(ValueError):
 
 
 def parse_status(status: Any) -> int:
-    code = _status_codes.get(status)
-    if code is not None:
-        return code
+    return _status_entry(status)[0]
+
+
+def _status_entry(status: Any) -> tuple[int, bytes]:
+    """(code, b" 200 OK\\r\\n") of a status; statuses already seen come from a cache."""
+    entry = _status_lines.get(status) if type(status) is str else None
+    if entry is not None:
+        return entry
     if type(status) is not str:
         raise ResponseError(f"status must be a str, not {type(status).__name__}")
     if len(status) < 5 or not status[:3].isdigit() or status[3] != " " or not status[:3].isascii():
@@ -41,9 +50,43 @@ def parse_status(status: Any) -> int:
     code = int(status[:3])
     if code < 100:
         raise ResponseError(f"invalid status code in {status!r}")
-    if len(_status_codes) < 256:
-        _status_codes[status] = code
-    return code
+    entry = (code, _latin1(f" {status}\r\n"))
+    if len(_status_lines) < 256:
+        _status_lines[status] = entry
+    return entry
+
+
+def _header_entry(item: Any) -> tuple[bytes, int, bool]:
+    """(b"Name: value\\r\\n", Content-Length or -1, closes the connection) of a valid
+    header; raises ResponseError. Headers already seen come from a bounded cache."""
+    if type(item) is not tuple or len(item) != 2:
+        raise ResponseError(f"header {item!r} is not a (name, value) tuple")
+    name, value = item
+    if type(name) is not str or type(value) is not str:
+        raise ResponseError(f"header {item!r}: name and value must be str")
+    if _TOKEN.fullmatch(name) is None:
+        raise ResponseError(f"invalid header name {name!r}")
+    if _BAD_VALUE.search(value):
+        raise ResponseError(f"control character in the value of header {name!r}")
+    length = -1
+    lname = name.lower()
+    if lname == "content-length":
+        if not value.isdigit() or not value.isascii():
+            raise ResponseError(f"invalid Content-Length {value!r}")
+        length = int(value)
+    # the app frames/ends the connection itself: close after the response
+    closes = lname == "connection" or lname == "transfer-encoding"
+    entry = (_latin1(f"{name}: {value}\r\n"), length, closes)
+    if len(_header_lines) < 1024 and len(value) <= 256:  # bounded; dates etc. vary
+        _header_lines[item] = entry
+    return entry
+
+
+def _latin1(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise ResponseError(f"status or header not encodable as latin-1: {exc}") from None
 
 
 class Response:
@@ -51,8 +94,8 @@ class Response:
 
     __slots__ = (
         "conn", "version", "is_head", "keep_alive", "add_close", "status", "status_code",
-        "headers", "headers_sent", "chunked", "declared_length", "body_size", "header_size",
-        "header_count", "app_close",
+        "status_line", "headers", "headers_sent", "chunked", "declared_length", "body_size",
+        "header_size", "header_count", "app_close",
     )
 
     def __init__(
@@ -65,7 +108,8 @@ class Response:
         self.add_close = add_close  # say `Connection: close` when closing (HTTP/1.1 sockets)
         self.status: str | None = None
         self.status_code = 0
-        self.headers: list[tuple[str, str]] = []
+        self.status_line = b""
+        self.headers: list[bytes] = []  # the encoded header lines of start_response
         self.headers_sent = False
         self.chunked = False
         self.declared_length: int | None = None
@@ -85,31 +129,27 @@ class Response:
                 exc_info = None
         elif self.status is not None:
             raise ResponseError("start_response() called a second time without exc_info")
-        code = parse_status(status)
+        code, status_line = _status_entry(status)
         if type(headers) is not list:
             raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
         declared = None
         app_close = False
+        lines = []
+        cache = _header_lines
         for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise ResponseError(f"header {item!r} is not a (name, value) tuple")
-            name, value = item
-            if type(name) is not str or type(value) is not str:
-                raise ResponseError(f"header {item!r}: name and value must be str")
-            if _TOKEN.fullmatch(name) is None:
-                raise ResponseError(f"invalid header name {name!r}")
-            if _BAD_VALUE.search(value):
-                raise ResponseError(f"control character in the value of header {name!r}")
-            lname = name.lower()
-            if lname == "content-length":
-                if not value.isdigit() or not value.isascii():
-                    raise ResponseError(f"invalid Content-Length {value!r}")
-                declared = int(value)
-            elif lname == "connection" or lname == "transfer-encoding":
-                app_close = True  # the app frames/ends the connection itself: close after
+            try:
+                line, length, closes = cache[item] if type(item) is tuple else _header_entry(item)
+            except (KeyError, TypeError):  # not seen yet, or unhashable (then invalid)
+                line, length, closes = _header_entry(item)
+            lines.append(line)
+            if length >= 0:
+                declared = length
+            if closes:
+                app_close = True
         self.status = status
         self.status_code = code
-        self.headers = headers
+        self.status_line = status_line
+        self.headers = lines
         self.declared_length = declared
         self.app_close = app_close
         return self.write
@@ -144,8 +184,8 @@ class Response:
         if self.status is None:
             raise ResponseError("the application sent body data before calling start_response()")
         version = self.version
-        lines = [f"{version} {self.status}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in self.headers]
+        lines = self.headers
+        extra = b""
         code = self.status_code
         if self.keep_alive:
             if self.app_close:
@@ -155,21 +195,18 @@ class Response:
             elif self.declared_length is not None:
                 pass
             elif total is not None:
-                lines.append(f"Content-Length: {total}\r\n")
+                extra = b"Content-Length: %d\r\n" % total
             elif version == "HTTP/1.1":
-                lines.append("Transfer-Encoding: chunked\r\n")
+                extra = b"Transfer-Encoding: chunked\r\n"
                 self.chunked = True
             else:
                 self.keep_alive = False
             if self.keep_alive and version == "HTTP/1.0":
-                lines.append("Connection: keep-alive\r\n")
+                extra += b"Connection: keep-alive\r\n"
         if not self.keep_alive and self.add_close and not self.app_close:
-            lines.append("Connection: close\r\n")
-        lines.append("\r\n")
-        try:
-            head = "".join(lines).encode("latin-1")
-        except UnicodeEncodeError as exc:
-            raise ResponseError(f"status or header not encodable as latin-1: {exc}") from None
+            extra += b"Connection: close\r\n"
+        head = b"%s%s%s%s\r\n" % (_VERSIONS.get(version) or _latin1(version),
+                                   self.status_line, b"".join(lines), extra)
         self.header_size = len(head)
         self.header_count = len(self.headers)
         self.headers_sent = True
