@@ -22,6 +22,8 @@ from typing import Any
 
 import structlog
 
+from uzerg.logs import is_plain, plain_output
+
 _FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
 
 # log-format names that read a request variable directly (uWSGI's "offsetof" chunks)
@@ -149,6 +151,20 @@ class RequestLogger:
     def refresh(self) -> None:
         """Re-bind the structlog logger (call after reconfiguring logging)."""
         self._info = structlog.get_logger().bind().info
+        # plain mode: write the line straight to the log stream, one write() per line, as
+        # structlog's WriteLogger would (same bytes); structlog only costs time here
+        self._processors: list[Any] = []
+        self._fd = -1
+        self._stream: Any = None
+        output = None if self.json else plain_output()
+        if output is not None:
+            self._stream, self._processors = output
+            try:
+                self._fd = self._stream.fileno()
+                self._encoding = self._stream.encoding or "utf-8"
+                self._errors = self._stream.errors or "strict"
+            except (AttributeError, OSError, ValueError):  # StringIO and the like
+                self._fd = -1
 
     def wants(self, status: int) -> bool:
         if not self.disabled:
@@ -159,7 +175,16 @@ class RequestLogger:
         if not self.wants(info.status):
             return
         line = self.format(info)
-        if self.json:
+        if self._stream is not None and is_plain(self._processors):
+            if self._fd >= 0:
+                self._stream.flush()  # whatever was written through the stream goes first
+                data = (line + "\n").encode(self._encoding, self._errors)
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            else:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+        elif self.json:
             env = info.environ
             self._info(
                 line, event_kind="request", method=env.get("REQUEST_METHOD", ""),
