@@ -128,3 +128,17 @@ def test_a_pool_entry_adopts_its_inherited_listener(tmp_path: Path) -> None:
     client.close()
     new.close(vacuum=True)
     assert not os.path.exists(pool_address)
+
+
+def test_an_adopted_listener_never_started_is_still_vacuumed(
+    tmp_path: Path, served: socket.socket
+) -> None:
+    """A new master that fails before starting it (another pool entry failed) removes the file
+    that it created before the reload, as a fresh start would."""
+    path = str(tmp_path / "zs")
+    old = ZergServer(path, [served])
+    old.start()
+    new = handed_over(old)
+    old.close(vacuum=False)
+    new.close(vacuum=True)
+    assert not os.path.exists(path)

@@ -170,9 +170,10 @@ class Instance:
             inherited.pop(key).close(unlink=True)
         return inherited
 
-    def close_unclaimed_zerg_listeners(self, unlink: bool) -> None:
+    def close_unclaimed_zerg_listeners(self, why: str) -> None:
+        """Close the inherited zerg listeners nothing adopted (their files removed if ours)."""
         while self.zerg_listeners:
-            self.zerg_listeners.popitem()[1].close(unlink=unlink)
+            self.zerg_listeners.popitem()[1].close(unlink=True, why=why)
 
     def _build_pools(self) -> list[Any]:
         values = tuple(getattr(self.config, "zergpool", ()) or ())
@@ -233,7 +234,7 @@ class Instance:
             close_listener(listener, vacuum=listener.origin == "bound")
         for pool in self.pools:
             pool.close(vacuum=True)
-        self.close_unclaimed_zerg_listeners(unlink=True)
+        self.close_unclaimed_zerg_listeners("is not served: start-up failed")
         if self.pidfile_written and vacuum:
             remove_pidfile(self.config.pidfile)
 
@@ -280,7 +281,7 @@ class Services:
                     kept.sock.close()
                 raise StartupError(f"zerg-server: {exc}") from None
             items.append(self.zerg_server)
-        self.instance.close_unclaimed_zerg_listeners(unlink=True)  # no zerg server now
+        self.instance.close_unclaimed_zerg_listeners("has no socket to hand out")
         if config.stats:
             self.stats = StatsServer(
                 config.stats, bool(config.stats_http), lambda: self._document(master)

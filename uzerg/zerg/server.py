@@ -72,14 +72,14 @@ class ListenerHandover:
     key: tuple[object, ...]  # normalised address: what a new configuration is matched by
     created_inode: tuple[int, int] | None  # its socket file, when this instance created it
 
-    def close(self, unlink: bool) -> None:
-        """Close it; with ``unlink``, remove its socket file if it is still the one we created
-        (used for a listener that the new configuration no longer has)."""
+    def close(self, unlink: bool, why: str = "is no longer configured") -> None:
+        """Close it, never adopted; with ``unlink``, remove its socket file if it is still the
+        one we created (a listener that the new configuration no longer has)."""
         self.sock.close()
         path = self.key[1] if self.key[0] == "unix" else None
         removed = unlink and isinstance(path, str) and _unlink_if_ours(path, self.created_inode)
         log.info(
-            f"{self.label} {self.address} is no longer configured: closed"
+            f"{self.label} {self.address} {why}: closed"
             + (", socket file removed" if removed else ""),
             event_kind="zerg_server_dropped",
             addr=self.address,
@@ -253,8 +253,14 @@ class ZergServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-            if vacuum and self._address is not None and self._address.kind == "unix":
-                _unlink_if_ours(self._address.path, self._created_inode)
+            address = self._address
+            if address is None and self._created_inode is not None:  # adopted, never started
+                try:
+                    address = parse_address(self.address_text)
+                except AddressError:
+                    address = None
+            if vacuum and address is not None and address.kind == "unix":
+                _unlink_if_ours(address.path, self._created_inode)
         for sock in self.owned_sockets:
             sock.close()
 
