@@ -1,0 +1,110 @@
+"""User-space instructions per request in a real uzerg worker, counted by valgrind.
+
+    python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500]
+                                        [--server uzerg|uwsgi]
+
+Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
+Runs uzerg (1 master, 1 worker, bench/hello_app.py) under ``valgrind --tool=cachegrind`` (which
+follows the worker's fork), sends requests one at a time from this process, stops the worker
+with SIGTERM and reads its instruction count; two runs (n/5 and n requests) are subtracted, so
+start-up and shutdown cancel out. Kernel work (the TCP stack) is not counted. Needs valgrind
+(``apt-get install -y valgrind``); about a minute per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import APP, UWSGI_VARS, free_port, uwsgi_packet  # noqa: E402
+
+HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
+
+
+def ask(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) -> int:
+    """Instructions executed by the worker process over its life, serving `requests`."""
+    port = free_port()
+    option = "--http-socket" if args.protocol == "http" else "--socket"
+    python = os.path.realpath(sys.executable)  # a pyenv shim is a shell script: skip it
+    out_pattern = str(workdir / f"cg.{requests}.%p")
+    server = [python, "-m", "uzerg"] if args.server == "uzerg" else ["uwsgi"]
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+           f"--cachegrind-out-file={out_pattern}"] + server + [
+           option, f"127.0.0.1:{port}", "--master", "--processes", "1", "--wsgi-file", str(APP)]
+    if not args.log:
+        cmd.append("--disable-logging")
+    request = uwsgi_packet(UWSGI_VARS) if args.protocol == "uwsgi" else HTTP_REQUEST
+    with open(workdir / "server.log", "ab") as log_file:
+        process = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=log_file, start_new_session=True)
+    family: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # valgrind starts slowly: poll for the first answer
+            try:
+                if b" 200 OK" in ask(port, request):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("uzerg under valgrind did not answer")
+            time.sleep(0.2)
+        for _ in range(requests - 1):
+            ask(port, request)
+        family = psutil.Process(process.pid).children(recursive=True)
+        workers = [p for p in family if p.ppid() == process.pid]
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGTERM)
+        psutil.wait_procs(workers, timeout=60)
+        pid = workers[0].pid
+    finally:
+        for pid_ in [process.pid] + [p.pid for p in family]:
+            try:
+                os.kill(pid_, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(30)
+    text = Path(out_pattern.replace("%p", str(pid))).read_text()
+    return int(re.search(r"^summary: (\d+)", text, re.M)[1])  # type: ignore[index]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--protocol", choices=("http", "uwsgi"), default="http")
+    parser.add_argument("--server", choices=("uzerg", "uwsgi"), default="uzerg",
+                        help="uwsgi: the real uWSGI binary, for scale")
+    parser.add_argument("--log", action="store_true", help="request logging on")
+    parser.add_argument("-n", type=int, default=1500)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="uzerg-instr-"))
+    small, large = args.n // 5, args.n
+    few = worker_instructions(small, args, workdir)
+    many = worker_instructions(large, args, workdir)
+    per_request = (many - few) / (large - small)
+    print(f"{args.server} {args.protocol} log-{'on' if args.log else 'off'}: {per_request:,.0f} "
+          "user instructions per request in the worker")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
