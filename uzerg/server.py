@@ -39,6 +39,10 @@ from uzerg.sockets import Listener, build_listeners, chmod_mode, close_listener
 from uzerg.stats import StatsServer, stats_document
 from uzerg.worker import EXIT_NEED_APP, Worker
 
+# Imported before privileges are dropped: the target uid may not be able to read our own
+# installation (a tox or root-owned virtualenv), only the application's files.
+from uzerg.wsgi import AppLoadError, load_application, no_application
+
 log = structlog.get_logger()
 
 NO_ROUTER = (
@@ -195,8 +199,6 @@ class Instance:
             raise StartupError(str(exc)) from None
 
     def _app_factory(self) -> Callable[[], Callable[..., Any]]:
-        from uzerg.wsgi import AppLoadError, load_application, no_application
-
         config = self.config
         need_app = bool(config.need_app)
 
