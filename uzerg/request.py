@@ -21,7 +21,13 @@ from urllib.parse import unquote_to_bytes
 import structlog
 
 from uzerg.connection import Connection, ReadTimeout, timeval
-from uzerg.protocols.http import NEED_DATA, HttpError, HttpRequestParser, split_target
+from uzerg.protocols.http import (
+    NEED_DATA,
+    HttpError,
+    HttpRequestParser,
+    parse_request_head,
+    split_target,
+)
 from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
 from uzerg.request_body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_close
 from uzerg.requestlog import RequestInfo, RequestLogger
@@ -145,8 +151,9 @@ class RequestHandler:
         data = conn.recv(self.buffer_size + 4)
         if not data:
             return
+        env = self._base.copy()
         try:
-            while (packet := parse_uwsgi_packet(data, self.buffer_size)) is None:
+            while (packet := parse_uwsgi_packet(data, self.buffer_size, env)) is None:
                 more = conn.recv(self.buffer_size + 4)
                 if not more:
                     log.info("uwsgi: client closed the connection before the end of the packet")
@@ -155,9 +162,7 @@ class RequestHandler:
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
             return
-        env = self._base.copy()
-        env.update(packet.vars)
-        env.setdefault("SCRIPT_NAME", "")
+        # (SCRIPT_NAME is in the fixed part: a packet's own value replaced it)
         scheme = env.get("UWSGI_SCHEME")
         if scheme:
             env["wsgi.url_scheme"] = scheme
@@ -181,7 +186,32 @@ class RequestHandler:
         self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
         server_port: str | None,
     ) -> None:
-        parser = HttpRequestParser(self.buffer_size)
+        parser = HttpRequestParser(self.buffer_size)  # cheap: its buffer is empty
+        if not keep_alive:
+            # the common case, one request per connection with its whole head in the first
+            # recv() and no body, served without the parser's buffering and state machine
+            try:
+                data = conn.recv(self.buffer_size)
+            except ReadTimeout:
+                return  # nothing came: a quiet close, as for an idle keep-alive connection
+            if not data:
+                return
+            if data[:2] != b"\r\n":  # else the parser skips the blank lines first
+                try:
+                    head = parse_request_head(data, self.buffer_size)
+                except HttpError as exc:
+                    self._http_error(conn, exc, peer, counts)
+                    return
+                if head is not None and not head.has_body:
+                    if server_port is None:
+                        server_port = _server_port(conn.sock)
+                    env, var_count, var_size = self._http_environ(head, peer, server_port)
+                    env["wsgi.input"] = InputStream()
+                    response = Response(conn, head.version, head.method == "HEAD", False,
+                                        head.version == "HTTP/1.1")
+                    self._respond(env, response, counts, core, var_count, var_size, 0)
+                    return
+            parser.feed(data)  # a body or a partial head: the general path below
         while True:
             try:
                 head = self._read_head(conn, parser)
@@ -330,10 +360,10 @@ class RequestHandler:
         counts.requests += 1
         status = counts.status = response.status_code
         worker_requests = next(self._requests)
-        total = self.total_requests
-        total_requests = total() if total is not None else worker_requests
         logger = self.logger
         if logger.wants(status):
+            total = self.total_requests  # the instance-wide count only feeds the log line
+            total_requests = total() if total is not None else worker_requests
             info = RequestInfo(env, start)
             info.micros = int((time.perf_counter() - started) * 1_000_000)
             info.status = status

@@ -8,6 +8,7 @@ bytes) on the same stream. Error messages keep uWSGI 2.0's wording.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 HEADER_SIZE = 4
 MAX_BLOCK_SIZE = 65535
@@ -23,7 +24,7 @@ class UwsgiPacket:
     modifier2: int
     datasize: int
     # CGI variables, decoded as latin-1 (PEP 3333 "native strings"); a repeated key: last wins.
-    vars: dict[str, str]
+    vars: dict[str, Any]
     var_count: int
     # bytes that followed the vars block in the input: the start of the body
     body_prefix: bytes
@@ -34,9 +35,16 @@ def parse_uwsgi_header(data: bytes | bytearray | memoryview) -> tuple[int, int, 
     return data[0], data[1] | (data[2] << 8), data[3]
 
 
-def parse_uwsgi_vars(block: bytes) -> tuple[dict[str, str], int]:
-    """Decode a vars block into (dict, number of items). Raises UwsgiProtocolError."""
-    result: dict[str, str] = {}
+def parse_uwsgi_vars(
+    block: bytes, into: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], int]:
+    """Decode a vars block into (dict, number of items); `into`: a dict to add them to (a
+    copy of the environ's fixed part saves building and merging a second one). Raises
+    UwsgiProtocolError."""
+    result: dict[str, Any] = {} if into is None else into
+    # one latin-1 decode of the whole block, then str slices: a byte is a character, so the
+    # offsets are the same, and it saves two decode() calls per variable
+    text = block.decode("latin-1")
     count = 0
     pos = 0
     end = len(block)
@@ -50,20 +58,22 @@ def parse_uwsgi_vars(block: bytes) -> tuple[dict[str, str], int]:
         if vpos + 2 > end:
             size = keylen if vpos > end else end - vpos
             raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {size}). skip.")
-        vallen = block[vpos] | (block[vpos + 1] << 8)
-        next_pos = vpos + 2 + vallen
+        next_pos = vpos + 2 + (block[vpos] | (block[vpos + 1] << 8))
         if next_pos > end:
-            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {vallen}). skip.")
-        result[block[pos + 2 : vpos].decode("latin-1")] = block[vpos + 2 : next_pos].decode(
-            "latin-1"
-        )
+            raise UwsgiProtocolError(
+                f"invalid uwsgi request (current strsize: {next_pos - vpos - 2}). skip."
+            )
+        result[text[pos + 2 : vpos]] = text[vpos + 2 : next_pos]
         pos = next_pos
         count += 1
     return result, count
 
 
-def parse_uwsgi_packet(data: bytes | bytearray, max_block: int) -> UwsgiPacket | None:
-    """Parse a packet from the start of `data`; None when more bytes are needed.
+def parse_uwsgi_packet(
+    data: bytes | bytearray, max_block: int, into: dict[str, Any] | None = None
+) -> UwsgiPacket | None:
+    """Parse a packet from the start of `data`; None when more bytes are needed. The vars go
+    into `into` when given (see parse_uwsgi_vars); it is left alone until the packet is whole.
 
     Raises UwsgiProtocolError for a packet to drop (oversized block, bad modifier, bad vars).
     """
@@ -83,7 +93,7 @@ def parse_uwsgi_packet(data: bytes | bytearray, max_block: int) -> UwsgiPacket |
     # uWSGI 2.0 on Python 3, with PATH_INFO left as sent: do the same
     if modifier1 != 0 and modifier1 != 30:
         raise UwsgiProtocolError(f"-- unavailable modifier requested: {modifier1} --")
-    env, count = parse_uwsgi_vars(bytes(data[HEADER_SIZE:end]))
+    env, count = parse_uwsgi_vars(bytes(data[HEADER_SIZE:end]), into)
     return UwsgiPacket(modifier1, modifier2, datasize, env, count, bytes(data[end:]))
 
 
