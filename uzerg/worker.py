@@ -13,6 +13,7 @@ SIGTSTP); the cores unregister their listeners until the flag is cleared.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import select
@@ -77,6 +78,7 @@ class Worker:
         self._resource_logged = 0.0
         self._statm = -1
         self._page = os.sysconf("SC_PAGE_SIZE")
+        self._slot = scoreboard.worker(worker_id)  # a view: building one per request costs
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -218,7 +220,7 @@ class Worker:
         core.tx += counts.tx
         if counts.exceptions:
             core.exceptions += counts.exceptions
-        slot = self.scoreboard.worker(self.worker_id)
+        slot = self._slot
         slot.delta_requests += counts.requests
         if self.max_requests and slot.delta_requests >= self.max_requests:
             self._recycle()
@@ -292,14 +294,16 @@ class Worker:
         return int(header.total_requests)
 
 
-def _acceptor(listener: socket.socket) -> Callable[[], tuple[socket.socket, Any]]:
+def _acceptor(listener: socket.socket) -> Callable[[], tuple[_socket.socket, Any]]:
     """``listener.accept()`` without its per-call family/type lookups (socket.py converts
-    them to enums every time): the raw accept4() and a socket object of known kind."""
+    them to enums every time): the raw accept4() and a socket object of known kind. The
+    object is the C ``_socket.socket`` (what socket.socket extends): it has every method the
+    request path uses, and creating and closing it runs no Python code."""
     raw_accept = listener._accept  # type: ignore[attr-defined]
     family, kind, proto = int(listener.family), int(listener.type), listener.proto
-    new_socket = socket.socket
+    new_socket = _socket.socket
 
-    def accept() -> tuple[socket.socket, Any]:
+    def accept() -> tuple[_socket.socket, Any]:
         fd, peer = raw_accept()
         return new_socket(family, kind, proto, fd), peer
 
