@@ -168,8 +168,11 @@ def bind_listener(
     *,
     reuse_port: bool = False,
     chmod: int | None = None,
+    defer_accept: int = 0,
 ) -> socket.socket:
-    """Bind and listen; the socket is non-blocking and close-on-exec.
+    """Bind and listen; the socket is non-blocking and close-on-exec. `defer_accept`
+    (seconds, TCP only): TCP_DEFER_ACCEPT, as uWSGI sets it to its socket timeout: a
+    connection wakes a worker once its first bytes have arrived, not at the handshake.
 
     A unix socket file left by a dead process is replaced; one that a live process still
     accepts on is never unlinked (uWSGI does: it steals the path).
@@ -182,6 +185,8 @@ def bind_listener(
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if address.kind == "inet6":
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if defer_accept > 0 and hasattr(socket, "TCP_DEFER_ACCEPT"):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)
         elif address.kind == "unix":
             _remove_stale_unix_socket(address)
         try:

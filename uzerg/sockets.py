@@ -63,6 +63,13 @@ def configured_sockets(config: Any) -> list[tuple[str, str]]:
     return entries
 
 
+def _defer_accept(config: Any) -> int:
+    """uWSGI's TCP_DEFER_ACCEPT on its TCP sockets: the socket timeout (no-defer-accept: 0)."""
+    if getattr(config, "no_defer_accept", False):
+        return 0
+    return max(1, int(getattr(config, "socket_timeout", 4) or 4))
+
+
 def _socket_protocol(config: Any) -> str:
     protocol = (getattr(config, "protocol", None) or "uwsgi").strip().lower()
     if protocol not in PROTOCOLS:
@@ -168,7 +175,7 @@ def _bind(
     try:
         sock = bind_listener(
             address, int(config.listen), reuse_port=bool(getattr(config, "reuse_port", False)),
-            chmod=chmod,
+            chmod=chmod, defer_accept=_defer_accept(config),
         )
     except AddressError as exc:
         raise StartupError(str(exc)) from None
