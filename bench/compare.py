@@ -9,11 +9,12 @@ Every case runs alone on loopback, in turn, with the same wrk settings (``wrk -t
 burst of load from something else on the machine hits one run, not one server. The table
 shows the median run (req/s, wrk's p50/p99 latency), the best req/s, the least server CPU
 time per request (user+sys of all its processes: steadier than req/s on a busy machine), then
-the ratios uzerg/uwsgi and uzerg/gunicorn of median and best req/s. Cases:
+the ratios uzerg/base, uzerg/uwsgi and uzerg/gunicorn of median and best req/s. Cases:
 
 - http: ``--http-socket`` (uzerg, uWSGI) and gunicorn's ``--bind``;
 - uwsgi: ``--socket``, the uwsgi protocol as nginx's uwsgi_pass speaks it (uzerg, uWSGI),
   driven by wrk with a Lua script that sends a uwsgi packet instead of an HTTP request;
+- ``--baseline DIR``: uzerg from another checkout as a fourth server, "base";
 - logging off (``--disable-logging``; gunicorn's default, no access log) and on (uzerg's and
   uWSGI's request lines, gunicorn's ``--access-logfile -``), written to a file.
 
@@ -130,7 +131,7 @@ def command(case: Case, port: int) -> list[str]:
         cmd = ["gunicorn", "--workers", "2", "--worker-class", "sync", "--bind", addr,
                "--chdir", str(BENCH), "hello_app:application"]
         return cmd + (["--access-logfile", "-"] if case.logging == "on" else [])
-    binary = [sys.executable, "-m", "uzerg"] if case.server == "uzerg" else ["uwsgi"]
+    binary = ["uwsgi"] if case.server == "uwsgi" else [sys.executable, "-m", "uzerg"]
     socket_option = "--http-socket" if case.protocol == "http" else "--socket"
     cmd = binary + [socket_option, addr, "--processes", "2", "--master",
                     "--wsgi-file", str(APP)]
@@ -202,19 +203,22 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def wrk(port: int, seconds: float, args: argparse.Namespace, script: Path | None) -> Run:
+def wrk(port: int, seconds: int, args: argparse.Namespace, script: Path | None) -> Run:
     cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
-    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
-                         timeout=seconds + 60, check=False).stdout
+    done = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                          timeout=seconds + 60, check=False)
+    out = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rps is None:
+        raise RuntimeError(f"wrk failed: {(done.stderr or out).strip()[:200]}")
     errors = 0
     if sock := re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += int(sock[1]) + int(sock[3]) + int(sock[4])  # read: see Run.errors
     if non2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(non2xx[1])
-    run = Run(float(rps[1]) if rps else 0.0, _latency(out, "50"), _latency(out, "99"), errors)
+    run = Run(float(rps[1]), _latency(out, "50"), _latency(out, "99"), errors)
     if count := re.search(r"(\d+) requests in", out):
         run.requests = int(count[1])
     return run
@@ -226,9 +230,13 @@ def run_case(case: Case, args: argparse.Namespace, workdir: Path) -> Run:
     request = packet if case.protocol == "uwsgi" else b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n"
     script = workdir / "uwsgi.lua" if case.protocol == "uwsgi" else None
     log_path = workdir / f"{case.server}-{case.protocol}-{case.logging}.log"
+    env = dict(os.environ)
+    if case.server == "base":  # uzerg from another checkout (--baseline), first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.baseline, env.get("PYTHONPATH")]))
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(command(case, port), cwd=workdir, stdin=subprocess.DEVNULL,
-                                   stdout=log_file, stderr=log_file, start_new_session=True)
+                                   stdout=log_file, stderr=log_file, start_new_session=True,
+                                   env=env)
     try:
         wait_ready(process, port, request)
         wrk(port, args.warmup, args, script)
@@ -262,7 +270,7 @@ def print_table(results: Results, cases: list[Case]) -> None:
             ours = results.median(Case("uzerg", protocol, logging))
             if ours is None:
                 continue
-            for other in ("uwsgi", "gunicorn"):
+            for other in ("base", "uwsgi", "gunicorn"):
                 theirs = results.median(Case(other, protocol, logging))
                 if theirs is not None and theirs.rps:
                     best = results.best(Case("uzerg", protocol, logging)) / results.best(
@@ -274,21 +282,26 @@ def print_table(results: Results, cases: list[Case]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round of 2 s runs")
-    parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--warmup", type=float, default=1)
+    parser.add_argument("--seconds", type=int, default=5)  # wrk takes whole seconds
+    parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--wrk-threads", type=int, default=1)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--logging", default=",".join(LOGGING))
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the uzerg package of another checkout (e.g. `git archive "
+                             "REV | tar -x -C DIR`) as server 'base', for before/after numbers")
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.warmup, args.repeat = 2, 0.5, 1
+        args.seconds, args.warmup, args.repeat = 2, 1, 1
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk)")
     servers = [s for s in args.servers.split(",") if s]
-    missing = [s for s in servers if s != "uzerg" and shutil.which(s) is None]
+    if args.baseline:
+        servers.insert(servers.index("uzerg") + 1 if "uzerg" in servers else 0, "base")
+    missing = [s for s in servers if s in ("uwsgi", "gunicorn") and shutil.which(s) is None]
     if missing:
         print(f"not installed, skipped: {', '.join(missing)}")
     cases = [
@@ -299,7 +312,7 @@ def main() -> int:
         if server not in missing and not (server == "gunicorn" and protocol == "uwsgi")
     ]
     print(f"hello world, 2 workers, loopback, {os.cpu_count()} CPUs; wrk -t{args.wrk_threads} "
-          f"-c{args.connections} -d{args.seconds:g}s, {args.repeat} round(s), median shown")
+          f"-c{args.connections} -d{args.seconds}s, {args.repeat} round(s), median shown")
     workdir = Path(tempfile.mkdtemp(prefix="uzerg-compare-"))
     (workdir / "uwsgi.lua").write_text(uwsgi_lua_script(uwsgi_packet(UWSGI_VARS)))
     results = Results()

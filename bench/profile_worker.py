@@ -46,7 +46,7 @@ sys.exit(main(sys.argv[2:]))
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--protocol", choices=("http", "uwsgi"), default="http")
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--log", action="store_true", help="request logging on")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="tottime")
