@@ -92,6 +92,9 @@ Event = RequestHead | bytes | _Marker
 
 # validated header names: raw bytes -> (name, lowercase name); bounded, see _header_name()
 _HEADER_NAMES: dict[bytes, tuple[str, str]] = {}
+# parsed header lines (only ever filled from heads whose characters were checked first):
+# b"Host: x" -> (("Host", "x"), "host"); bounded, see _header_line()
+_HEADER_LINES: dict[bytes, tuple[tuple[str, str], str]] = {}
 _SPECIAL_HEADERS = frozenset(
     ("content-length", "transfer-encoding", "host", "connection", "expect")
 )
@@ -108,6 +111,19 @@ def _header_name(raw: bytes, line: bytes) -> tuple[str, str]:
     if len(_HEADER_NAMES) < 512:
         _HEADER_NAMES[raw] = known
     return known
+
+
+def _header_line(line: bytes) -> tuple[tuple[str, str], str]:
+    """((name, value), lowercase name) of a header line whose characters were checked."""
+    raw_name, colon, raw_value = line.partition(b":")
+    if not colon:
+        raise HttpError(400, _describe_bad_header(line))
+    known = _HEADER_NAMES.get(raw_name)
+    name, lname = known if known is not None else _header_name(raw_name, line)
+    parsed = ((name, raw_value.strip(b" \t").decode("latin-1")), lname)
+    if len(line) <= 256 and len(_HEADER_LINES) < 4096:
+        _HEADER_LINES[line] = parsed  # Host, User-Agent, Accept...: the same lines return
+    return parsed
 
 
 def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
@@ -147,17 +163,15 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
     hosts = 0
     connection_tokens: list[str] = []
     expect_continue = False
-    names = _HEADER_NAMES
+    seen = _HEADER_LINES
+    append = headers.append
     for line in lines[1:]:
-        raw_name, colon, raw_value = line.partition(b":")
-        if not colon:
-            raise HttpError(400, _describe_bad_header(line))
-        known = names.get(raw_name)
-        name, lname = known if known is not None else _header_name(raw_name, line)
-        value = raw_value.strip(b" \t").decode("latin-1")
-        headers.append((name, value))
+        known = seen.get(line)
+        pair, lname = known if known is not None else _header_line(line)
+        append(pair)
         if lname not in _SPECIAL_HEADERS:
             continue
+        value = pair[1]
         if lname == "content-length":
             if not value.isdigit() or not value.isascii() or len(value) > 18:
                 raise HttpError(400, "invalid Content-Length")
