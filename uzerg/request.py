@@ -30,7 +30,7 @@ from uzerg.protocols.http import (
 )
 from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
 from uzerg.request_body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_close
-from uzerg.requestlog import RequestInfo, RequestLogger
+from uzerg.requestlog import RequestLogger
 from uzerg.response import Response
 from uzerg.static import StaticMap, serve_static
 from uzerg.wsgi_io import BodyReadError, ClientDisconnected, ErrorStream, FileWrapper, InputStream
@@ -38,6 +38,7 @@ from uzerg.wsgi_io import BodyReadError, ClientDisconnected, ErrorStream, FileWr
 log = structlog.get_logger()
 
 _HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
+_UNSEEN = object()
 # SCRIPT_NAME REQUEST_METHOD REQUEST_URI PATH_INFO QUERY_STRING SERVER_PROTOCOL SERVER_NAME
 # SERVER_PORT REMOTE_ADDR: the keys every HTTP environ has
 _FIXED_KEY_BYTES = 11 + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11
@@ -94,6 +95,12 @@ class RequestHandler:
         self.http_keepalive = bool(getattr(config, "http_keepalive", False))
         self.static = StaticMap(tuple(getattr(config, "static_map", ()) or ()))
         self.logger = RequestLogger(config, worker_id)
+        # the CGI variable count/size of the log line are only worth computing when a request
+        # line can be written at all (logging on, or log-4xx/log-5xx)
+        self._count_vars = (
+            not self.logger.disabled or self.logger.log_4xx or self.logger.log_5xx
+        )
+        self._http_bases: dict[str, dict[str, Any]] = {}
         self.total_requests = total_requests
         self.shutting_down = False  # set by the worker: finish the current request, then close
         self._requests = itertools.count(1)  # next() is atomic under the GIL
@@ -271,31 +278,52 @@ class RequestHandler:
     def _http_environ(
         self, head: Any, peer: Any, server_port: str
     ) -> tuple[dict[str, Any], int, int]:
-        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log)."""
-        env = self._base.copy()
-        path, query = split_target(head.target)
+        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log;
+        0, 0 when no request line can be logged)."""
+        base = self._http_bases.get(server_port)
+        if base is None:
+            base = self._http_base(server_port)
+        env = base.copy()
+        target = head.target
+        if target[0] == "/":
+            path, _, query = target.partition("?")
+        else:
+            path, query = split_target(target)
         if "%" in path:
             path = unquote_to_bytes(path).decode("latin-1")
         env["REQUEST_METHOD"] = head.method
-        env["REQUEST_URI"] = head.target
+        env["REQUEST_URI"] = target
         env["PATH_INFO"] = path
         env["QUERY_STRING"] = query
         env["SERVER_PROTOCOL"] = head.version
-        env["SERVER_NAME"] = self._hostname
-        env["SERVER_PORT"] = server_port
         if type(peer) is tuple:
             env["REMOTE_ADDR"] = peer[0]
             env["REMOTE_PORT"] = str(peer[1])
         else:
             env["REMOTE_ADDR"] = ""
-        # for the log line: CGI variables and their size as uwsgi vars (2+key+2+value each)
+        keys = _HEADER_KEYS
+        if not self._count_vars:
+            for name, value in head.headers:
+                key = keys.get(name, _UNSEEN)
+                if key is _UNSEEN:
+                    key = _environ_key(name)
+                if key is None:
+                    continue
+                if key in env:
+                    env[key] += "," + value
+                else:
+                    env[key] = value
+            return env, 0, 0
+        # the same, counting CGI variables and their size as uwsgi vars (2+key+2+value each)
         # (REMOTE_PORT is left out, so the numbers equal uWSGI's, whose http-socket lacks it)
         count = 9
-        size = (9 * 4 + _FIXED_KEY_BYTES + len(head.method) + len(head.target) + len(path)
+        size = (9 * 4 + _FIXED_KEY_BYTES + len(head.method) + len(target) + len(path)
                 + len(query) + 8 + len(self._hostname) + len(server_port)
                 + len(env["REMOTE_ADDR"]))
         for name, value in head.headers:
-            key = _environ_key(name)
+            key = keys.get(name, _UNSEEN)
+            if key is _UNSEEN:
+                key = _environ_key(name)
             if key is None:
                 continue
             if key in env:
@@ -306,6 +334,15 @@ class RequestHandler:
                 count += 1
                 size += 4 + len(key) + len(value)
         return env, count * 2, size
+
+    def _http_base(self, server_port: str) -> dict[str, Any]:
+        """The fixed part of the HTTP environs of one listening port."""
+        base = self._base.copy()
+        base["SERVER_NAME"] = self._hostname
+        base["SERVER_PORT"] = server_port
+        if len(self._http_bases) < 256:
+            self._http_bases[server_port] = base
+        return base
 
     def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
         log.error(f"invalid HTTP request from {_addr(peer)}: {exc.message}",
@@ -364,20 +401,11 @@ class RequestHandler:
         if logger.wants(status):
             total = self.total_requests  # the instance-wide count only feeds the log line
             total_requests = total() if total is not None else worker_requests
-            info = RequestInfo(env, start)
-            info.micros = int((time.perf_counter() - started) * 1_000_000)
-            info.status = status
-            info.body_size = response.body_size
-            info.header_size = response.header_size
-            info.header_count = response.header_count
-            info.worker_requests = worker_requests
-            info.total_requests = total_requests
-            info.core = core
-            info.var_count = var_count
-            info.var_size = info.pktsize = var_size
-            info.modifier2 = modifier2
-            info.write_errors = 0 if ok or counts.exceptions else 1
-            logger.log(info)
+            logger.log_request(
+                env, start, int((time.perf_counter() - started) * 1_000_000), status, response,
+                worker_requests, total_requests, core, var_count, var_size, modifier2,
+                0 if ok or counts.exceptions else 1,
+            )
         return ok
 
     def _call_app(self, env: dict[str, Any], response: Response) -> None:

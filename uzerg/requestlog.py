@@ -165,6 +165,20 @@ class RequestLogger:
                 self._errors = self._stream.errors or "strict"
             except (AttributeError, OSError, ValueError):  # StringIO and the like
                 self._fd = -1
+        self._default_plain = (
+            self._stream is not None and self._chunks is None and not self.memory_report
+        )
+
+    def _write(self, line: str) -> None:
+        """One plain line, straight to the log stream (same bytes as structlog's)."""
+        if self._fd >= 0:
+            self._stream.flush()  # whatever was written through the stream goes first
+            data = (line + "\n").encode(self._encoding, self._errors)
+            while data:
+                data = data[os.write(self._fd, data) :]
+        else:
+            self._stream.write(line + "\n")
+            self._stream.flush()
 
     def wants(self, status: int) -> bool:
         if not self.disabled:
@@ -176,14 +190,7 @@ class RequestLogger:
             return
         line = self.format(info)
         if self._stream is not None and is_plain(self._processors):
-            if self._fd >= 0:
-                self._stream.flush()  # whatever was written through the stream goes first
-                data = (line + "\n").encode(self._encoding, self._errors)
-                while data:
-                    data = data[os.write(self._fd, data) :]
-            else:
-                self._stream.write(line + "\n")
-                self._stream.flush()
+            self._write(line)
         elif self.json:
             env = info.environ
             self._info(
@@ -198,21 +205,60 @@ class RequestLogger:
     def format(self, info: RequestInfo) -> str:
         if self._chunks is not None:
             return "".join([c if type(c) is str else c(info) for c in self._chunks])
-        env = info.environ
         count, size = info.vars()
+        line = self._default_line(
+            info.environ, count, size, info.start, info.micros, info.status, info.body_size,
+            info.header_count, info.header_size, info.worker_requests, info.total_requests,
+            info.core, info.app_id,
+        )
+        return memory_report() + line if self.memory_report else line
+
+    def log_request(
+        self, env: dict[str, Any], start: float, micros: int, status: int, response: Any,
+        worker_requests: int, total_requests: int, core: int, var_count: int, var_size: int,
+        modifier2: int, write_errors: int,
+    ) -> None:
+        """Log one request the caller checked `wants()`; `response` has body_size,
+        header_count, header_size. The default line in plain mode skips RequestInfo and
+        structlog (the common case, once per request)."""
+        if self._default_plain and var_count >= 0 and is_plain(self._processors):
+            self._write(self._default_line(
+                env, var_count, var_size, start, micros, status, response.body_size,
+                response.header_count, response.header_size, worker_requests, total_requests,
+                core, 0,
+            ))
+            return
+        info = RequestInfo(env, start)
+        info.micros = micros
+        info.status = status
+        info.body_size = response.body_size
+        info.header_size = response.header_size
+        info.header_count = response.header_count
+        info.worker_requests = worker_requests
+        info.total_requests = total_requests
+        info.core = core
+        info.var_count = var_count
+        info.var_size = info.pktsize = var_size
+        info.modifier2 = modifier2
+        info.write_errors = write_errors
+        self.log(info)
+
+    def _default_line(
+        self, env: dict[str, Any], count: int, size: int, start: float, micros: int,
+        status: int, body_size: int, header_count: int, header_size: int,
+        worker_requests: int, total_requests: int, core: int, app_id: int,
+    ) -> str:
         uri = env.get("REQUEST_URI")
         if uri is None:
             query = env.get("QUERY_STRING")
             uri = env.get("PATH_INFO", "") + ("?" + query if query else "")
         return (
-            (memory_report() if self.memory_report else "")
-            + f"[pid: {self.pid}|app: {info.app_id}|req: {info.worker_requests}/"
-            f"{info.total_requests}] {env.get('REMOTE_ADDR', '')} ({env.get('REMOTE_USER', '')})"
-            f" {{{count} vars in {size} bytes}} [{self._times.ctime(info.start)}] "
-            f"{env.get('REQUEST_METHOD', '')} {uri} => generated {info.body_size} bytes in "
-            f"{info.micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {info.status}) "
-            f"{info.header_count} headers in {info.header_size} bytes "
-            f"(1 switches on core {info.core})"
+            f"[pid: {self.pid}|app: {app_id}|req: {worker_requests}/{total_requests}] "
+            f"{env.get('REMOTE_ADDR', '')} ({env.get('REMOTE_USER', '')}) "
+            f"{{{count} vars in {size} bytes}} [{self._times.ctime(start)}] "
+            f"{env.get('REQUEST_METHOD', '')} {uri} => generated {body_size} bytes in "
+            f"{micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {status}) "
+            f"{header_count} headers in {header_size} bytes (1 switches on core {core})"
         )
 
     def compile(self, fmt: str) -> list[str | Callable[[RequestInfo], str]]:
