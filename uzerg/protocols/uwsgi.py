@@ -43,30 +43,43 @@ def parse_uwsgi_vars(
     UwsgiProtocolError."""
     result: dict[str, Any] = {} if into is None else into
     # one latin-1 decode of the whole block, then str slices: a byte is a character, so the
-    # offsets are the same, and it saves two decode() calls per variable
+    # offsets are the same, and it saves two decode() calls per variable. The loop is the
+    # hottest of the uwsgi protocol: it checks the bounds once per item (a short block
+    # raises IndexError), and a bad block is parsed again by _vars_error for the message.
     text = block.decode("latin-1")
     count = 0
     pos = 0
     end = len(block)
-    while pos < end:
-        if pos + 2 > end:
-            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {end - pos}). skip.")
-        keylen = block[pos] | (block[pos + 1] << 8)
-        if keylen == 0:
-            raise UwsgiProtocolError("uwsgi key cannot be null. skip this var.")
-        vpos = pos + 2 + keylen
-        if vpos + 2 > end:
-            size = keylen if vpos > end else end - vpos
-            raise UwsgiProtocolError(f"invalid uwsgi request (current strsize: {size}). skip.")
-        next_pos = vpos + 2 + (block[vpos] | (block[vpos + 1] << 8))
-        if next_pos > end:
-            raise UwsgiProtocolError(
-                f"invalid uwsgi request (current strsize: {next_pos - vpos - 2}). skip."
-            )
-        result[text[pos + 2 : vpos]] = text[vpos + 2 : next_pos]
-        pos = next_pos
-        count += 1
-    return result, count
+    try:
+        while pos < end:
+            vpos = pos + 2 + (block[pos] | (block[pos + 1] << 8))
+            next_pos = vpos + 2 + (block[vpos] | (block[vpos + 1] << 8))
+            if next_pos > end or vpos == pos + 2:
+                break
+            result[text[pos + 2 : vpos]] = text[vpos + 2 : next_pos]
+            pos = next_pos
+            count += 1
+        else:
+            return result, count
+    except IndexError:
+        pass
+    raise _vars_error(block, pos)
+
+
+def _vars_error(block: bytes, pos: int) -> UwsgiProtocolError:
+    """The error for the bad item at `pos` (uWSGI 2.0's wording)."""
+    end = len(block)
+    if pos + 2 > end:
+        return UwsgiProtocolError(f"invalid uwsgi request (current strsize: {end - pos}). skip.")
+    keylen = block[pos] | (block[pos + 1] << 8)
+    if keylen == 0:
+        return UwsgiProtocolError("uwsgi key cannot be null. skip this var.")
+    vpos = pos + 2 + keylen
+    if vpos + 2 > end:
+        size = keylen if vpos > end else end - vpos
+        return UwsgiProtocolError(f"invalid uwsgi request (current strsize: {size}). skip.")
+    vallen = block[vpos] | (block[vpos + 1] << 8)
+    return UwsgiProtocolError(f"invalid uwsgi request (current strsize: {vallen}). skip.")
 
 
 def parse_uwsgi_packet(
