@@ -193,8 +193,8 @@ class RequestHandler:
         self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
         server_port: str | None,
     ) -> None:
-        parser = HttpRequestParser(self.buffer_size)  # cheap: its buffer is empty
-        if not keep_alive:
+        parser = HttpRequestParser(self.buffer_size) if keep_alive else None
+        if parser is None:
             # the common case, one request per connection with its whole head in the first
             # recv() and no body, served without the parser's buffering and state machine
             try:
@@ -218,6 +218,7 @@ class RequestHandler:
                                         head.version == "HTTP/1.1")
                     self._respond(env, response, counts, core, var_count, var_size, 0)
                     return
+            parser = HttpRequestParser(self.buffer_size)
             parser.feed(data)  # a body or a partial head: the general path below
         while True:
             try:

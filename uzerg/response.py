@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Sequence
 from typing import Any
 
 from uzerg.connection import Connection
@@ -92,11 +93,19 @@ def _latin1(text: str) -> bytes:
 class Response:
     """The response side of one request. `finish()` reports whether the connection may stay."""
 
-    __slots__ = (
-        "conn", "version", "is_head", "keep_alive", "add_close", "status", "status_code",
-        "status_line", "headers", "headers_sent", "chunked", "declared_length", "body_size",
-        "header_size", "header_count", "app_close",
-    )
+    # per-request state starts as these class defaults: __init__ stores only what varies
+    # (a Response is built for every request)
+    status: str | None = None
+    status_code = 0
+    status_line = b""
+    headers: Sequence[bytes] = ()  # the encoded header lines of start_response
+    headers_sent = False
+    chunked = False
+    declared_length: int | None = None
+    body_size = 0
+    header_size = 0
+    header_count = 0
+    app_close = False
 
     def __init__(
         self, conn: Connection, version: str, is_head: bool, keep_alive: bool, add_close: bool
@@ -106,17 +115,6 @@ class Response:
         self.is_head = is_head
         self.keep_alive = keep_alive  # the connection may carry another request after this one
         self.add_close = add_close  # say `Connection: close` when closing (HTTP/1.1 sockets)
-        self.status: str | None = None
-        self.status_code = 0
-        self.status_line = b""
-        self.headers: list[bytes] = []  # the encoded header lines of start_response
-        self.headers_sent = False
-        self.chunked = False
-        self.declared_length: int | None = None
-        self.body_size = 0
-        self.header_size = 0
-        self.header_count = 0
-        self.app_close = False
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -227,6 +225,14 @@ class Response:
 
     def send_iterable(self, result: Any) -> None:
         """Send the body the application returned (closing it is the caller's job)."""
+        if type(result) is list and len(result) == 1 and not self.headers_sent:
+            body = result[0]
+            if type(body) is bytes:
+                # the commonest case: one chunk, sent with the headers in one send()
+                self._send_head(body, len(body))
+                if self.declared_length is not None:
+                    self.finish_body()  # a declared length the body falls short of
+                return
         kind = type(result)
         if (kind is list or kind is tuple) and _all_bytes(result):
             # the common case: the whole body known up front, sent with the headers at once
