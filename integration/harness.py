@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from peer_helpers import uwsgi_request, wait_until
+from peer_helpers import connect_to, uwsgi_request, wait_until
 
 __all__ = ["Instance", "InstanceStarter", "http_get", "uwsgi_request", "wait_until"]
 
@@ -31,7 +31,7 @@ _BOUND = re.compile(r"uwsgi socket (\d+) bound to (TCP|UNIX) address (\S+)")
 def http_get(address: str, path: str = "/", timeout: float = 10,
              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """One HTTP/1.0-style GET over a fresh connection; (status, body). Raises OSError."""
-    sock = _connect(address, timeout)
+    sock = connect_to(address, timeout)
     with sock:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{extra}\r\n"
@@ -46,26 +46,11 @@ def http_get(address: str, path: str = "/", timeout: float = 10,
 
 def read_stats(address: str, timeout: float = 10) -> dict[str, Any]:
     """The stats server's JSON document (raw or wrapped in HTTP)."""
-    with _connect(address, timeout) as sock:
+    with connect_to(address, timeout) as sock:
         data = _read_all(sock)
     if data.startswith(b"HTTP/"):
         data = data.partition(b"\r\n\r\n")[2]
     return dict(json.loads(data))
-
-
-def _connect(address: str, timeout: float) -> socket.socket:
-    if address.startswith(("/", "@")):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        target: Any = b"\0" + address[1:].encode() + b"\0" if address[0] == "@" else address
-        try:
-            sock.connect(target)
-        except OSError:
-            sock.close()
-            raise
-        return sock
-    host, _, port = address.rpartition(":")
-    return socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout)
 
 
 def _read_all(sock: socket.socket) -> bytes:

@@ -54,11 +54,13 @@ def run_client(argv: list[str], timeout: float = 30,
 
 
 def connect_to(address: str, timeout: float) -> socket.socket:
-    if address.startswith("/"):
+    """Connect to ``host:port``, a unix path, or ``@name`` (uWSGI's ``\\0name\\0`` bytes)."""
+    if address.startswith(("/", "@")):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
+        target: str | bytes = b"\0" + address[1:].encode() + b"\0" if address[0] == "@" else address
         try:
-            sock.connect(address)
+            sock.connect(target)
         except OSError:
             sock.close()
             raise
