@@ -167,15 +167,19 @@ class RequestLogger:
                 self._fd = -1
         self._default_plain = (
             self._stream is not None and self._chunks is None and not self.memory_report
+            and is_plain(self._processors)
         )
+        self._renderer = self._processors[-1] if self._default_plain else None
 
     def _write(self, line: str) -> None:
         """One plain line, straight to the log stream (same bytes as structlog's)."""
         if self._fd >= 0:
             self._stream.flush()  # whatever was written through the stream goes first
             data = (line + "\n").encode(self._encoding, self._errors)
-            while data:
-                data = data[os.write(self._fd, data) :]
+            written = os.write(self._fd, data)
+            while written < len(data):  # a signal or a full pipe: rare
+                data = data[written:]
+                written = os.write(self._fd, data)
         else:
             self._stream.write(line + "\n")
             self._stream.flush()
@@ -221,7 +225,8 @@ class RequestLogger:
         """Log one request the caller checked `wants()`; `response` has body_size,
         header_count, header_size. The default line in plain mode skips RequestInfo and
         structlog (the common case, once per request)."""
-        if self._default_plain and var_count >= 0 and is_plain(self._processors):
+        processors = self._processors  # is_plain(), inlined: this runs once per request
+        if self._default_plain and var_count >= 0 and processors[-1] is self._renderer:
             self._write(self._default_line(
                 env, var_count, var_size, start, micros, status, response.body_size,
                 response.header_count, response.header_size, worker_requests, total_requests,
@@ -252,10 +257,12 @@ class RequestLogger:
         if uri is None:
             query = env.get("QUERY_STRING")
             uri = env.get("PATH_INFO", "") + ("?" + query if query else "")
+        times = self._times
+        ctime = times._ctime if int(start) == times._ctime_sec else times.ctime(start)
         return (
             f"[pid: {self.pid}|app: {app_id}|req: {worker_requests}/{total_requests}] "
             f"{env.get('REMOTE_ADDR', '')} ({env.get('REMOTE_USER', '')}) "
-            f"{{{count} vars in {size} bytes}} [{self._times.ctime(start)}] "
+            f"{{{count} vars in {size} bytes}} [{ctime}] "
             f"{env.get('REQUEST_METHOD', '')} {uri} => generated {body_size} bytes in "
             f"{micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {status}) "
             f"{header_count} headers in {header_size} bytes (1 switches on core {core})"
