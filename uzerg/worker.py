@@ -174,6 +174,9 @@ class Worker:
         core = self.scoreboard.core(self.worker_id, core_id)
         serve_one = self._serve_one
         poll = poller.poll
+        # room for every registered fd at once; the default (1023) makes each poll() allocate
+        # a 12 KB event array
+        max_events = len(entries) + 1
         accepting: bool | None = None  # None: listeners not registered yet
         watch_master = core_id == 0 and self.threads == 1  # else the main thread does it
         clock = time.monotonic
@@ -186,7 +189,7 @@ class Worker:
                 if watch_master and clock() >= next_master_check:  # busy cores too
                     next_master_check = clock() + IDLE_POLL
                     self._check_master()
-                events = poll(IDLE_POLL)
+                events = poll(IDLE_POLL, max_events)
                 if not events:
                     self._on_idle(accepting, entries, core_id)
                     continue
