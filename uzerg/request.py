@@ -177,7 +177,8 @@ class RequestHandler:
             env["wsgi.url_scheme"] = "https"
         if "REMOTE_ADDR" not in env and type(peer) is tuple:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
-        length = _content_length(env.get("CONTENT_LENGTH"))
+        declared = env.get("CONTENT_LENGTH")  # nginx sends it empty for a GET: no call then
+        length = _content_length(declared) if declared else 0
         prefix = packet.body_prefix
         if length:
             env["wsgi.input"] = InputStream(LengthBody(conn, prefix, length))
