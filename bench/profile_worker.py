@@ -22,7 +22,15 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import APP, UWSGI_VARS, free_port, uwsgi_lua_script, uwsgi_packet, wait_ready  # noqa: E402
+from compare import (  # noqa: E402
+    APP,
+    UWSGI_VARS,
+    free_port,
+    kill_tree,
+    uwsgi_lua_script,
+    uwsgi_packet,
+    wait_ready,
+)
 
 CHILD = """
 import cProfile, sys
@@ -68,7 +76,6 @@ def main() -> int:
         process = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(stats_path)] + uzerg_args, cwd=workdir,
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
-    family: list[psutil.Process] = []
     try:
         wait_ready(process, port, request)
         family = psutil.Process(process.pid).children(recursive=True)
@@ -79,12 +86,7 @@ def main() -> int:
             os.kill(child.pid, signal.SIGTERM)  # the worker: graceful, writes the profile
         psutil.wait_procs(family, timeout=10)  # the profile is complete once it has exited
     finally:
-        for pid in [process.pid] + [child.pid for child in family]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        process.wait(10)
+        kill_tree(process)
     if not stats_path.exists():
         print((workdir / "server.log").read_text())
         return 1

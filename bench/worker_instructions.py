@@ -27,7 +27,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import APP, UWSGI_VARS, free_port, uwsgi_packet  # noqa: E402
+from compare import APP, UWSGI_VARS, free_port, kill_tree, uwsgi_packet  # noqa: E402
 
 HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
 
@@ -57,7 +57,6 @@ def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) 
     with open(workdir / "server.log", "ab") as log_file:
         process = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=log_file, start_new_session=True)
-    family: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
         while True:  # valgrind starts slowly: poll for the first answer
@@ -78,12 +77,7 @@ def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) 
         psutil.wait_procs(workers, timeout=60)
         pid = workers[0].pid
     finally:
-        for pid_ in [process.pid] + [p.pid for p in family]:
-            try:
-                os.kill(pid_, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        process.wait(30)
+        kill_tree(process)
     text = Path(out_pattern.replace("%p", str(pid))).read_text()
     return int(re.search(r"^summary: (\d+)", text, re.M)[1])  # type: ignore[index]
 
