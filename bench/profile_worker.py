@@ -34,10 +34,10 @@ from compare import (  # noqa: E402
 
 CHILD = """
 import cProfile, sys
-import uzerg.worker
+import uzerg.processes.worker
 from uzerg.cli import main
 
-original = uzerg.worker.Worker.run
+original = uzerg.processes.worker.Worker.run
 
 def profiled(self):
     profile = cProfile.Profile()
@@ -46,7 +46,7 @@ def profiled(self):
     finally:
         profile.dump_stats(sys.argv[1])
 
-uzerg.worker.Worker.run = profiled
+uzerg.processes.worker.Worker.run = profiled
 sys.exit(main(sys.argv[2:]))
 """
 

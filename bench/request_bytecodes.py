@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import request_path  # noqa: E402
 
 from uzerg.logs import configure_logging  # noqa: E402
-from uzerg.request import RequestHandler  # noqa: E402
+from uzerg.serve.request import RequestHandler  # noqa: E402
 
 
 def main() -> int:

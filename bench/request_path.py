@@ -22,7 +22,7 @@ import types
 
 from uzerg.logs import configure_logging
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
-from uzerg.request import RequestHandler
+from uzerg.serve.request import RequestHandler
 
 HTTP_REQUEST = (
     b"GET /hello?name=world HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench/1.0\r\n"

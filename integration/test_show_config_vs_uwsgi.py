@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from uzerg import options
-from uzerg.config import ConfigError, load_config
+from uzerg.config import options
+from uzerg.config.load import ConfigError, load_config
 
 pytestmark = pytest.mark.interop
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "uwsgi-ini"

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from uzerg.logs import configure_logging
-from uzerg.request import HandledCounts, RequestHandler
+from uzerg.serve.request import HandledCounts, RequestHandler
 
 
 def make_config(**overrides: Any) -> types.SimpleNamespace:
-    """The attributes the request path reads, with uzerg's defaults (until uzerg.config lands)."""
+    """The attributes the request path reads, with uzerg's defaults."""
     values: dict[str, Any] = dict(
         module=None, wsgi_file=None, callable="application", pythonpath=(), mount=(),
         manage_script_name=False, buffer_size=4096, socket_timeout=4, http_timeout=4,

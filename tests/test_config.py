@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from uzerg.config import ConfigError, format_config, load_config
+from uzerg.config.load import ConfigError, format_config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from uzerg import uwsgi_options
-from uzerg.config import ConfigError, load_config
+from uzerg.config import uwsgi_options
+from uzerg.config.load import ConfigError, load_config
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "uwsgi-ini"
 FILES = sorted(CORPUS.glob("*.ini")) if CORPUS.is_dir() else []
@@ -55,7 +55,7 @@ def unsupported_keys(path: Path) -> list[tuple[str, str]]:
     for line in path.read_text(errors="replace").splitlines():
         key = line.split("=", 1)[0].strip()
         if key and key[0] not in ";#[" and uwsgi_options.is_uwsgi_option(key):
-            from uzerg.options import lookup
+            from uzerg.config.options import lookup
 
             if lookup(key) is None and not re.match(r"(if-|for|end|else)", key):
                 value = line.split("=", 1)[1] if "=" in line else ""

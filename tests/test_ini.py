@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from uzerg.config import ConfigError, load_config
-from uzerg.ini import magic_substitute, magic_table, read_ini, split_file_section
+from uzerg.config.ini import magic_substitute, magic_table, read_ini, split_file_section
+from uzerg.config.load import ConfigError, load_config
 
 
 def write(path: Path, text: str | bytes) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from uzerg import docs, options, uwsgi_options
-from uzerg.config import Config, load_config
+from uzerg.config import docs, options, uwsgi_options
+from uzerg.config.load import Config, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,11 +98,12 @@ def test_uzerg_options_that_uwsgi_knows_are_in_the_uwsgi_table() -> None:
 def test_generated_docs_are_fresh() -> None:
     committed = (ROOT / "docs" / "options.md").read_text()
     assert committed == docs.render_markdown(), (
-        "docs/options.md is stale: run `python -m uzerg.docs > docs/options.md`")
+        "docs/options.md is stale: run `python -m uzerg.config.docs > docs/options.md`")
 
 
 def test_docs_module_prints_markdown() -> None:
-    out = subprocess.run([sys.executable, "-m", "uzerg.docs"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "uzerg.config.docs"], capture_output=True,
+                         text=True,
                          check=True, timeout=30).stdout
     assert out.startswith("# uzerg options") and "`zergpool`" in out
 

@@ -1,5 +1,5 @@
 """A signal that the master caught just before it re-executes itself is not lost: it is raised
-again while blocked and reaches the new program (uzerg.reexec.reexec)."""
+again while blocked and reaches the new program (uzerg.processes.reexec.reexec)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from uzerg.reexec import ENV_NAME
+from uzerg.processes.reexec import ENV_NAME
 
 SCRIPT = f"""
 import os, signal, sys
-from uzerg import reexec
+from uzerg.processes import reexec
 
 caught = []
 signal.signal(signal.SIGUSR1, lambda signum, _frame: caught.append(signum))

@@ -14,7 +14,7 @@ import pytest
 from request_helpers import exchange, hello_app, logs_fixture, make_config, read_all  # noqa: F401
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
-from uzerg.request import RequestHandler
+from uzerg.serve.request import RequestHandler
 
 GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 
@@ -783,7 +783,7 @@ def test_expect_continue_request_is_not_kept_alive_when_the_body_was_not_read(lo
 
 
 def test_real_config_object_drives_the_handler(logs, tmp_path):
-    from uzerg.config import load_config
+    from uzerg.config.load import load_config
 
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "f.txt").write_text("file")

@@ -10,7 +10,7 @@ import time
 from request_helpers import make_config
 
 from uzerg.logs import configure_logging
-from uzerg.requestlog import RequestInfo, RequestLogger
+from uzerg.serve.requestlog import RequestInfo, RequestLogger
 
 # the environ real uWSGI 2.0.31 built for `curl http://127.0.0.1:9192/a/b?x=1` on --http-socket;
 # it logged `{24 vars in 257 bytes}` for it
@@ -98,7 +98,7 @@ def test_json_mode_adds_fields():
 
 def test_http_environ_counts_vars_like_uwsgi_http_socket():
     from uzerg.protocols.http import parse_request_head
-    from uzerg.request import RequestHandler
+    from uzerg.serve.request import RequestHandler
 
     handler = RequestHandler(None, make_config(), 1)
     handler._hostname = "vm"  # the host the reference line was taken on

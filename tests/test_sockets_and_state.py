@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from uzerg.process import StartupError, parse_owner, process_title
-from uzerg.reexec import ENV_NAME, export_state, take_state
-from uzerg.scoreboard import Scoreboard
+from uzerg.processes.process import StartupError, parse_owner, process_title
+from uzerg.processes.reexec import ENV_NAME, export_state, take_state
+from uzerg.processes.scoreboard import Scoreboard
 from uzerg.sockets import (
     Listener,
     build_listeners,

@@ -8,8 +8,8 @@ from email.utils import formatdate
 import pytest
 from request_helpers import exchange, hello_app, logs_fixture, make_config  # noqa: F401
 
-from uzerg.request import RequestHandler
-from uzerg.static import StaticMap
+from uzerg.serve.request import RequestHandler
+from uzerg.serve.static import StaticMap
 
 
 @pytest.fixture

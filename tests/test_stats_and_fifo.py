@@ -7,10 +7,10 @@ import socket
 from pathlib import Path
 from types import SimpleNamespace
 
-from uzerg.fifo import MasterFifo
-from uzerg.scoreboard import Scoreboard
+from uzerg.processes.fifo import MasterFifo
+from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.stats import listen_queue, stats_document
 from uzerg.sockets import Listener
-from uzerg.stats import listen_queue, stats_document
 
 
 def test_listen_queue_counts_waiting_connections() -> None:

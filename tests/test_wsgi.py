@@ -15,8 +15,8 @@ import pytest
 from request_helpers import exchange, logs_fixture, make_config  # noqa: F401
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
-from uzerg.request import RequestHandler
-from uzerg.wsgi import AppLoadError, MountDispatcher, load_application, no_application
+from uzerg.serve.apps import AppLoadError, MountDispatcher, load_application, no_application
+from uzerg.serve.request import RequestHandler
 
 APP_SOURCE = """
 def application(environ, start_response):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from uzerg.addresses import AddressError
-from uzerg.reexec import ENV_NAME, export_state, take_state
+from uzerg.processes.reexec import ENV_NAME, export_state, take_state
 from uzerg.zerg import ZergServer, build_zergpools
 
 

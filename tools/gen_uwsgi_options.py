@@ -1,4 +1,4 @@
-"""Regenerate the uWSGI option table in ``uzerg/uwsgi_options.py`` from the real binary.
+"""Regenerate the uWSGI option table in ``uzerg/config/uwsgi_options.py`` from the real binary.
 
 Usage: ``python tools/gen_uwsgi_options.py [path/to/uwsgi]`` (needs uWSGI 2.0.x on PATH; the PyPI
 build has the python plugin built in, so its options are listed too).

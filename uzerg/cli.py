@@ -1,5 +1,6 @@
 """The ``uzerg`` command: argv → Config, then help, version, check-config, management
-commands, or the server (``uzerg.server.run``). Every configuration mistake becomes one line on
+commands, or the server (``uzerg.processes.instance.run``). Every configuration mistake becomes
+one line on
 stderr and exit status 1; warnings go to stderr as ``uzerg: warning: ...``.
 """
 
@@ -10,9 +11,10 @@ import signal
 import sys
 from typing import Any
 
-from uzerg import __version__, options
-from uzerg.config import ConfigError, format_config, load_config
-from uzerg.docs import render_help
+from uzerg import __version__
+from uzerg.config import options
+from uzerg.config.docs import render_help
+from uzerg.config.load import ConfigError, format_config, load_config
 
 # uWSGI: --reload sends SIGHUP, --stop SIGINT, --pause/--resume SIGTSTP (it toggles)
 MANAGEMENT_SIGNALS = {
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: Any) -> int:
-    from uzerg import server  # imported late: --check-config and --help never need it
+    # imported late: --check-config and --help never need it
+    from uzerg.processes import instance as server
 
     return int(server.run(config))
 

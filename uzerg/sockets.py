@@ -24,7 +24,7 @@ from uzerg.addresses import (
     parse_address,
     socket_key,
 )
-from uzerg.process import StartupError, parse_owner
+from uzerg.processes.process import StartupError, parse_owner
 
 log = structlog.get_logger()
 

@@ -14,8 +14,8 @@ import stat
 from collections.abc import Sequence
 from typing import Any
 
-from uzerg.connection import Connection
-from uzerg.wsgi_io import FileWrapper
+from uzerg.serve.connection import Connection
+from uzerg.serve.wsgi_io import FileWrapper
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

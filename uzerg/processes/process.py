@@ -2,7 +2,7 @@
 process names, the environment of the app (chdir, env, virtualenv).
 
 Every failure that is the operator's to fix raises StartupError with one clear line; the
-caller (uzerg.server) logs it and exits with its status.
+caller (uzerg.processes.instance) logs it and exits with its status.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from uzerg.connection import Connection, ReadTimeout
 from uzerg.protocols.http import END, HttpError, HttpRequestParser
-from uzerg.wsgi_io import BodyReadError, ClientDisconnected, InputStream, body_read_error
+from uzerg.serve.connection import Connection, ReadTimeout
+from uzerg.serve.wsgi_io import BodyReadError, ClientDisconnected, InputStream, body_read_error
 
 DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a connection or close it cleanly
 

@@ -20,7 +20,6 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 
-from uzerg.connection import Connection, ReadTimeout, timeval
 from uzerg.protocols.http import (
     NEED_DATA,
     HttpError,
@@ -29,11 +28,18 @@ from uzerg.protocols.http import (
     split_target,
 )
 from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
-from uzerg.request_body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_close
-from uzerg.requestlog import RequestLogger
-from uzerg.response import Response
-from uzerg.static import StaticMap, serve_static
-from uzerg.wsgi_io import BodyReadError, ClientDisconnected, ErrorStream, FileWrapper, InputStream
+from uzerg.serve.body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_close
+from uzerg.serve.connection import Connection, ReadTimeout, timeval
+from uzerg.serve.requestlog import RequestLogger
+from uzerg.serve.response import Response
+from uzerg.serve.static import StaticMap, serve_static
+from uzerg.serve.wsgi_io import (
+    BodyReadError,
+    ClientDisconnected,
+    ErrorStream,
+    FileWrapper,
+    InputStream,
+)
 
 log = structlog.get_logger()
 

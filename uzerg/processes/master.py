@@ -3,8 +3,9 @@ server and pool listeners, the stats server and the master fifo.
 
 Signal handlers only enqueue; the loop dispatches ``handle_<signal>`` by name. Reload (SIGHUP)
 re-executes the master with the same pid, handing over the listening sockets and the old
-workers (uzerg.reexec): the new master loads fresh code, spawns new workers, then asks the old
-ones to finish their request and exit. Connections never wait on a closed queue meanwhile.
+workers (processes/reexec.py): the new master loads fresh code, spawns new workers, then
+asks the old ones to finish their request and exit. Connections never wait on a closed queue
+meanwhile.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Any
 
 import structlog
 
-from uzerg import reexec
-from uzerg.process import StartupError
-from uzerg.scoreboard import Scoreboard
+from uzerg.processes import reexec
+from uzerg.processes.process import StartupError
+from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.stats import stats_log_text
+from uzerg.processes.worker import EXIT_NEED_APP, EXIT_RECYCLE, FORK_BLOCKED_SIGNALS
 from uzerg.sockets import Listener
-from uzerg.stats import stats_log_text
-from uzerg.worker import EXIT_NEED_APP, EXIT_RECYCLE, FORK_BLOCKED_SIGNALS
 
 log = structlog.get_logger()
 
@@ -61,7 +62,7 @@ class Master:
         pending_signals: list[int] | None = None,
     ) -> None:
         """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``
-        owns the zerg server, pools, stats and fifo (uzerg.server.Services)."""
+        owns the zerg server, pools, stats and fifo (uzerg.processes.instance.Services)."""
         self.config = config
         self.listeners = listeners
         self.scoreboard = scoreboard

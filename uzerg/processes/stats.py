@@ -16,8 +16,8 @@ import structlog
 
 from uzerg import __version__
 from uzerg.addresses import AddressError, bind_listener, describe_socket, parse_address
-from uzerg.process import StartupError
-from uzerg.scoreboard import Scoreboard
+from uzerg.processes.process import StartupError
+from uzerg.processes.scoreboard import Scoreboard
 from uzerg.sockets import Listener
 
 log = structlog.get_logger()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from uzerg.process import StartupError
+from uzerg.processes.process import StartupError
 
 log = structlog.get_logger()
 

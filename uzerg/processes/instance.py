@@ -1,8 +1,8 @@
-"""``uzerg.server.run(config) -> int``: from a Config to a running instance and its exit status.
+"""``run(config) -> int``: from a Config to a running instance and its exit status.
 
 Start-up order (uWSGI's): log file / daemonize, chdir and environment, pidfile, zerg attach,
 socket binding, zergpools, privilege drop, app loading (unless lazy-apps), then the master
-forks the workers and runs its loop. After a reload (uzerg.reexec) the sockets, pools, the
+forks the workers and runs its loop. After a reload (uzerg.processes.reexec) the sockets, pools, the
 zerg server's and pools' own listeners and the old workers come from the previous master
 instead of being bound, attached or spawned again.
 """
@@ -19,12 +19,13 @@ from typing import Any
 
 import structlog
 
-from uzerg import __version__, reexec
+from uzerg import __version__
 from uzerg.addresses import AddressError, normalise, parse_address
-from uzerg.fifo import MasterFifo
 from uzerg.logs import configure_logging
-from uzerg.master import SIGNALS, Master
-from uzerg.process import (
+from uzerg.processes import reexec
+from uzerg.processes.fifo import MasterFifo
+from uzerg.processes.master import SIGNALS, Master
+from uzerg.processes.process import (
     StartupError,
     daemonize,
     drop_privileges,
@@ -34,14 +35,14 @@ from uzerg.process import (
     set_process_title,
     write_pidfile,
 )
-from uzerg.scoreboard import Scoreboard
-from uzerg.sockets import Listener, build_listeners, chmod_mode, close_listener
-from uzerg.stats import StatsServer, stats_document
-from uzerg.worker import EXIT_NEED_APP, Worker
+from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.stats import StatsServer, stats_document
+from uzerg.processes.worker import EXIT_NEED_APP, Worker
 
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
-from uzerg.wsgi import AppLoadError, load_application, no_application
+from uzerg.serve.apps import AppLoadError, load_application, no_application
+from uzerg.sockets import Listener, build_listeners, chmod_mode, close_listener
 
 log = structlog.get_logger()
 
@@ -84,7 +85,7 @@ class Instance:
         for name in SIGNALS:
             signal.signal(getattr(signal, "SIG" + name),
                           lambda signum, _frame: early_signals.append(signum))
-        # after a reload they were blocked across exec() (uzerg.reexec): deliver them now
+        # after a reload they were blocked across exec() (uzerg.processes.reexec): deliver them now
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reexec.RELOAD_BLOCKED_SIGNALS)
         log.info(f"*** Starting uzerg {__version__} (pid: {os.getpid()}) on "
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())

@@ -133,7 +133,7 @@ def configuration_error(origin_cwd: str, environ: Mapping[str, str]) -> str | No
     """Load the configuration the new master would load (same arguments, same directory);
     the error line if it is invalid. A reload must not trade a running instance for one that
     exits on a typo (uWSGI's does)."""
-    from uzerg.config import ConfigError, load_config
+    from uzerg.config.load import ConfigError, load_config
 
     here = os.getcwd()
     try:
@@ -168,7 +168,7 @@ def reexec(
     if origin_cwd:
         os.chdir(origin_cwd)  # relative --ini paths of the command line are relative to it
     # The signal mask survives exec(): signals sent while the new program starts wait until
-    # uzerg.server has its handlers (instead of killing it with their default action).
+    # uzerg.processes.instance has its handlers (instead of killing it with their default action).
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELOAD_BLOCKED_SIGNALS)
     # pthread_sigmask() has run the Python handlers of signals caught before the block: the
     # queue is complete now, and nothing can be added to it until the mask is restored

@@ -3,7 +3,7 @@
 This is uWSGI's ``add_exported_option`` (core/config.c, checked against uwsgi 2.0.31): entries
 arrive in order; ``ini``/``include`` load a file in place; ``if-*``/``for*`` open a block that
 filters or repeats the following entries until ``endif``/``endfor``/``end``, with ``%(_)``
-replaced in their values. Values are expanded later (``uzerg.expand``), as uWSGI does.
+replaced in their values. Values are expanded later (``uzerg.config.expand``), as uWSGI does.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uzerg import uwsgi_options
-from uzerg.ini import ConfigError, Origin, read_ini, split_file_section
+from uzerg.config import uwsgi_options
+from uzerg.config.ini import ConfigError, Origin, read_ini, split_file_section
 
 END_KEYS = frozenset({"end", "endif", "endfor", "end-if", "end-for"})
 IF_KEYS = frozenset({

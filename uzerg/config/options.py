@@ -1,8 +1,8 @@
 """THE option table: every uzerg option declared once.
 
 From these records come the command-line parser (``uzerg.cli``), the INI keys and the
-``UWSGI_*``/``UZERG_*`` environment variables (``uzerg.config``), ``uzerg --help`` and the
-generated ``docs/options.md`` (``python -m uzerg.docs > docs/options.md``).
+``UWSGI_*``/``UZERG_*`` environment variables (``uzerg.config.load``), ``uzerg --help`` and the
+generated ``docs/options.md`` (``python -m uzerg.config.docs > docs/options.md``).
 
 Kinds: ``flag`` (bool, uWSGI booleans), ``int``, ``string`` (``str | None``), ``list`` (tuple of
 str, values accumulate in order). The attribute on ``Config`` is the name with ``-`` → ``_``.

@@ -1,6 +1,7 @@
 """Documentation generated from the option table: ``uzerg --help`` and ``docs/options.md``.
 
-Regenerate the markdown with ``python -m uzerg.docs > docs/options.md`` (a test fails when the
+Regenerate the markdown with ``python -m uzerg.config.docs > docs/options.md`` (a test fails when
+the
 committed file is stale).
 """
 
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import sys
 
-from uzerg import __version__, options
+from uzerg import __version__
+from uzerg.config import options
 
 _INTRO = """\
 # uzerg options
 
-Generated from `uzerg/options.py` by `python -m uzerg.docs > docs/options.md`; do not edit.
+Generated from `uzerg/config/options.py` by `python -m uzerg.config.docs > docs/options.md`;
+do not edit.
 
 Every option works as `--name value`, `--name=value` on the command line, `name = value` in an
 `[uwsgi]` INI section and as an environment variable `UWSGI_NAME` or `UZERG_NAME` (upper case,

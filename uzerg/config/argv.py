@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from uzerg import options, uwsgi_options
-from uzerg.ini import ConfigError
+from uzerg.config import options, uwsgi_options
+from uzerg.config.ini import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

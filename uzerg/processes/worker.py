@@ -27,9 +27,9 @@ from typing import Any
 
 import structlog
 
-from uzerg.process import set_process_title
-from uzerg.request import RequestHandler  # imported by the master: shared, and before setuid
-from uzerg.scoreboard import Scoreboard
+from uzerg.processes.process import set_process_title
+from uzerg.processes.scoreboard import Scoreboard
+from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.sockets import Listener
 
 log = structlog.get_logger()

@@ -13,7 +13,7 @@ import socket
 import struct
 import time
 
-from uzerg.wsgi_io import ClientDisconnected
+from uzerg.serve.wsgi_io import ClientDisconnected
 
 # plain ints: socket.MSG_* are IntFlag members, and `|` on those is a slow Python call
 _DONTWAIT = int(socket.MSG_DONTWAIT)

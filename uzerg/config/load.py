@@ -3,7 +3,8 @@
 Order (as uwsgi 2.0.31 resolves it): ``UWSGI_*``/``UZERG_*`` environment variables, then the
 command line in order (``--ini FILE`` is read in place), then bare ``FILE.ini`` arguments.
 List options accumulate; for the others the last value wins. Unknown keys are sorted per
-SPEC §9 (``uzerg.uwsgi_options``): silent, warning or error; ``strict`` makes warnings errors.
+SPEC §9 (``uzerg.config.uwsgi_options``): silent, warning or error; ``strict`` makes warnings
+errors.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import field, make_dataclass
 from typing import Any
 
-from uzerg import options, uwsgi_options
-from uzerg.argv import parse_argv
-from uzerg.collect import Collector, Entry
-from uzerg.expand import expand_entries
-from uzerg.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
-from uzerg.options import Option
+from uzerg.config import options, uwsgi_options
+from uzerg.config.argv import parse_argv
+from uzerg.config.collect import Collector, Entry
+from uzerg.config.expand import expand_entries
+from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
+from uzerg.config.options import Option
 
 __all__ = ["Config", "ConfigError", "format_config", "load_config"]
 

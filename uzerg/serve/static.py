@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-from uzerg.response import Response
-from uzerg.wsgi_io import FileWrapper
+from uzerg.serve.response import Response
+from uzerg.serve.wsgi_io import FileWrapper
 
 log = structlog.get_logger()
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from uzerg.collect import Entry
-from uzerg.ini import ConfigError
+from uzerg.config.collect import Entry
+from uzerg.config.ini import ConfigError
 
 MAX_EXPANSIONS = 1000  # per value: more means a reference loop (a = %(b), b = %(a))
 Hook = Callable[[str], str | None]

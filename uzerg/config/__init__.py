@@ -1,0 +1,1 @@
+"""Configuration: the option table, INI reader, expansion, argv, the Config."""

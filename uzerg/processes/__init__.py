@@ -1,0 +1,1 @@
+"""Processes: start-up, the master loop, workers, re-exec, fifo, scoreboard, stats."""

@@ -1,0 +1,1 @@
+"""The request path: one connection from accept to close."""
