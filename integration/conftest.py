@@ -1,28 +1,12 @@
-"""Fixtures shared by the integration tests.
+"""Fixtures shared by the integration tests, all from the ``support`` package:
 
-``uzerg``: an InstanceStarter (integration/harness.py); every process it started, and every
-child they had, is killed by pid at teardown, whatever the test did.
+``uzerg`` (an InstanceStarter: every process it started, and every child they had, is killed by
+pid at teardown), ``app_file`` (a small WSGI app) and ``processes`` (other programs, stopped by
+pid) from support.processes; ``start_uzerg`` and ``start_uwsgi`` (a server whose first socket
+answers) from support.peers.
 """
 
-from __future__ import annotations
+from support.peers import start_uwsgi, start_uzerg
+from support.processes import app_file, processes, uzerg
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from harness import InstanceStarter, write_app
-
-
-@pytest.fixture
-def uzerg(tmp_path: Path) -> Iterator[InstanceStarter]:
-    starter = InstanceStarter(tmp_path)
-    try:
-        yield starter
-    finally:
-        starter.cleanup()
-
-
-@pytest.fixture
-def app_file(tmp_path: Path) -> Path:
-    """A small WSGI app (see harness.write_app) in tmp_path."""
-    return write_app(tmp_path / "app.py")
+__all__ = ["app_file", "processes", "start_uwsgi", "start_uzerg", "uzerg"]

@@ -9,14 +9,13 @@ import socket
 from typing import TYPE_CHECKING
 
 import pytest
-from peer_helpers import APPS
+from support.processes import APPS
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 
 if TYPE_CHECKING:
-    from peer_fixtures import Server
+    from support.peers import Server
 
-pytest_plugins = ("peer_fixtures",)
 
 TESTAPP = str(APPS / "testapp.py")
 GOOD_VARS = {"REQUEST_METHOD": "GET", "PATH_INFO": "/pid", "REQUEST_URI": "/pid",

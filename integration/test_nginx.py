@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 from apps.testapp import ECHO_STARTED, ERROR_TEXT
-from nginx import Nginx, nginx_available, running_nginx
-from peer_helpers import APPS, free_port
+from support.peers import Nginx, nginx_available, running_nginx
+from support.processes import APPS, free_port
 
 if TYPE_CHECKING:
-    from peer_fixtures import Server
+    from support.peers import Server
 
-pytest_plugins = ("peer_fixtures",)
 
 pytestmark = [
     pytest.mark.interop,

@@ -13,19 +13,22 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import InstanceStarter, http_get, wait_until
-from nginx import nginx_available, running_nginx
-from peer_helpers import APPS, free_port
-from served_helpers import (
+from support.clients import (
+    http_get,
     http_request,
-    io_counters,
     read_one_response,
     seconds_until_closed,
     uwsgi_get,
+)
+from support.peers import nginx_available, running_nginx
+from support.processes import (
+    APPS,
+    InstanceStarter,
+    free_port,
+    io_counters,
+    wait_until,
     write_mount_app,
 )
-
-pytest_plugins = ("peer_fixtures",)
 
 TESTAPP = str(APPS / "testapp.py")
 

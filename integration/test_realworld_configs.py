@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from nginx import nginx_available, running_nginx
-from peer_helpers import APPS, REPO, free_port, run_client
+from support.peers import nginx_available, run_client, running_nginx
+from support.processes import APPS, REPO, free_port
 
 if TYPE_CHECKING:
-    from peer_fixtures import Server
+    from support.peers import Server
 
-pytest_plugins = ("peer_fixtures",)
 
 CONFIGS = REPO / "configs"
 LIST_OPTIONS = {"socket", "http-socket", "env"}

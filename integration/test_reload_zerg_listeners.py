@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from harness import Instance, InstanceStarter, uwsgi_request, wait_until, write_app
-from peer_helpers import unique_abstract
+from support.clients import uwsgi_request
+from support.processes import Instance, InstanceStarter, unique_abstract, wait_until, write_app
 
 from uzerg.zerg import HandshakeError, fetch_sockets
 

@@ -7,7 +7,8 @@ import signal
 import stat
 from pathlib import Path
 
-from harness import InstanceStarter, http_get, read_stats, uwsgi_request, wait_until
+from support.clients import http_get, read_stats, uwsgi_request
+from support.processes import InstanceStarter, wait_until
 
 
 def test_two_workers_serve_http_and_uwsgi_sockets(uzerg: InstanceStarter, app_file: Path) -> None:

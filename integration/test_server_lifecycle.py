@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import psutil
-from harness import InstanceStarter, http_get, read_stats, wait_until, write_app
+from support.clients import http_get, read_stats
+from support.processes import InstanceStarter, wait_until, write_app
 
 
 def test_harakiri_kills_a_stuck_worker_and_respawns_it(

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import InstanceStarter, http_get, read_stats, wait_until
+from support.clients import http_get, read_stats
+from support.processes import InstanceStarter, wait_until
 
 WORKER_FIELDS = {
     "id", "pid", "accepting", "requests", "delta_requests", "exceptions", "harakiri_count",

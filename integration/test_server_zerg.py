@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from harness import InstanceStarter, http_get, uwsgi_request, wait_until, write_app
+from support.clients import http_get, uwsgi_request
+from support.processes import InstanceStarter, wait_until, write_app
 
 
 def test_zerg_attaches_serves_and_survives_its_server(uzerg: InstanceStarter,

@@ -7,7 +7,8 @@ import signal
 import threading
 from pathlib import Path
 
-from harness import InstanceStarter, http_get, read_stats, wait_until, write_app
+from support.clients import http_get, read_stats
+from support.processes import InstanceStarter, wait_until, write_app
 
 
 class RequestLoop:

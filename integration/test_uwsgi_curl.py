@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from peer_helpers import APPS, free_port, run_client
+from support.peers import run_client
+from support.processes import APPS, free_port
 
 if TYPE_CHECKING:
-    from peer_fixtures import Server
+    from support.peers import Server
 
-pytest_plugins = ("peer_fixtures",)
 
 UWSGI_CURL = shutil.which("uwsgi_curl")
 pytestmark = [

@@ -14,16 +14,25 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from harness import Instance, InstanceStarter
-from peer_helpers import unique_abstract
-from zerg_helpers import ClientLoop, get, wait_until, write_version_app
+from structlog.testing import capture_logs
+from support.clients import ClientLoop, get
+from support.processes import (
+    Instance,
+    InstanceStarter,
+    python_for_nobody,
+    unique_abstract,
+    wait_until,
+    write_version_app,
+)
 
-from uzerg.zerg import fetch_sockets
+from uzerg.addresses import bind_listener, parse_address
+from uzerg.zerg import ZergServer, fetch_sockets
+from uzerg.zerg.handshake import HEADER_SIZE
 
 
 @pytest.fixture
@@ -222,20 +231,6 @@ if fds:  # serve one request on the received socket (never touching its flags)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a peer as nobody")
 
 
-def python_for_nobody() -> str:
-    """An interpreter uid 65534 can run (a pyenv under /root is out of its reach); the client
-    above needs only the standard library."""
-    for candidate in (os.path.realpath(os.sys.executable), "/usr/bin/python3",
-                      "/usr/local/bin/python3"):
-        try:
-            subprocess.run([candidate, "-c", ""], user=65534, group=65534, extra_groups=[],
-                           check=True, timeout=20, capture_output=True)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        return candidate
-    pytest.skip("no python interpreter that uid 65534 can run")
-
-
 @pytest.fixture
 def nobody_peers() -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
@@ -248,9 +243,11 @@ def nobody_peers() -> Iterator[list[subprocess.Popen[str]]]:
             child.wait(10)
 
 
-def attach_as_nobody(name: str, started: list[subprocess.Popen[str]]
+def attach_as_nobody(name: str, started: list[subprocess.Popen[str]],
+                     drive: Callable[[], object] | None = None,
                      ) -> tuple[subprocess.Popen[str], str]:
-    """Start the stdlib client as uid/gid 65534; its pid and its first output line."""
+    """Start the stdlib client as uid/gid 65534; its pid and its first output line. ``drive``
+    is called while waiting (the loop of a zerg server run in this process)."""
     with tempfile.TemporaryDirectory() as scratch:  # readable by nobody, unlike tmp_path
         os.chmod(scratch, 0o755)
         script = Path(scratch) / "client.py"
@@ -261,10 +258,14 @@ def attach_as_nobody(name: str, started: list[subprocess.Popen[str]]
                                  stdin=subprocess.DEVNULL, text=True, cwd="/")
         started.append(child)
         assert child.stdout is not None
+        deadline = time.monotonic() + 20
         with selectors.DefaultSelector() as selector:
             selector.register(child.stdout, selectors.EVENT_READ)
-            if not selector.select(20):
-                raise AssertionError("the nobody client printed nothing within 20 s")
+            while not selector.select(0.02):
+                if drive is not None:
+                    drive()
+                if time.monotonic() > deadline:
+                    raise AssertionError("the nobody client printed nothing within 20 s")
         return child, child.stdout.readline().strip()
 
 
@@ -311,3 +312,55 @@ def test_zerg_server_file_follows_the_umask(uzerg: InstanceStarter, app: Path,
         os.umask(old)
     assert stat.S_IMODE(os.stat(server).st_mode) == 0o775
     assert stat.S_ISSOCK(os.stat(server).st_mode)
+
+
+# -- the same credential checks on a ZergServer object driven by this process ------------
+
+@pytest.fixture
+def tcp_listeners() -> Iterator[list[socket.socket]]:
+    socks = [bind_listener(parse_address("127.0.0.1:0"), 8) for _ in range(3)]
+    try:
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@needs_root
+def test_server_object_refuses_and_records_a_peer_of_another_uid(
+    tcp_listeners: list[socket.socket], nobody_peers: list[subprocess.Popen[str]],
+) -> None:
+    name = unique_abstract("obj")  # abstract: no file permissions stand in the way of the peer
+    server = ZergServer(name, tcp_listeners)
+    server.start()
+    try:
+        with capture_logs() as logs:
+            child, line = attach_as_nobody(name, nobody_peers, server.handle_readable)
+    finally:
+        server.close(vacuum=True)
+    assert server.refuse_count == 1
+    assert line == "0 0"  # refused: nothing sent at all
+    assert server.attach_count == 0
+    refused = server.refused[0]
+    assert (refused.pid, refused.uid) == (child.pid, 65534)
+    assert any(
+        f"refused zerg pid {child.pid} uid 65534" in e["event"] and e["log_level"] == "warning"
+        for e in logs
+    )
+
+
+@needs_root
+@pytest.mark.parametrize("allow", [{"allow_uids": [65534]}, {"allow_gids": [65534]}])
+def test_server_object_allow_lists_admit_another_uid(
+    tcp_listeners: list[socket.socket], nobody_peers: list[subprocess.Popen[str]],
+    allow: dict[str, list[int]],
+) -> None:
+    name = unique_abstract("obj")
+    server = ZergServer(name, tcp_listeners, **allow)  # type: ignore[arg-type]
+    server.start()
+    try:
+        child, line = attach_as_nobody(name, nobody_peers, server.handle_readable)
+    finally:
+        server.close(vacuum=True)
+    assert line == f"{HEADER_SIZE} 3"
+    assert server.attached[0].pid == child.pid

@@ -15,9 +15,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import Instance, InstanceStarter
-from peer_helpers import unique_abstract
-from zerg_helpers import ClientLoop, get, wait_until, write_version_app
+from support.clients import ClientLoop, get
+from support.processes import (
+    Instance,
+    InstanceStarter,
+    start_zerg,
+    unique_abstract,
+    wait_until,
+    write_version_app,
+)
 
 
 @pytest.fixture
@@ -34,16 +40,6 @@ def start_main(uzerg: InstanceStarter, app: Path, *extra: str, workers: int = 1,
     inst = uzerg.start(args, wait_workers=workers)
     if zerg_server:
         inst.wait_for_log(f"*** Zerg server enabled on {zerg_server} ***")
-    return inst
-
-
-def start_zerg(uzerg: InstanceStarter, app: Path, *servers: str, workers: int = 1,
-               extra: tuple[str, ...] = ()) -> Instance:
-    args = ["--wsgi-file", str(app), "--processes", str(workers), *extra]
-    for server in servers:
-        args += ["--zerg", server]
-    inst = uzerg.start(args, wait_workers=workers)
-    inst.wait_for_log("zerg sockets attached")
     return inst
 
 

@@ -2,7 +2,7 @@
 ``@abstract`` names, more than 8 sockets), and behind nginx with holders of both kinds.
 
 The real uWSGI runs in its own session and is stopped by pid with SIGINT (SIGTERM would make
-uWSGI 2.0 reload), then SIGKILL with its workers at teardown (peer_fixtures.start_uwsgi).
+uWSGI 2.0 reload), then SIGKILL with its workers at teardown (support.peers.start_uwsgi).
 """
 
 from __future__ import annotations
@@ -16,15 +16,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from harness import Instance, InstanceStarter
-from nginx import nginx_available, running_nginx
-from peer_helpers import free_port, unique_abstract
-from zerg_helpers import get, wait_until, write_version_app
+from support.clients import get
+from support.peers import nginx_available, running_nginx
+from support.processes import (
+    Instance,
+    InstanceStarter,
+    free_port,
+    unique_abstract,
+    wait_until,
+    write_version_app,
+)
 
 if TYPE_CHECKING:
-    from peer_fixtures import Server
+    from support.peers import Server
 
-pytest_plugins = ("peer_fixtures",)
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(shutil.which("uwsgi") is None, reason="the uwsgi binary is not installed"),

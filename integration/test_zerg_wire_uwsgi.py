@@ -1,24 +1,22 @@
 """Zerg handshake interop with the real ``uwsgi`` binary, both directions.
 
 (a) uWSGI is the zerg server (or zergpool), our client attaches;
-(b) our ZergServer (integration/zerg_server_helper.py) serves a real uWSGI zerg.
+(b) our ZergServer (integration/support/zerg_server.py) serves a real uWSGI zerg.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from peer_helpers import unique_abstract
+from support.clients import http_get
+from support.processes import Processes, free_port, unique_abstract, wait_until
 
 from uzerg.zerg import HandshakeError, attach_to_zerg_servers
 
@@ -27,83 +25,12 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("uwsgi") is None, reason="the uwsgi binary is not installed"),
 ]
 
-HELPER = Path(__file__).with_name("zerg_server_helper.py")
+HELPER = Path(__file__).parent / "support" / "zerg_server.py"
 APP = """
 def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [("port %s path %s" % (environ["SERVER_PORT"], environ["PATH_INFO"])).encode()]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> object:
-    end = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Processes:
-    """Start processes in their own session; stop each by pid (and its children) at the end."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
-
-    def start(self, name: str, argv: list[str], **kwargs: object) -> tuple[subprocess.Popen, Path]:
-        log_path = self.tmp_path / f"{name}.log"
-        log_file = open(log_path, "wb")  # noqa: SIM115 - owned by the child, closed below
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdout=kwargs.pop("stdout", log_file),
-                stderr=log_file,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.tmp_path,
-                **kwargs,
-            )
-        finally:
-            log_file.close()
-        self.started.append((proc, log_path))
-        return proc, log_path
-
-    def stop_all(self) -> None:
-        for proc, _ in reversed(self.started):
-            try:
-                children = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                children = []
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # SIGTERM would make uWSGI 2.0 reload
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-            for child in children:
-                try:
-                    child.kill()
-                except psutil.NoSuchProcess:
-                    pass
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop_all()
 
 
 @pytest.fixture
@@ -127,7 +54,7 @@ def attach_when_ready(address: str, timeout: float = 20.0):
         except HandshakeError:
             return None
 
-    return wait_for(attempt, timeout, f"zerg server {address}")
+    return wait_until(attempt, timeout, f"zerg server {address}")
 
 
 def workers_of(proc: subprocess.Popen) -> list[psutil.Process]:
@@ -152,15 +79,6 @@ def accept_on_received_socket(proc: subprocess.Popen, received: socket.socket, p
     finally:
         for worker in workers:
             worker.resume()
-
-
-def http_get(port: int, path: str, timeout: float = 5.0) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # -- (a) uWSGI serves, we attach -------------------------------------------------------------------
@@ -245,13 +163,16 @@ def start_helper(processes: Processes, address: str, count: int, protocol: str |
 
 
 def wait_for_answer(port: int, timeout: float = 20.0) -> bytes:
-    def attempt():
+    """The body of the first 200 answer on ``port`` to ``GET /pPORT``."""
+    def attempt() -> bytes | None:
         try:
-            return http_get(port, f"/p{port}")
+            status, body = http_get(f"127.0.0.1:{port}", f"/p{port}", timeout=5)
         except OSError:
             return None
+        assert status == 200, (status, body)
+        return body
 
-    return wait_for(attempt, timeout, f"an HTTP answer on port {port}")
+    return bytes(wait_until(attempt, timeout, f"an HTTP answer on port {port}"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -267,8 +188,7 @@ def test_uwsgi_zerg_serves_all_twelve_sockets_of_our_server(
     )
     for port in ports:
         answer = wait_for_answer(port)
-        assert answer.startswith(b"HTTP/1.")
-        assert answer.endswith(f"port {port} path /p{port}".encode())
+        assert answer == f"port {port} path /p{port}".encode()
     text = log.read_text()
     assert "uwsgi zerg socket 11 attached to INET address" in text
     assert "zerg sockets attached" in text

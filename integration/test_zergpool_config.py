@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import Instance, InstanceStarter, uwsgi_request
+from support.clients import uwsgi_request
+from support.processes import Instance, InstanceStarter
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 from uzerg.zerg import fetch_sockets

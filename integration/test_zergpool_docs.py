@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Instance, InstanceStarter
-from netns import Namespace, Namespaces, require_namespaces
+from support.netns import Namespace, Namespaces, require_namespaces
+from support.processes import Instance, InstanceStarter
 
 REPO = Path(__file__).resolve().parent.parent
 POOL_CONFIG = REPO / "configs" / "zergpool.ini"
@@ -64,7 +64,7 @@ def start_doc_pool(uzerg: InstanceStarter, host: Namespace) -> Instance:
     return pool
 
 
-def pids_of(results: list[dict[str, object]]) -> set[int]:
+def pids_in(results: list[dict[str, object]]) -> set[int]:
     failed = [r for r in results if not r["ok"]]
     assert not failed, failed[:3]
     return {int(str(r["body"]).split()[1]) for r in results}
@@ -98,7 +98,7 @@ def test_doc_one_pool_zerg_line_serves_pool_1(uzerg: InstanceStarter, host: Name
     assert "uwsgi zerg socket 2" not in log
     workers = set(zerg.worker_pids())
     results = host.requests(POOL_1, count=4)
-    assert pids_of(results) <= workers
+    assert pids_in(results) <= workers
 
 
 def test_doc_two_pool_zerg_line_serves_all_four_sockets_from_one_worker_pool(
@@ -113,7 +113,7 @@ def test_doc_two_pool_zerg_line_serves_all_four_sockets_from_one_worker_pool(
     workers = set(zerg.worker_pids())
     # slow requests, many at once on every socket: each worker takes whatever socket is ready
     results = host.requests(POOL_1 + POOL_2, path="/slow", count=8, concurrency=32)
-    by_socket = {sock: pids_of([r for r in results if r["addr"] == sock])
+    by_socket = {sock: pids_in([r for r in results if r["addr"] == sock])
                  for sock in POOL_1 + POOL_2}
     pool_1_pids = by_socket[POOL_1[0]] | by_socket[POOL_1[1]]
     pool_2_pids = by_socket[POOL_2[0]] | by_socket[POOL_2[1]]

@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import Instance, InstanceStarter, uwsgi_request, wait_until
-from netns import start_client_loop
+from support.clients import answering_pid
+from support.netns import start_client_loop
+from support.processes import Instance, InstanceStarter, start_zerg, wait_until
 
 BOUND = re.compile(r"zergpool \S+ bound to TCP socket (\S+) \(fd: \d+\)")
 
@@ -32,24 +33,16 @@ def listening_inodes(port: int) -> list[int]:
     return inodes
 
 
-def served_by(address: str) -> int:
-    response = uwsgi_request(address, "/")
-    assert response.startswith(b"HTTP/1.1 200"), response[:200]
-    return int(response.split()[-1])
-
-
 def start_pool(uzerg: InstanceStarter, entry: str) -> Instance:
     pool = uzerg.start(["--master", "--zergpool", entry], wait_workers=None)
     pool.wait_for_log("spawned uWSGI master process")
     return pool
 
 
-def start_zerg(uzerg: InstanceStarter, pool_address: str, app_file: Path,
-               since_pool: Instance | None = None) -> tuple[Instance, set[int]]:
+def start_pool_zerg(uzerg: InstanceStarter, pool_address: str, app_file: Path,
+                    since_pool: Instance | None = None) -> tuple[Instance, set[int]]:
     mark = since_pool.mark() if since_pool else 0
-    zerg = uzerg.start(["--master", "--zerg", pool_address, "--wsgi-file", str(app_file),
-                        "--processes", "2"], wait_workers=2)
-    zerg.wait_for_log("zerg sockets attached")
+    zerg = start_zerg(uzerg, app_file, pool_address, workers=2, extra=("--master",))
     if since_pool is not None:  # the pool saw this very zerg
         since_pool.wait_for_log(f"handed to zerg pid {zerg.pid} ", since=mark)
     return zerg, set(zerg.worker_pids())
@@ -64,16 +57,16 @@ def test_reload_keeps_pool_sockets_and_serves_new_zergs(
     port = int(tcp.rpartition(":")[2])
     before = listening_inodes(port)
     unix_inode = os.stat(unix_sock).st_ino
-    old_zerg, old_workers = start_zerg(uzerg, pool_address, app_file, pool)
+    old_zerg, old_workers = start_pool_zerg(uzerg, pool_address, app_file, pool)
 
     loop = start_client_loop([tcp, unix_sock], tmp_path / "stop-loop")
     try:
-        wait_until(lambda: served_by(tcp), 10, "the loop's first answers")
+        wait_until(lambda: answering_pid(tcp), 10, "the loop's first answers")
         mark = pool.mark()
         pool.send(signal.SIGHUP)
         pool.wait_for_log("gracefully (RE)spawned uWSGI master process", since=mark)
-        new_zerg, new_workers = start_zerg(uzerg, pool_address, app_file, pool)
-        seen = wait_until(lambda: new_workers & {served_by(tcp) for _ in range(20)}, 15,
+        new_zerg, new_workers = start_pool_zerg(uzerg, pool_address, app_file, pool)
+        seen = wait_until(lambda: new_workers & {answering_pid(tcp) for _ in range(20)}, 15,
                           "a worker of the new zerg answering")
         assert seen
     finally:
@@ -97,14 +90,14 @@ def test_killed_pool_leaves_zergs_serving_and_a_restart_shares_its_tcp_sockets(
     pool = start_pool(uzerg, f"{pool_address}:127.0.0.1:0")
     tcp = BOUND.search(pool.log_text()).group(1)  # type: ignore[union-attr]
     port = int(tcp.rpartition(":")[2])
-    old_zerg, old_workers = start_zerg(uzerg, pool_address, app_file, pool)
+    old_zerg, old_workers = start_pool_zerg(uzerg, pool_address, app_file, pool)
 
     loop = start_client_loop([tcp], tmp_path / "stop-loop")
     try:
-        wait_until(lambda: served_by(tcp), 10, "the loop's first answers")
+        wait_until(lambda: answering_pid(tcp), 10, "the loop's first answers")
         pool.send(signal.SIGKILL)
         pool.wait_exit(10)
-        assert {served_by(tcp) for _ in range(10)} <= old_workers  # zergs keep serving
+        assert {answering_pid(tcp) for _ in range(10)} <= old_workers  # zergs keep serving
     finally:
         summary = loop.stop()
     assert summary["failures"] == [], summary["failures"][:3]
@@ -114,8 +107,8 @@ def test_killed_pool_leaves_zergs_serving_and_a_restart_shares_its_tcp_sockets(
     restarted = start_pool(uzerg, f"{pool_address}:{tcp}")
     restarted.wait_for_log(f"{tcp} is still listening in another process")
     assert len(listening_inodes(port)) == 2  # the old zerg's queue and the new pool's
-    new_zerg, new_workers = start_zerg(uzerg, pool_address, app_file, restarted)
-    answered = [served_by(tcp) for _ in range(40)]
+    new_zerg, new_workers = start_pool_zerg(uzerg, pool_address, app_file, restarted)
+    answered = [answering_pid(tcp) for _ in range(40)]
     assert set(answered) <= old_workers | new_workers
     assert set(answered) & old_workers, "the old zerg no longer serves"
     assert set(answered) & new_workers, "the restarted pool's zerg never served"
@@ -123,7 +116,7 @@ def test_killed_pool_leaves_zergs_serving_and_a_restart_shares_its_tcp_sockets(
     # The old zerg goes away (as an operator would, once the new ones serve): nothing is lost.
     old_zerg.stop(signal.SIGTERM)
     wait_until(lambda: len(listening_inodes(port)) == 1, 15, "the old queue closing")
-    assert {served_by(tcp) for _ in range(20)} <= new_workers
+    assert {answering_pid(tcp) for _ in range(20)} <= new_workers
 
 
 def test_restarted_pool_refuses_a_unix_socket_its_old_zergs_still_serve(
@@ -132,7 +125,7 @@ def test_restarted_pool_refuses_a_unix_socket_its_old_zergs_still_serve(
     pool_address, unix_sock = str(tmp_path / "p.pool"), str(tmp_path / "u.sock")
     entry = f"{pool_address}:{unix_sock}"
     pool = start_pool(uzerg, entry)
-    old_zerg, old_workers = start_zerg(uzerg, pool_address, app_file, pool)
+    old_zerg, old_workers = start_pool_zerg(uzerg, pool_address, app_file, pool)
     inode = os.stat(unix_sock).st_ino
     pool.send(signal.SIGKILL)
     pool.wait_exit(10)
@@ -145,5 +138,5 @@ def test_restarted_pool_refuses_a_unix_socket_its_old_zergs_still_serve(
     assert (f"zergpool {entry}: cannot bind {unix_sock}: another process is listening on it "
             "(stop it, or attach to it with --zerg)") in output
     assert os.stat(unix_sock).st_ino == inode  # never unlinked from under the old zerg
-    assert served_by(unix_sock) in old_workers
+    assert answering_pid(unix_sock) in old_workers
     assert old_zerg.process.poll() is None

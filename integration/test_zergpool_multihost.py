@@ -13,9 +13,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import Instance, InstanceStarter, wait_until
-from netns import Namespace, Namespaces, require_namespaces, start_client_loop
-from nginx import NGINX, STOCK_UWSGI_PARAMS, SYSTEM_UWSGI_PARAMS, Nginx, nginx_available, stop_nginx
+from support.netns import Namespace, Namespaces, require_namespaces, start_client_loop
+from support.peers import (
+    NGINX,
+    STOCK_UWSGI_PARAMS,
+    SYSTEM_UWSGI_PARAMS,
+    Nginx,
+    nginx_available,
+    stop_nginx,
+)
+from support.processes import Instance, InstanceStarter, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SITE = REPO / "configs" / "nginx-multihost.conf"

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import Instance, InstanceStarter, uwsgi_request, wait_until
+from support.clients import uwsgi_request
+from support.processes import Instance, InstanceStarter, wait_until
 
 from uzerg.zerg import attach_to_zerg_servers
 
@@ -39,7 +40,7 @@ def report(capsys: pytest.CaptureFixture[str], text: str) -> None:
         print(f"\n[zergpool attach] {text}")
 
 
-def write_app(tmp_path: Path) -> Path:
+def write_scale_app(tmp_path: Path) -> Path:
     app_dir = tmp_path / "app"
     app_dir.mkdir()
     path = app_dir / "app.py"
@@ -84,7 +85,7 @@ def serve_all(addresses: list[str]) -> set[int]:
 def test_one_pool_of_300_unix_sockets(
     uzerg: InstanceStarter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = write_app(tmp_path)
+    app = write_scale_app(tmp_path)
     (tmp_path / "s").mkdir()
     sockets = [str(tmp_path / "s" / f"{i}") for i in range(300)]
     pool_address = str(tmp_path / "p.pool")
@@ -107,7 +108,7 @@ def test_one_pool_of_300_unix_sockets(
 def test_twenty_pools_of_ten_tcp_sockets_attached_by_one_zerg(
     uzerg: InstanceStarter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = write_app(tmp_path)
+    app = write_scale_app(tmp_path)
     pools = [str(tmp_path / f"p{i}.pool") for i in range(20)]
     ini = "[uwsgi]\nmaster = true\n" + "".join(
         f"zergpool = {address}:{','.join(['127.0.0.1:0'] * 10)}\n" for address in pools)
@@ -132,7 +133,7 @@ def test_twenty_pools_of_ten_tcp_sockets_attached_by_one_zerg(
 def test_thirty_zergs_attached_to_one_pool_at_once(
     uzerg: InstanceStarter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = write_app(tmp_path)
+    app = write_scale_app(tmp_path)
     pool_address = str(tmp_path / "p.pool")
     pool = uzerg.start(["--master", "--zergpool", f"{pool_address}:127.0.0.1:0"],
                        wait_workers=None)

@@ -14,7 +14,6 @@ import pytest
 
 from uzerg.processes.process import StartupError, parse_owner, process_title
 from uzerg.processes.reexec import ENV_NAME, export_state, take_state
-from uzerg.processes.scoreboard import Scoreboard
 from uzerg.sockets import (
     Listener,
     build_listeners,
@@ -144,28 +143,6 @@ def test_reexec_state_round_trip(tmp_path: Path) -> None:
         item.sock.close()
     pool.close()
     assert take_state({}) is None
-
-
-def test_scoreboard_is_shared_with_children() -> None:
-    board = Scoreboard(4, 2)
-    board.reset_for_spawn(2, 99)
-    pid = os.fork()
-    if pid == 0:
-        board.core(2, 1).requests += 5
-        board.core(2, 1).running_time += 500
-        board.core(2, 0).request_start = 12.5
-        board.header.total_requests += 5
-        os._exit(0)
-    os.waitpid(pid, 0)
-    assert board.worker(2).pid == 99 and board.worker(2).accepting == 1
-    assert board.worker_totals(2) == {"requests": 5, "exceptions": 0, "tx": 0,
-                                      "running_time": 500, "avg_rt": 100}
-    assert board.busy_since(2) == 12.5 and board.busy_since(1) == 0.0
-    assert board.total_requests() == 5 and board.header.total_requests == 5
-    board.header.paused = 1
-    board.reset_for_spawn(2, 100)
-    assert board.worker(2).accepting == 0 and board.busy_since(2) == 0.0
-    board.close()
 
 
 def test_process_title() -> None:

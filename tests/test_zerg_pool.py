@@ -13,15 +13,10 @@ from contextlib import contextmanager
 import psutil
 import pytest
 from structlog.testing import capture_logs
+from support.processes import free_port
 
 from uzerg.addresses import AddressError
 from uzerg.zerg import ZergPoolEntry, ZergServer, build_zergpools, fetch_sockets, parse_zergpool
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

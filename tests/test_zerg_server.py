@@ -7,8 +7,6 @@ import resource
 import selectors
 import socket
 import stat
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 from structlog.testing import capture_logs
+from support.processes import unique_abstract, wait_until
 
 from uzerg.addresses import AddressError
 from uzerg.zerg.handshake import HEADER_SIZE, HandshakeError, fetch_sockets
@@ -72,18 +71,6 @@ def serving(server: ZergServer) -> Iterator[ZergServer]:
         thread.join(5)
 
 
-def wait_for(condition, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
-
-
-def abstract_name() -> str:
-    return f"@uzerg-test-{os.getpid()}-{time.monotonic_ns()}"
-
-
 def close_all(socks) -> None:
     for sock in socks:
         sock.close()
@@ -98,7 +85,7 @@ def test_serves_sockets_in_order_with_hint(tmp_path, listeners):
         close_all(got.sockets)
         assert names == [s.getsockname() for s in listeners]
         assert got.protocols == ["http", "uwsgi", None]
-        wait_for(lambda: server.attach_count == 1)
+        wait_until(lambda: server.attach_count == 1, 5, "server.attach_count == 1")
     assert any(e["event"] == f"*** Zerg server enabled on {path} ***" for e in logs)
     attachment = server.attached[0]
     assert (attachment.pid, attachment.uid) == (os.getpid(), os.geteuid())
@@ -123,7 +110,7 @@ def test_every_connection_gets_the_full_list(tmp_path, listeners):
             got = fetch_sockets(path, timeout=5)
             assert len(got.sockets) == 3
             close_all(got.sockets)
-        wait_for(lambda: server.attach_count == 3)
+        wait_until(lambda: server.attach_count == 3, 5, "server.attach_count == 3")
 
 
 def test_duplicates_by_address_are_removed(tmp_path, listeners):
@@ -212,7 +199,7 @@ def test_no_sockets_is_an_error():
 
 
 def test_abstract_server_warns_and_serves(listeners):
-    name = abstract_name()
+    name = unique_abstract("test")
     server = ZergServer(name, listeners)
     with capture_logs() as logs, started(server), serving(server):
         got = fetch_sockets(name, timeout=5)
@@ -323,86 +310,6 @@ def test_out_of_descriptors_is_survived(tmp_path, listeners):
         data, _, _, _ = peer.recvmsg(HEADER_SIZE, socket.CMSG_SPACE(16))
         assert data[:10] == b"uwsgi-zerg"
         peer.close()
-
-
-CHILD = r"""
-import array, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(10)
-s.connect(b"\0" + sys.argv[1].encode() + b"\0")
-data, anc, flags, _ = s.recvmsg(64, socket.CMSG_SPACE(64 * 4))
-fds = sum(len(a[2]) // 4 for a in anc)
-print(len(data), fds, flush=True)
-"""
-
-
-def python_for_nobody() -> str:
-    """An interpreter uid 65534 may execute (a pyenv under /root is out of its reach)."""
-    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-        try:
-            subprocess.run(
-                [candidate, "-c", ""],
-                user=65534,
-                group=65534,
-                extra_groups=[],
-                check=True,
-                timeout=20,
-                capture_output=True,
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        return candidate
-    pytest.skip("no python interpreter that uid 65534 can run")
-
-
-def run_child_as_nobody(name: str) -> tuple[subprocess.Popen[str], str]:
-    child = subprocess.Popen(
-        [python_for_nobody(), "-c", CHILD, name[1:]],
-        user=65534,
-        group=65534,
-        extra_groups=[],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, _ = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    return child, out.strip()
-
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a peer as nobody")
-
-
-@needs_root
-def test_peer_of_another_uid_is_refused(listeners):
-    name = abstract_name()  # abstract: no file permissions stand in the way of the test peer
-    server = ZergServer(name, listeners)
-    with capture_logs() as logs, started(server), serving(server):
-        child, out = run_child_as_nobody(name)
-        wait_for(lambda: server.refuse_count == 1)
-    assert out == "0 0"  # refused: nothing sent at all
-    assert server.attach_count == 0
-    refused = server.refused[0]
-    assert (refused.pid, refused.uid) == (child.pid, 65534)
-    assert any(
-        f"refused zerg pid {child.pid} uid 65534" in e["event"] and e["log_level"] == "warning"
-        for e in logs
-    )
-
-
-@needs_root
-@pytest.mark.parametrize("allow", [{"allow_uids": [65534]}, {"allow_gids": [65534]}])
-def test_allow_lists_admit_another_uid(listeners, allow):
-    name = abstract_name()
-    server = ZergServer(name, listeners, **allow)
-    with started(server), serving(server):
-        child, out = run_child_as_nobody(name)
-        wait_for(lambda: server.attach_count == 1)
-    assert out == f"{HEADER_SIZE} 3"
-    assert server.attached[0].pid == child.pid
 
 
 def test_client_error_when_server_gone(tmp_path, listeners):

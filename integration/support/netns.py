@@ -15,8 +15,8 @@ disappears with its last process.
 Run as a script inside a namespace, this module is the test client (uwsgi or HTTP requests,
 concurrent or in a loop), so the clients of a namespaced test run in the namespace too::
 
-    python netns.py requests --protocol uwsgi --count 8 --path /slow ADDR [ADDR...]
-    python netns.py loop --protocol http --until FILE ADDR [ADDR...]
+    python support/netns.py requests --protocol uwsgi --count 8 --path /slow ADDR [ADDR...]
+    python support/netns.py loop --protocol http --until FILE ADDR [ADDR...]
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ class Namespaces:
 def _host_tmp_entries_needed(tmp_path: Path) -> set[str]:
     """Top-level names under the host's /tmp that processes run in a namespace need."""
     needed = {sys.prefix, sys.base_prefix, sys.executable, os.path.realpath(sys.executable),
-              str(Path(__file__).resolve().parents[1]), str(tmp_path), os.getcwd()}
+              str(Path(__file__).resolve().parents[2]), str(tmp_path), os.getcwd()}
     names = set()
     for path in needed:
         parts = Path(os.path.abspath(path)).parts
@@ -266,7 +266,7 @@ def _wait_for_exec(process: subprocess.Popen[bytes], command: str, timeout: floa
 # -- the client, run as a script (inside a namespace) --------------------------------------------
 
 def _one_request(address: str, protocol: str, path: str) -> dict[str, Any]:
-    from harness import http_get, uwsgi_request
+    from support.clients import http_get, uwsgi_request
 
     try:
         if protocol == "http":
@@ -282,7 +282,7 @@ def _one_request(address: str, protocol: str, path: str) -> dict[str, Any]:
 
 
 def _client_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="netns.py")
+    parser = argparse.ArgumentParser(prog="support/netns.py")
     parser.add_argument("mode", choices=("requests", "loop"))
     parser.add_argument("--protocol", choices=("uwsgi", "http"), default="uwsgi")
     parser.add_argument("--path", default="/")
@@ -314,4 +314,6 @@ def _client_main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # run by path: make the ``support`` package importable, as pytest does for the tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(_client_main(sys.argv[1:]))

@@ -1,4 +1,4 @@
-"""Run a uzerg ZergServer alone, for interop tests: ``python zerg_server_helper.py ADDR N``.
+"""Run a uzerg ZergServer alone, for interop tests: ``python support/zerg_server.py ADDR N``.
 
 Binds N TCP listeners on 127.0.0.1 (free ports), serves them on ADDR, prints one JSON line
 ``{"ports": [...]}`` once ready, and runs until SIGINT/SIGTERM.

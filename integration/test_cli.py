@@ -1,4 +1,5 @@
-"""``python -m uzerg``: exit statuses and messages of --check-config, --help, management."""
+"""``python -m uzerg`` (and ``python -m uzerg.config.docs``): exit statuses and messages of
+--check-config, --help, management."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.processes import REPO as ROOT
 
 
 def run(*args: str, env: dict[str, str] | None = None,
@@ -130,3 +131,10 @@ def test_management_errors(tmp_path: Path) -> None:
     gone.write_text(str(dead.pid))
     proc = run("--resume", str(gone))
     assert proc.returncode == 1 and "cannot signal pid" in proc.stderr
+
+
+def test_docs_module_prints_markdown() -> None:
+    out = subprocess.run([sys.executable, "-m", "uzerg.config.docs"], capture_output=True,
+                         text=True,
+                         check=True, timeout=30).stdout
+    assert out.startswith("# uzerg options") and "`zergpool`" in out
