@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import field, make_dataclass
 from typing import Any
 
 from uzerg.config import options, uwsgi_options
@@ -20,36 +19,17 @@ from uzerg.config.argv import parse_argv
 from uzerg.config.collect import Collector, Entry
 from uzerg.config.expand import expand_entries
 from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
+from uzerg.config.model import Config
 from uzerg.config.options import Option
 
 __all__ = ["Config", "ConfigError", "format_config", "load_config"]
 
-_EXTRA_FIELDS: list[tuple[str, Any, Any]] = [
-    ("warnings", tuple, field(default=())),
-    # canonical option name → where its (last) value came from, for every option that was set
-    ("origins", dict, field(default_factory=dict, compare=False)),
-    # canonical option names in the order they were first set (what --check-config prints)
-    ("set_options", tuple, field(default=())),
-]
-
-Config = make_dataclass(
-    "Config",
-    [(o.attr, Any, field(default=o.initial)) for o in options.OPTIONS] + _EXTRA_FIELDS,
-    frozen=True,
-    slots=True,
-)
-Config.__module__ = __name__
-Config.__doc__ = """The resolved configuration: one attribute per option (``-`` → ``_``)."""
-
-_INT = re.compile(r"[+-]?\d+")
-_INT_WITH_COMMENT = re.compile(r"([+-]?\d+)\s+[;#].*")
 _FLAG_FALSE_WITH_COMMENT = re.compile(r"(false|off|no|0)\s+[;#].*", re.IGNORECASE)
-_MODE = re.compile(r"0?[0-7]{3}")
 _SKIP_ENV_PREFIXES = ("UWSGI_VASSAL_", "UWSGI_EMPEROR_")
 
 
 def load_config(argv: list[str], environ: Mapping[str, str], *,
-                write: Callable[[str], None] | None = None) -> Any:
+                write: Callable[[str], None] | None = None) -> Config:
     """Build the Config from a command line (without the program name) and an environment.
 
     Raises ConfigError (one line); its ``warnings`` attribute holds the warnings produced first.
@@ -69,7 +49,7 @@ def _stdout(text: str) -> None:
 
 
 def _load(argv: list[str], environ: Mapping[str, str], warnings: list[str],
-          write: Callable[[str], None]) -> Any:
+          write: Callable[[str], None]) -> Config:
     collector = Collector(environ, warnings.append)
     for name, value in environ.items():
         key = _env_key(name)
@@ -100,7 +80,8 @@ def _env_key(name: str) -> str | None:
 
 class _Resolver:
     def __init__(self, warnings: list[str], write: Callable[[str], None]) -> None:
-        self.values: dict[str, Any] = {}
+        self.values: dict[str, Any] = {}  # typed, what Config holds
+        self.shown: dict[str, Any] = {}  # as written, what --check-config prints
         self.origins: dict[str, Origin] = {}
         self.order: list[str] = []
         self.warnings = warnings
@@ -114,13 +95,16 @@ class _Resolver:
         self.warnings.append(": ".join(p for p in (where, entry.shown_key, message) if p))
 
     def apply(self, option: Option, entry: Entry) -> None:
-        value = _convert(option, entry, self)
-        if value is _SKIP:
+        converted = _convert(option, entry, self)
+        if converted is None:
             return
+        shown, value = converted
         name = option.name
         if option.kind == "list":
             value = (*self.values.get(name, ()), value)
+            shown = (*self.shown.get(name, ()), shown)
         self.values[name] = value
+        self.shown[name] = shown
         self.origins[name] = entry.origin
         if name not in self.order:
             self.order.append(name)
@@ -128,11 +112,8 @@ class _Resolver:
             self.strict = True
 
 
-_SKIP = object()
-
-
 def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
-             write: Callable[[str], None]) -> Any:
+             write: Callable[[str], None]) -> Config:
     collected = list(warnings)  # produced while reading: sections, $(ENV), else
     resolver = _Resolver(warnings, write)
     # uWSGI's strict applies from where it is set; the command line and environment set it first
@@ -159,6 +140,7 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
         warnings=tuple(warnings),
         origins=dict(resolver.origins),
         set_options=tuple(resolver.order),
+        shown=dict(resolver.shown),
     )
 
 
@@ -192,80 +174,62 @@ def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
                   else "unknown option, ignored")
 
 
-def _convert(option: Option, entry: Entry, resolver: _Resolver) -> Any:
+def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, Any] | None:
+    """(value as shown by --check-config, typed value), or None for a value to skip."""
     raw = entry.value
     if option.kind == "flag":
         if raw is not None and _FLAG_FALSE_WITH_COMMENT.fullmatch(raw.strip()):
             resolver.warn(entry, f"value {raw!r} counts as true (uWSGI has no inline comments)")
-        return options.parse_bool(raw)
+        flag = options.parse_bool(raw)
+        return flag, flag
     if raw is None or (raw.strip() in ("", "true") and option.bare is not None):
         if option.bare is not None:
             raw = option.bare
         elif raw is None:
             raise _error(entry, "needs a value")
     if option.kind == "int":
-        return _to_int(option, entry, raw, resolver)
+        number = _to_int(option, entry, raw, resolver)
+        return number, number
     if option.kind == "list":
         if not raw.strip():
             resolver.warn(entry, "empty value ignored")
-            return _SKIP
-        _validate_item(option, entry, raw)
-        return raw
+            return None
+        return raw, _parse(option, entry, raw)
     if not raw.strip():
-        return option.default  # `pidfile =` means "not set", not an empty path
-    _validate_string(option, entry, raw)
-    return raw
+        return option.default, option.default  # `pidfile =` means "not set", not an empty path
+    return raw, _parse(option, entry, raw)
+
+
+def _parse(option: Option, entry: Entry, raw: str) -> Any:
+    try:
+        return option.parser(raw)
+    except ValueError as exc:
+        raise _error(entry, str(exc)) from None
 
 
 def _to_int(option: Option, entry: Entry, raw: str, resolver: _Resolver) -> int:
-    text = raw.strip()
-    match = _INT.fullmatch(text) or _INT_WITH_COMMENT.fullmatch(text)
-    if match is None:
-        unset = re.search(r"\$\(([^)]*)\)", raw)
-        hint = f" (environment variable {unset.group(1)} is not set)" if unset else ""
-        raise _error(entry, f"invalid integer: {raw}{hint}")
-    number = int(match.group(1) if match.re is _INT_WITH_COMMENT else match.group(0))
+    number = _parse(option, entry, raw)
     if option.minimum is not None and number < option.minimum:
         raise _error(entry, f"must be at least {option.minimum}: {raw}")
     if option.maximum is not None and number > option.maximum:
         resolver.warn(entry, f"{number} is above the maximum {option.maximum}, "
                       f"using {option.maximum}")
         number = option.maximum
-    return number
-
-
-def _validate_item(option: Option, entry: Entry, raw: str) -> None:
-    if option.name == "zergpool":
-        from uzerg.zerg.pool import parse_zergpool
-
-        try:
-            parse_zergpool(raw)
-        except ValueError as exc:
-            raise _error(entry, str(exc)) from None
-    elif option.name in ("env", "static-map", "mount") and "=" not in raw:
-        form = {"env": "NAME=VALUE", "static-map": "/URL=/DIR", "mount": "/PREFIX=APP"}
-        raise _error(entry, f"expected {form[option.name]}: {raw}")
-
-
-def _validate_string(option: Option, entry: Entry, raw: str) -> None:
-    if option.name == "chmod-socket" and not _MODE.fullmatch(raw.strip()):
-        raise _error(entry, f"invalid socket mode (expected octal like 660): {raw}")
-    if option.name == "protocol" and raw.strip() not in ("uwsgi", "http"):
-        raise _error(entry, f"unsupported protocol (uzerg speaks uwsgi and http): {raw}")
+    return int(number)
 
 
 def _error(entry: Entry, message: str) -> ConfigError:
     return ConfigError(str(entry.origin), entry.shown_key, message)
 
 
-def format_config(config: Any) -> str:
+def format_config(config: Config) -> str:
     """The resolved configuration as uWSGI's ``--show-config`` block (only options set)."""
     lines = [";uWSGI instance configuration", "[uwsgi]"]
     for name in config.set_options:
         option = options.BY_NAME[name]
         if name in ("show-config", "check-config"):
             continue
-        value = getattr(config, option.attr)
+        value = config.shown[name]
         if option.kind == "list":
             lines.extend(f"{name} = {item}" for item in value)
         elif option.kind == "flag":

@@ -4,17 +4,32 @@ From these records come the command-line parser (``uzerg.cli``), the INI keys an
 ``UWSGI_*``/``UZERG_*`` environment variables (``uzerg.config.load``), ``uzerg --help`` and the
 generated ``docs/options.md`` (``python -m uzerg.config.docs > docs/options.md``).
 
-Kinds: ``flag`` (bool, uWSGI booleans), ``int``, ``string`` (``str | None``), ``list`` (tuple of
-str, values accumulate in order). The attribute on ``Config`` is the name with ``-`` → ``_``.
+Kinds: ``flag`` (bool, uWSGI booleans), ``int``, ``string`` (``str | None``), ``list`` (tuple,
+values accumulate in order). Each record carries ``parse``, the function (``uzerg.config.values``)
+that turns one written value into the typed value stored on ``Config``; the attribute on
+``Config`` is the name with ``-`` → ``_``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from uzerg.config.values import (
+    FALSE_WORDS,
+    pair_parser,
+    parse_bool,
+    parse_int,
+    parse_mode,
+    parse_protocol,
+    parse_text,
+    parse_zergpool,
+)
+
+__all__ = ["FALSE_WORDS", "OPTIONS", "Option", "lookup", "parse_bool"]
 
 Kind = Literal["flag", "int", "string", "list"]
-FALSE_WORDS = frozenset({"false", "off", "no", "0"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +48,15 @@ class Option:
     accepted_only: bool = False
     minimum: int | None = None
     maximum: int | None = None
+    # one written value (a list option: one item) → its typed value; ValueError if invalid.
+    # None: the kind's parser (parse_bool, parse_int, the text as written)
+    parse: Callable[[str], Any] | None = None
+
+    @property
+    def parser(self) -> Callable[[str], Any]:
+        if self.parse is not None:
+            return self.parse
+        return {"flag": parse_bool, "int": parse_int}.get(self.kind, parse_text)
 
     @property
     def attr(self) -> str:
@@ -50,13 +74,6 @@ class Option:
         if self.kind == "flag":
             return bool(self.default)
         return self.default
-
-
-def parse_bool(value: str | None) -> bool:
-    """uWSGI booleans: false/off/no (any case) and 0 are false; anything else, empty too, true."""
-    if value is None:
-        return True
-    return value.strip().lower() not in FALSE_WORDS
 
 
 P, S, Z, L, V, G, C, M, U = (
@@ -88,12 +105,14 @@ OPTIONS: tuple[Option, ...] = (
            aliases=("python-path", "pp"), metavar="DIR"),
     Option("home", "string", "virtualenv of the app", P,
            aliases=("virtualenv", "venv", "pyhome"), short="H", metavar="DIR"),
-    Option("env", "list", "set an environment variable", P, metavar="NAME=VALUE"),
+    Option("env", "list", "set an environment variable", P, metavar="NAME=VALUE",
+           parse=pair_parser("NAME=VALUE")),
     Option("lazy-apps", "flag", "load the app in each worker instead of the master", P),
     Option("need-app", "flag", "exit if the app cannot be loaded", P),
     Option("single-interpreter", "flag", "accepted: uzerg always runs one interpreter", P,
            short="i", accepted_only=True),
-    Option("mount", "list", "mount an app under a URL prefix", P, metavar="/PREFIX=APP"),
+    Option("mount", "list", "mount an app under a URL prefix", P, metavar="/PREFIX=APP",
+           parse=pair_parser("/PREFIX=APP")),
     Option("manage-script-name", "flag", "set SCRIPT_NAME/PATH_INFO from the mountpoint", P),
     Option("uid", "string", "drop privileges to this user (name or number)", P, metavar="USER"),
     Option("gid", "string", "drop privileges to this group (name or number)", P,
@@ -111,10 +130,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("http", "list", "bind an HTTP socket (served by the workers: no router process)", S,
            metavar="ADDR"),
     Option("protocol", "string", "protocol of default and received sockets: uwsgi or http", S,
-           aliases=("socket-protocol",), metavar="PROTO"),
+           aliases=("socket-protocol",), metavar="PROTO", parse=parse_protocol),
     Option("listen", "int", "listen queue size", S, 100, short="l", metavar="N", minimum=1),
     Option("chmod-socket", "string", "mode of unix sockets (bare: 666)", S,
-           aliases=("chmod",), short="C", bare="666", metavar="MODE"),
+           aliases=("chmod",), short="C", bare="666", metavar="MODE", parse=parse_mode),
     Option("chown-socket", "string", "owner of unix sockets (user[:group])", S,
            metavar="USER[:GROUP]"),
     Option("vacuum", "flag", "remove unix sockets and pidfile at exit", S),
@@ -136,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="ADDR"),
     Option("zerg-fallback", "flag", "bind the configured sockets if a zerg server is down", Z),
     Option("zergpool", "list", "bind SOCKs and hand them to zergs connecting to ADDR", Z,
-           aliases=("zerg-pool",), metavar="ADDR:SOCK[,SOCK...]"),
+           aliases=("zerg-pool",), metavar="ADDR:SOCK[,SOCK...]", parse=parse_zergpool),
     Option("zerg-timeout", "int", "deadline to attach to a zerg server, in seconds", Z, 10,
            metavar="SECONDS", minimum=1),
     Option("zerg-allow-uid", "list", "also serve zergs running as this uid", Z,
@@ -159,7 +178,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("master-fifo", "list", "control the master through this fifo", L, metavar="FILE"),
     # serving
     Option("static-map", "list", "serve files of a directory under a URL prefix", V,
-           metavar="/URL=/DIR"),
+           metavar="/URL=/DIR", parse=pair_parser("/URL=/DIR")),
     # logs and stats
     Option("logto", "string", "log to this file", G, metavar="FILE"),
     Option("disable-logging", "flag", "do not log requests", G, short="L"),

@@ -1,8 +1,9 @@
 """Zerg mode: the handshake, the server (zerg server and zergpool listeners) and the client."""
 
+from uzerg.config.values import ZergPoolEntry
 from uzerg.zerg.client import ReceivedSocket, attach_to_zerg_servers
 from uzerg.zerg.handshake import HandshakeError, Received, fetch_sockets
-from uzerg.zerg.pool import ZergPoolEntry, build_zergpools, parse_zergpool
+from uzerg.zerg.pool import build_zergpools
 from uzerg.zerg.server import Attachment, ListenerHandover, ZergServer, dedupe_sockets
 
 __all__ = [
@@ -17,5 +18,4 @@ __all__ = [
     "build_zergpools",
     "dedupe_sockets",
     "fetch_sockets",
-    "parse_zergpool",
 ]

@@ -1,5 +1,6 @@
-"""Zergpools (``zergpool = ADDR:SOCK[,SOCK...]``, SPEC §5): parse the entries, bind each pool
-socket once, and give every entry a ZergServer that hands out exactly its own sockets.
+"""Zergpools (``zergpool = ADDR:SOCK[,SOCK...]``, SPEC §5): bind each pool socket once, and give
+every entry a ZergServer that hands out exactly its own sockets. The entries come parsed
+(``ZergPoolEntry``, by the config layer).
 
 Restarting a pool while zergs still hold its TCP sockets (SPEC §5, last bullet). The zergs keep
 the old listening socket open, so a plain ``bind`` of the same port fails with EADDRINUSE
@@ -20,51 +21,19 @@ import contextlib
 import errno
 import os
 import socket
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, MutableMapping
 
 import structlog
 
 from uzerg.addresses import Address, AddressError, bind_listener, normalise, parse_address
+from uzerg.config.values import ZergPoolEntry
 from uzerg.zerg.server import ListenerHandover, ZergServer
 
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True, slots=True)
-class ZergPoolEntry:
-    """One ``zergpool`` value: the pool's unix address and the sockets it hands out, in order."""
-
-    address: str
-    sockets: tuple[str, ...]
-
-    def __str__(self) -> str:
-        return f"{self.address}:{','.join(self.sockets)}"
-
-
-def parse_zergpool(value: str) -> ZergPoolEntry:
-    """Parse ``ADDR:SOCK[,SOCK...]``; raise ValueError with a one-line message."""
-    address, colon, listed = value.partition(":")
-    address = address.strip()
-    if not colon or not address:
-        raise ValueError(f"invalid zergpool syntax: {value}")
-    # uWSGI binds " b.sock" literally; we trim (SPEC §5) and skip empty items as it does.
-    sockets = tuple(item.strip() for item in listed.split(",") if item.strip())
-    if not sockets:
-        raise ValueError(f"invalid zergpool syntax: {value} (no socket listed)")
-    pool_address = parse_address(address)  # AddressError is a ValueError
-    if not pool_address.is_unix:
-        raise ValueError(f"zergpool {address}: the pool address must be a unix path or @name")
-    for item in sockets:
-        try:
-            parse_address(item)
-        except AddressError as exc:  # name the entry: a pool may list hundreds of sockets
-            raise AddressError(f"{exc} in zergpool {value.strip()}") from None
-    return ZergPoolEntry(address, sockets)
-
-
 def build_zergpools(
-    entries: Iterable[ZergPoolEntry | str],
+    entries: Iterable[ZergPoolEntry],
     backlog: int = 100,
     chmod: int | None = None,
     allow_uids: Iterable[int | str] = (),
@@ -86,7 +55,6 @@ def build_zergpools(
     On any failure everything bound so far is closed and AddressError is raised, naming the
     entry and the address (the caller logs it and exits 1).
     """
-    parsed = [parse_zergpool(e) if isinstance(e, str) else e for e in entries]
     allow_uids, allow_gids = tuple(allow_uids), tuple(allow_gids)
     bound: dict[tuple[object, ...], socket.socket] = {}
     created_files: list[str] = []  # unix pool sockets we bound: removed again if we fail
@@ -94,7 +62,7 @@ def build_zergpools(
     pool_addresses: set[tuple[object, ...]] = set()
     spare = dict(inherited or {})  # inherited sockets not claimed yet
     try:
-        for entry in parsed:
+        for entry in entries:
             pool_key = normalise(parse_address(entry.address))
             if pool_key in pool_addresses:
                 raise AddressError(f"zergpool {entry}: pool address {entry.address} is used twice")
@@ -218,8 +186,3 @@ def _port_is_held(address: Address) -> bool:
 def _tcp_name(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
-
-
-def entries_from_config(values: Sequence[str]) -> list[ZergPoolEntry]:
-    """Parse every ``zergpool`` value of a Config, in order."""
-    return [parse_zergpool(value) for value in values]

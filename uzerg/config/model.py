@@ -1,0 +1,104 @@
+"""``Config``: the resolved configuration, frozen and typed, one attribute per option.
+
+Its fields mirror the option table (``uzerg.config.options``; a test checks that they match):
+the name with ``-`` → ``_``, the type its parser returns, the value of an option not set.
+Build one with ``load_config`` (or ``Config()`` for the defaults, plus ``dataclasses.replace``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from uzerg.config.ini import Origin
+from uzerg.config.values import Protocol, ZergPoolEntry
+
+__all__ = ["Config"]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The resolved configuration: one attribute per option (``-`` → ``_``)."""
+
+    master: bool = False
+    processes: int = 1
+    threads: int = 1
+    enable_threads: bool = False
+    module: str | None = None
+    wsgi_file: str | None = None
+    callable: str = 'application'
+    chdir: str | None = None
+    pythonpath: tuple[str, ...] = ()
+    home: str | None = None
+    env: tuple[str, ...] = ()
+    lazy_apps: bool = False
+    need_app: bool = False
+    single_interpreter: bool = False
+    mount: tuple[str, ...] = ()
+    manage_script_name: bool = False
+    uid: str | None = None
+    gid: str | None = None
+    auto_procname: bool = False
+    procname_prefix: str | None = None
+    procname_prefix_spaced: str | None = None
+    socket: tuple[str, ...] = ()
+    http_socket: tuple[str, ...] = ()
+    http11_socket: tuple[str, ...] = ()
+    http: tuple[str, ...] = ()
+    protocol: Protocol | None = None
+    listen: int = 100
+    chmod_socket: int | None = None
+    chown_socket: str | None = None
+    vacuum: bool = False
+    reuse_port: bool = False
+    thunder_lock: bool = False
+    buffer_size: int = 4096
+    socket_timeout: int = 4
+    http_timeout: int = 4
+    http_keepalive: bool = False
+    post_buffering: int = 0
+    zerg: tuple[str, ...] = ()
+    zerg_server: str | None = None
+    zerg_fallback: bool = False
+    zergpool: tuple[ZergPoolEntry, ...] = ()
+    zerg_timeout: int = 10
+    zerg_allow_uid: tuple[str, ...] = ()
+    zerg_allow_gid: tuple[str, ...] = ()
+    harakiri: int = 0
+    max_requests: int = 0
+    reload_on_rss: int = 0
+    worker_reload_mercy: int = 60
+    die_on_term: bool = False
+    touch_reload: tuple[str, ...] = ()
+    pidfile: str | None = None
+    daemonize: str | None = None
+    master_fifo: tuple[str, ...] = ()
+    static_map: tuple[str, ...] = ()
+    logto: str | None = None
+    disable_logging: bool = False
+    log_format: str | None = None
+    log_4xx: bool = False
+    log_5xx: bool = False
+    memory_report: bool = False
+    stats: str | None = None
+    stats_http: bool = False
+    log_json: bool = False
+    ini: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    strict: bool = False
+    print: tuple[str, ...] = ()
+    show_config: bool = False
+    check_config: bool = False
+    version: bool = False
+    help: bool = False
+    reload: str | None = None
+    stop: str | None = None
+    pause: str | None = None
+    resume: str | None = None
+    warnings: tuple[str, ...] = ()
+    # canonical option name → where its (last) value came from, for every option that was set
+    origins: dict[str, Origin] = field(default_factory=dict, compare=False)
+    # canonical option names in the order they were first set (what --check-config prints)
+    set_options: tuple[str, ...] = ()
+    # canonical option name → the value as written (lists: every item), for --check-config
+    shown: dict[str, Any] = field(default_factory=dict, compare=False)

@@ -1,0 +1,105 @@
+"""Value parsers of the option table: one function per kind of value, each used once, where
+the Config is built. A parser takes the text as written and returns the typed value, or raises
+ValueError with a one-line message (the loader prefixes ``file:line: key:``).
+
+Numbers and booleans each have one parser here, so that a rule for reading them (uWSGI reads
+numbers with C ``atoi``; issue 10) is applied in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, cast
+
+from uzerg.addresses import AddressError, parse_address
+
+Protocol = Literal["uwsgi", "http"]
+PROTOCOLS: tuple[Protocol, ...] = ("uwsgi", "http")
+FALSE_WORDS = frozenset({"false", "off", "no", "0"})
+
+_INT = re.compile(r"[+-]?\d+")
+_INT_WITH_COMMENT = re.compile(r"([+-]?\d+)\s+[;#].*")
+_MODE = re.compile(r"0?[0-7]{3}")
+
+
+def parse_bool(value: str | None) -> bool:
+    """uWSGI booleans: false/off/no (any case) and 0 are false; anything else, empty too, true."""
+    if value is None:
+        return True
+    return value.strip().lower() not in FALSE_WORDS
+
+
+def parse_int(value: str) -> int:
+    """A decimal integer; an inline ``; comment`` after it is tolerated (uWSGI's atoi stops)."""
+    text = value.strip()
+    match = _INT.fullmatch(text) or _INT_WITH_COMMENT.fullmatch(text)
+    if match is None:
+        unset = re.search(r"\$\(([^)]*)\)", value)
+        hint = f" (environment variable {unset.group(1)} is not set)" if unset else ""
+        raise ValueError(f"invalid integer: {value}{hint}")
+    return int(match.group(1) if match.re is _INT_WITH_COMMENT else match.group(0))
+
+
+def parse_text(value: str) -> str:
+    return value
+
+
+def parse_mode(value: str) -> int:
+    """``chmod-socket``: an octal mode such as 660 or 0660."""
+    if not _MODE.fullmatch(value.strip()):
+        raise ValueError(f"invalid socket mode (expected octal like 660): {value}")
+    return int(value.strip(), 8)
+
+
+def parse_protocol(value: str) -> Protocol:
+    if value.strip() not in PROTOCOLS:
+        raise ValueError(f"unsupported protocol (uzerg speaks uwsgi and http): {value}")
+    return cast(Protocol, value.strip())
+
+
+def pair_parser(form: str) -> _PairParser:
+    """A parser for ``NAME=VALUE``-style values (env, static-map, mount): kept as written."""
+    return _PairParser(form)
+
+
+@dataclass(frozen=True, slots=True)
+class _PairParser:
+    form: str
+
+    def __call__(self, value: str) -> str:
+        if "=" not in value:
+            raise ValueError(f"expected {self.form}: {value}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class ZergPoolEntry:
+    """One ``zergpool`` value: the pool's unix address and the sockets it hands out, in order."""
+
+    address: str
+    sockets: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.address}:{','.join(self.sockets)}"
+
+
+def parse_zergpool(value: str) -> ZergPoolEntry:
+    """Parse ``ADDR:SOCK[,SOCK...]``; raise ValueError with a one-line message."""
+    address, colon, listed = value.partition(":")
+    address = address.strip()
+    if not colon or not address:
+        raise ValueError(f"invalid zergpool syntax: {value}")
+    # uWSGI binds " b.sock" literally; we trim (SPEC §5) and skip empty items as it does.
+    sockets = tuple(item.strip() for item in listed.split(",") if item.strip())
+    if not sockets:
+        raise ValueError(f"invalid zergpool syntax: {value} (no socket listed)")
+    pool_address = parse_address(address)  # AddressError is a ValueError
+    if not pool_address.is_unix:
+        raise ValueError(f"zergpool {address}: the pool address must be a unix path or @name")
+    for item in sockets:
+        try:
+            parse_address(item)
+        except AddressError as exc:  # name the entry: a pool may list hundreds of sockets
+            raise AddressError(f"{exc} in zergpool {value.strip()}") from None
+    return ZergPoolEntry(address, sockets)
