@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any
 
 from uzerg import __version__
 from uzerg.config import options
 from uzerg.config.docs import render_help
 from uzerg.config.load import ConfigError, format_config, load_config
+from uzerg.config.model import Config
 
 # uWSGI: --reload sends SIGHUP, --stop SIGINT, --pause/--resume SIGTSTP (it toggles)
 MANAGEMENT_SIGNALS = {
@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for warning in config.warnings:
         _err(f"warning: {warning}")
+    management = {"reload": config.reload, "stop": config.stop, "pause": config.pause,
+                  "resume": config.resume}
     for name in options.MANAGEMENT:
-        pidfile = getattr(config, name)
+        pidfile = management[name]
         if pidfile is not None:
             return signal_pidfile(name, pidfile)
     if config.check_config:
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(config)
 
 
-def _serve(config: Any) -> int:
+def _serve(config: Config) -> int:
     # imported late: --check-config and --help never need it
     from uzerg.processes import instance as server
 

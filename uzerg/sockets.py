@@ -24,12 +24,12 @@ from uzerg.addresses import (
     parse_address,
     socket_key,
 )
+from uzerg.config.model import Config
 from uzerg.processes.process import StartupError, parse_owner
 
 log = structlog.get_logger()
 
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
-PROTOCOLS = ("uwsgi", "http", "http11")
 
 
 @dataclass
@@ -53,28 +53,14 @@ class Listener:
         return self.sock.fileno()
 
 
-def configured_sockets(config: Any) -> list[tuple[str, str]]:
+def configured_sockets(config: Config) -> list[tuple[str, str]]:
     """(address text, protocol) for every configured socket, in option order."""
-    default = _socket_protocol(config)
-    entries = [(text, default) for text in getattr(config, "socket", ()) or ()]
-    entries += [(text, "http") for text in getattr(config, "http_socket", ()) or ()]
-    entries += [(text, "http11") for text in getattr(config, "http11_socket", ()) or ()]
-    entries += [(text, "http") for text in getattr(config, "http", ()) or ()]
+    default = config.protocol or "uwsgi"
+    entries = [(text, default) for text in config.socket]
+    entries += [(text, "http") for text in config.http_socket]
+    entries += [(text, "http11") for text in config.http11_socket]
+    entries += [(text, "http") for text in config.http]
     return entries
-
-
-def _defer_accept(config: Any) -> int:
-    """uWSGI's TCP_DEFER_ACCEPT on its TCP sockets: the socket timeout (no-defer-accept: 0)."""
-    if getattr(config, "no_defer_accept", False):
-        return 0
-    return max(1, int(getattr(config, "socket_timeout", 4) or 4))
-
-
-def _socket_protocol(config: Any) -> str:
-    protocol = (getattr(config, "protocol", None) or "uwsgi").strip().lower()
-    if protocol not in PROTOCOLS:
-        raise StartupError(f"protocol: unknown protocol {protocol!r} (use uwsgi or http)")
-    return protocol
 
 
 def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> None:
@@ -91,17 +77,15 @@ def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> None:
 
 
 def build_listeners(
-    config: Any,
+    config: Config,
     received: Sequence[Any] = (),
     inherited: Sequence[Listener] = (),
 ) -> list[Listener]:
     """Bind the configured sockets (reusing ``inherited`` ones of the same address) and append
     the ``received`` zerg sockets (objects with ``.sock`` and ``.protocol``)."""
-    check_listen_backlog(int(config.listen))
-    default_protocol = _socket_protocol(config)
-    chmod = chmod_mode(getattr(config, "chmod_socket", None))
-    owner = getattr(config, "chown_socket", None)
-    explicit_protocol = getattr(config, "protocol", None) is not None
+    check_listen_backlog(config.listen)
+    default_protocol = config.protocol or "uwsgi"
+    explicit_protocol = config.protocol is not None
 
     taken: set[tuple[object, ...]] = set()
     received_listeners: list[Listener] = []
@@ -142,7 +126,7 @@ def build_listeners(
                 _log_socket(len(listeners) - 1, old.sock, "inherited")
                 continue
             listeners.append(
-                _bind(len(listeners), text, address, protocol, config, chmod, owner)
+                _bind(len(listeners), text, address, protocol, config)
             )
     except BaseException:
         for listener in listeners:
@@ -170,12 +154,14 @@ def _take_inherited(
 
 def _bind(
     index: int,
-    text: str, address: Any, protocol: str, config: Any, chmod: int | None, owner: str | None
+    text: str, address: Any, protocol: str, config: Config
 ) -> Listener:
+    owner = config.chown_socket
     try:
+        # uWSGI's TCP_DEFER_ACCEPT on its TCP sockets: the socket timeout
         sock = bind_listener(
-            address, int(config.listen), reuse_port=bool(getattr(config, "reuse_port", False)),
-            chmod=chmod, defer_accept=_defer_accept(config),
+            address, config.listen, reuse_port=config.reuse_port,
+            chmod=config.chmod_socket, defer_accept=max(1, config.socket_timeout),
         )
     except AddressError as exc:
         raise StartupError(str(exc)) from None
@@ -210,16 +196,6 @@ def _log_socket(
         text = f"uwsgi socket {index} inherited {kind} address {where} fd {sock.fileno()}"
     log.info(text, event_kind="socket_" + how, index=index, family=kind, addr=where,
              fd=sock.fileno())
-
-
-def chmod_mode(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip() or "666"
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise StartupError(f"invalid chmod value: {value}") from None
 
 
 def close_listener(listener: Listener, vacuum: bool) -> None:

@@ -21,6 +21,7 @@ import structlog
 
 from uzerg import __version__
 from uzerg.addresses import AddressError, normalise, parse_address
+from uzerg.config.model import Config
 from uzerg.logs import configure_logging
 from uzerg.processes import reexec
 from uzerg.processes.fifo import MasterFifo
@@ -42,7 +43,7 @@ from uzerg.processes.worker import EXIT_NEED_APP, Worker
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
-from uzerg.sockets import Listener, build_listeners, chmod_mode, close_listener
+from uzerg.sockets import Listener, build_listeners, close_listener
 
 log = structlog.get_logger()
 
@@ -52,7 +53,7 @@ NO_ROUTER = (
 )
 
 
-def run(config: Any) -> int:
+def run(config: Config) -> int:
     """Run the instance until it stops; returns the process exit status."""
     state = reexec.take_state(os.environ)
     instance = Instance(config, state)
@@ -65,7 +66,7 @@ def run(config: Any) -> int:
 
 
 class Instance:
-    def __init__(self, config: Any, state: reexec.InheritedState | None) -> None:
+    def __init__(self, config: Config, state: reexec.InheritedState | None) -> None:
         self.config = config
         self.state = state
         self.origin_cwd = state.origin_cwd if state else os.getcwd()
@@ -103,7 +104,7 @@ class Instance:
             raise StartupError(
                 "no socket to serve: use --socket, --http-socket, --http, --zerg or zergpool"
             )
-        if getattr(config, "http", ()):
+        if config.http:
             log.info(NO_ROUTER, event_kind="no_http_router")
         drop_privileges(config.uid, config.gid)
         log.info(f"your server socket listen backlog is limited to {config.listen} connections",
@@ -112,8 +113,8 @@ class Instance:
                  f"{config.worker_reload_mercy} seconds", event_kind="mercy")
         set_process_title(config, "uzerg master")
         app_factory = self._app_factory() if self.listeners else _no_app_needed
-        threads = max(1, int(config.threads or 1))
-        processes = max(1, int(config.processes or 1))
+        threads = config.threads
+        processes = config.processes
         scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
         services = Services(self)
 
@@ -138,17 +139,17 @@ class Instance:
             self.daemonized = True
         elif self.state is None and config.logto:
             open_log_file(config.logto)
-        configure_logging(json=bool(config.log_json), stream=sys.stderr)
+        configure_logging(json=config.log_json, stream=sys.stderr)
 
     def _attach(self) -> list[Any]:
-        zergs = tuple(getattr(self.config, "zerg", ()) or ())
+        zergs = self.config.zerg
         if not zergs or self.state is not None:  # after a reload: the inherited ones are kept
             return []
         from uzerg.zerg import HandshakeError, attach_to_zerg_servers
 
         try:
             return attach_to_zerg_servers(
-                zergs, float(self.config.zerg_timeout), fallback=bool(self.config.zerg_fallback)
+                zergs, float(self.config.zerg_timeout), fallback=self.config.zerg_fallback
             )
         except HandshakeError as exc:
             # uWSGI's line, then why (uWSGI says nothing more; an operator needs the reason)
@@ -164,8 +165,7 @@ class Instance:
         wanted = set()
         config = self.config
         texts = [config.zerg_server] if config.zerg_server else []
-        pools = getattr(config, "zergpool", ()) or ()
-        texts += [value.partition(":")[0].strip() for value in pools]
+        texts += [entry.address for entry in config.zergpool]
         for text in texts:
             try:
                 wanted.add(normalise(parse_address(text)))
@@ -181,16 +181,16 @@ class Instance:
             self.zerg_listeners.popitem()[1].close(unlink=True, why=why)
 
     def _build_pools(self) -> list[Any]:
-        values = tuple(getattr(self.config, "zergpool", ()) or ())
-        if not values:
+        entries = self.config.zergpool
+        if not entries:
             return []
         from uzerg.zerg import build_zergpools
 
         try:
             return build_zergpools(
-                values,
-                backlog=int(self.config.listen),
-                chmod=chmod_mode(self.config.chmod_socket),
+                entries,
+                backlog=self.config.listen,
+                chmod=self.config.chmod_socket,
                 allow_uids=self.config.zerg_allow_uid,
                 allow_gids=self.config.zerg_allow_gid,
                 inherited=self.state.pool_sockets if self.state else None,
@@ -201,7 +201,7 @@ class Instance:
 
     def _app_factory(self) -> Callable[[], Callable[..., Any]]:
         config = self.config
-        need_app = bool(config.need_app)
+        need_app = config.need_app
 
         def load() -> Callable[..., Any]:
             try:
@@ -232,7 +232,7 @@ class Instance:
 
     def abort(self) -> None:
         """Start-up failed: undo what this process created."""
-        vacuum = bool(getattr(self.config, "vacuum", False))
+        vacuum = self.config.vacuum
         for listener in self.listeners:
             close_listener(listener, vacuum=listener.origin == "bound")
         for pool in self.pools:
@@ -273,7 +273,7 @@ class Services:
                     [_hint(item.protocol) for item in listeners],
                     config.zerg_allow_uid,
                     config.zerg_allow_gid,
-                    backlog=int(config.listen),
+                    backlog=config.listen,
                     listener=kept.sock if kept else None,
                     created_inode=kept.created_inode if kept else None,
                 )

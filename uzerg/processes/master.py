@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from uzerg.config.model import Config
 from uzerg.processes import reexec
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
@@ -52,7 +53,7 @@ class WorkerRecord:
 class Master:
     def __init__(
         self,
-        config: Any,
+        config: Config,
         listeners: list[Listener],
         scoreboard: Scoreboard,
         run_worker: Callable[[int], int],
@@ -69,8 +70,8 @@ class Master:
         self.run_worker = run_worker
         self.services = services
         self.mercy = float(config.worker_reload_mercy)
-        self.harakiri = float(getattr(config, "harakiri", 0) or 0)
-        self.desired = int(config.processes) if listeners else 0
+        self.harakiri = float(config.harakiri)
+        self.desired = config.processes if listeners else 0
         self.workers: dict[int, WorkerRecord] = {}
         self.retiring: dict[int, WorkerRecord] = {}  # pid → a process asked to stop
         self.history: dict[int, WorkerRecord] = {}  # worker id → last record (counters)
@@ -81,7 +82,7 @@ class Master:
         self.stopping = False
         self.exit_status = 0
         self.selector = selectors.DefaultSelector()
-        self.touch = {path: _mtime(path) for path in getattr(config, "touch_reload", ()) or ()}
+        self.touch = {path: _mtime(path) for path in config.touch_reload}
         self.reload_requested = False
 
     # -- the loop ------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ import os
 import pwd
 import site
 import sys
-from typing import Any
 
 import setproctitle  # at import time: a worker may no longer read site-packages after --uid
 import structlog
+
+from uzerg.config.model import Config
 
 log = structlog.get_logger()
 
@@ -140,44 +141,44 @@ def _has_user(uid: int) -> bool:
     return True
 
 
-def process_title(config: Any, name: str) -> str | None:
+def process_title(config: Config, name: str) -> str | None:
     """The title for a process ("uzerg master", "uzerg worker 1"), or None to keep argv.
 
     As uWSGI: --auto-procname names processes; --procname-prefix(-spaced) prefixes the name
     (or, without auto-procname, the original command line).
     """
-    prefix = getattr(config, "procname_prefix", None) or ""
-    spaced = getattr(config, "procname_prefix_spaced", None)
+    prefix = config.procname_prefix or ""
+    spaced = config.procname_prefix_spaced
     if spaced:
         prefix = spaced + " "
-    auto = bool(getattr(config, "auto_procname", False))
+    auto = config.auto_procname
     if not auto and not prefix:
         return None
     base = name if auto else " ".join(sys.orig_argv)
     return prefix + base
 
 
-def set_process_title(config: Any, name: str) -> None:
+def set_process_title(config: Config, name: str) -> None:
     title = process_title(config, name)
     if title is not None:
         setproctitle.setproctitle(title)
 
 
-def prepare_environment(config: Any) -> None:
+def prepare_environment(config: Config) -> None:
     """--chdir, --env K=V and --home: what the app sees, set up in the master before loading."""
-    chdir = getattr(config, "chdir", None)
+    chdir = config.chdir
     if chdir:
         try:
             os.chdir(chdir)
         except OSError as exc:
             raise StartupError(f"chdir(): {chdir}: {exc.strerror}") from None
         log.info(f"chdir() to {chdir}", event_kind="chdir", path=chdir)
-    for item in getattr(config, "env", ()) or ():
+    for item in config.env:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise StartupError(f"env: invalid value {item!r} (expected NAME=VALUE)")
         os.environ[name] = value
-    home = getattr(config, "home", None)
+    home = config.home
     if home:
         add_virtualenv(home)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from uzerg.config.model import Config
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
@@ -53,7 +54,7 @@ class Worker:
         self,
         worker_id: int,
         listeners: Sequence[Listener],
-        config: Any,
+        config: Config,
         scoreboard: Scoreboard,
         app_factory: Callable[[], Callable[..., Any]],
         master_pid: int | None = None,
@@ -69,9 +70,9 @@ class Worker:
         self.master_pid = master_pid if master_pid is not None else os.getppid()
         self.stopping = False
         self.exit_status = EXIT_RECYCLE
-        self.threads = max(1, int(getattr(config, "threads", 1) or 1))
-        self.max_requests = int(getattr(config, "max_requests", 0) or 0)
-        self.reload_on_rss = int(getattr(config, "reload_on_rss", 0) or 0) * 1024 * 1024
+        self.threads = config.threads
+        self.max_requests = config.max_requests
+        self.reload_on_rss = config.reload_on_rss * 1024 * 1024
         self.handler: Any = None
         self._wakeup_r = -1
         self._core_pipes: list[int] = []

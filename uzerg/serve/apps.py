@@ -19,6 +19,8 @@ from typing import Any
 
 import structlog
 
+from uzerg.config.model import Config
+
 log = structlog.get_logger()
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -28,25 +30,25 @@ class AppLoadError(Exception):
     """The application could not be loaded; `str()` is one line for the operator."""
 
 
-def load_application(config: Any) -> WSGIApp:
+def load_application(config: Config) -> WSGIApp:
     """Import the app named by the config (cwd is already `config.chdir`)."""
     # as uWSGI: "." (the --chdir directory) is importable, and each --pythonpath entry is
     # inserted at the front in turn, so the last one given is searched first
     if "." not in sys.path:
         sys.path.insert(0, ".")
-    for path in tuple(getattr(config, "pythonpath", ()) or ()):
+    for path in config.pythonpath:
         if path not in sys.path:
             sys.path.insert(0, path)
     importlib.invalidate_caches()  # "." may name another directory than when it was cached
-    callable_name = getattr(config, "callable", None) or "application"
+    callable_name = config.callable
     main: WSGIApp | None = None
-    module = getattr(config, "module", None)
-    wsgi_file = getattr(config, "wsgi_file", None)
+    module = config.module
+    wsgi_file = config.wsgi_file
     if module:
         main = _load_target(module, callable_name, as_file=False)
     elif wsgi_file:
         main = _load_target(wsgi_file, callable_name, as_file=True)
-    mounts = tuple(getattr(config, "mount", ()) or ())
+    mounts = config.mount
     if not mounts:
         if main is None:
             raise AppLoadError("no application configured (use --module, --wsgi-file or --mount)")
@@ -61,7 +63,7 @@ def load_application(config: Any) -> WSGIApp:
         # layout) is a module unless such a file exists
         as_file = "/" in target or os.path.isfile(target.rpartition(":")[0] or target)
         apps.append((prefix.strip().rstrip("/"), _load_target(target, callable_name, as_file)))
-    return MountDispatcher(apps, main, bool(getattr(config, "manage_script_name", False)))
+    return MountDispatcher(apps, main, config.manage_script_name)
 
 
 def _load_target(target: str, callable_name: str, as_file: bool) -> WSGIApp:

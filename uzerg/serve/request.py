@@ -20,6 +20,7 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 
+from uzerg.config.model import Config
 from uzerg.protocols.http import (
     NEED_DATA,
     HttpError,
@@ -87,19 +88,19 @@ def _environ_key(name: str) -> str | None:
 
 class RequestHandler:
     def __init__(
-        self, app: Callable[..., Any], config: Any, worker_id: int, *,
+        self, app: Callable[..., Any], config: Config, worker_id: int, *,
         total_requests: Callable[[], int] | None = None,
     ) -> None:
         """`total_requests()`, when given, bumps and returns the instance-wide request count
         (the M of uWSGI's `req: N/M`); without it M is this worker's count."""
         self.app = app
         self.worker_id = worker_id
-        self.buffer_size = min(int(getattr(config, "buffer_size", 4096) or 4096), 65535)
-        self.socket_timeout = float(getattr(config, "socket_timeout", 4) or 4)
+        self.buffer_size = config.buffer_size  # at most 65535: the option's maximum
+        self.socket_timeout = float(config.socket_timeout)
         self._timeval = timeval(self.socket_timeout)
-        self.idle_timeout = float(getattr(config, "http_timeout", 4) or 4)
-        self.http_keepalive = bool(getattr(config, "http_keepalive", False))
-        self.static = StaticMap(tuple(getattr(config, "static_map", ()) or ()))
+        self.idle_timeout = float(config.http_timeout)
+        self.http_keepalive = config.http_keepalive
+        self.static = StaticMap(config.static_map)
         self.logger = RequestLogger(config, worker_id)
         # the CGI variable count/size of the log line are only worth computing when a request
         # line can be written at all (logging on, or log-4xx/log-5xx)
@@ -111,8 +112,8 @@ class RequestHandler:
         self.shutting_down = False  # set by the worker: finish the current request, then close
         self._requests = itertools.count(1)  # next() is atomic under the GIL
         self._hostname = socket.gethostname()
-        threads = int(getattr(config, "threads", 1) or 1)
-        processes = int(getattr(config, "processes", 1) or 1)
+        threads = config.threads
+        processes = config.processes
         self.errors = ErrorStream()
         self._base = {
             "wsgi.version": (1, 0),

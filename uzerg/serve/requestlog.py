@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from uzerg.config.model import Config
 from uzerg.logs import is_plain, plain_output
 
 _FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
@@ -135,16 +136,16 @@ class RequestLogger:
     structlog logger once, because the lazy proxy costs several microseconds per call.
     """
 
-    def __init__(self, config: Any, worker_id: int, pid: int | None = None) -> None:
+    def __init__(self, config: Config, worker_id: int, pid: int | None = None) -> None:
         self.worker_id = worker_id
         self.pid = pid if pid is not None else os.getpid()
-        self.disabled = bool(getattr(config, "disable_logging", False))
-        self.log_4xx = bool(getattr(config, "log_4xx", False))
-        self.log_5xx = bool(getattr(config, "log_5xx", False))
-        self.json = bool(getattr(config, "log_json", False))
-        self.memory_report = bool(getattr(config, "memory_report", False))
+        self.disabled = config.disable_logging
+        self.log_4xx = config.log_4xx
+        self.log_5xx = config.log_5xx
+        self.json = config.log_json
+        self.memory_report = config.memory_report
         self._times = _TimeCache()
-        fmt = getattr(config, "log_format", None)
+        fmt = config.log_format
         self._chunks = self.compile(fmt) if fmt else None
         self.refresh()
 
