@@ -14,12 +14,13 @@ Request lines go to /dev/null unless --no-log (disable-logging) is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import sys
 import time
-import types
 
+from uzerg.config.model import Config
 from uzerg.logs import configure_logging
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 from uzerg.serve.request import RequestHandler
@@ -43,12 +44,8 @@ def hello(environ, start_response):
     return [b"Hello World"]
 
 
-def config(no_log: bool) -> types.SimpleNamespace:
-    return types.SimpleNamespace(
-        buffer_size=4096, socket_timeout=4, http_timeout=4, http_keepalive=False, static_map=(),
-        disable_logging=no_log, log_4xx=False, log_5xx=False, log_format=None, log_json=False,
-        threads=1, processes=2,
-    )
+def config(no_log: bool) -> Config:
+    return dataclasses.replace(Config(), disable_logging=no_log, processes=2)
 
 
 def per_connection(handler: RequestHandler, request: bytes, protocol: str, n: int) -> None:

@@ -133,7 +133,7 @@ def uzerg_view(path: Path) -> dict[str, Any] | str:
         return str(exc)
     view = {}
     for name in config.set_options:
-        value = getattr(config, options.BY_NAME[name].attr)
+        value = config.shown[name]  # as written: the typed values are compared elsewhere
         if name == "show-config":
             continue
         view[name] = value

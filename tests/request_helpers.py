@@ -1,11 +1,10 @@
-"""Shared helpers for the request-path tests: a stand-in config, log capture, one exchange."""
+"""Shared helpers for the request-path tests: log capture, one exchange."""
 
 from __future__ import annotations
 
 import io
 import socket
 import threading
-import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,18 +12,6 @@ import pytest
 
 from uzerg.logs import configure_logging
 from uzerg.serve.request import HandledCounts, RequestHandler
-
-
-def make_config(**overrides: Any) -> types.SimpleNamespace:
-    """The attributes the request path reads, with uzerg's defaults."""
-    values: dict[str, Any] = dict(
-        module=None, wsgi_file=None, callable="application", pythonpath=(), mount=(),
-        manage_script_name=False, buffer_size=4096, socket_timeout=4, http_timeout=4,
-        http_keepalive=False, static_map=(), disable_logging=False, log_4xx=False,
-        log_5xx=False, log_format=None, log_json=False, threads=1, processes=1,
-    )
-    values.update(overrides)
-    return types.SimpleNamespace(**values)
 
 
 @pytest.fixture(name="logs")

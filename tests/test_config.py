@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from uzerg.config.load import ConfigError, format_config, load_config
+from uzerg.config.load import Config, ConfigError, format_config, load_config
+from uzerg.config.values import ZergPoolEntry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load(*argv: str, env: dict[str, str] | None = None) -> Any:
+def load(*argv: str, env: dict[str, str] | None = None) -> Config:
     return load_config(list(argv), env or {}, write=lambda _t: None)
 
 
@@ -55,8 +55,10 @@ def test_doc_fallback() -> None:
 def test_doc_zergpool_ini() -> None:
     c = load(str(ROOT / "configs" / "zergpool.ini"))
     assert c.master is True
-    assert c.zergpool == ("/tmp/zergpool_1:127.0.0.1:3031,127.0.0.1:3032",
-                          "/tmp/zergpool_2:192.168.173.22:3031,192.168.173.22:3032")
+    assert c.zergpool == (
+        ZergPoolEntry("/tmp/zergpool_1", ("127.0.0.1:3031", "127.0.0.1:3032")),
+        ZergPoolEntry("/tmp/zergpool_2", ("192.168.173.22:3031", "192.168.173.22:3032")),
+    )
     assert c.warnings == ()
 
 
@@ -79,10 +81,12 @@ def test_equals_and_combined_short_flags() -> None:
 
 
 def test_chmod_socket_forms() -> None:
-    assert load("-C").chmod_socket == "666"
-    assert load("--chmod-socket").chmod_socket == "666"
-    assert load("--chmod-socket=660").chmod_socket == "660"
-    assert load("-C660").chmod_socket == "660"
+    assert load("-C").chmod_socket == 0o666
+    assert load("--chmod-socket").chmod_socket == 0o666
+    assert load("--chmod-socket=660").chmod_socket == 0o660
+    assert load("-C660").chmod_socket == 0o660
+    assert load("--chmod-socket=0640").chmod_socket == 0o640
+    assert load().chmod_socket is None
     assert "invalid socket mode" in error("--chmod-socket=rw")
 
 
@@ -126,7 +130,7 @@ def test_lists_accumulate_scalars_last_wins(tmp_path: Path) -> None:
                  "workers = 4\nzerg-pool = /tmp/p:127.0.0.1:1\nuwsgi-socket = :3\n")
     c = load(str(f))
     assert c.socket == (":1", ":2", ":3") and c.processes == 4
-    assert c.zergpool == ("/tmp/p:127.0.0.1:1",)
+    assert c.zergpool == (ZergPoolEntry("/tmp/p", ("127.0.0.1:1",)),)
 
 
 def test_int_with_trailing_comment_as_uwsgi_reads_it(tmp_path: Path) -> None:

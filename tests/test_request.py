@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 import pytest
-from request_helpers import exchange, hello_app, logs_fixture, make_config, read_all  # noqa: F401
+from config_helpers import make_config
+from request_helpers import exchange, hello_app, logs_fixture, read_all  # noqa: F401
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 from uzerg.serve.request import RequestHandler

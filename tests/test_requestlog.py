@@ -7,7 +7,7 @@ import json
 import os
 import time
 
-from request_helpers import make_config
+from config_helpers import make_config
 
 from uzerg.logs import configure_logging
 from uzerg.serve.requestlog import RequestInfo, RequestLogger

@@ -7,10 +7,9 @@ import os
 import socket
 import stat
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from config_helpers import make_config
 
 from uzerg.processes.process import StartupError, parse_owner, process_title
 from uzerg.processes.reexec import ENV_NAME, export_state, take_state
@@ -18,28 +17,17 @@ from uzerg.sockets import (
     Listener,
     build_listeners,
     check_listen_backlog,
-    chmod_mode,
     close_listener,
     configured_sockets,
 )
 
 
-def config(**values: Any) -> SimpleNamespace:
-    base: dict[str, Any] = {
-        "socket": (), "http_socket": (), "http11_socket": (), "http": (), "protocol": None,
-        "listen": 100, "chmod_socket": None, "chown_socket": None, "reuse_port": False,
-    }
-    base.update(values)
-    return SimpleNamespace(**base)
-
-
 def test_configured_sockets_order_and_protocols() -> None:
-    cfg = config(socket=("a:1",), http_socket=("b:2",), http11_socket=("c:3",), http=("d:4",),
-                 protocol="http")
+    cfg = make_config("--socket", "a:1", "--http-socket", "b:2", "--http11-socket", "c:3",
+                      "--http", "d:4", "--protocol", "http")
     assert configured_sockets(cfg) == [("a:1", "http"), ("b:2", "http"), ("c:3", "http11"),
                                        ("d:4", "http")]
-    with pytest.raises(StartupError, match="unknown protocol 'fastcgi'"):
-        configured_sockets(config(protocol="fastcgi"))
+    assert configured_sockets(make_config("--socket", "a:1"))[0] == ("a:1", "uwsgi")
 
 
 def test_listen_backlog_above_somaxconn(tmp_path: Path) -> None:
@@ -48,13 +36,6 @@ def test_listen_backlog_above_somaxconn(tmp_path: Path) -> None:
     check_listen_backlog(128, str(limit))
     with pytest.raises(StartupError, match=r"net.core.somaxconn \(128\)\.$"):
         check_listen_backlog(129, str(limit))
-
-
-def test_chmod_mode() -> None:
-    assert chmod_mode(None) is None
-    assert chmod_mode("") == 0o666 and chmod_mode("660") == 0o660
-    with pytest.raises(StartupError, match="invalid chmod value: rw"):
-        chmod_mode("rw")
 
 
 def test_parse_owner() -> None:
@@ -76,7 +57,7 @@ def test_build_listeners_binds_in_order_and_appends_received(tmp_path: Path) -> 
     received_sock.listen(5)
     taken = f"127.0.0.1:{received_sock.getsockname()[1]}"
     unix = str(tmp_path / "s.sock")
-    cfg = config(socket=(unix, taken), http_socket=("127.0.0.1:0",), chmod_socket="600")
+    cfg = make_config(socket=(unix, taken), http_socket=("127.0.0.1:0",), chmod_socket=0o600)
     listeners = build_listeners(cfg, [FakeReceived(received_sock, "http")])
     try:
         # the configured address a zerg socket already serves is not bound again
@@ -96,15 +77,17 @@ def test_explicit_protocol_wins_over_the_hint() -> None:
     received_sock = socket.socket()
     received_sock.bind(("127.0.0.1", 0))
     received_sock.listen(5)
-    listeners = build_listeners(config(protocol="uwsgi"), [FakeReceived(received_sock, "http")])
-    assert listeners[0].protocol == "uwsgi"
-    assert build_listeners(config(), [FakeReceived(received_sock, None)])[0].protocol == "uwsgi"
+    hinted = [FakeReceived(received_sock, "http")]
+    assert build_listeners(make_config(protocol="uwsgi"), hinted)[0].protocol == "uwsgi"
+    assert build_listeners(make_config(), hinted)[0].protocol == "http"
+    unhinted = [FakeReceived(received_sock, None)]
+    assert build_listeners(make_config(), unhinted)[0].protocol == "uwsgi"
     received_sock.close()
 
 
 def test_vacuum_skips_a_replaced_socket_file(tmp_path: Path) -> None:
     unix = str(tmp_path / "s.sock")
-    (listener,) = build_listeners(config(socket=(unix,)))
+    (listener,) = build_listeners(make_config(socket=(unix,)))
     os.unlink(unix)
     Path(unix).write_text("someone else's")
     close_listener(listener, vacuum=True)
@@ -113,7 +96,7 @@ def test_vacuum_skips_a_replaced_socket_file(tmp_path: Path) -> None:
 
 def test_reexec_state_round_trip(tmp_path: Path) -> None:
     unix = str(tmp_path / "s.sock")
-    listeners = build_listeners(config(socket=(unix,), http_socket=("127.0.0.1:0",)))
+    listeners = build_listeners(make_config(socket=(unix,), http_socket=("127.0.0.1:0",)))
     pool = socket.socket()
     pool.bind(("127.0.0.1", 0))
     pool.listen(5)
@@ -136,7 +119,7 @@ def test_reexec_state_round_trip(tmp_path: Path) -> None:
     assert list(state.pool_sockets.values())[0].getsockname() == pool.getsockname()
     assert not os.get_inheritable(state.listeners[0].fd)
     # reusing inherited sockets: same address → no new bind; port 0 → same host's socket
-    rebuilt = build_listeners(config(socket=(unix,), http_socket=("127.0.0.1:0",)),
+    rebuilt = build_listeners(make_config(socket=(unix,), http_socket=("127.0.0.1:0",)),
                               inherited=state.listeners)
     assert [item.fd for item in rebuilt] == [item.fd for item in state.listeners]
     for item in [*listeners, *rebuilt]:
@@ -146,16 +129,16 @@ def test_reexec_state_round_trip(tmp_path: Path) -> None:
 
 
 def test_process_title() -> None:
-    plain = SimpleNamespace(auto_procname=False, procname_prefix=None,
+    plain = make_config(auto_procname=False, procname_prefix=None,
                             procname_prefix_spaced=None)
     assert process_title(plain, "uzerg worker 1") is None
-    auto = SimpleNamespace(auto_procname=True, procname_prefix="x-",
+    auto = make_config(auto_procname=True, procname_prefix="x-",
                            procname_prefix_spaced=None)
     assert process_title(auto, "uzerg worker 1") == "x-uzerg worker 1"
-    spaced = SimpleNamespace(auto_procname=True, procname_prefix=None,
+    spaced = make_config(auto_procname=True, procname_prefix=None,
                              procname_prefix_spaced="site")
     assert process_title(spaced, "uzerg master") == "site uzerg master"
-    prefix_only = SimpleNamespace(auto_procname=False, procname_prefix="p:",
+    prefix_only = make_config(auto_procname=False, procname_prefix="p:",
                                   procname_prefix_spaced=None)
     assert (process_title(prefix_only, "uzerg master") or "").startswith("p:")
 
@@ -176,7 +159,7 @@ def test_ipv6_socket_log_line() -> None:
     out = io.StringIO()
     configure_logging(stream=out)
     try:
-        listeners = build_listeners(config(http_socket=("[::1]:0",)))
+        listeners = build_listeners(make_config(http_socket=("[::1]:0",)))
     except StartupError:
         pytest.skip("no IPv6 loopback")
     finally:

@@ -6,7 +6,8 @@ import os
 from email.utils import formatdate
 
 import pytest
-from request_helpers import exchange, hello_app, logs_fixture, make_config  # noqa: F401
+from config_helpers import make_config
+from request_helpers import exchange, hello_app, logs_fixture  # noqa: F401
 
 from uzerg.serve.request import RequestHandler
 from uzerg.serve.static import StaticMap

@@ -12,7 +12,8 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
-from request_helpers import exchange, logs_fixture, make_config  # noqa: F401
+from config_helpers import make_config
+from request_helpers import exchange, logs_fixture  # noqa: F401
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 from uzerg.serve.apps import AppLoadError, MountDispatcher, load_application, no_application

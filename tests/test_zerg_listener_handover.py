@@ -6,14 +6,21 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from uzerg.addresses import AddressError
+from uzerg.config.values import parse_zergpool
 from uzerg.processes.reexec import ENV_NAME, export_state, take_state
 from uzerg.zerg import ZergServer, build_zergpools
+
+
+def build_pools(values: Sequence[str], **options: Any) -> list[ZergServer]:
+    """build_zergpools on ``zergpool`` values parsed as the config layer parses them."""
+    return build_zergpools([parse_zergpool(value) for value in values], **options)
 
 
 @pytest.fixture
@@ -110,11 +117,11 @@ def test_reexec_state_carries_the_zerg_listeners(tmp_path: Path, served: socket.
 
 def test_a_pool_entry_adopts_its_inherited_listener(tmp_path: Path) -> None:
     pool_address, unix = str(tmp_path / "p"), str(tmp_path / "u.sock")
-    (old,) = build_zergpools([f"{pool_address}:{unix}"])
+    (old,) = build_pools([f"{pool_address}:{unix}"])
     handover = old.handover()
     assert handover is not None
     inherited_listeners = {handover.key: handover}
-    (new,) = build_zergpools(
+    (new,) = build_pools(
         [f"{pool_address}:{unix}"],
         inherited={("unix", unix): old.owned_sockets[0]},
         inherited_listeners=inherited_listeners,

@@ -9,6 +9,7 @@ import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psutil
 import pytest
@@ -16,7 +17,13 @@ from structlog.testing import capture_logs
 from support.processes import free_port
 
 from uzerg.addresses import AddressError
-from uzerg.zerg import ZergPoolEntry, ZergServer, build_zergpools, fetch_sockets, parse_zergpool
+from uzerg.config.values import ZergPoolEntry, parse_zergpool
+from uzerg.zerg import ZergServer, build_zergpools, fetch_sockets
+
+
+def build_pools(values: Sequence[str], **options: Any) -> list[ZergServer]:
+    """build_zergpools on ``zergpool`` values parsed as the config layer parses them."""
+    return build_zergpools([parse_zergpool(value) for value in values], **options)
 
 
 @contextmanager
@@ -90,7 +97,7 @@ def test_each_entry_hands_its_own_sockets_and_shared_ones_bind_once(tmp_path):
     pool_a, pool_b = str(tmp_path / "a.pool"), str(tmp_path / "b.pool")
     entries = [f"{pool_a}:127.0.0.1:{p1},{b_sock}", f"{pool_b}:{b_sock},localhost:{p1},:{p2}"]
     with capture_logs() as logs:
-        servers = build_zergpools(entries, backlog=16)
+        servers = build_pools(entries, backlog=16)
     try:
         bound = [e["event"] for e in logs if e.get("event_kind") == "zergpool_bound"]
         fds = [e["fd"] for e in logs if e.get("event_kind") == "zergpool_bound"]
@@ -120,7 +127,7 @@ def test_each_entry_hands_its_own_sockets_and_shared_ones_bind_once(tmp_path):
 
 def test_chmod_applies_to_pool_and_unix_sockets(tmp_path):
     pool, b_sock = str(tmp_path / "p.pool"), str(tmp_path / "b.sock")
-    servers = build_zergpools([f"{pool}:{b_sock}"], chmod=0o666)
+    servers = build_pools([f"{pool}:{b_sock}"], chmod=0o666)
     try:
         assert stat.S_IMODE(os.stat(pool).st_mode) == 0o666
         assert stat.S_IMODE(os.stat(b_sock).st_mode) == 0o666
@@ -129,7 +136,7 @@ def test_chmod_applies_to_pool_and_unix_sockets(tmp_path):
 
 
 def test_allow_lists_reach_the_pool_servers(tmp_path):
-    servers = build_zergpools([f"{tmp_path / 'p'}:127.0.0.1:0"], allow_uids=[1000], allow_gids=[33])
+    servers = build_pools([f"{tmp_path / 'p'}:127.0.0.1:0"], allow_uids=[1000], allow_gids=[33])
     try:
         assert servers[0].allow_uids == {1000} and servers[0].allow_gids == {33}
         assert servers[0].label == "zergpool"
@@ -147,7 +154,7 @@ def test_bind_failure_names_entry_and_address_and_closes_everything(tmp_path):
     pool1, pool2 = str(tmp_path / "one.pool"), str(tmp_path / "two.pool")
     try:
         with pytest.raises(AddressError) as info:
-            build_zergpools([f"{pool1}:{good}", f"{pool2}:127.0.0.1:{port}"])
+            build_pools([f"{pool1}:{good}", f"{pool2}:127.0.0.1:{port}"])
     finally:
         squatter.close()
     message = str(info.value)
@@ -160,20 +167,20 @@ def test_bind_failure_names_entry_and_address_and_closes_everything(tmp_path):
 
 def test_pool_address_used_twice(tmp_path):
     with pytest.raises(AddressError, match="used twice"):
-        build_zergpools([f"{tmp_path / 'p'}:127.0.0.1:0", f"{tmp_path / 'p'}:127.0.0.1:0"])
+        build_pools([f"{tmp_path / 'p'}:127.0.0.1:0", f"{tmp_path / 'p'}:127.0.0.1:0"])
 
 
 def test_restart_while_zergs_hold_the_tcp_socket(tmp_path):
     port = free_port()
     pool = str(tmp_path / "p.pool")
     entry = f"{pool}:127.0.0.1:{port}"
-    first = build_zergpools([entry])
+    first = build_pools([entry])
     with serving(first):
         zerg = fetch_sockets(pool, timeout=5).sockets[0]  # a zerg holds the listener
     close_pools(first)
     try:
         with capture_logs() as logs:
-            second = build_zergpools([entry])  # must not fail with "address in use"
+            second = build_pools([entry])  # must not fail with "address in use"
         try:
             assert any(e.get("event_kind") == "zergpool_reuseport_join" for e in logs)
             # every new connection is accepted by the zerg's copy or by the new pool socket
@@ -207,13 +214,13 @@ def test_restart_without_reuse_port_gives_a_clear_error(tmp_path):
     port = free_port()
     pool = str(tmp_path / "p.pool")
     entry = f"{pool}:127.0.0.1:{port}"
-    first = build_zergpools([entry], reuse_port=False)
+    first = build_pools([entry], reuse_port=False)
     with serving(first):
         zerg = fetch_sockets(pool, timeout=5).sockets[0]
     close_pools(first)
     try:
         with pytest.raises(AddressError, match="stop them first"):
-            build_zergpools([entry], reuse_port=False)
+            build_pools([entry], reuse_port=False)
     finally:
         zerg.close()
 
@@ -221,6 +228,6 @@ def test_restart_without_reuse_port_gives_a_clear_error(tmp_path):
 def test_unresolvable_pool_socket_names_the_entry(tmp_path):
     entry = f"{tmp_path / 'p'}:no-such-host.invalid:3031"
     with pytest.raises(AddressError) as info:
-        build_zergpools([entry])
+        build_pools([entry])
     assert str(info.value).startswith(f"zergpool {entry}: cannot resolve")
     assert not os.path.exists(tmp_path / "p")
