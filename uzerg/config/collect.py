@@ -27,7 +27,6 @@ FOR_KEYS = frozenset({"for", "for-glob", "for-times", "for-readline"})
 LOGIC_KEYS = IF_KEYS | FOR_KEYS | END_KEYS | {"else"}
 LOAD_KEYS = frozenset({"ini", "include"})
 SET_KEYS = frozenset({"set", "set-placeholder", "set-ph"})
-IMMEDIATE_KEYS = LOGIC_KEYS | LOAD_KEYS | SET_KEYS
 # uWSGI 2.0 spellings of the same directives
 KEY_ALIASES = {"ifenv": "if-env", "ifexists": "if-exists", "ifdir": "if-dir",
                "ifplugin": "if-plugin", "if-directory": "if-dir"}

@@ -33,10 +33,6 @@ class ResponseError(ValueError):
     """The application broke the WSGI contract (bad status, header, body type)."""
 
 
-def parse_status(status: Any) -> int:
-    return _status_entry(status)[0]
-
-
 def _status_entry(status: Any) -> tuple[int, bytes]:
     """(code, b" 200 OK\\r\\n") of a status; statuses already seen come from a cache."""
     entry = _status_lines.get(status) if type(status) is str else None
