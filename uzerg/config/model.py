@@ -26,7 +26,7 @@ class Config:
     enable_threads: bool = False
     module: str | None = None
     wsgi_file: str | None = None
-    callable: str = 'application'
+    callable: str = "application"
     chdir: str | None = None
     pythonpath: tuple[str, ...] = ()
     home: str | None = None
