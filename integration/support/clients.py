@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from support.processes import wait_until
-
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 
 __all__ = [

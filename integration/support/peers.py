@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from support.clients import connect_to, uwsgi_request
 from support.processes import (
     Instance,
