@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
 from uzerg.processes.process import StartupError
+from uzerg.processes.services import MasterService, MasterView, OnReadable
 
 log = structlog.get_logger()
 
@@ -78,3 +79,26 @@ class MasterFifo:
             self.fd = -1
         with contextlib.suppress(OSError):
             os.unlink(self.paths[self.active])
+
+
+class FifoService(MasterService):
+    """The master fifo as a master service: created when the master's loop starts; its
+    commands go to ``master.fifo_command``."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = paths
+        self.fifo: MasterFifo | None = None
+
+    def start(self, master: MasterView) -> None:
+        self.fifo = MasterFifo(self.paths, master.fifo_command)
+
+    def watches(self) -> Mapping[int, OnReadable]:
+        return {self.fifo.fd: self.fifo.handle_readable} if self.fifo else {}
+
+    def close_in_worker(self) -> None:
+        if self.fifo is not None:
+            os.close(self.fifo.fd)
+
+    def shutdown(self, vacuum: bool) -> None:
+        if self.fifo is not None:
+            self.fifo.close()

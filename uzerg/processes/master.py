@@ -1,5 +1,5 @@
-"""The master (gunicorn's arbiter, small): one event loop over signals, children, the zerg
-server and pool listeners, the stats server and the master fifo.
+"""The master (gunicorn's arbiter, small): one event loop over signals, children and the
+services (zerg server and pools, stats server, master fifo: uzerg.processes.services).
 
 Signal handlers only enqueue; the loop dispatches ``handle_<signal>`` by name. Reload (SIGHUP)
 re-executes the master with the same pid, handing over the listening sockets and the old
@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +24,9 @@ import structlog
 
 from uzerg.config.model import Config
 from uzerg.processes import reexec
-from uzerg.processes.process import StartupError
+from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.services import MasterService, Watches
 from uzerg.processes.stats import stats_log_text
 from uzerg.processes.worker import EXIT_NEED_APP, EXIT_RECYCLE, FORK_BLOCKED_SIGNALS
 from uzerg.sockets import Listener
@@ -57,18 +58,19 @@ class Master:
         listeners: list[Listener],
         scoreboard: Scoreboard,
         run_worker: Callable[[int], int],
-        services: Any,
+        services: Sequence[MasterService],
         previous_workers: list[tuple[int, int]],
-        reloaded: bool = False,
+        reexec_context: reexec.Context,
         pending_signals: list[int] | None = None,
     ) -> None:
-        """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``
-        owns the zerg server, pools, stats and fifo (uzerg.processes.instance.Services)."""
+        """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``:
+        the zerg server and pools, stats, fifo (the loop drives them through their interface)."""
         self.config = config
         self.listeners = listeners
         self.scoreboard = scoreboard
         self.run_worker = run_worker
-        self.services = services
+        self.services = list(services)
+        self.context = reexec_context
         self.mercy = float(config.worker_reload_mercy)
         self.harakiri = float(config.harakiri)
         self.desired = config.processes if listeners else 0
@@ -77,11 +79,11 @@ class Master:
         self.history: dict[int, WorkerRecord] = {}  # worker id → last record (counters)
         self.respawn_due: dict[int, float] = {}
         self.previous_workers = previous_workers
-        self.reloaded = reloaded
         self.signals: list[int] = pending_signals if pending_signals is not None else []
         self.stopping = False
         self.exit_status = 0
         self.selector = selectors.DefaultSelector()
+        self.watches = Watches(self.selector)
         self.touch = {path: _mtime(path) for path in config.touch_reload}
         self.reload_requested = False
 
@@ -95,21 +97,16 @@ class Master:
             signal.signal(getattr(signal, "SIG" + name), self._enqueue)
         self.selector.register(read_fd, selectors.EVENT_READ, self._drain_wakeup)
         log.info(f"spawned uWSGI master process (pid: {os.getpid()})"
-                 if not self.reloaded else
+                 if not self.context.reloaded else
                  f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
                  event_kind="master_spawned", pid=os.getpid())
         self._dispatch_signals()  # those that arrived while the app was loading
         for wid in range(1, self.desired + 1 if not self.stopping else 1):
             self.spawn(wid)
         self._retire_previous_generation()
-        try:
-            for service in self.services.start(self):
-                self.selector.register(service, selectors.EVENT_READ, service.handle_readable)
-        except StartupError as exc:
-            log.error(str(exc), event_kind="startup_error")
-            self.exit_status = exc.status
-            self.shutdown(graceful=False)
+        self._start_services()
         while True:
+            self.watches.sync(self.services)
             for key, _ in self.selector.select(self._timeout()):
                 key.data()
             self._dispatch_signals()
@@ -119,9 +116,18 @@ class Master:
                 self._reexec()
             if self.stopping and not self.workers and not self.retiring:
                 break
-        self.services.close()
-        log.info("goodbye to uWSGI.", event_kind="goodbye")
+        for service in self.services:
+            service.shutdown(bool(self.config.vacuum))
         return self.exit_status
+
+    def _start_services(self) -> None:
+        try:
+            for service in self.services:
+                service.start(self)
+        except StartupError as exc:
+            log.error(str(exc), event_kind="startup_error")
+            self.exit_status = exc.status
+            self.shutdown(graceful=False)
 
     def _enqueue(self, signum: int, _frame: Any) -> None:
         self.signals.append(signum)
@@ -139,9 +145,10 @@ class Master:
             getattr(self, "handle_" + name)()
 
     def _timeout(self) -> float:
-        if not self.respawn_due:
-            return TICK
-        return max(0.0, min(TICK, min(self.respawn_due.values()) - time.monotonic()))
+        longest = TICK
+        if self.respawn_due:
+            longest = max(0.0, min(TICK, min(self.respawn_due.values()) - time.monotonic()))
+        return self.watches.timeout(self.services, longest)
 
     # -- signals -------------------------------------------------------------------------------
 
@@ -177,7 +184,7 @@ class Master:
             "w": self.reload_workers, "W": self.reload_workers, "c": self.reload_workers,
             "q": lambda: self.shutdown(graceful=True), "Q": lambda: self.shutdown(graceful=False),
             "p": self.toggle_pause, "s": self.log_stats,
-            "+": self.add_worker, "-": self.remove_worker, "l": self.services.reopen_log,
+            "+": self.add_worker, "-": self.remove_worker, "l": self.reopen_log,
         }
         action = actions.get(char)
         if action is None:
@@ -193,26 +200,23 @@ class Master:
 
     def _reexec(self) -> None:
         self.reload_requested = False
-        error = reexec.configuration_error(self.services.origin_cwd, os.environ)
+        error = reexec.configuration_error(self.context.origin_cwd, os.environ)
         if error is not None:
             log.error(f"reload aborted, the instance keeps running: {error}",
                       event_kind="reload_aborted", error=error)
             return
         log.info("binary reloading uWSGI...", event_kind="reload")
         pids = [(r.worker_id, r.pid) for r in [*self.workers.values(), *self.retiring.values()]]
-        self.services.before_exec()
-        state = reexec.export_state(
-            self.listeners, self.services.pool_sockets(), pids, self.services.daemonized,
-            self.services.origin_cwd, self.services.zerg_listener_handovers(),
-        )
+        kept = [service.handover() for service in self.services]
+        state = reexec.export_state(self.listeners, [], pids, self.context.daemonized,
+                                    self.context.origin_cwd, kept=kept)
         try:
-            reexec.reexec(state, self.services.origin_cwd, os.environ, self.signals)
+            reexec.reexec(state, self.context.origin_cwd, os.environ, self.signals)
         except OSError as exc:
             log.error(f"cannot re-execute {exc.filename}: {exc.strerror}: reload aborted",
                       event_kind="reload_failed")
-            for item in self.listeners:
-                os.set_inheritable(item.fd, False)
-            self.services.after_failed_exec()
+            for fd in [item.fd for item in self.listeners] + [f for k in kept for f in k.fds]:
+                os.set_inheritable(fd, False)
 
     def reload_workers(self) -> None:
         """Fresh workers for the old ones (fresh code with lazy-apps), without re-exec."""
@@ -276,6 +280,12 @@ class Master:
         if record is not None:
             self._retire(record)
 
+    def reopen_log(self) -> None:
+        path = self.config.logto or self.config.daemonize
+        if path:
+            open_log_file(path)
+            log.info(f"log file {path} reopened", event_kind="log_reopen")
+
     def log_stats(self) -> None:
         text = stats_log_text(self.scoreboard, [r.worker_id for r in self.worker_records()])
         log.info(text, event_kind="stats_log", requests=self.scoreboard.total_requests())
@@ -328,7 +338,8 @@ class Master:
         self.selector.close()
         for fd in self._wakeup:
             os.close(fd)
-        self.services.close_in_child()
+        for service in self.services:
+            service.close_in_worker()
 
     def _retire(self, record: WorkerRecord, graceful: bool = True) -> None:
         """Ask a worker to finish its request and exit; SIGKILL after the mercy period."""

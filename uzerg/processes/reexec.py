@@ -18,8 +18,10 @@ import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from uzerg.addresses import socket_key
+from uzerg.processes.services import Kept
 from uzerg.sockets import Listener
 from uzerg.zerg.server import ListenerHandover
 
@@ -42,6 +44,15 @@ class InheritedState:
     origin_cwd: str = ""
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the master needs to re-execute itself and to say that it did."""
+
+    origin_cwd: str  # the first master's directory: relative --ini paths are relative to it
+    daemonized: bool
+    reloaded: bool  # this master is itself the product of a reload
+
+
 def export_state(
     listeners: Sequence[Listener],
     pool_sockets: Sequence[socket.socket],
@@ -49,8 +60,10 @@ def export_state(
     daemonized: bool,
     origin_cwd: str,
     zerg_listeners: Sequence[ListenerHandover] = (),
+    kept: Sequence[Kept] = (),
 ) -> str:
-    """Mark the descriptors inheritable and describe them; the caller then exec()s."""
+    """Mark the descriptors inheritable and describe them; the caller then exec()s.
+    ``kept``: what the master's services keep (uzerg.processes.services)."""
     described = []
     for item in listeners:
         os.set_inheritable(item.fd, True)
@@ -61,28 +74,35 @@ def export_state(
             "unix_path": item.unix_path,
             "unix_inode": list(item.unix_inode) if item.unix_inode else None,
         })
-    pools = []
-    for sock in pool_sockets:
-        os.set_inheritable(sock.fileno(), True)
-        pools.append(sock.fileno())
-    zergs = []
-    for handover in zerg_listeners:
-        os.set_inheritable(handover.sock.fileno(), True)
-        zergs.append({
-            "fd": handover.sock.fileno(),
-            "label": handover.label,
-            "address": handover.address,
-            "key": list(handover.key),
-            "created_inode": list(handover.created_inode) if handover.created_inode else None,
-        })
-    return json.dumps({
-        "listeners": described,
-        "pool_sockets": pools,
-        "zerg_listeners": zergs,
+    document: dict[str, Any] = {"listeners": described, "pool_sockets": [], "zerg_listeners": []}
+    for part in [describe_zerg_side(pool_sockets, zerg_listeners), *kept]:
+        for fd in part.fds:
+            os.set_inheritable(fd, True)
+        for name, value in part.state.items():
+            document[name] = document[name] + value if name in document else value
+    document.update({
         "workers": [list(item) for item in workers],
         "daemonized": daemonized,
         "cwd": origin_cwd,
     })
+    return json.dumps(document)
+
+
+def describe_zerg_side(
+    pool_sockets: Sequence[socket.socket], zerg_listeners: Sequence[ListenerHandover]
+) -> Kept:
+    """The pool sockets and the zerg server's and pools' own listeners, as a re-exec keeps them
+    (``take_state`` adopts them into ``InheritedState.pool_sockets``/``.zerg_listeners``)."""
+    zergs = [{
+        "fd": handover.sock.fileno(),
+        "label": handover.label,
+        "address": handover.address,
+        "key": list(handover.key),
+        "created_inode": list(handover.created_inode) if handover.created_inode else None,
+    } for handover in zerg_listeners]
+    pools = [sock.fileno() for sock in pool_sockets]
+    return Kept(tuple(pools + [item["fd"] for item in zergs]),
+                {"pool_sockets": pools, "zerg_listeners": zergs})
 
 
 def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:

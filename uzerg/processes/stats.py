@@ -8,7 +8,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psutil
@@ -18,6 +18,7 @@ from uzerg import __version__
 from uzerg.addresses import AddressError, bind_listener, describe_socket, parse_address
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.services import MasterService, MasterView, OnReadable
 from uzerg.sockets import Listener
 
 log = structlog.get_logger()
@@ -220,3 +221,32 @@ class StatsServer:
                          event_kind="vacuum", path=self.unix_path)
             except OSError:
                 pass
+
+
+class StatsService(MasterService):
+    """The stats server as a master service: bound when the master's loop starts."""
+
+    def __init__(self, address_text: str, http: bool,
+                 zerg: Callable[[], list[dict[str, object]]]) -> None:
+        self.address_text = address_text
+        self.http = http
+        self.zerg = zerg
+        self.server: StatsServer | None = None
+
+    def start(self, master: MasterView) -> None:
+        def build() -> dict[str, Any]:
+            return stats_document(scoreboard=master.scoreboard, workers=master.worker_records(),
+                                  listeners=master.listeners, zerg=self.zerg())
+
+        self.server = StatsServer(self.address_text, self.http, build)
+
+    def watches(self) -> Mapping[int, OnReadable]:
+        return {self.server.fileno(): self.server.handle_readable} if self.server else {}
+
+    def close_in_worker(self) -> None:
+        if self.server is not None:
+            self.server.sock.close()
+
+    def shutdown(self, vacuum: bool) -> None:
+        if self.server is not None:
+            self.server.close(vacuum)

@@ -45,9 +45,11 @@ from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
 log = structlog.get_logger()
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-# Out of descriptors or kernel memory: the pending peers stay queued; the master's loop calls
-# us again (trio's accept loop does the same, after a short sleep we cannot afford here).
+# Out of descriptors or kernel memory: the pending peers stay queued, and the listener stays
+# readable; the master stops watching it for BACKOFF seconds (``resume_at``) instead of spinning
+# (trio's accept loop and our workers sleep as long).
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+BACKOFF = 0.1
 RECENT_ATTACHMENTS = 256
 MAX_ACCEPTS_PER_CALL = 256
 
@@ -169,7 +171,8 @@ class ZergServer:
         self._address: Address | None = None
         self._created_inode: tuple[int, int] | None = created_inode
         self.key: tuple[object, ...] | None = None  # normalised address, once started
-        self._last_resource_log = 0.0
+        self.resume_at = 0.0  # monotonic: not to be watched before (out of resources)
+        self._short_of_resources = False  # logged once per episode
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -279,6 +282,7 @@ class ZergServer:
             try:
                 conn, _ = self._listener.accept()
             except BlockingIOError:
+                self._short_of_resources = False
                 return accepted
             except InterruptedError:
                 continue
@@ -286,7 +290,7 @@ class ZergServer:
                 continue  # the peer left before we got to it
             except OSError as exc:
                 if exc.errno in _RESOURCE_ERRNOS:
-                    self._log_resource_shortage(exc)
+                    self._back_off(exc)
                 else:
                     log.error(
                         f"{self.label} {self.address_text}: accept(): {exc.strerror or exc}",
@@ -295,6 +299,7 @@ class ZergServer:
                     )
                 return accepted
             accepted += 1
+            self._short_of_resources = False
             with conn:
                 self._serve(conn)
         return accepted
@@ -358,10 +363,10 @@ class ZergServer:
             addr=self.address_text,
         )
 
-    def _log_resource_shortage(self, exc: OSError) -> None:
-        now = time.monotonic()
-        if now - self._last_resource_log >= 1.0:  # at most one line a second
-            self._last_resource_log = now
+    def _back_off(self, exc: OSError) -> None:
+        self.resume_at = time.monotonic() + BACKOFF
+        if not self._short_of_resources:  # one line per episode, not per attempt
+            self._short_of_resources = True
             log.error(
                 f"{self.label} {self.address_text}: accept(): {exc.strerror}: retrying later",
                 event_kind="zerg_accept_resources",

@@ -1,0 +1,107 @@
+"""The one interface between the master's loop and everything it serves besides its children.
+
+A service (the zerg server and pools, the stats server, the master fifo; later the Emperor's
+vassal monitor, the cheaper tick) subclasses ``MasterService`` and answers five questions:
+
+- ``watches()``: which descriptors to watch right now, and what to call when one is readable.
+  Asked again after every wake-up, so a service may stop watching a descriptor for a while
+  (a listener out of descriptors backs off) or switch to another one (the fifo's ``0``-``9``).
+- ``wake_at()``: a monotonic time at which the loop must wake up even if nothing is readable
+  (the end of such a back-off, a periodic check); None for none.
+- ``handover()``: what survives a re-exec reload: descriptors, made inheritable by the master
+  (and no longer if the exec fails), and JSON fields for the new master's state document.
+- ``close_in_worker()``: what a freshly forked worker closes (a worker serves only sockets).
+- ``shutdown(vacuum)``: close everything at exit; with ``vacuum``, remove the files it created.
+
+To plug a new one in: subclass, implement ``watches``, ``close_in_worker`` and ``shutdown``
+(the others have defaults), and add an instance to the list that
+``uzerg.processes.instance`` gives the master. ``start(master)`` runs once in the master's loop
+after the first workers are spawned; it may raise StartupError.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from uzerg.processes.scoreboard import Scoreboard
+    from uzerg.sockets import Listener
+
+OnReadable = Callable[[], object]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a service keeps across a re-exec: ``fds`` stay open in the new program, ``state``
+    (JSON values) joins the re-exec state document (uzerg.processes.reexec)."""
+
+    fds: tuple[int, ...] = ()
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+class MasterView(Protocol):
+    """What a service may use of the master."""
+
+    scoreboard: Scoreboard
+    listeners: list[Listener]
+
+    def worker_records(self) -> Sequence[Any]: ...
+
+    def fifo_command(self, char: str) -> None: ...
+
+
+class MasterService(ABC):
+    def start(self, master: MasterView) -> None:  # noqa: B027 - optional hook
+        """Bind or open what it serves (in the master's loop, after the first spawn)."""
+
+    @abstractmethod
+    def watches(self) -> Mapping[int, OnReadable]:
+        """Descriptors to watch now → what to call when readable (never blocks)."""
+
+    def wake_at(self) -> float | None:
+        return None
+
+    def handover(self) -> Kept:
+        return Kept()
+
+    @abstractmethod
+    def close_in_worker(self) -> None: ...
+
+    @abstractmethod
+    def shutdown(self, vacuum: bool) -> None: ...
+
+
+class Watches:
+    """Keeps a selector registered with exactly what the services watch."""
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self.selector = selector
+        self.registered: dict[int, OnReadable] = {}
+
+    def sync(self, services: Iterable[MasterService]) -> None:
+        wanted: dict[int, OnReadable] = {}
+        for service in services:
+            wanted.update(service.watches())
+        for fd in [fd for fd in self.registered if wanted.get(fd) != self.registered[fd]]:
+            del self.registered[fd]
+            try:
+                self.selector.unregister(fd)
+            except (KeyError, ValueError):
+                pass  # closed meanwhile (the fifo switched to another one)
+        for fd, callback in wanted.items():
+            if fd not in self.registered:
+                self.selector.register(fd, selectors.EVENT_READ, callback)
+                self.registered[fd] = callback
+
+    @staticmethod
+    def timeout(services: Iterable[MasterService], longest: float) -> float:
+        """``longest``, or less when a service wants to be woken up earlier."""
+        times = [t for t in (service.wake_at() for service in services) if t is not None]
+        if not times:
+            return longest
+        return max(0.0, min(longest, min(times) - time.monotonic()))
