@@ -15,7 +15,7 @@ from harness import InstanceStarter, http_get, write_app
 
 HELD_PEERS = 40
 WINDOW = 1.5  # seconds of CPU use measured
-MAX_CPU_SHARE = 0.15  # of one core: measured ~0.01; spinning, 0.37 on a loaded 2-core box (1.0 idle)
+MAX_CPU_SHARE = 0.15  # of one core: ~0.01 measured; spinning: 0.37 on a loaded 2-core box
 
 
 def _lowest_free_fd(pid: int) -> int:
