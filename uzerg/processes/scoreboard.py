@@ -30,6 +30,8 @@ class WorkerSlot(ctypes.Structure):
 class CoreSlot(ctypes.Structure):
     _fields_ = [
         ("requests", ctypes.c_uint64),
+        ("static_requests", ctypes.c_uint64),  # files served by --static-map (not a 304)
+        ("read_errors", ctypes.c_uint64),  # failed reads of request bodies
         ("exceptions", ctypes.c_uint64),
         ("tx", ctypes.c_uint64),
         ("running_time", ctypes.c_uint64),  # µs spent in requests

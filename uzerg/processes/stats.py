@@ -85,11 +85,11 @@ def stats_document(
             cores.append({
                 "id": core_id,
                 "requests": core.requests,
-                "static_requests": 0,
+                "static_requests": core.static_requests,
                 "routed_requests": 0,
                 "offloaded_requests": 0,
                 "write_errors": 0,
-                "read_errors": 0,
+                "read_errors": core.read_errors,
                 "in_request": in_request,
                 "vars": [],
                 "req_info": {},

@@ -224,6 +224,10 @@ class Worker:
         core.tx += counts.tx
         if counts.exceptions:
             core.exceptions += counts.exceptions
+        if counts.static_requests:
+            core.static_requests += counts.static_requests
+        if counts.read_errors:
+            core.read_errors += counts.read_errors
         slot = self._slot
         slot.delta_requests += counts.requests
         if self.max_requests and slot.delta_requests >= self.max_requests:

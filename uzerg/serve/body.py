@@ -102,7 +102,7 @@ def _failed(
         else:
             message = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
         line = f"[uwsgi-body-read] Error reading {counts} message: {message}"
-    return body_read_error(hint, line)
+    return body_read_error(hint, line, timed_out=isinstance(exc, ReadTimeout))
 
 
 def drain_before_close(stream: InputStream) -> None:

@@ -60,15 +60,19 @@ class HandledCounts(NamedTuple):
     exceptions: int  # application exceptions
     tx: int  # bytes written
     status: int  # status of the last response (0: none)
+    static_requests: int = 0  # files served by --static-map
+    read_errors: int = 0  # failed reads of request bodies
 
 
 class _Counts:
-    __slots__ = ("requests", "exceptions", "status")
+    __slots__ = ("requests", "exceptions", "status", "static_requests", "read_errors")
 
     def __init__(self) -> None:
         self.requests = 0
         self.exceptions = 0
         self.status = 0
+        self.static_requests = 0
+        self.read_errors = 0
 
 
 def _environ_key(name: str) -> str | None:
@@ -158,7 +162,8 @@ class RequestHandler:
             else:
                 conn.close()
         return HandledCounts(
-            counts.requests, counts.exceptions, connection.tx if connection else 0, counts.status
+            counts.requests, counts.exceptions, connection.tx if connection else 0, counts.status,
+            counts.static_requests, counts.read_errors,
         )
 
     def _serve_uwsgi(self, conn: Connection, peer: Any, counts: _Counts, core: int) -> None:
@@ -375,9 +380,11 @@ class RequestHandler:
         start = time.time()
         started = time.perf_counter()
         ok = True
+        body = env["wsgi.input"]  # ours: the application may replace it in the environ
         try:
             if self.static and serve_static(self.static, env, response):
-                pass
+                if response.status_code != 304:  # uWSGI counts the files it sends
+                    counts.static_requests += 1
             else:
                 self._call_app(env, response)
         except BodyReadError:
@@ -404,6 +411,8 @@ class RequestHandler:
                 except ClientDisconnected:
                     pass  # the request line below still says 500
         counts.requests += 1
+        read_errors = body.read_errors
+        counts.read_errors += read_errors
         status = counts.status = response.status_code
         worker_requests = next(self._requests)
         logger = self.logger
@@ -413,7 +422,7 @@ class RequestHandler:
             logger.log_request(
                 env, start, int((time.perf_counter() - started) * 1_000_000), status, response,
                 worker_requests, total_requests, core, var_count, var_size, modifier2,
-                0 if ok or counts.exceptions else 1,
+                0 if ok or counts.exceptions else 1, read_errors,
             )
         return ok
 

@@ -221,7 +221,7 @@ class RequestLogger:
     def log_request(
         self, env: dict[str, Any], start: float, micros: int, status: int, response: Any,
         worker_requests: int, total_requests: int, core: int, var_count: int, var_size: int,
-        modifier2: int, write_errors: int,
+        modifier2: int, write_errors: int, read_errors: int = 0,
     ) -> None:
         """Log one request the caller checked `wants()`; `response` has body_size,
         header_count, header_size. The default line in plain mode skips RequestInfo and
@@ -247,6 +247,7 @@ class RequestLogger:
         info.var_size = info.pktsize = var_size
         info.modifier2 = modifier2
         info.write_errors = write_errors
+        info.read_errors = read_errors
         self.log(info)
 
     def _default_line(

@@ -22,13 +22,15 @@ class BodyReadError(ClientDisconnected):
     drains a body nobody asked for)."""
 
     log_line = ""
+    timed_out = False  # uWSGI counts a read error, not a timeout, in `read_errors`/`%(rerr)`
 
 
-def body_read_error(hint: int, log_line: str) -> BodyReadError:
+def body_read_error(hint: int, log_line: str, timed_out: bool = False) -> BodyReadError:
     message = f"error during read({hint}) on wsgi.input"
     exc = BodyReadError(message)
     exc.strerror = message
     exc.log_line = log_line
+    exc.timed_out = timed_out
     return exc
 
 
@@ -44,12 +46,13 @@ class InputStream:
     every read returns b"" (reading past the body never blocks).
     """
 
-    __slots__ = ("_pull", "_buf", "_eof")
+    __slots__ = ("_pull", "_buf", "_eof", "read_errors")
 
     def __init__(self, pull: Callable[[int], bytes] = _no_body, initial: bytes = b"") -> None:
         self._pull = pull
         self._buf = initial
         self._eof = pull is _no_body
+        self.read_errors = 0  # failed reads of the application (uWSGI's per-request count)
 
     def _more(self, hint: int) -> bool:
         if self._eof:
@@ -57,13 +60,18 @@ class InputStream:
         try:
             data = self._pull(hint)
         except BodyReadError as exc:
-            log.error(exc.log_line, event_kind="body_read_error")
+            self._failed(exc)
             raise
         if not data:
             self._eof = True
             return False
         self._buf = self._buf + data if self._buf else data
         return True
+
+    def _failed(self, exc: BodyReadError) -> None:
+        log.error(exc.log_line, event_kind="body_read_error")
+        if not exc.timed_out:
+            self.read_errors += 1
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -72,7 +80,7 @@ class InputStream:
                 try:
                     data = self._pull(65536)
                 except BodyReadError as exc:
-                    log.error(exc.log_line, event_kind="body_read_error")
+                    self._failed(exc)
                     raise
                 if not data:
                     self._eof = True
