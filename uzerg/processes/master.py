@@ -419,6 +419,8 @@ class Master:
             self._check_harakiri()
         if not self.stopping:
             self._check_touch()
+        for service in self.services:
+            service.tick()
 
     def _check_harakiri(self) -> None:
         now = time.time()

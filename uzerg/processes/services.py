@@ -6,8 +6,9 @@ vassal monitor, the cheaper tick) subclasses ``MasterService`` and answers five 
 - ``watches()``: which descriptors to watch right now, and what to call when one is readable.
   Asked again after every wake-up, so a service may stop watching a descriptor for a while
   (a listener out of descriptors backs off) or switch to another one (the fifo's ``0``-``9``).
-- ``wake_at()``: a monotonic time at which the loop must wake up even if nothing is readable
-  (the end of such a back-off, a periodic check); None for none.
+- ``wake_at()`` and ``tick()``: a monotonic time at which the loop must wake up even if
+  nothing is readable (the end of such a back-off, a periodic check), None for none; ``tick()``
+  runs after every wake-up (at least once a second), for periodic work.
 - ``handover()``: what survives a re-exec reload: descriptors, made inheritable by the master
   (and no longer if the exec fails), and JSON fields for the new master's state document.
 - ``close_in_worker()``: what a freshly forked worker closes (a worker serves only sockets).
@@ -65,6 +66,9 @@ class MasterService(ABC):
 
     def wake_at(self) -> float | None:
         return None
+
+    def tick(self) -> None:  # noqa: B027 - optional hook
+        """Periodic work, after every wake-up of the loop."""
 
     def handover(self) -> Kept:
         return Kept()

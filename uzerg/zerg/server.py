@@ -1,12 +1,13 @@
 """A zerg server (SPEC §3): a unix listener in the master's event loop that hands its socket
 list to every peer it allows.
 
-Integration with the master's selector::
+Integration with an event loop (the master's: uzerg.processes.zerg_listeners)::
 
     server = ZergServer(config.zerg_server, sockets, protocols, allow_uids=..., allow_gids=...)
     server.start()                                   # binds; raises AddressError
     selector.register(server, selectors.EVENT_READ)  # anything with fileno()
     ...on readable: server.handle_readable()         # never blocks, never raises for a peer
+    ...out of descriptors: not watched before server.resume_at (monotonic)
     ...at exit: selector.unregister(server); server.close(vacuum=config.vacuum)
 
 It does not own the sockets it hands out (except a zergpool's, see ``owned_sockets``).
