@@ -1,6 +1,7 @@
-"""A zerg server out of descriptors: accept() fails with EMFILE while peers wait in its backlog.
-The master must back off (stop watching the listener for a moment) instead of spinning, log it
-once, obey signals meanwhile, and serve zergs again once descriptors are free."""
+"""A master out of descriptors: accept() on the zerg server (and the stats server) fails with
+EMFILE while peers wait in the backlog. The master must back off (stop watching the listener for
+a moment) instead of spinning, log it once, obey signals meanwhile, and serve zergs again once
+descriptors are free."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ def _lowest_free_fd(pid: int) -> int:
 def test_master_backs_off_when_out_of_descriptors(uzerg: InstanceStarter,
                                                   tmp_path: Path) -> None:
     app = write_app(tmp_path / "app.py")
-    zerg_addr = str(tmp_path / "zerg.sock")
+    zerg_addr, stats = str(tmp_path / "zerg.sock"), str(tmp_path / "stats.sock")
     server = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app),
-                          "--zerg-server", zerg_addr])
+                          "--zerg-server", zerg_addr, "--stats", stats])
     server.wait_for_log(f"*** Zerg server enabled on {zerg_addr} ***")
     address = server.address(0)
     master = psutil.Process(server.pid)
@@ -42,7 +43,11 @@ def test_master_backs_off_when_out_of_descriptors(uzerg: InstanceStarter,
             peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             peer.connect(zerg_addr)  # waits in the backlog, never read
             peers.append(peer)
+        stats_peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stats_peer.connect(stats)
+        peers.append(stats_peer)
         server.wait_for_log("accept(): Too many open files: retrying later", since=mark)
+        server.wait_for_log("stats server accept(): Too many open files", since=mark)
         before = master.cpu_times()
         started = time.monotonic()
         time.sleep(WINDOW)  # a measuring window, not a synchronisation
@@ -53,7 +58,12 @@ def test_master_backs_off_when_out_of_descriptors(uzerg: InstanceStarter,
         # it still obeys signals meanwhile
         server.send(signal.SIGUSR1)
         server.wait_for_log("workers total requests:", since=mark)
-        assert server.log_text()[mark:].count("retrying later") == 1  # once per episode
+        episode = server.log_text()[mark:]
+        assert episode.count("retrying later") == 1  # once per episode, not per attempt
+        assert episode.count("stats server accept()") == 1
+        master.rlimit(psutil.RLIMIT_NOFILE, limit)
+        stats_peer.settimeout(10)
+        assert stats_peer.recv(1) == b"{"  # the waiting stats client is answered
     finally:
         for peer in peers:
             peer.close()

@@ -162,6 +162,13 @@ def socket_key(sock: socket.socket) -> tuple[object, ...]:
     return normalise(address_of_socket(sock))
 
 
+# accept() failing for want of descriptors or kernel memory: the peer stays queued and the
+# listener readable, so a loop must not try again at once: it waits ACCEPT_BACKOFF seconds
+# (trio's accept loop does the same)
+ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF = 0.1
+
+
 def bind_listener(
     address: Address,
     backlog: int = 100,

@@ -15,7 +15,14 @@ import psutil
 import structlog
 
 from uzerg import __version__
-from uzerg.addresses import AddressError, bind_listener, describe_socket, parse_address
+from uzerg.addresses import (
+    ACCEPT_BACKOFF,
+    ACCEPT_RESOURCE_ERRNOS,
+    AddressError,
+    bind_listener,
+    describe_socket,
+    parse_address,
+)
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
@@ -179,6 +186,8 @@ class StatsServer:
             shown = describe_socket(self.sock)[1]  # the port the kernel chose
         log.info(f"*** Stats server enabled on {shown} fd: {self.sock.fileno()} ***",
                  event_kind="stats_enabled", addr=shown, fd=self.sock.fileno())
+        self.resume_at = 0.0  # out of descriptors: not watched before (monotonic)
+        self._short_of_resources = False  # logged once per episode
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -188,10 +197,17 @@ class StatsServer:
             try:
                 conn, _peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
+                self._short_of_resources = False
                 return
             except OSError as exc:
-                log.error(f"stats server accept(): {exc.strerror}", event_kind="stats_error")
+                resources = exc.errno in ACCEPT_RESOURCE_ERRNOS
+                if resources:
+                    self.resume_at = time.monotonic() + ACCEPT_BACKOFF
+                if not (resources and self._short_of_resources):
+                    log.error(f"stats server accept(): {exc.strerror}", event_kind="stats_error")
+                self._short_of_resources = resources
                 return
+            self._short_of_resources = False
             try:
                 self._answer(conn)
             except OSError as exc:
@@ -241,7 +257,14 @@ class StatsService(MasterService):
         self.server = StatsServer(self.address_text, self.http, build)
 
     def watches(self) -> Mapping[int, OnReadable]:
-        return {self.server.fileno(): self.server.handle_readable} if self.server else {}
+        server = self.server
+        if server is None or server.resume_at > time.monotonic():
+            return {}
+        return {server.fileno(): server.handle_readable}
+
+    def wake_at(self) -> float | None:
+        server = self.server
+        return server.resume_at if server and server.resume_at > time.monotonic() else None
 
     def close_in_worker(self) -> None:
         if self.server is not None:

@@ -14,7 +14,6 @@ SIGTSTP); the cores unregister their listeners until the flag is cleared.
 from __future__ import annotations
 
 import _socket
-import errno
 import os
 import select
 import signal
@@ -27,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from uzerg.addresses import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS
 from uzerg.config.model import Config
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import Scoreboard
@@ -39,7 +39,6 @@ EXIT_RECYCLE = 0  # max-requests / reload-on-rss / graceful stop: respawn withou
 EXIT_NEED_APP = 22  # lazy-apps + need-app: the app failed to load, the instance must stop
 
 IDLE_POLL = 1.0  # seconds: how often an idle core checks its master and stray connections
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LISTEN_EVENTS = select.EPOLLIN | select.EPOLLEXCLUSIVE
 # Blocked by the master around fork() until the worker has its own handlers: a SIGTERM sent
 # to a brand-new worker must stop it, not run the master's handler copy and be lost.
@@ -288,13 +287,13 @@ class Worker:
             return 0
 
     def _accept_error(self, exc: OSError) -> None:
-        if exc.errno in _RESOURCE_ERRNOS:
+        if exc.errno in ACCEPT_RESOURCE_ERRNOS:
             now = time.monotonic()
             if now - self._resource_logged > 10:
                 self._resource_logged = now
                 log.error(f"accept(): {exc.strerror}: retrying", event_kind="accept_resources",
                           worker=self.worker_id)
-            time.sleep(0.1)  # out of descriptors/memory: let in-flight work release some
+            time.sleep(ACCEPT_BACKOFF)  # out of descriptors/memory: let in-flight work release some
 
     def _count_total(self) -> int:
         header = self.scoreboard.header

@@ -20,7 +20,6 @@ closed, so a zerg that connects meanwhile waits in its backlog instead of being 
 from __future__ import annotations
 
 import collections
-import errno
 import grp
 import os
 import pwd
@@ -34,6 +33,8 @@ from typing import Literal
 import structlog
 
 from uzerg.addresses import (
+    ACCEPT_BACKOFF,
+    ACCEPT_RESOURCE_ERRNOS,
     Address,
     AddressError,
     bind_listener,
@@ -46,11 +47,6 @@ from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
 log = structlog.get_logger()
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-# Out of descriptors or kernel memory: the pending peers stay queued, and the listener stays
-# readable; the master stops watching it for BACKOFF seconds (``resume_at``) instead of spinning
-# (trio's accept loop and our workers sleep as long).
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-BACKOFF = 0.1
 RECENT_ATTACHMENTS = 256
 MAX_ACCEPTS_PER_CALL = 256
 
@@ -290,7 +286,7 @@ class ZergServer:
             except ConnectionAbortedError:
                 continue  # the peer left before we got to it
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRNOS:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
                     self._back_off(exc)
                 else:
                     log.error(
@@ -365,7 +361,8 @@ class ZergServer:
         )
 
     def _back_off(self, exc: OSError) -> None:
-        self.resume_at = time.monotonic() + BACKOFF
+        # the master does not watch the listener again before (instead of spinning on it)
+        self.resume_at = time.monotonic() + ACCEPT_BACKOFF
         if not self._short_of_resources:  # one line per episode, not per attempt
             self._short_of_resources = True
             log.error(
