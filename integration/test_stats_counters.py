@@ -7,7 +7,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from harness import InstanceStarter, http_get, read_stats, wait_until
+from support.clients import http_get, read_stats
+from support.processes import InstanceStarter, wait_until
 
 READING_APP = '''
 def application(environ, start_response):

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import psutil
-from harness import InstanceStarter, http_get, write_app
+from support.clients import http_get
+from support.processes import InstanceStarter, write_app
 
 HELD_PEERS = 40
 WINDOW = 1.5  # seconds of CPU use measured
