@@ -127,6 +127,19 @@ def test_master_fifo_commands(uzerg: InstanceStarter, app_file: Path, tmp_path: 
     assert inst.wait_exit() == 0
 
 
+def test_master_fifo_switch_obeys_the_new_fifo(uzerg: InstanceStarter, app_file: Path,
+                                               tmp_path: Path) -> None:
+    first, second = tmp_path / "f0", tmp_path / "f1"
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--master-fifo", str(first), "--master-fifo", str(second)])
+    inst.wait_for_log(f"active master fifo is now {first}")
+    first.write_text("1")  # the master holds it open for reading: this never blocks
+    inst.wait_for_log(f"active master fifo is now {second}")
+    wait_until(lambda: not first.exists(), 10, "the old fifo removed")
+    second.write_text("s")  # the master watches the new fifo (it did not before)
+    inst.wait_for_log("workers total requests: 0")
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "uzerg", *args], capture_output=True,
                           text=True, timeout=30, stdin=subprocess.DEVNULL)
