@@ -213,8 +213,13 @@ def test_auto_procname(uzerg: InstanceStarter, app_file: Path) -> None:
     inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
                         "--auto-procname", "--procname-prefix-spaced", "site",
                         "--processes", "2"], wait_workers=2)
-    names = {psutil.Process(pid).cmdline()[0] for pid in inst.worker_pids(2)}
-    assert names == {"site uzerg worker 1", "site uzerg worker 2"}
+    expected = {"site uzerg worker 1", "site uzerg worker 2"}
+
+    def titles() -> set[str]:
+        return {psutil.Process(pid).cmdline()[0] for pid in inst.worker_pids(2)}
+
+    # a worker sets its title just after fork: poll instead of reading the first instant
+    wait_until(lambda: titles() == expected, 10, f"worker titles {expected} (saw {titles()})")
     assert psutil.Process(inst.pid).cmdline()[0] == "site uzerg master"
 
 
