@@ -77,5 +77,10 @@ def test_master_fifo_reads_commands_and_switches(tmp_path: Path) -> None:
     os.close(fd)
     fifo.handle_readable()
     assert commands[-1] == "r"
+    fd = os.open(second, os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fd, b"0p")  # the zerg dance's "2p": switch slot, then obey the rest
+    os.close(fd)
+    fifo.handle_readable()
+    assert fifo.active == 0 and commands[-1] == "p"
     fifo.close()
-    assert not os.path.exists(second)
+    assert not os.path.exists(first)

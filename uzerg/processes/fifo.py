@@ -27,6 +27,8 @@ class MasterFifo:
         self.on_command = on_command
         self.active = 0
         self.fd = -1
+        self._inode: tuple[int, int] | None = None  # of the fifo file we created and read
+        self._previous_inode: tuple[int, int] | None = None
         self._open(0)
 
     def _open(self, index: int) -> None:
@@ -38,8 +40,10 @@ class MasterFifo:
             os.mkfifo(path, 0o600)
             # read-write: the fifo never reports EOF when the last writer goes away
             fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+            info = os.fstat(fd)
         except OSError as exc:
             raise StartupError(f"master-fifo: {path}: {exc.strerror}") from None
+        self._previous_inode, self._inode = self._inode, (info.st_dev, info.st_ino)
         if self.fd >= 0:
             os.close(self.fd)
         self.fd = fd
@@ -54,12 +58,13 @@ class MasterFifo:
             data = os.read(self.fd, 4096)
         except (BlockingIOError, InterruptedError):
             return
+        # uWSGI obeys the rest of what was written after a slot digit ("2p": the zerg dance's
+        # "become the sleeping one and pause"), so the commands after a switch run too
         for char in data.decode("latin-1"):
             if char.isdigit():
                 index = int(char)
                 if index < len(self.paths) and index != self.active:
                     self._switch(index)
-                    return
             elif not char.isspace():
                 self.on_command(char)
 
@@ -70,15 +75,22 @@ class MasterFifo:
         except StartupError as exc:
             log.error(str(exc), event_kind="master_fifo")
             return
-        with contextlib.suppress(OSError):
-            os.unlink(old)
+        _unlink_if_same(old, self._previous_inode)
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        with contextlib.suppress(OSError):
-            os.unlink(self.paths[self.active])
+        _unlink_if_same(self.paths[self.active], self._inode)
+
+
+def _unlink_if_same(path: str, inode: tuple[int, int] | None) -> None:
+    """Remove our fifo file, unless another instance has created its own at that path since
+    (the zerg dance: the new instance takes running.fifo while the old one leaves it)."""
+    with contextlib.suppress(OSError):
+        info = os.lstat(path)
+        if (info.st_dev, info.st_ino) == inode:
+            os.unlink(path)
 
 
 class FifoService(MasterService):
