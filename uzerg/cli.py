@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         pidfile = management[name]
         if pidfile is not None:
             return signal_pidfile(name, pidfile)
+    if config.rollback or config.zerg_probe or config.zerg_status:
+        return _tool(config)
     if config.check_config:
         sys.stdout.write(format_config(config))
         return 0
@@ -64,6 +66,17 @@ def _serve(config: Config) -> int:
     from uzerg.processes import instance as server
 
     return int(server.run(config))
+
+
+def _tool(config: Config) -> int:
+    from uzerg import commands
+
+    if config.rollback:
+        return commands.run_rollback(config.rollback, _err)
+    if config.zerg_probe:
+        return commands.zerg_probe(config.zerg_probe, float(config.zerg_timeout),
+                                   config.json, _err)
+    return commands.zerg_status(config.zerg_status or "", config.json, _err)
 
 
 def signal_pidfile(command: str, pidfile: str) -> int:

@@ -26,6 +26,7 @@ from uzerg.addresses import (
 )
 from uzerg.config.model import Config
 from uzerg.processes.process import StartupError, parse_owner
+from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
 log = structlog.get_logger()
 
@@ -38,7 +39,9 @@ class Listener:
 
     sock: socket.socket
     protocol: str  # "uwsgi", "http" or "http11" (keep-alive), what RequestHandler takes
-    origin: str  # "bound" (by this instance), "received" (from a zerg server)
+    # "bound" (by this instance), "received" (from a zerg server), "activated" (passed by
+    # systemd or named fd://N: never unlinked by us)
+    origin: str
     unix_path: str | None = None  # a socket file this instance created (vacuum removes it)
     unix_inode: tuple[int, int] | None = None
     server_port: str = ""  # the port as text, given to the request handler
@@ -80,9 +83,11 @@ def build_listeners(
     config: Config,
     received: Sequence[Any] = (),
     inherited: Sequence[Listener] = (),
+    activated: ActivatedSockets | None = None,
 ) -> list[Listener]:
-    """Bind the configured sockets (reusing ``inherited`` ones of the same address) and append
-    the ``received`` zerg sockets (objects with ``.sock`` and ``.protocol``)."""
+    """Bind the configured sockets (reusing ``inherited`` ones of the same address, or the
+    ``activated`` ones systemd passed) and append the ``received`` zerg sockets (objects with
+    ``.sock`` and ``.protocol``)."""
     check_listen_backlog(config.listen)
     default_protocol = config.protocol or "uwsgi"
     explicit_protocol = config.protocol is not None
@@ -101,12 +106,17 @@ def build_listeners(
                      f"{where} fd {item.fd}", event_kind="zerg_socket_inherited", family=kind,
                      addr=where, fd=item.fd)
             received_listeners.append(item)
-    reusable = {socket_key(item.sock): item for item in inherited if item.origin == "bound"}
+    reusable = {socket_key(item.sock): item for item in inherited
+                if item.origin in ("bound", "activated")}
 
     listeners: list[Listener] = []
     configured: set[tuple[object, ...]] = set()
     try:
         for text, protocol in configured_sockets(config):
+            if text.strip().startswith(FD_SCHEME):
+                listeners.append(_by_reference(len(listeners), text.strip(), protocol,
+                                               reusable, activated))
+                continue
             try:
                 address = parse_address(text)
                 key = normalise(address)
@@ -125,6 +135,11 @@ def build_listeners(
                 listeners.append(old)
                 _log_socket(len(listeners) - 1, old.sock, "inherited")
                 continue
+            passed = activated.claim_address(key) if activated else None
+            if passed is not None:
+                listeners.append(Listener(passed, protocol, "activated"))
+                _log_socket(len(listeners) - 1, passed, "inherited")
+                continue
             listeners.append(
                 _bind(len(listeners), text, address, protocol, config)
             )
@@ -136,6 +151,42 @@ def build_listeners(
     for leftover in reusable.values():  # no longer configured after a reload
         close_listener(leftover, vacuum=True)
     return listeners + received_listeners
+
+
+def _by_reference(
+    index: int, text: str, protocol: str, reusable: dict[tuple[object, ...], Listener],
+    activated: ActivatedSockets | None,
+) -> Listener:
+    """``fd://N`` / ``fd://NAME``: the passed descriptor; after a reload, the same socket
+    handed over by the previous master (same descriptor number, or the next passed one)."""
+    reference = text[len(FD_SCHEME):].strip()
+    for key, item in reusable.items():
+        if item.origin == "activated" and (not reference.isdigit()
+                                           or item.fd == int(reference)):
+            del reusable[key]
+            item.protocol = protocol
+            _log_socket(index, item.sock, "inherited")
+            return item
+    try:
+        sock = (activated or ActivatedSockets([])).claim_reference(text)
+    except ActivationError as exc:
+        raise StartupError(str(exc)) from None
+    _log_socket(index, sock, "inherited")
+    return Listener(sock, protocol, "activated")
+
+
+def passed_listeners(config: Config, activated: ActivatedSockets, first_index: int
+                     ) -> list[Listener]:
+    """The passed sockets nothing configured claimed: served with the default protocol, as
+    uWSGI serves every socket systemd passes."""
+    protocol = config.protocol or "uwsgi"
+    rest = [Listener(sock, protocol, "activated") for sock in activated.take_rest()]
+    for offset, item in enumerate(rest):
+        kind, where = describe_socket(item.sock)
+        log.info(f"uwsgi socket {first_index + offset} attached to {kind} address {where} "
+                 f"fd {item.fd}", event_kind="socket_activated", family=kind, addr=where,
+                 fd=item.fd)
+    return rest
 
 
 def _take_inherited(

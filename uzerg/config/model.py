@@ -64,6 +64,7 @@ class Config:
     zerg_timeout: int = 10
     zerg_allow_uid: tuple[str, ...] = ()
     zerg_allow_gid: tuple[str, ...] = ()
+    zerg_wait: int = 0
     harakiri: int = 0
     max_requests: int = 0
     reload_on_rss: int = 0
@@ -73,6 +74,8 @@ class Config:
     pidfile: str | None = None
     daemonize: str | None = None
     master_fifo: tuple[str, ...] = ()
+    takeover: str | None = None
+    takeover_stop: bool = False
     static_map: tuple[str, ...] = ()
     logto: str | None = None
     disable_logging: bool = False
@@ -82,6 +85,7 @@ class Config:
     memory_report: bool = False
     stats: str | None = None
     stats_http: bool = False
+    stats_prometheus: str | None = None
     log_json: bool = False
     ini: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
@@ -95,6 +99,10 @@ class Config:
     stop: str | None = None
     pause: str | None = None
     resume: str | None = None
+    rollback: str | None = None
+    zerg_probe: tuple[str, ...] = ()
+    zerg_status: str | None = None
+    json: bool = False
     warnings: tuple[str, ...] = ()
     # canonical option name → where its (last) value came from, for every option that was set
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)

@@ -162,6 +162,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="UID"),
     Option("zerg-allow-gid", "list", "also serve zergs running with this gid", Z,
            metavar="GID"),
+    Option("zerg-wait", "int", "retry attaching to a zerg server not up yet for this long", Z,
+           0, metavar="SECONDS", minimum=0),
     # lifecycle
     Option("harakiri", "int", "kill a worker stuck on one request this long (0: off)", L, 0,
            short="t", metavar="SECONDS", minimum=0),
@@ -176,6 +178,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("pidfile", "string", "write the master pid to this file", L, metavar="FILE"),
     Option("daemonize", "string", "detach and log to this file", L, short="d", metavar="LOGFILE"),
     Option("master-fifo", "list", "control the master through this fifo", L, metavar="FILE"),
+    Option("takeover", "string", "once ready, pause the instance in PIDFILE and take its place",
+           U, metavar="PIDFILE"),
+    Option("takeover-stop", "flag", "with takeover: stop the old instance instead of pausing it",
+           U),
     # serving
     Option("static-map", "list", "serve files of a directory under a URL prefix", V,
            metavar="/URL=/DIR", parse=pair_parser("/URL=/DIR")),
@@ -190,6 +196,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("stats", "string", "serve the stats JSON on this address", G,
            aliases=("stats-server",), metavar="ADDR"),
     Option("stats-http", "flag", "wrap the stats JSON in an HTTP response", G),
+    Option("stats-prometheus", "string", "serve Prometheus metrics over HTTP on this address",
+           U, metavar="ADDR"),
     Option("log-json", "flag", "log one JSON object per event", U),
     # configuration
     Option("ini", "list", "load an INI file (FILE[:SECTION]; :SECTION = same file)", C,
@@ -210,6 +218,13 @@ OPTIONS: tuple[Option, ...] = (
            metavar="PIDFILE"),
     Option("resume", "string", "resume the instance whose pid is in PIDFILE", M,
            metavar="PIDFILE"),
+    Option("rollback", "string", "resume the instance a takeover paused and stop the one in "
+           "PIDFILE", M, metavar="PIDFILE"),
+    Option("zerg-probe", "list", "attach to a zerg server or pool and list its sockets "
+           "(repeatable; deadline: zerg-timeout)", M, metavar="ADDR"),
+    Option("zerg-status", "string", "list the zergs attached to a zerg server or pool (ADDR: "
+           "its stats server)", M, metavar="STATS-ADDR"),
+    Option("json", "flag", "zerg-probe, zerg-status: print JSON", M),
 )
 
 # options handled while reading the configuration itself, not stored as settings

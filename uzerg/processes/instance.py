@@ -19,10 +19,12 @@ from typing import Any
 import structlog
 
 from uzerg import __version__
+from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
 from uzerg.logs import configure_logging
 from uzerg.processes import reexec
 from uzerg.processes.fifo import FifoService
+from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
     StartupError,
@@ -43,7 +45,8 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
-from uzerg.sockets import Listener, build_listeners, close_listener
+from uzerg.sockets import Listener, build_listeners, close_listener, passed_listeners
+from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
 
 log = structlog.get_logger()
 
@@ -73,6 +76,7 @@ class Instance:
         self.daemonized = bool(state and state.daemonized)
         self.listeners: list[Listener] = []
         self.zerg = ZergListeners(config, state)
+        self.lifecycle = LifecycleService(config)
         self.pidfile_written = False
 
     def run(self) -> int:
@@ -90,14 +94,17 @@ class Instance:
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
         prepare_environment(config)
         log.info(f"current working directory: {os.getcwd()}", event_kind="cwd")
-        if config.pidfile:
-            write_pidfile(config.pidfile)
+        if config.pidfile and not _same_file(config.pidfile, config.takeover):
+            write_pidfile(config.pidfile)  # takeover writes its pidfile once it took over
             self.pidfile_written = True
         self.zerg.drop_unconfigured()
+        activated = self._activated_sockets()
         self.listeners = build_listeners(
-            config, self._attach(), self.state.listeners if self.state else ()
+            config, self._attach(), self.state.listeners if self.state else (), activated
         )
-        self.zerg.bind_pools()
+        self.zerg.bind_pools(activated)
+        self.listeners += passed_listeners(config, activated, len(self.listeners))
+        self._warn_unshared_takeover()
         if not self.listeners and not self.zerg.pools:
             raise StartupError(
                 "no socket to serve: use --socket, --http-socket, --http, --zerg or zergpool"
@@ -114,9 +121,12 @@ class Instance:
         threads = config.threads
         processes = config.processes
         scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
-        services: list[MasterService] = [self.zerg]
+        services: list[MasterService] = [self.zerg, self.lifecycle]
         if config.stats:
             services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats))
+        if config.stats_prometheus:
+            services.append(StatsService(config.stats_prometheus, True, self.zerg.stats,
+                                         prometheus=True))
         if config.master_fifo:
             services.append(FifoService(config.master_fifo))
         context = reexec.Context(self.origin_cwd, self.daemonized, self.state is not None)
@@ -155,11 +165,37 @@ class Instance:
 
         try:
             return attach_to_zerg_servers(
-                zergs, float(self.config.zerg_timeout), fallback=self.config.zerg_fallback
+                zergs, float(self.config.zerg_timeout), fallback=self.config.zerg_fallback,
+                wait=self.config.zerg_wait,
             )
         except HandshakeError as exc:
             # uWSGI's line, then why (uWSGI says nothing more; an operator needs the reason)
             raise StartupError(f"{exc} ({exc.detail})" if exc.detail else str(exc)) from None
+
+    def _activated_sockets(self) -> ActivatedSockets:
+        """Sockets passed by systemd (LISTEN_FDS); after a reload they are inherited like
+        the others (the variables were removed at the first start)."""
+        if self.state is not None:
+            for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+                os.environ.pop(name, None)
+            return ActivatedSockets([])
+        try:
+            return take_activated_sockets(os.environ)
+        except ActivationError as exc:
+            raise StartupError(f"socket activation: {exc}") from None
+
+    def _warn_unshared_takeover(self) -> None:
+        """A takeover pauses the old instance; connections in a queue only it serves would
+        wait for a resume. Say so when this instance binds its own sockets."""
+        if not self.config.takeover:
+            return
+        for listener in self.listeners:
+            if listener.origin == "bound":
+                log.warning(
+                    f"takeover: {describe_socket(listener.sock)[1]} is bound by this instance, "
+                    "not shared with the one it takes over (with reuse-port each has its own "
+                    "queue, and the paused one's would wait): run the versions as zergs of a "
+                    "zergpool", event_kind="takeover_unshared")
 
     def _app_factory(self) -> Callable[[], Callable[..., Any]]:
         config = self.config
@@ -205,8 +241,14 @@ class Instance:
         """At exit, after the master's services: the sockets and the pidfile."""
         for listener in self.listeners:
             close_listener(listener, vacuum=vacuum and listener.origin == "bound")
-        if vacuum and self.pidfile_written:
-            remove_pidfile(self.config.pidfile)
+        took_over = self.lifecycle.took_over and _same_file(self.config.pidfile or "",
+                                                            self.config.takeover)
+        if vacuum and (self.pidfile_written or took_over):
+            remove_pidfile(self.config.pidfile or "")  # only while it still names us
+
+
+def _same_file(path: str, other: str | None) -> bool:
+    return bool(path) and other is not None and os.path.abspath(path) == os.path.abspath(other)
 
 
 def _no_app_needed() -> Callable[..., Any]:

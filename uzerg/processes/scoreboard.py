@@ -23,6 +23,7 @@ class WorkerSlot(ctypes.Structure):
     _fields_ = [
         ("pid", ctypes.c_int32),
         ("accepting", ctypes.c_uint8),
+        ("ready", ctypes.c_uint8),  # the worker has its app and listens (takeover, systemd)
         ("delta_requests", ctypes.c_uint64),  # since this process was spawned
     ]
 
@@ -70,6 +71,7 @@ class Scoreboard:
         slot = self.worker(worker_id)
         slot.pid = pid
         slot.accepting = 0 if self.header.paused else 1
+        slot.ready = 0
         slot.delta_requests = 0
         for core in self.cores_of(worker_id):
             core.request_start = 0.0

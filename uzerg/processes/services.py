@@ -50,6 +50,8 @@ class MasterView(Protocol):
 
     scoreboard: Scoreboard
     listeners: list[Listener]
+    desired: int  # the number of workers wanted
+    stopping: bool
 
     def worker_records(self) -> Sequence[Any]: ...
 

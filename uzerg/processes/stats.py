@@ -1,5 +1,8 @@
 """The stats server (--stats ADDR, --stats-http): on connect, the master writes one JSON
-document in uWSGI's shape (SPEC §12, what uwsgitop reads) and closes the connection."""
+document in uWSGI's shape (SPEC §12, what uwsgitop reads) and closes the connection.
+
+Over HTTP (``stats-http``), ``?format=prometheus`` gets the same figures as Prometheus text
+(uzerg.processes.prometheus); a ``stats-prometheus`` server always answers that."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from uzerg.addresses import (
     describe_socket,
     parse_address,
 )
+from uzerg.processes import prometheus as prometheus_text
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
@@ -159,35 +163,53 @@ def stats_log_text(scoreboard: Scoreboard, worker_ids: Sequence[int]) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def _read_request_head(conn: socket.socket) -> None:
+def _read_request_head(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data and len(data) < 65536:
         piece = conn.recv(65536)
         if not piece:
-            return
+            break
         data += piece
+    return data
+
+
+def _wants_prometheus(head: bytes) -> bool:
+    target = head.split(b"\r\n", 1)[0].split(b" ")
+    if len(target) < 2:
+        return False
+    query = target[1].partition(b"?")[2]
+    return b"format=prometheus" in query.split(b"&")
 
 
 class StatsServer:
     """A listener in the master's loop; ``build`` returns the current document."""
 
-    def __init__(self, address_text: str, http: bool, build: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, address_text: str, http: bool, build: Callable[[], dict[str, Any]],
+                 *, prometheus: bool = False) -> None:
+        """``http``: answer HTTP requests; ``prometheus`` (implies http): always as
+        Prometheus text (stats-prometheus)."""
         self.address_text = address_text
-        self.http = http
+        self.http = http or prometheus
+        self.prometheus = prometheus
         self.build = build
         try:
             address = parse_address(address_text)
             self.sock = bind_listener(address, 100)
         except AddressError as exc:
-            raise StartupError(f"stats: {exc}") from None
+            raise StartupError(f"{self.option}: {exc}") from None
         self.unix_path = address.path if address.kind == "unix" else None
         shown = address_text
         if address.kind in ("inet", "inet6") and address.port == 0:
             shown = describe_socket(self.sock)[1]  # the port the kernel chose
-        log.info(f"*** Stats server enabled on {shown} fd: {self.sock.fileno()} ***",
+        what = "Prometheus metrics" if prometheus else "Stats server"
+        log.info(f"*** {what} enabled on {shown} fd: {self.sock.fileno()} ***",
                  event_kind="stats_enabled", addr=shown, fd=self.sock.fileno())
         self.resume_at = 0.0  # out of descriptors: not watched before (monotonic)
         self._short_of_resources = False  # logged once per episode
+
+    @property
+    def option(self) -> str:
+        return "stats-prometheus" if self.prometheus else "stats"
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -217,16 +239,22 @@ class StatsServer:
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(2.0)  # a client that does not read cannot hold the master for long
-        body = json.dumps(self.build(), indent=1).encode()
-        if self.http:
-            _read_request_head(conn)  # unread request bytes would turn our close into a reset
-            head = (
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-                "Access-Control-Allow-Origin: *\r\n\r\n"
-            ).encode()
-            body = head + body
-        conn.sendall(body)
+        if not self.http:
+            conn.sendall(json.dumps(self.build(), indent=1).encode())
+            return
+        request = _read_request_head(conn)  # unread bytes would turn our close into a reset
+        if self.prometheus or _wants_prometheus(request):
+            body = prometheus_text.render(self.build()).encode()
+            content_type = prometheus_text.CONTENT_TYPE
+        else:
+            body = json.dumps(self.build(), indent=1).encode()
+            content_type = "application/json"
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+            "Access-Control-Allow-Origin: *\r\n\r\n"
+        ).encode()
+        conn.sendall(head + body)
 
     def close(self, vacuum: bool) -> None:
         self.sock.close()
@@ -243,9 +271,12 @@ class StatsService(MasterService):
     """The stats server as a master service: bound when the master's loop starts."""
 
     def __init__(self, address_text: str, http: bool,
-                 zerg: Callable[[], list[dict[str, object]]]) -> None:
+                 zerg: Callable[[], list[dict[str, object]]], *,
+                 prometheus: bool = False) -> None:
+        """``prometheus``: the stats-prometheus server (HTTP, Prometheus text only)."""
         self.address_text = address_text
         self.http = http
+        self.prometheus = prometheus
         self.zerg = zerg
         self.server: StatsServer | None = None
 
@@ -254,7 +285,8 @@ class StatsService(MasterService):
             return stats_document(scoreboard=master.scoreboard, workers=master.worker_records(),
                                   listeners=master.listeners, zerg=self.zerg())
 
-        self.server = StatsServer(self.address_text, self.http, build)
+        self.server = StatsServer(self.address_text, self.http, build,
+                                  prometheus=self.prometheus)
 
     def watches(self) -> Mapping[int, OnReadable]:
         server = self.server

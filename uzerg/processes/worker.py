@@ -243,7 +243,9 @@ class Worker:
             elif before:
                 poller.unregister(item.fd)
         if core_id == 0:
-            self.scoreboard.worker(self.worker_id).accepting = int(accepting)
+            slot = self.scoreboard.worker(self.worker_id)
+            slot.accepting = int(accepting)
+            slot.ready = 1  # the app is loaded and the listeners are (or can be) registered
         if core_id == 0 and (before is not None or not accepting):
             word = "resumed" if accepting else "suspended"
             log.info(f"*** worker {self.worker_id} {word} ***", event_kind="worker_" + word,

@@ -18,6 +18,7 @@ from uzerg.config.model import Config
 from uzerg.processes.process import StartupError
 from uzerg.processes.reexec import InheritedState, describe_zerg_side
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.systemd import ActivatedSockets
 from uzerg.zerg.server import ListenerHandover, ZergServer
 
 
@@ -46,8 +47,9 @@ class ZergListeners(MasterService):
         for key in [key for key in self._unclaimed if key not in wanted]:
             self._unclaimed.pop(key).close(unlink=True)
 
-    def bind_pools(self) -> None:
-        """Bind (or adopt) every zergpool entry's listener and sockets; StartupError if not."""
+    def bind_pools(self, activated: ActivatedSockets | None = None) -> None:
+        """Bind (or adopt) every zergpool entry's listener and sockets; StartupError if not.
+        ``activated``: sockets systemd passed, used for pool sockets of the same address."""
         entries = self.config.zergpool
         if not entries:
             return
@@ -62,6 +64,7 @@ class ZergListeners(MasterService):
                 allow_gids=self.config.zerg_allow_gid,
                 inherited=self._inherited_pool_sockets,
                 inherited_listeners=self._unclaimed,
+                activated=activated,
             )
         except (AddressError, ValueError) as exc:
             raise StartupError(str(exc)) from None

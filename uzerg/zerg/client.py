@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from uzerg.addresses import describe_socket
-from uzerg.zerg.handshake import DEFAULT_TIMEOUT, HandshakeError, fetch_sockets
+from uzerg.zerg.handshake import DEFAULT_TIMEOUT, HandshakeError, Received, fetch_sockets
 
 log = structlog.get_logger()
 
 KNOWN_PROTOCOLS = frozenset({"uwsgi", "http"})
+WAIT_RETRY = 0.05  # seconds between attach attempts under zerg-wait
 
 
 @dataclass
@@ -36,18 +38,22 @@ class ReceivedSocket:
 
 
 def attach_to_zerg_servers(
-    addrs: Sequence[str], timeout: float = DEFAULT_TIMEOUT, *, fallback: bool = False
+    addrs: Sequence[str], timeout: float = DEFAULT_TIMEOUT, *, fallback: bool = False,
+    wait: float = 0.0,
 ) -> list[ReceivedSocket]:
     """Attach to every server in order and return all their sockets, in order.
 
     Without ``fallback`` the first failure closes what was received so far and raises
-    HandshakeError. With it a failing server is logged and skipped.
+    HandshakeError. With it a failing server is logged and skipped. ``wait`` (zerg-wait):
+    a server that is not up yet (connection refused, no socket file) is retried until that
+    many seconds after the start; without it the first refusal counts, as in uWSGI.
     """
     received: list[ReceivedSocket] = []
+    wait_until = time.monotonic() + wait
     try:
         for address in addrs:
             try:
-                result = fetch_sockets(address, timeout)
+                result = _fetch_waiting(address, timeout, wait_until)
             except HandshakeError as exc:
                 if not fallback:
                     raise
@@ -82,6 +88,22 @@ def attach_to_zerg_servers(
     if received:
         log.info("zerg sockets attached", event_kind="zerg_attached", count=len(received))
     return received
+
+
+def _fetch_waiting(address: str, timeout: float, wait_until: float) -> Received:
+    logged = False
+    while True:
+        try:
+            return fetch_sockets(address, timeout)
+        except HandshakeError as exc:
+            if not exc.not_up or time.monotonic() >= wait_until:
+                raise
+            if not logged:
+                logged = True
+                log.info(f"zerg server {address} is not up yet ({exc.detail}): zerg-wait, "
+                         f"retrying for {max(0.0, wait_until - time.monotonic()):.0f} s",
+                         event_kind="zerg_wait", addr=address)
+            time.sleep(min(WAIT_RETRY, max(0.0, wait_until - time.monotonic())))
 
 
 def _known(protocol: str | None, server: str) -> str | None:

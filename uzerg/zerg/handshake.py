@@ -45,14 +45,16 @@ _ACCEPTED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 class HandshakeError(Exception):
     """A failed attach. ``str()`` is uWSGI's line; ``detail`` says what exactly went wrong."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", *, not_up: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.not_up = not_up  # nothing listens (yet): refused, or no socket file (zerg-wait)
 
     @classmethod
-    def connect_failed(cls, address: str, detail: str) -> HandshakeError:
-        return cls(CONNECT_FAILED.format(address=address), detail)
+    def connect_failed(cls, address: str, detail: str, *, not_up: bool = False
+                       ) -> HandshakeError:
+        return cls(CONNECT_FAILED.format(address=address), detail, not_up=not_up)
 
     @classmethod
     def invalid_data(cls, detail: str) -> HandshakeError:
@@ -146,7 +148,8 @@ def connect_to_zerg_server(address_text: str, deadline: float) -> socket.socket:
             detail = f"timed out after {_seconds(remaining)} (the server's backlog is full)"
         else:
             detail = exc.strerror or str(exc)
-        raise HandshakeError.connect_failed(address_text, detail) from None
+        not_up = isinstance(exc, ConnectionRefusedError | FileNotFoundError)
+        raise HandshakeError.connect_failed(address_text, detail, not_up=not_up) from None
     return sock
 
 

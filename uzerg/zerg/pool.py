@@ -22,6 +22,7 @@ import errno
 import os
 import socket
 from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
 
 import structlog
 
@@ -43,6 +44,7 @@ def build_zergpools(
     start: bool = True,
     inherited: Mapping[tuple[object, ...], socket.socket] | None = None,
     inherited_listeners: MutableMapping[tuple[object, ...], ListenerHandover] | None = None,
+    activated: Any = None,
 ) -> list[ZergServer]:
     """Bind every pool socket once and return one (started) ZergServer per entry.
 
@@ -51,6 +53,8 @@ def build_zergpools(
     ``inherited_listeners`` (normalised pool address → listener) are the entries' own unix
     listeners kept across the re-exec: an entry of the same address adopts its listener (and
     takes it out of the mapping), so a zerg attaching during the reload is never refused.
+    ``activated`` (uzerg.systemd.ActivatedSockets): sockets systemd passed; a pool socket of
+    the same address uses it instead of binding.
 
     On any failure everything bound so far is closed and AddressError is raised, naming the
     entry and the address (the caller logs it and exits 1).
@@ -83,6 +87,13 @@ def build_zergpools(
                         bound[key] = old
                 elif key not in bound and key in spare:
                     bound[key] = spare.pop(key)
+                elif key not in bound and activated:
+                    passed = activated.claim_address(key)
+                    if passed is not None:
+                        bound[key] = passed
+                        log.info(f"zergpool {entry.address} inherited socket {item} "
+                                 f"(fd: {passed.fileno()})", event_kind="zergpool_activated",
+                                 pool=entry.address, addr=item, fd=passed.fileno())
                 if key not in bound:
                     bound[key] = _bind_pool_socket(entry, address, backlog, chmod, reuse_port)
                     if address.kind == "unix":

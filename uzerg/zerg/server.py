@@ -43,6 +43,7 @@ from uzerg.addresses import (
     socket_key,
 )
 from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
+from uzerg.zerg.holders import live_zergs
 
 log = structlog.get_logger()
 
@@ -386,6 +387,8 @@ class ZergServer:
                 {"time": int(a.time), "pid": a.pid, "uid": a.uid, "gid": a.gid}
                 for a in self.attached
             ],
+            # the zergs still holding the sockets ("sockets": indexes; null: cannot tell)
+            "zergs": live_zergs(self.attached, self.sockets),
         }
 
 
