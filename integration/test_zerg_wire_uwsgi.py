@@ -214,10 +214,10 @@ def test_zerg_probe_reports_uwsgi_sockets(processes, app_file, tmp_path):
     )
     for item in attach_when_ready(address):
         item.sock.close()
-    probe = Path(__file__).parent.parent / "tools" / "zerg_probe.py"
     missing = str(tmp_path / "missing.sock")
     result = subprocess.run(
-        [sys.executable, str(probe), "--json", "--timeout", "5", address, missing],
+        [sys.executable, "-m", "uzerg", "--json", "--zerg-timeout", "5",
+         "--zerg-probe", address, "--zerg-probe", missing],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 1  # the missing server

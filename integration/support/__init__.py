@@ -33,6 +33,10 @@ first socket answers); client programs such as curl and uwsgi_curl (``run_client
 ports and /tmp paths included, without touching the host. Run by path, it is also the client
 used inside a namespace.
 
+``activator``: a small fake systemd: ``Activator`` binds listening sockets and execs uzerg with
+them as descriptors 3, 4, ... and ``LISTEN_FDS``/``LISTEN_PID``/``LISTEN_FDNAMES``;
+``NotifyListener`` is the datagram ``NOTIFY_SOCKET`` that collects ``sd_notify`` messages.
+
 ``zerg_server``: a script, not a module to import: ``python support/zerg_server.py ADDR N``
 serves N fresh TCP listeners on a uzerg ZergServer, for the interop tests with real uWSGI.
 """

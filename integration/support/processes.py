@@ -210,11 +210,13 @@ class InstanceStarter:
 
     def start(self, args: list[str], *, wait_workers: int | None = 1, timeout: float = 20,
               env: dict[str, str] | None = None, cwd: Path | None = None,
-              as_background_job: bool = False, prefix: Sequence[str] = ()) -> Instance:
+              as_background_job: bool = False, prefix: Sequence[str] = (),
+              pass_fds: Sequence[int] = ()) -> Instance:
         """``python -m uzerg ARGS`` in a new session, its output to a log file in tmp_path.
         Waits for ``wait_workers`` workers (None: do not wait). ``as_background_job``: start
         it with SIGINT and SIGQUIT ignored, as a shell's ``cmd &`` does. ``prefix``: a
-        command that execs the rest in place (same pid), e.g. ``nsenter`` into a namespace."""
+        command that execs the rest in place (same pid), e.g. ``nsenter`` into a namespace.
+        ``pass_fds``: descriptors the child inherits (a socket activator's)."""
         log_path = self.tmp_path / f"uzerg-{len(self.instances)}.log"
         environ = {**os.environ, **(env or {})}
         command = [sys.executable, "-m", "uzerg", *args]
@@ -225,7 +227,7 @@ class InstanceStarter:
             process = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL,
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-                cwd=cwd or self.tmp_path, env=environ,
+                cwd=cwd or self.tmp_path, env=environ, pass_fds=tuple(pass_fds),
             )
         instance = Instance(process, log_path)
         self.instances.append(instance)
