@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from config_helpers import make_config
 
 from uzerg.processes import prometheus, takeover
+from uzerg.processes.lifecycle import LifecycleService
+from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.stats import _wants_prometheus
 from uzerg.systemd import ActivatedSockets, ActivationError, Notifier, take_activated_sockets
 
@@ -134,3 +138,67 @@ def test_the_new_options_in_ini_and_on_the_command_line(tmp_path: Path) -> None:
                           "@b", "--json", "--zerg-status", "127.0.0.1:1717"], {})
     assert config.rollback == "/run/app.pid" and config.zerg_probe == ("/a", "@b")
     assert config.json and config.zerg_status == "127.0.0.1:1717"
+
+
+class _Master:
+    """What LifecycleService reads of the master (MasterView), driven by the test."""
+
+    def __init__(self, scoreboard: Scoreboard, desired: int) -> None:
+        self.scoreboard = scoreboard
+        self.listeners: list[object] = [object()]
+        self.desired = desired
+        self.stopping = False
+        self.records: list[SimpleNamespace] = []
+
+    def worker_records(self) -> list[SimpleNamespace]:
+        return self.records
+
+    def fifo_command(self, char: str) -> None:
+        pass
+
+
+def test_lifecycle_waits_for_every_worker_then_notifies(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = str(tmp_path / "notify")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(path)
+    receiver.settimeout(0.01)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    board = Scoreboard(4, 1)
+    master = _Master(board, desired=2)
+    service = LifecycleService(make_config())
+
+    def received() -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(receiver.recv(4096))
+            except TimeoutError:
+                return out
+
+    try:
+        service.start(master)  # type: ignore[arg-type]
+        assert service.wake_at() is not None  # polls until ready
+        master.records = [SimpleNamespace(worker_id=1), SimpleNamespace(worker_id=2)]
+        board.worker(1).ready = 1
+        service.tick()
+        assert received() == []  # worker 2 is forked but not ready yet
+        board.worker(2).ready = 1
+        service.tick()
+        assert received() == [b"READY=1\nSTATUS=uzerg is ready: 2 workers accepting\n"]
+        assert service.wake_at() is None
+        master.desired = 3
+        service.tick()
+        assert received() == [b"STATUS=uzerg is ready: 3 workers accepting\n"]
+        service.handover()  # a reload: RELOADING=1; the exec then fails, we are still here
+        service.tick()
+        messages = received()
+        assert messages[0].startswith(b"RELOADING=1\n") and messages[1].startswith(b"READY=1\n")
+        master.stopping = True
+        service.tick()
+        service.tick()
+        assert received() == [b"STOPPING=1\nSTATUS=stopping\n"]
+    finally:
+        service.shutdown(False)
+        receiver.close()
+        board.close()
