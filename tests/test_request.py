@@ -75,7 +75,7 @@ def test_environ_of_an_http_request(logs):
     assert "HTTP_CONTENT_TYPE" not in seen and "HTTP_CONTENT_LENGTH" not in seen
     assert seen["HTTP_HOST"] == "example.com:8080"
     assert seen["HTTP_X_FORWARDED_FOR"] == "1.2.3.4"  # the underscore twin was dropped
-    assert seen["HTTP_ACCEPT"] == "a,b"
+    assert seen["HTTP_ACCEPT"] == "a, b"  # joined as uWSGI's http parser joins them
     assert seen["wsgi.url_scheme"] == "http"
     assert seen["wsgi.version"] == (1, 0)
     assert seen["wsgi.multithread"] is False and seen["wsgi.run_once"] is False

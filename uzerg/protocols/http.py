@@ -5,7 +5,13 @@
 status to answer with (400, 431, 501, 505) and a short reason. Parsing is strict on purpose:
 the ambiguities request smuggling feeds on (Content-Length with Transfer-Encoding, differing
 duplicate Content-Length, obs-fold, bare CR/LF, whitespace before the colon, control
-characters) are all rejected.
+characters, duplicate singleton fields, framing fields in trailers) are all rejected.
+
+Transfer codings (RFC 9112 §6): `chunked` must be the last coding (else 400) and appear once;
+`identity` before it is ignored; any other coding before it (gzip, deflate...) is 501, since
+uzerg decodes none of them. Request-targets (RFC 9112 §3.2): origin-form, absolute-form with an
+http/https scheme, authority-form only with CONNECT and `*` only with OPTIONS; a fragment is
+dropped.
 """
 
 from __future__ import annotations
@@ -20,10 +26,18 @@ _HEADER_LINE = re.compile(
     b"(" + _TOKEN + rb"):[ \t]*(" + _VCHAR + rb"(?:[ \t]*" + _VCHAR + rb")*)?[ \t]*"
 )
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+# RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
 _CHUNK_EXT = re.compile(
-    rb"(?:[ \t]*;[ \t]*[\x21-\x7e\x80-\xff]*(?:[ \t]*=[ \t]*[^\x00-\x1f\x7f]*)?)*"
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
+    + rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
 )
 MAX_CHUNK_LINE: Final = 4096
+# header fields in one head (and in one trailer section); uWSGI's only limit is its buffer
+MAX_HEADER_FIELDS: Final = 100
+_ABSOLUTE_FORM = re.compile(
+    r"[hH][tT][tT][pP][sS]?://([^/?@\s:][^/?@\s]*)([/?].*)?", re.DOTALL
+)
+_AUTHORITY_FORM = re.compile(r"[^/?#@\s]+:[0-9]{1,5}")
 
 
 class HttpError(Exception):
@@ -53,13 +67,13 @@ class RequestHead:
 
     __slots__ = (
         "method", "target", "version", "headers", "content_length", "chunked", "keep_alive",
-        "expect_continue", "head_size", "has_body",
+        "expect_continue", "head_size", "has_body", "authority",
     )
 
     def __init__(
         self, method: str, target: str, version: str, headers: list[tuple[str, str]],
         content_length: int | None = None, chunked: bool = False, keep_alive: bool = False,
-        expect_continue: bool = False, head_size: int = 0,
+        expect_continue: bool = False, head_size: int = 0, authority: str | None = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -71,6 +85,9 @@ class RequestHead:
         self.expect_continue = expect_continue
         self.head_size = head_size  # bytes of request line + headers + blank line
         self.has_body = chunked or bool(content_length)
+        # the host[:port] of an absolute-form target, which replaces the Host field
+        # (RFC 9112 §3.2.2); None for the other forms
+        self.authority = authority
 
     def __repr__(self) -> str:
         return (f"RequestHead({self.method} {self.target} {self.version}, {self.headers!r}, "
@@ -95,9 +112,25 @@ _HEADER_NAMES: dict[bytes, tuple[str, str]] = {}
 # parsed header lines (only ever filled from heads whose characters were checked first):
 # b"Host: x" -> (("Host", "x"), "host"); bounded, see _header_line()
 _HEADER_LINES: dict[bytes, tuple[tuple[str, str], str]] = {}
+# fields that cannot be lists (RFC 9110): a second line is an error, never joined. The list
+# is the request fields RFC 9110 defines as one value, as nginx's "unique" request headers.
+_SINGLETON_FIELDS = frozenset((
+    "content-type", "authorization", "proxy-authorization", "if-modified-since",
+    "if-unmodified-since", "if-range", "range", "content-range", "max-forwards", "referer",
+    "user-agent", "from", "date", "content-location",
+))
 _SPECIAL_HEADERS = frozenset(
     ("content-length", "transfer-encoding", "host", "connection", "expect")
-)
+) | _SINGLETON_FIELDS
+# fields a trailer section must not carry (RFC 9110 §6.5.1): framing, routing, request
+# modifiers, authentication and the fields that describe the content
+_FORBIDDEN_TRAILERS = frozenset((
+    b"content-length", b"transfer-encoding", b"host", b"te", b"trailer", b"connection",
+    b"keep-alive", b"upgrade", b"expect", b"max-forwards", b"cache-control", b"pragma",
+    b"range", b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
+    b"if-range", b"authorization", b"proxy-authorization", b"cookie", b"content-type",
+    b"content-encoding", b"content-range", b"content-location",
+))
 # every byte that is not a control character; deleting them leaves the control characters,
 # which in a valid head are only the CRLFs that end lines, and HTABs
 _NOT_CONTROL = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
@@ -126,10 +159,13 @@ def _header_line(line: bytes) -> tuple[tuple[str, str], str]:
     return parsed
 
 
-def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | None:
+def parse_request_head(
+    data: bytes | bytearray, max_size: int, max_fields: int = MAX_HEADER_FIELDS
+) -> RequestHead | None:
     """Parse the request line and headers at the start of `data` (no leading blank lines).
 
-    Returns None when the head is not complete yet; raises HttpError when it never can be.
+    Returns None when the head is not complete yet; raises HttpError when it never can be
+    (431 above `max_size` bytes or `max_fields` header fields).
     """
     end = data.find(b"\r\n\r\n")
     if end < 0:
@@ -142,6 +178,8 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
         raise HttpError(431, f"invalid HTTP request size (max {max_size})...skip")
     head = bytes(data[:end])
     lines = head.split(b"\r\n")
+    if len(lines) > max_fields + 1:
+        raise HttpError(431, f"too many header fields (max {max_fields})")
     match = _REQUEST_LINE.fullmatch(lines[0])
     if match is None:
         raise HttpError(400, "invalid HTTP request line")
@@ -163,6 +201,7 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
     hosts = 0
     connection_tokens: list[str] = []
     expect_continue = False
+    singletons: set[str] | None = None
     seen = _HEADER_LINES
     append = headers.append
     for line in lines[1:]:
@@ -170,6 +209,14 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
         pair, lname = known if known is not None else _header_line(line)
         append(pair)
         if lname not in _SPECIAL_HEADERS:
+            continue
+        if lname in _SINGLETON_FIELDS:
+            if singletons is None:
+                singletons = {lname}
+            elif lname in singletons:
+                raise HttpError(400, f"duplicate {pair[0]} header")
+            else:
+                singletons.add(lname)
             continue
         value = pair[1]
         if lname == "content-length":
@@ -193,9 +240,7 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
         if content_length is not None:
             raise HttpError(400, "both Content-Length and Transfer-Encoding")
         if transfer_codings != ["chunked"]:
-            if "" in transfer_codings or transfer_codings[-1] == "chunked":
-                raise HttpError(400, "invalid Transfer-Encoding")
-            raise HttpError(501, "unsupported Transfer-Encoding")
+            _check_transfer_codings(transfer_codings)
         chunked = True
     if http11 and hosts != 1:
         raise HttpError(400, "missing Host header" if hosts == 0 else "multiple Host headers")
@@ -205,9 +250,14 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
         keep_alive = "close" not in connection_tokens
     else:
         keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
+    method = method_b.decode("ascii")
+    target = target_b.decode("latin-1")
+    authority = None
+    if target[0] != "/" or "#" in target or method == "CONNECT":
+        target, authority = _check_target(method, target)
     return RequestHead(
-        method_b.decode("ascii"),
-        target_b.decode("latin-1"),
+        method,
+        target,
         "HTTP/1.1" if http11 else "HTTP/1.0",
         headers,
         content_length,
@@ -215,7 +265,46 @@ def parse_request_head(data: bytes | bytearray, max_size: int) -> RequestHead | 
         keep_alive,
         expect_continue and http11,
         end + 4,
+        authority,
     )
+
+
+def _check_transfer_codings(codings: list[str]) -> None:
+    """Refuse a Transfer-Encoding other than plain `chunked` (see the module docstring)."""
+    if codings[-1] != "chunked":
+        raise HttpError(400, "invalid Transfer-Encoding: chunked is not the last coding")
+    for coding in codings[:-1]:
+        name = coding.partition(";")[0].strip()
+        if not name or re.fullmatch(_TOKEN, name.encode("latin-1")) is None:
+            raise HttpError(400, "invalid Transfer-Encoding")
+        if name == "chunked":
+            raise HttpError(400, "invalid Transfer-Encoding: chunked more than once")
+        if name != "identity":
+            raise HttpError(501, f"unsupported Transfer-Encoding {name}")
+
+
+def _check_target(method: str, target: str) -> tuple[str, str | None]:
+    """(target without its fragment, authority of an absolute-form target) of a request-target
+    that is not a plain origin-form; raises HttpError 400 for one that is not allowed."""
+    target = target.partition("#")[0]
+    if target[:1] == "/":
+        if method == "CONNECT":
+            raise HttpError(400, "invalid request target for CONNECT")
+        return target, None
+    if target == "*":
+        if method != "OPTIONS":
+            raise HttpError(400, "asterisk request target without OPTIONS")
+        return target, None
+    if method == "CONNECT":
+        if _AUTHORITY_FORM.fullmatch(target) is None:
+            raise HttpError(400, "invalid request target for CONNECT")
+        return target, None
+    absolute = _ABSOLUTE_FORM.fullmatch(target)
+    if absolute is None:
+        if _AUTHORITY_FORM.fullmatch(target) is not None:
+            raise HttpError(400, "authority-form request target without CONNECT")
+        raise HttpError(400, "invalid request target")
+    return target, absolute.group(1)
 
 
 def _describe_bad_header(line: bytes) -> str:
@@ -238,13 +327,16 @@ class HttpRequestParser:
     bytes that are already buffered.
     """
 
-    __slots__ = ("max_head", "buffer", "head", "_state", "_remaining")
+    __slots__ = ("max_head", "max_fields", "buffer", "head", "_state", "_remaining",
+                 "_trailer_fields")
 
     # body states
     _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _DONE = range(7)
 
-    def __init__(self, max_head: int = 4096) -> None:
+    def __init__(self, max_head: int = 4096, max_fields: int = MAX_HEADER_FIELDS) -> None:
         self.max_head = max_head
+        self.max_fields = max_fields
+        self._trailer_fields = 0
         self.buffer = bytearray()
         self.head: RequestHead | None = None
         self._state = self._HEAD
@@ -270,7 +362,7 @@ class HttpRequestParser:
             # RFC 9112 §2.2: ignore blank lines before a request line
             while buf.startswith(b"\r\n"):
                 del buf[:2]
-            head = parse_request_head(buf, self.max_head)
+            head = parse_request_head(buf, self.max_head, self.max_fields)
             if head is None:
                 return NEED_DATA
             del buf[: head.head_size]
@@ -297,15 +389,18 @@ class HttpRequestParser:
             line = self._take_line("chunk size line")
             if line is None:
                 return NEED_DATA
-            size_text, _, ext = line.partition(b";")
+            size_text, semicolon, ext = line.partition(b";")
+            if semicolon:  # (whitespace may come before the extension's ";")
+                size_text = size_text.rstrip(b" \t")
             if _CHUNK_SIZE.fullmatch(size_text) is None or (
-                ext and _CHUNK_EXT.fullmatch(b";" + ext) is None
+                semicolon and _CHUNK_EXT.fullmatch(b";" + ext) is None
             ):
                 raise HttpError(400, "invalid chunk size line")
             size = int(size_text, 16)
             if size == 0:
                 self._state = self._TRAILER
                 self._remaining = 0  # counts trailer bytes from here on
+                self._trailer_fields = 0
             else:
                 self._state = self._CHUNK_DATA
                 self._remaining = size
@@ -326,10 +421,14 @@ class HttpRequestParser:
                 self._state = self._DONE
                 return END
             self._remaining += len(line) + 2
-            if self._remaining > self.max_head:
+            self._trailer_fields += 1
+            if self._remaining > self.max_head or self._trailer_fields > self.max_fields:
                 raise HttpError(431, "trailer section too large")
             if _HEADER_LINE.fullmatch(line) is None:
                 raise HttpError(400, _describe_bad_header(line))
+            name = line.partition(b":")[0].lower()
+            if name in _FORBIDDEN_TRAILERS:
+                raise HttpError(400, f"{name.decode('ascii')} field in a chunked trailer")
             return self.next_event()
         return END
 
@@ -352,13 +451,16 @@ class HttpRequestParser:
 
 
 def split_target(target: str) -> tuple[str, str]:
-    """(path, query) of a request target; absolute-form (`http://host/p?q`) keeps path only."""
+    """(path, query) of a request target the parser accepted: absolute-form (`http://host/p?q`)
+    keeps its path and query, `*` is the path `*`, authority-form (CONNECT) has no path."""
     if target[0] != "/":
         if target == "*":
             return "*", ""
-        scheme_end = target.find("://")
-        if scheme_end > 0:
-            slash = target.find("/", scheme_end + 3)
-            target = target[slash:] if slash >= 0 else "/"
+        absolute = _ABSOLUTE_FORM.fullmatch(target)
+        if absolute is None:
+            return "", ""
+        target = absolute.group(2) or "/"
+        if target[0] == "?":
+            target = "/" + target
     path, _, query = target.partition("?")
     return path, query

@@ -111,15 +111,22 @@ def parse_uwsgi_packet(
 
 
 class UwsgiPacketReader:
-    """Incremental reader: `feed()` bytes as they arrive; returns the packet once complete."""
+    """Incremental reader (the request path's): `feed()` bytes as they arrive; returns the
+    packet once complete, None until then. What it holds is bounded by the header plus
+    `max_block`: a larger block is refused from its 4-byte header. The vars go into `into`
+    when given (see parse_uwsgi_vars), only once the packet is complete."""
+
+    __slots__ = ("max_block", "_buf")
 
     def __init__(self, max_block: int = 4096) -> None:
         self.max_block = min(max_block, MAX_BLOCK_SIZE)
-        self._buf = bytearray()
+        self._buf = b""
 
-    def feed(self, data: bytes) -> UwsgiPacket | None:
-        self._buf += data
-        return parse_uwsgi_packet(self._buf, self.max_block)
+    def feed(self, data: bytes, into: dict[str, Any] | None = None) -> UwsgiPacket | None:
+        buf = self._buf + data if self._buf else data
+        packet = parse_uwsgi_packet(buf, self.max_block, into)
+        self._buf = buf if packet is None else b""
+        return packet
 
 
 def encode_uwsgi_packet(

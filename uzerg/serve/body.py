@@ -2,7 +2,9 @@
 
 `LengthBody` reads a uwsgi request body (CONTENT_LENGTH bytes after the vars); `HttpBody`
 pulls an HTTP body through the sans-I/O parser (Content-Length or chunked) and sends
-`100 Continue` the first time the application asks for bytes that have not arrived.
+`100 Continue` the first time the application asks for bytes that have not arrived. A
+malformed chunked body raises `InvalidBody` to the application and is kept in `HttpBody.error`
+for the request handler (a 400, or a closed connection once a response has started).
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ import os
 from uzerg.protocols.http import END, HttpError, HttpRequestParser
 from uzerg.serve.connection import Connection, ReadTimeout
 from uzerg.serve.wsgi_io import BodyReadError, ClientDisconnected, InputStream, body_read_error
+
+
+class InvalidBody(BodyReadError):
+    """The request body's framing is malformed (a bad chunk size, extension or CRLF): to the
+    application, a failed `wsgi.input` read; `http_error` is the parser's error."""
+
+    def __init__(self, hint: int, http_error: HttpError) -> None:
+        message = f"error during read({hint}) on wsgi.input: invalid request body"
+        super().__init__(message)
+        self.strerror = message
+        self.http_error = http_error
 
 DRAIN_LIMIT = 65536  # unread body bytes worth reading to keep a connection or close it cleanly
 
@@ -49,21 +62,25 @@ class LengthBody:
 class HttpBody:
     """Body bytes of an HTTP request, decoded by the parser (Content-Length or chunked)."""
 
-    __slots__ = ("conn", "parser", "expect_continue", "consumed")
+    __slots__ = ("conn", "parser", "expect_continue", "consumed", "error")
 
     def __init__(self, conn: Connection, parser: HttpRequestParser, expect_continue: bool) -> None:
         self.conn = conn
         self.parser = parser
         self.expect_continue = expect_continue
         self.consumed = 0  # body bytes handed out (for the error line)
+        self.error: HttpError | None = None  # the body was malformed
 
     def __call__(self, hint: int) -> bytes:
+        if self.error is not None:
+            raise InvalidBody(hint, self.error)
         parser = self.parser
         while True:
             try:
                 event = parser.next_event()
             except HttpError as exc:
-                raise ClientDisconnected(0, f"invalid request body: {exc.message}") from None
+                self.error = exc
+                raise InvalidBody(hint, exc) from None
             if type(event) is bytes:
                 self.consumed += len(event)
                 return event

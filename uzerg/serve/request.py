@@ -28,8 +28,8 @@ from uzerg.protocols.http import (
     parse_request_head,
     split_target,
 )
-from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
-from uzerg.serve.body import DRAIN_LIMIT, HttpBody, LengthBody, drain_before_close
+from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
+from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
 from uzerg.serve.connection import Connection, ReadTimeout, timeval
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
@@ -106,11 +106,6 @@ class RequestHandler:
         self.http_keepalive = config.http_keepalive
         self.static = StaticMap(config.static_map)
         self.logger = RequestLogger(config, worker_id)
-        # the CGI variable count/size of the log line are only worth computing when a request
-        # line can be written at all (logging on, or log-4xx/log-5xx)
-        self._count_vars = (
-            not self.logger.disabled or self.logger.log_4xx or self.logger.log_5xx
-        )
         self._http_bases: dict[str, dict[str, Any]] = {}
         self.total_requests = total_requests
         self.shutting_down = False  # set by the worker: finish the current request, then close
@@ -171,13 +166,13 @@ class RequestHandler:
         if not data:
             return
         env = self._base.copy()
+        reader = UwsgiPacketReader(self.buffer_size)
         try:
-            while (packet := parse_uwsgi_packet(data, self.buffer_size, env)) is None:
-                more = conn.recv(self.buffer_size + 4)
-                if not more:
+            while (packet := reader.feed(data, env)) is None:
+                data = conn.recv(self.buffer_size + 4)
+                if not data:
                     log.info("uwsgi: client closed the connection before the end of the packet")
                     return
-                data += more
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
             return
@@ -255,15 +250,22 @@ class RequestHandler:
                           and not head.expect_continue)
             response = Response(conn, head.version, head.method == "HEAD", wants_more,
                                 head.version == "HTTP/1.1")
-            if not self._respond(env, response, counts, core, var_count, var_size, 0):
+            ok = self._respond(env, response, counts, core, var_count, var_size, 0)
+            if source is None:
+                if not ok:
+                    return
+            elif source.error is not None or not ok or source.expect_continue:
+                # a malformed body (the 400 went out unless a response had started), a failed
+                # request, or a body never asked for (no 100 Continue): it may never come
+                self._log_body_error(source, peer)
                 return
-            if source is not None and source.expect_continue:
-                return  # the body was never asked for (no 100 Continue): it may never come
             if not response.keep_alive or self.shutting_down:
                 if not parser.message_complete:
                     drain_before_close(env["wsgi.input"])
+                    self._log_body_error(source, peer)
                 return
             if not parser.message_complete and not env["wsgi.input"].drain(DRAIN_LIMIT):
+                self._log_body_error(source, peer)
                 return
             parser.start_next_request()
             if not parser.buffer:
@@ -292,8 +294,7 @@ class RequestHandler:
     def _http_environ(
         self, head: Any, peer: Any, server_port: str
     ) -> tuple[dict[str, Any], int, int]:
-        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log;
-        0, 0 when no request line can be logged)."""
+        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log)."""
         base = self._http_bases.get(server_port)
         if base is None:
             base = self._http_base(server_port)
@@ -304,7 +305,9 @@ class RequestHandler:
         else:
             path, query = split_target(target)
         if "%" in path:
-            path = unquote_to_bytes(path).decode("latin-1")
+            # the target was decoded as latin-1: encoding it back gives the bytes that came, so
+            # raw non-ASCII bytes beside %-escapes are not UTF-8 encoded twice (PEP 3333)
+            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
         env["REQUEST_METHOD"] = head.method
         env["REQUEST_URI"] = target
         env["PATH_INFO"] = path
@@ -315,25 +318,13 @@ class RequestHandler:
             env["REMOTE_PORT"] = str(peer[1])
         else:
             env["REMOTE_ADDR"] = ""
-        keys = _HEADER_KEYS
-        if not self._count_vars:
-            for name, value in head.headers:
-                key = keys.get(name, _UNSEEN)
-                if key is _UNSEEN:
-                    key = _environ_key(name)
-                if key is None:
-                    continue
-                if key in env:
-                    env[key] += "," + value
-                else:
-                    env[key] = value
-            return env, 0, 0
-        # the same, counting CGI variables and their size as uwsgi vars (2+key+2+value each)
-        # (REMOTE_PORT is left out, so the numbers equal uWSGI's, whose http-socket lacks it)
+        # the CGI variables and their size as uwsgi vars (2+key+2+value each), for the log
+        # line; REMOTE_PORT is left out, so the numbers equal uWSGI's, whose http-socket lacks it
         count = 9
         size = (9 * 4 + _FIXED_KEY_BYTES + len(head.method) + len(target) + len(path)
                 + len(query) + 8 + len(self._hostname) + len(server_port)
                 + len(env["REMOTE_ADDR"]))
+        keys = _HEADER_KEYS
         for name, value in head.headers:
             key = keys.get(name, _UNSEEN)
             if key is _UNSEEN:
@@ -341,12 +332,16 @@ class RequestHandler:
             if key is None:
                 continue
             if key in env:
-                env[key] += "," + value
-                size += len(value) + 1
+                # a field that is a list (the parser refused repeated singletons): joined as
+                # uWSGI's http parser joins them
+                env[key] += ", " + value
+                size += len(value) + 2
             else:
                 env[key] = value
                 count += 1
                 size += 4 + len(key) + len(value)
+        if head.authority is not None:
+            env["HTTP_HOST"] = head.authority  # absolute-form: its host wins (RFC 9112 §3.2.2)
         return env, count * 2, size
 
     def _http_base(self, server_port: str) -> dict[str, Any]:
@@ -359,16 +354,16 @@ class RequestHandler:
         return base
 
     def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
-        log.error(f"invalid HTTP request from {_addr(peer)}: {exc.message}",
-                  event_kind="http_protocol_error", status=exc.status)
-        body = f"{exc.status} {exc.reason}\n".encode()
-        conn.sendall(
-            f"HTTP/1.1 {exc.status} {exc.reason}\r\nContent-Type: text/plain\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-        )
+        _log_http_error(exc, peer)
+        _send_error_response(conn, exc)
         counts.requests += 1
         counts.status = exc.status
-        conn.discard_input()
+
+    @staticmethod
+    def _log_body_error(source: Any, peer: Any) -> None:
+        """Log the malformed body of `source` (an HttpBody), if it was one."""
+        if source is not None and source.error is not None:
+            _log_http_error(source.error, peer)
 
     # -- one request ------------------------------------------------------------------------
 
@@ -387,6 +382,16 @@ class RequestHandler:
                     counts.static_requests += 1
             else:
                 self._call_app(env, response)
+        except InvalidBody as exc:
+            # a malformed chunked body, the app let the failed read through: the client's
+            # fault, so no traceback, and a 400 when no response has started
+            ok = False
+            if not response.headers_sent:
+                response.status_code = exc.http_error.status
+                try:
+                    _send_error_response(response.conn, exc.http_error)
+                except ClientDisconnected:
+                    pass
         except BodyReadError:
             # the app let the failed read of its body through: as uWSGI, a traceback and a
             # 500 in the log, and no response (the client is gone or stalled)
@@ -434,6 +439,22 @@ class RequestHandler:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+
+def _log_http_error(exc: HttpError, peer: Any) -> None:
+    log.error(f"invalid HTTP request from {_addr(peer)}: {exc.message}",
+              event_kind="http_protocol_error", status=exc.status)
+
+
+def _send_error_response(conn: Connection, exc: HttpError) -> None:
+    """The error's response, then a brief read of what the client still sends (see
+    Connection.discard_input); the connection is to be closed after it."""
+    body = f"{exc.status} {exc.reason}\n".encode()
+    conn.sendall(
+        f"HTTP/1.1 {exc.status} {exc.reason}\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+    )
+    conn.discard_input()
 
 
 def _content_length(text: str | None) -> int:

@@ -69,7 +69,8 @@ class InputStream:
         return True
 
     def _failed(self, exc: BodyReadError) -> None:
-        log.error(exc.log_line, event_kind="body_read_error")
+        if exc.log_line:  # (a malformed body is logged once, by the request handler)
+            log.error(exc.log_line, event_kind="body_read_error")
         if not exc.timed_out:
             self.read_errors += 1
 

@@ -1,0 +1,83 @@
+"""The HTTP fixture corpus served by RequestHandler over a socketpair, whole, byte by byte and in
+random pieces: each valid request reaches the app with the environ its fixture names, each
+invalid one gets its exact status, and the app is called only when the fixture says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from config_helpers import make_config
+from fixture_corpus import check_served, chunkings, corpus, make_corpus_app, parse_responses
+from request_helpers import exchange, logs_fixture  # noqa: F401
+
+from uzerg.serve.request import RequestHandler
+
+CASES = corpus("http", "valid", ".http") + corpus("http", "invalid", ".http")
+
+
+@pytest.mark.parametrize("name,raw,expected", CASES, ids=[c[0] for c in CASES])
+def test_corpus_case_served_in_any_chunking(logs: Any, name: str, raw: bytes, expected: Any):
+    for how, pieces in chunkings(raw):
+        calls: list[str] = []
+        handler = RequestHandler(make_corpus_app(calls.append), make_config(), 1)
+        reply, _ = exchange(handler, pieces, protocol="http11")
+        try:
+            check_served(expected, parse_responses(reply), len(calls))
+        except AssertionError as exc:
+            raise AssertionError(f"{how}: {exc}") from None
+
+
+def test_malformed_body_is_logged_once_without_a_traceback(logs: Any):
+    raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabcdefgh\r\n0\r\n\r\n")
+    handler = RequestHandler(make_corpus_app(lambda uri: None), make_config(), 1)
+    reply, counts = exchange(handler, raw, protocol="http11")
+    assert parse_responses(reply) == [(400, b"400 Bad Request\n")]
+    assert counts.status == 400 and counts.exceptions == 0
+    text = logs.getvalue()
+    assert text.count("invalid HTTP request from 127.0.0.1: chunk data not followed by CRLF") == 1
+    assert "Traceback" not in text and "body-read" not in text
+
+
+def test_malformed_body_after_the_response_started_closes_the_connection(logs: Any):
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first"
+        environ["wsgi.input"].read()
+        yield b"never"
+
+    raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;a b\r\nabc\r\n"
+           b"0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    reply, counts = exchange(RequestHandler(app, make_config(), 1), raw, protocol="http11")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"never" not in reply
+    assert reply.count(b"HTTP/1.1") == 1  # the pipelined request is not served
+    assert logs.getvalue().count("invalid HTTP request from 127.0.0.1: invalid chunk size") == 1
+
+
+def test_app_that_swallows_the_body_error_is_answered_then_closed(logs: Any):
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except OSError:
+            pass
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n"
+           b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    reply, _ = exchange(RequestHandler(app, make_config(), 1), raw, protocol="http11")
+    assert [status for status, _ in parse_responses(reply)] == [200]
+    assert logs.getvalue().count("invalid chunk size line") == 1
+
+
+def test_unread_malformed_body_closes_a_keepalive_connection(logs: Any):
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    raw = (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX"
+           b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    reply, _ = exchange(RequestHandler(app, make_config(), 1), raw, protocol="http11")
+    assert [status for status, _ in parse_responses(reply)] == [200]
+    assert logs.getvalue().count("chunk data not followed by CRLF") == 1
