@@ -122,6 +122,11 @@ class UwsgiPacketReader:
         self.max_block = min(max_block, MAX_BLOCK_SIZE)
         self._buf = b""
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete packet (at most 4 + max_block)."""
+        return len(self._buf)
+
     def feed(self, data: bytes, into: dict[str, Any] | None = None) -> UwsgiPacket | None:
         buf = self._buf + data if self._buf else data
         packet = parse_uwsgi_packet(buf, self.max_block, into)
