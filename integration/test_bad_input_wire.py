@@ -4,11 +4,10 @@ request. (tests/ covers the parsers and the handler; this is the whole server.)"
 
 from __future__ import annotations
 
-import errno
-import socket
 from typing import TYPE_CHECKING
 
 import pytest
+from support.clients import send_and_read_to_close
 from support.processes import APPS
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
@@ -20,32 +19,6 @@ if TYPE_CHECKING:
 TESTAPP = str(APPS / "testapp.py")
 GOOD_VARS = {"REQUEST_METHOD": "GET", "PATH_INFO": "/pid", "REQUEST_URI": "/pid",
              "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1"}
-
-
-def _exchange(port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send `data`, half-close, and read until the server closes; what arrived is returned.
-
-    A server that closes with our bytes still unread makes the kernel reset the connection,
-    and the reset can land at any step: during the send (EPIPE/ECONNRESET), before our
-    half-close (shutdown() then fails with ENOTCONN) or while we read (ECONNRESET once the
-    bytes that came before it are read). Each is a close; the bytes received before it are
-    kept, so a response that came ahead of the reset is still seen whole."""
-    chunks = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
-        except (ConnectionResetError, BrokenPipeError):
-            pass
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise
-        try:
-            while piece := sock.recv(65536):
-                chunks.append(piece)
-        except ConnectionResetError:
-            pass
-    return b"".join(chunks)
 
 
 def _port(server: Server) -> int:
@@ -81,7 +54,7 @@ UWSGI_CASES = {
 def test_bad_uwsgi_packet_is_dropped_and_logged(uwsgi_server: Server, case: str) -> None:
     data, line = UWSGI_CASES[case]
     pid_before = uwsgi_server.uwsgi_get("/pid")
-    assert _exchange(_port(uwsgi_server), data) == b""  # closed without a response
+    assert send_and_read_to_close(_port(uwsgi_server), data) == b""  # closed without a response
     uwsgi_server.wait_for_log(line)
     assert uwsgi_server.uwsgi_get("/pid") == pid_before
 
@@ -89,7 +62,7 @@ def test_bad_uwsgi_packet_is_dropped_and_logged(uwsgi_server: Server, case: str)
 def test_garbage_bytes_on_the_uwsgi_port(uwsgi_server: Server) -> None:
     pid_before = uwsgi_server.uwsgi_get("/pid")
     garbage = bytes(range(256)) * 64
-    assert _exchange(_port(uwsgi_server), garbage) == b""
+    assert send_and_read_to_close(_port(uwsgi_server), garbage) == b""
     # 00 01 02 03: modifier1 0, 513 bytes of vars whose first key claims 0x0504 bytes (uWSGI
     # 2.0.31 names 770 here: the size it reports is not the one it checked)
     uwsgi_server.wait_for_log("invalid uwsgi request (current strsize: ")
@@ -121,9 +94,10 @@ HTTP_CASES = {
 def test_bad_http_request_gets_4xx_and_is_logged(http_server: Server, case: str) -> None:
     data, status, detail = HTTP_CASES[case]
     port = _port(http_server)
-    pid_before = _body_of(_exchange(port, b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"))
-    response = _exchange(port, data)
+    pid_before = _body_of(send_and_read_to_close(port, b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n"))
+    response = send_and_read_to_close(port, data)
     assert response.startswith(f"HTTP/1.1 {status} ".encode()), response[:200]
     line = http_server.wait_for_log("invalid HTTP request from 127.0.0.1: ")
     assert detail in line
-    assert _body_of(_exchange(port, b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")) == pid_before
+    again = send_and_read_to_close(port, b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert _body_of(again) == pid_before

@@ -6,15 +6,14 @@ worker is still answering."""
 
 from __future__ import annotations
 
-import errno
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Instance, InstanceStarter
+from support.clients import send_and_read_to_close
+from support.processes import Instance, InstanceStarter
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
@@ -49,25 +48,6 @@ class CorpusServer:
         except FileNotFoundError:
             return 0
 
-    def exchange(self, data: bytes, timeout: float = 10.0) -> bytes:
-        """Send, half-close, read to the server's close (a reset is a close too)."""
-        chunks = []
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
-            try:
-                sock.sendall(data)
-                sock.shutdown(socket.SHUT_WR)
-            except (ConnectionResetError, BrokenPipeError):
-                pass
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:
-                    raise
-            try:
-                while piece := sock.recv(65536):
-                    chunks.append(piece)
-            except ConnectionResetError:
-                pass
-        return b"".join(chunks)
-
 
 @pytest.fixture(scope="module")
 def corpus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusServer]:
@@ -90,7 +70,7 @@ def test_corpus_case_over_the_wire(corpus_server: CorpusServer, name: str, raw: 
                                    expected: Any) -> None:
     workers = corpus_server.instance.worker_pids()
     before = corpus_server.call_count()
-    responses = parse_responses(corpus_server.exchange(raw))
+    responses = parse_responses(send_and_read_to_close(corpus_server.port, raw))
     check_served(expected, responses, corpus_server.call_count() - before)
     if not isinstance(expected, list):
         corpus_server.instance.wait_for_log(expected["message"])

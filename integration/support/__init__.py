@@ -18,7 +18,8 @@ fixture) runs any other program the same way. Everything started is killed by pi
 ``write_version_app`` and ``write_mount_app``, and the paths ``REPO`` and ``APPS``.
 
 ``clients``: our own clients over raw sockets, run in the test process: ``http_get``,
-``http_request``, ``read_one_response``, ``seconds_until_closed``, ``uwsgi_request``,
+``http_request``, ``read_one_response``, ``seconds_until_closed``, ``send_and_read_to_close``
+(send raw bytes, half-close, read to the server's close), ``uwsgi_request``,
 ``uwsgi_get``, ``get`` (the body of a 200 over either protocol), ``answering_pid``,
 ``read_stats``, ``connect_to`` (``host:port``, unix path or ``@abstract``), ``parse_reply``,
 ``read_all``, and ``ClientLoop``, threads doing requests back to back through a scenario.

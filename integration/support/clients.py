@@ -5,6 +5,7 @@ for byte (so a test controls every header, and `..` stays `..`), the stats serve
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import threading
@@ -19,7 +20,7 @@ from uzerg.protocols.uwsgi import encode_uwsgi_packet
 __all__ = [
     "ClientLoop", "Reply", "answering_pid", "connect_to", "get", "http_get", "http_request",
     "parse_reply", "read_all", "read_one_response", "read_stats", "seconds_until_closed",
-    "uwsgi_get", "uwsgi_request",
+    "send_and_read_to_close", "uwsgi_get", "uwsgi_request",
 ]
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -101,6 +102,33 @@ def read_one_response(sock: socket.socket) -> Reply:
             raise ConnectionError("closed in the body")
         body += piece
     return status, headers, body
+
+
+def send_and_read_to_close(port: int, data: bytes, timeout: float = 10.0) -> bytes:
+    """Send `data` to 127.0.0.1:`port`, half-close, and read until the server closes; what
+    arrived is returned.
+
+    A server that closes with our bytes still unread makes the kernel reset the connection,
+    and the reset can land at any step: during the send (EPIPE/ECONNRESET), before our
+    half-close (shutdown() then fails with ENOTCONN) or while we read (ECONNRESET once the
+    bytes that came before it are read). Each is a close; the bytes received before it are
+    kept, so a response that came ahead of the reset is still seen whole."""
+    chunks = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:
+                raise
+        try:
+            while piece := sock.recv(65536):
+                chunks.append(piece)
+        except ConnectionResetError:
+            pass
+    return b"".join(chunks)
 
 
 def seconds_until_closed(sock: socket.socket, limit: float = 15) -> float:
