@@ -81,3 +81,26 @@ def test_malformed_body_not_failing_the_app_is_answered_then_closed(
     reply, _ = exchange(RequestHandler(app, make_config(), 1), raw, protocol="http11")
     assert [status for status, _ in parse_responses(reply)] == [200]  # and nothing more
     assert logs.getvalue().count(logged) == 1
+
+
+UWSGI_VALID = corpus("uwsgi", "valid", ".uwsgi")
+
+
+@pytest.mark.parametrize("name,raw,expected", UWSGI_VALID, ids=[c[0] for c in UWSGI_VALID])
+def test_uwsgi_corpus_through_the_request_path_in_any_chunking(
+    logs: Any, name: str, raw: bytes, expected: Any
+):
+    """The request path reads packets with the reader test_protocol_uwsgi.py tests: every
+    chunking gives the app the packet's vars."""
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.update(environ)
+        start_response("200 OK", [("Content-Length", "0")])
+        return []
+
+    for how, pieces in chunkings(raw):
+        seen.clear()
+        _, counts = exchange(RequestHandler(app, make_config(), 1), pieces, protocol="uwsgi")
+        assert counts.status == 200, how
+        assert {key: seen.get(key) for key in expected["vars"]} == expected["vars"], how
