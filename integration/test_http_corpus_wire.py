@@ -1,8 +1,9 @@
 """The HTTP fixture corpus (tests/fixtures/http) sent over TCP to a running uzerg: each valid
 request reaches the app with the environ its fixture names and is answered 200; each invalid
 one gets its exact status, and the app (which records its calls in a file) is called only when
-the fixture says so. One server serves the whole corpus; every case also checks that the same
-worker is still answering."""
+the fixture says so, and the log line names the fixture's reason. One server per socket kind
+(--http11-socket, --http-socket) serves the whole corpus; every case also checks that the
+worker did not die."""
 
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ application = make_corpus_app(_record)
 
 
 class CorpusServer:
-    def __init__(self, instance: Instance, calls: Path) -> None:
+    def __init__(self, instance: Instance, calls: Path, keep_alive: bool) -> None:
         self.instance = instance
         self.calls = calls
+        self.keep_alive = keep_alive
         self.port = int(instance.address().rsplit(":", 1)[1])
 
     def call_count(self) -> int:
@@ -49,18 +51,21 @@ class CorpusServer:
             return 0
 
 
-@pytest.fixture(scope="module")
-def corpus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusServer]:
+@pytest.fixture(scope="module", params=["--http11-socket", "--http-socket"])
+def corpus_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CorpusServer]:
+    """A uzerg serving the corpus app: with keep-alive (so that a pipelined case is served
+    whole), and as a plain --http-socket (one request per connection, its own fast path)."""
     tmp = tmp_path_factory.mktemp("corpus")
     calls = tmp / "calls.txt"
     app = tmp / "corpus_app.py"
     app.write_text(APP.format(tests=str(TESTS), calls=str(calls)))
     starter = InstanceStarter(tmp)
     try:
-        # --http11-socket: keep-alive, so that a pipelined case is served whole
-        instance = starter.start(["--http11-socket", "127.0.0.1:0", "--wsgi-file", str(app),
+        instance = starter.start([request.param, "127.0.0.1:0", "--wsgi-file", str(app),
                                   "--master", "--processes", "1"])
-        yield CorpusServer(instance, calls)
+        yield CorpusServer(instance, calls, request.param == "--http11-socket")
     finally:
         starter.cleanup()
 
@@ -68,10 +73,14 @@ def corpus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CorpusSe
 @pytest.mark.parametrize("name,raw,expected", CASES, ids=[c[0] for c in CASES])
 def test_corpus_case_over_the_wire(corpus_server: CorpusServer, name: str, raw: bytes,
                                    expected: Any) -> None:
+    if isinstance(expected, list) and len(expected) > 1 and not corpus_server.keep_alive:
+        pytest.skip("several requests need keep-alive")
     workers = corpus_server.instance.worker_pids()
     before = corpus_server.call_count()
+    mark = corpus_server.instance.mark()
     responses = parse_responses(send_and_read_to_close(corpus_server.port, raw))
     check_served(expected, responses, corpus_server.call_count() - before)
     if not isinstance(expected, list):
-        corpus_server.instance.wait_for_log(expected["message"])
+        line = corpus_server.instance.wait_for_log("invalid HTTP request from", since=mark)
+        assert expected["message"] in line
     assert corpus_server.instance.worker_pids() == workers  # nothing crashed
