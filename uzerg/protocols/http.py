@@ -22,6 +22,11 @@ from typing import Final
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VCHAR = rb"[\x21-\x7e\x80-\xff]"
 _REQUEST_LINE = re.compile(b"(" + _TOKEN + rb") (" + _VCHAR + rb"+) HTTP/(\d)\.(\d)")
+# the common case, matched first: origin-form with no fragment, and not CONNECT (which needs
+# authority-form); any other line is matched by _REQUEST_LINE and its target checked
+_ORIGIN_REQUEST_LINE = re.compile(
+    b"(?!CONNECT )(" + _TOKEN + rb") (/[\x21\x22\x24-\x7e\x80-\xff]*) HTTP/(\d)\.(\d)"
+)
 _HEADER_LINE = re.compile(
     b"(" + _TOKEN + rb"):[ \t]*(" + _VCHAR + rb"(?:[ \t]*" + _VCHAR + rb")*)?[ \t]*"
 )
@@ -73,7 +78,7 @@ class RequestHead:
     def __init__(
         self, method: str, target: str, version: str, headers: list[tuple[str, str]],
         content_length: int | None = None, chunked: bool = False, keep_alive: bool = False,
-        expect_continue: bool = False, head_size: int = 0, authority: str | None = None,
+        expect_continue: bool = False, head_size: int = 0,
     ) -> None:
         self.method = method
         self.target = target
@@ -87,7 +92,7 @@ class RequestHead:
         self.has_body = chunked or bool(content_length)
         # the host[:port] of an absolute-form target, which replaces the Host field
         # (RFC 9112 §3.2.2); None for the other forms
-        self.authority = authority
+        self.authority: str | None = None
 
     def __repr__(self) -> str:
         return (f"RequestHead({self.method} {self.target} {self.version}, {self.headers!r}, "
@@ -178,15 +183,17 @@ def parse_request_head(
         raise HttpError(431, f"invalid HTTP request size (max {max_size})...skip")
     head = bytes(data[:end])
     lines = head.split(b"\r\n")
-    if len(lines) > max_fields + 1:
+    fields = len(lines) - 1
+    if fields > max_fields:
         raise HttpError(431, f"too many header fields (max {max_fields})")
-    match = _REQUEST_LINE.fullmatch(lines[0])
-    if match is None:
-        raise HttpError(400, "invalid HTTP request line")
+    match = _ORIGIN_REQUEST_LINE.fullmatch(lines[0])
+    origin_form = match is not None
+    if not origin_form:
+        match = _REQUEST_LINE.fullmatch(lines[0])
+        if match is None:
+            raise HttpError(400, "invalid HTTP request line")
     controls = head.translate(None, _NOT_CONTROL)
-    if controls != b"\r\n" * (len(lines) - 1) and (
-        controls.replace(b"\t", b"") != b"\r\n" * (len(lines) - 1)
-    ):
+    if controls != b"\r\n" * fields and controls.replace(b"\t", b"") != b"\r\n" * fields:
         for line in lines[1:]:
             if _HEADER_LINE.fullmatch(line) is None:
                 raise HttpError(400, _describe_bad_header(line))
@@ -250,14 +257,9 @@ def parse_request_head(
         keep_alive = "close" not in connection_tokens
     else:
         keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
-    method = method_b.decode("ascii")
-    target = target_b.decode("latin-1")
-    authority = None
-    if target[0] != "/" or "#" in target or method == "CONNECT":
-        target, authority = _check_target(method, target)
-    return RequestHead(
-        method,
-        target,
+    request = RequestHead(
+        method_b.decode("ascii"),
+        target_b.decode("latin-1"),
         "HTTP/1.1" if http11 else "HTTP/1.0",
         headers,
         content_length,
@@ -265,8 +267,10 @@ def parse_request_head(
         keep_alive,
         expect_continue and http11,
         end + 4,
-        authority,
     )
+    if not origin_form:
+        request.target, request.authority = _check_target(request.method, request.target)
+    return request
 
 
 def _check_transfer_codings(codings: list[str]) -> None:
