@@ -119,7 +119,7 @@ class UwsgiPacketReader:
     __slots__ = ("max_block", "_buf")
 
     def __init__(self, max_block: int = 4096) -> None:
-        self.max_block = min(max_block, MAX_BLOCK_SIZE)
+        self.max_block = max_block if max_block < MAX_BLOCK_SIZE else MAX_BLOCK_SIZE
         self._buf = b""
 
     @property
@@ -128,9 +128,12 @@ class UwsgiPacketReader:
         return len(self._buf)
 
     def feed(self, data: bytes, into: dict[str, Any] | None = None) -> UwsgiPacket | None:
-        buf = self._buf + data if self._buf else data
-        packet = parse_uwsgi_packet(buf, self.max_block, into)
-        self._buf = buf if packet is None else b""
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        packet = parse_uwsgi_packet(data, self.max_block, into)
+        if packet is None:
+            self._buf = data
         return packet
 
 
