@@ -328,6 +328,7 @@ class RequestHandler:
         # each) for the log line
         count = 9
         size = 0
+        counting = self._count_vars  # (skipped when no request line can be logged)
         keys = _HEADER_KEYS
         for name, value in head.headers:
             key = keys.get(name, _UNSEEN)
@@ -342,11 +343,12 @@ class RequestHandler:
                 size += len(value) + 2
             else:
                 env[key] = value
-                count += 1
-                size += 4 + len(key) + len(value)
+                if counting:
+                    count += 1
+                    size += 4 + len(key) + len(value)
         if head.authority is not None:
             env["HTTP_HOST"] = head.authority  # absolute-form: its host wins (RFC 9112 §3.2.2)
-        if not self._count_vars:
+        if not counting:
             return env, 0, 0
         # and the fixed ones; REMOTE_PORT is left out, so the numbers equal uWSGI's, whose
         # http-socket lacks it
