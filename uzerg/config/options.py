@@ -121,6 +121,42 @@ OPTIONS: tuple[Option, ...] = (
     Option("procname-prefix", "string", "prefix process names with this", P, metavar="TEXT"),
     Option("procname-prefix-spaced", "string", "prefix process names with this and a space", P,
            metavar="TEXT"),
+    # adaptive workers: the cheaper subsystem (uzerg.processes.cheaper)
+    Option("cheaper", "int", "adaptive workers: run at least N, at most `processes` (0: off)", P,
+           0, metavar="N", minimum=0),
+    Option("cheaper-initial", "int", "workers to start with in cheaper mode (default: cheaper)",
+           P, 0, metavar="N", minimum=0),
+    Option("cheaper-algo", "string", "cheaper algorithm: spare, spare2, backlog, busyness or "
+           "manual", P, "spare", metavar="NAME"),
+    Option("cheaper-step", "int", "workers to spawn at a time in cheaper mode", P, 1,
+           metavar="N", minimum=0),
+    Option("cheaper-overload", "int", "spare: cycles (seconds) all busy before spawning; backlog: "
+           "queue length; busyness: seconds per check", P, 3, metavar="N", minimum=0),
+    Option("cheaper-idle", "int", "spare2: cycles (seconds) with too many idle workers before "
+           "cheaping one", P, 10, metavar="N", minimum=0),
+    Option("cheaper-rss-limit-soft", "int", "spawn no more workers while their total RSS is "
+           "this high (bytes; needs memory-report)", P, 0, metavar="BYTES", minimum=0),
+    Option("cheaper-rss-limit-hard", "int", "cheap a worker while the workers' total RSS is this "
+           "high (bytes)", P, 0, metavar="BYTES", minimum=0),
+    Option("cheaper-algo-list", "flag", "log the available cheaper algorithms", P,
+           aliases=("cheaper-algos-list", "cheaper-list")),
+    Option("cheaper-busyness-max", "int", "busyness: above this percent, spawn", P, 50,
+           metavar="PERCENT", minimum=0),
+    Option("cheaper-busyness-min", "int", "busyness: below this percent, a cycle is idle", P, 25,
+           metavar="PERCENT", minimum=0),
+    Option("cheaper-busyness-multiplier", "int", "busyness: idle checks before a worker is "
+           "cheaped", P, 10, metavar="N", minimum=0),
+    Option("cheaper-busyness-penalty", "int", "busyness: added to the multiplier when a worker "
+           "comes back too fast", P, 2, metavar="N", minimum=0),
+    Option("cheaper-busyness-verbose", "flag", "busyness: log every check", P),
+    Option("cheaper-busyness-backlog-alert", "int", "busyness: spawn an emergency worker when a "
+           "listen queue holds more than this", P, 33, metavar="N", minimum=0),
+    Option("cheaper-busyness-backlog-multiplier", "int", "busyness: the multiplier while "
+           "emergency workers run", P, 3, metavar="N", minimum=0),
+    Option("cheaper-busyness-backlog-step", "int", "busyness: emergency workers to spawn at a "
+           "time", P, 1, metavar="N", minimum=0),
+    Option("cheaper-busyness-backlog-nonzero", "int", "busyness: spawn when a listen queue is "
+           "not empty for this many seconds", P, 60, metavar="SECONDS", minimum=0),
     # sockets
     Option("socket", "list", "bind a socket speaking the default protocol (uwsgi)", S,
            aliases=("uwsgi-socket",), short="s", metavar="ADDR"),

@@ -23,6 +23,8 @@ from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
 from uzerg.logs import configure_logging
 from uzerg.processes import reexec
+from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
+from uzerg.processes.cheaper_tick import CheaperTick
 from uzerg.processes.fifo import FifoService
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.master import SIGNALS, Master
@@ -92,6 +94,7 @@ class Instance:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, reexec.RELOAD_BLOCKED_SIGNALS)
         log.info(f"*** Starting uzerg {__version__} (pid: {os.getpid()}) on "
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
+        cheaper = self._cheaper()
         prepare_environment(config)
         log.info(f"current working directory: {os.getcwd()}", event_kind="cwd")
         if config.pidfile and not _same_file(config.pidfile, config.takeover):
@@ -139,13 +142,28 @@ class Instance:
 
         master = Master(config, self.listeners, scoreboard, run_worker, services,
                         self.state.previous_workers if self.state else [], context,
-                        pending_signals=early_signals)
+                        pending_signals=early_signals,
+                        cheaper=cheaper if self.listeners else None)
         status = master.run()
         self._close(vacuum=bool(config.vacuum))
         log.info("goodbye to uWSGI.", event_kind="goodbye")
         return status
 
     # -- steps ---------------------------------------------------------------------------------
+
+    def _cheaper(self) -> CheaperTick | None:
+        """Cheaper mode's settings, checked before anything is bound (uWSGI's errors)."""
+        try:
+            settings, warnings = settings_from_config(self.config)
+        except CheaperConfigError as exc:
+            raise StartupError(str(exc)) from None
+        for warning in warnings:
+            log.warning(warning, event_kind="cheaper_config")
+        if settings is None:
+            return None
+        tick = CheaperTick(settings)
+        tick.announce(list_algorithms=self.config.cheaper_algo_list)
+        return tick
 
     def _setup_logging(self) -> None:
         config = self.config

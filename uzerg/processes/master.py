@@ -24,6 +24,8 @@ import structlog
 
 from uzerg.config.model import Config
 from uzerg.processes import reexec
+from uzerg.processes.cheaper_tick import CheaperTick
+from uzerg.processes.checks import TouchReload, harakiri_victims
 from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
@@ -49,6 +51,7 @@ class WorkerRecord:
     harakiri_count: int = 0
     kill_at: float = 0.0  # monotonic deadline once asked to stop (0: not stopping)
     stop_started: float = 0.0
+    cheaped: bool = False  # stopped by the cheaper subsystem
 
 
 class Master:
@@ -62,14 +65,18 @@ class Master:
         previous_workers: list[tuple[int, int]],
         reexec_context: reexec.Context,
         pending_signals: list[int] | None = None,
+        cheaper: CheaperTick | None = None,
     ) -> None:
         """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``:
-        the zerg server and pools, stats, fifo (the loop drives them through their interface)."""
+        the zerg server and pools, stats, fifo (the loop drives them through their interface);
+        ``cheaper``: adaptive workers between cheaper and processes, a service too."""
         self.config = config
         self.listeners = listeners
         self.scoreboard = scoreboard
         self.run_worker = run_worker
-        self.services = list(services)
+        self.services = list(services) + ([cheaper] if cheaper is not None else [])
+        self.cheaper = cheaper
+        self.cheaped: set[int] = set()  # worker ids the cheaper subsystem stopped
         self.context = reexec_context
         self.mercy = float(config.worker_reload_mercy)
         self.harakiri = float(config.harakiri)
@@ -84,7 +91,7 @@ class Master:
         self.exit_status = 0
         self.selector = selectors.DefaultSelector()
         self.watches = Watches(self.selector)
-        self.touch = {path: _mtime(path) for path in config.touch_reload}
+        self.touch = TouchReload(config.touch_reload)
         self.reload_requested = False
 
     # -- the loop ------------------------------------------------------------------------------
@@ -101,7 +108,9 @@ class Master:
                  f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
                  event_kind="master_spawned", pid=os.getpid())
         self._dispatch_signals()  # those that arrived while the app was loading
-        for wid in range(1, self.desired + 1 if not self.stopping else 1):
+        first = self.cheaper.settings.initial if self.cheaper else self.desired
+        self.cheaped.update(range(first + 1, self.desired + 1))  # cheaper mode starts small
+        for wid in range(1, first + 1 if not self.stopping else 1):
             self.spawn(wid)
         self._retire_previous_generation()
         self._start_services()
@@ -259,6 +268,9 @@ class Master:
     def add_worker(self) -> None:
         if self.stopping or not self.listeners:
             return
+        if self.cheaper is not None:  # within cheaper..processes, at the next cheaper cycle
+            self.cheaper.request(+1)
+            return
         if self.desired >= self.scoreboard.capacity:
             log.warning(f"cannot add a worker: the limit is {self.scoreboard.capacity}",
                         event_kind="worker_limit")
@@ -269,6 +281,9 @@ class Master:
         self.spawn(self.desired)
 
     def remove_worker(self) -> None:
+        if self.cheaper is not None:
+            self.cheaper.request(-1)
+            return
         if self.stopping or self.desired <= 1:
             return
         wid = self.desired
@@ -279,6 +294,22 @@ class Master:
         record = self.workers.pop(wid, None)
         if record is not None:
             self._retire(record)
+
+    def cheap_worker(self, wid: int) -> None:
+        """The cheaper subsystem stops a worker: it finishes its request, the slot stays empty."""
+        record = self.workers.pop(wid)
+        record.cheaped = True
+        self.cheaped.add(wid)
+        self._retire(record)
+
+    def decheap_worker(self, wid: int) -> None:
+        self.cheaped.discard(wid)
+        self.spawn(wid, respawn=wid in self.history)
+
+    def cheap_records(self) -> list[WorkerRecord]:
+        """The cheaped slots' last records (stats: ``"status": "cheap"``, ``pid`` 0)."""
+        return [self.history.get(wid) or WorkerRecord(wid, 0, 0.0, 0.0)
+                for wid in sorted(self.cheaped)]
 
     def reopen_log(self) -> None:
         path = self.config.logto or self.config.daemonize
@@ -347,7 +378,7 @@ class Master:
         record.stop_started = now
         record.kill_at = now + (self.mercy if graceful else FAST_STOP_MERCY)
         self.retiring[record.pid] = record
-        if graceful:
+        if graceful and not record.cheaped:  # the cheaper tick said why already
             log.info(f"Gracefully killing worker {record.worker_id} (pid: {record.pid})...",
                      event_kind="worker_stop", worker=record.worker_id, pid=record.pid)
         self._signal(record.pid, signal.SIGTERM if graceful else signal.SIGINT)
@@ -371,6 +402,12 @@ class Master:
 
     def _child_exited(self, pid: int, status: int) -> None:
         record = self.retiring.pop(pid, None)
+        if record is not None and record.cheaped:
+            log.info(f"worker {record.worker_id} killed successfully (pid: {pid})",
+                     event_kind="worker_stopped", worker=record.worker_id, pid=pid)
+            log.info(f"uWSGI worker {record.worker_id} cheaped.", event_kind="cheaped",
+                     worker=record.worker_id, pid=pid)
+            return
         if record is not None:
             seconds = int(time.monotonic() - record.stop_started)
             log.info(f"worker {record.worker_id} buried after {seconds} seconds",
@@ -399,7 +436,7 @@ class Master:
             log.error(text + "trying respawn ...", event_kind="worker_died", worker=wid,
                       pid=pid, exit=code)
             due = record.spawned_mono + RESPAWN_INTERVAL
-        if wid <= self.desired and not self.stopping:
+        if wid <= self.desired and wid not in self.cheaped and not self.stopping:
             self.respawn_due[wid] = due
 
     def _tick(self) -> None:
@@ -407,7 +444,8 @@ class Master:
         for wid, due in list(self.respawn_due.items()):
             if due <= now:
                 del self.respawn_due[wid]
-                if wid <= self.desired and wid not in self.workers and not self.stopping:
+                if (wid <= self.desired and wid not in self.workers and wid not in self.cheaped
+                        and not self.stopping):
                     self.spawn(wid, respawn=True)
         for record in list(self.retiring.values()):
             if record.kill_at and now >= record.kill_at:
@@ -416,33 +454,13 @@ class Master:
                 self._signal(record.pid, signal.SIGKILL)
                 record.kill_at = 0.0
         if self.harakiri:
-            self._check_harakiri()
-        if not self.stopping:
-            self._check_touch()
+            for record in harakiri_victims(self.scoreboard, self.workers.values(), self.harakiri,
+                                           time.time()):
+                self._signal(record.pid, signal.SIGKILL)
+        if not self.stopping and self.touch.touched():
+            self.reload()
         for service in self.services:
             service.tick()
-
-    def _check_harakiri(self) -> None:
-        now = time.time()
-        for record in self.workers.values():
-            since = self.scoreboard.busy_since(record.worker_id)
-            if since and now - since >= self.harakiri:
-                record.harakiri_count += 1
-                log.error(f"*** HARAKIRI ON WORKER {record.worker_id} (pid: {record.pid}, "
-                          "try: 1, graceful: no) ***", event_kind="harakiri",
-                          worker=record.worker_id, pid=record.pid)
-                for core in self.scoreboard.cores_of(record.worker_id):
-                    core.request_start = 0.0  # once per stuck request
-                self._signal(record.pid, signal.SIGKILL)
-
-    def _check_touch(self) -> None:
-        for path, mtime in self.touch.items():
-            current = _mtime(path)
-            if current != mtime:
-                self.touch[path] = current
-                log.info(f"*** {path} has been touched... grace them all !!! ***",
-                         event_kind="touch_reload", path=path)
-                self.reload()
 
     @staticmethod
     def _signal(pid: int, signum: int) -> None:
@@ -451,9 +469,3 @@ class Master:
         except ProcessLookupError:
             pass
 
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0

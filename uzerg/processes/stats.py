@@ -50,7 +50,7 @@ def listen_queue(sock: socket.socket) -> tuple[int, int]:
         return 0, 0
 
 
-def _memory(pid: int) -> tuple[int, int]:
+def process_memory(pid: int) -> tuple[int, int]:
     try:
         info = psutil.Process(pid).memory_info()
     except (psutil.Error, OSError):
@@ -64,9 +64,11 @@ def stats_document(
     workers: Sequence[Any],
     listeners: Sequence[Listener],
     zerg: Sequence[dict[str, object]] = (),
+    cheap: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """The document. ``workers`` are the master's records (worker_id, pid, spawned_at,
-    respawn_count, harakiri_count), in id order."""
+    respawn_count, harakiri_count); ``cheap`` the last records of the slots the cheaper
+    subsystem stopped, shown as uWSGI does: ``"status": "cheap"``, ``pid`` 0."""
     sockets = []
     total_queue = 0
     for item in listeners:
@@ -84,14 +86,15 @@ def stats_document(
     now = time.time()
     worker_docs = []
     busy_total = 0
-    for record in workers:
+    slots = [(r, False) for r in workers] + [(r, True) for r in cheap]
+    for record, cheaped in sorted(slots, key=lambda item: item[0].worker_id):
         wid = record.worker_id
         slot = scoreboard.worker(wid)
         totals = scoreboard.worker_totals(wid)
         cores = []
         busy = False
         for core_id, core in enumerate(scoreboard.cores_of(wid)):
-            in_request = 1 if core.request_start else 0
+            in_request = 1 if core.request_start and not cheaped else 0
             busy = busy or bool(in_request)
             cores.append({
                 "id": core_id,
@@ -106,15 +109,17 @@ def stats_document(
                 "req_info": {},
             })
         busy_total += busy
-        if scoreboard.header.paused:
+        if cheaped:
+            status = "cheap"
+        elif scoreboard.header.paused:
             status = "pause"
         else:
             status = "busy" if busy else "idle"
-        rss, vsz = _memory(record.pid)
+        rss, vsz = process_memory(record.pid) if not cheaped else (0, 0)
         worker_docs.append({
             "id": wid,
-            "pid": record.pid,
-            "accepting": int(slot.accepting),
+            "pid": 0 if cheaped else record.pid,
+            "accepting": 0 if cheaped else int(slot.accepting),
             "requests": totals["requests"],
             "delta_requests": int(slot.delta_requests),
             "exceptions": totals["exceptions"],
@@ -283,7 +288,8 @@ class StatsService(MasterService):
     def start(self, master: MasterView) -> None:
         def build() -> dict[str, Any]:
             return stats_document(scoreboard=master.scoreboard, workers=master.worker_records(),
-                                  listeners=master.listeners, zerg=self.zerg())
+                                  listeners=master.listeners, zerg=self.zerg(),
+                                  cheap=master.cheap_records())
 
         self.server = StatsServer(self.address_text, self.http, build,
                                   prometheus=self.prometheus)

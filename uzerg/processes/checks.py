@@ -1,0 +1,58 @@
+"""Two periodic checks of the master's tick: harakiri (a worker stuck on one request too long
+is killed) and touch-reload (touching a file reloads the instance)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import structlog
+
+from uzerg.processes.scoreboard import Scoreboard
+
+log = structlog.get_logger()
+
+
+def harakiri_victims(scoreboard: Scoreboard, records: Iterable[Any], limit: float,
+                     now: float) -> list[Any]:
+    """The workers busy on one request for ``limit`` seconds or more (wall clock ``now``);
+    each is counted and logged once per stuck request."""
+    victims = []
+    for record in records:
+        since = scoreboard.busy_since(record.worker_id)
+        if since and now - since >= limit:
+            record.harakiri_count += 1
+            log.error(f"*** HARAKIRI ON WORKER {record.worker_id} (pid: {record.pid}, "
+                      "try: 1, graceful: no) ***", event_kind="harakiri",
+                      worker=record.worker_id, pid=record.pid)
+            for core in scoreboard.cores_of(record.worker_id):
+                core.request_start = 0.0  # once per stuck request
+            victims.append(record)
+    return victims
+
+
+class TouchReload:
+    """The touch-reload files and their last modification times."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.mtimes = {path: _mtime(path) for path in paths}
+
+    def touched(self) -> bool:
+        """True when a file changed since the last call (each change logged)."""
+        changed = False
+        for path, mtime in self.mtimes.items():
+            current = _mtime(path)
+            if current != mtime:
+                self.mtimes[path] = current
+                log.info(f"*** {path} has been touched... grace them all !!! ***",
+                         event_kind="touch_reload", path=path)
+                changed = True
+        return changed
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
