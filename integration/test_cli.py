@@ -47,11 +47,12 @@ def test_check_config_binds_nothing(tmp_path: Path) -> None:
 
 def test_config_error_is_one_line_exit_1(tmp_path: Path) -> None:
     site = tmp_path / "site.ini"
-    site.write_text("[uwsgi]\nmaster = true\ncheaper = 2\nzergpool = /tmp/p\n")
+    site.write_text("[uwsgi]\nmaster = true\noffload-threads = 2\nzergpool = /tmp/p\n")
     proc = run(str(site), "--check-config")
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        f"uzerg: warning: {site}:3: cheaper: uWSGI option not implemented by uzerg, ignored",
+        f"uzerg: warning: {site}:3: offload-threads: uWSGI option not implemented by uzerg, "
+        "ignored",
         f"uzerg: {site}:4: zergpool: invalid zergpool syntax: /tmp/p",
     ]
 

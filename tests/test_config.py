@@ -186,12 +186,12 @@ def test_value_validation() -> None:
 
 def test_unknown_keys_are_sorted(tmp_path: Path) -> None:
     f = tmp_path / "a.ini"
-    f.write_text("[uwsgi]\nplugins = python3\nproesses = 4\ncheaper = 2\nbase = /srv\n"
-                 "chdir = %(base)\n")
+    f.write_text("[uwsgi]\nplugins = python3\nproesses = 4\noffload-threads = 2\n"
+                 "base = /srv\nchdir = %(base)\n")
     c = load(str(f))
     assert c.warnings == (
         f"{f}:3: proesses: unknown option, ignored (did you mean `processes`?)",
-        f"{f}:4: cheaper: uWSGI option not implemented by uzerg, ignored",
+        f"{f}:4: offload-threads: uWSGI option not implemented by uzerg, ignored",
     )
     emperor = tmp_path / "e.ini"
     emperor.write_text("[uwsgi]\nmaster = 1\nemperor = /etc/uwsgi/vassals\n")
@@ -205,7 +205,7 @@ def test_unknown_keys_are_sorted(tmp_path: Path) -> None:
 
 def test_strict_applies_from_where_it_is_set(tmp_path: Path) -> None:
     f = tmp_path / "a.ini"
-    f.write_text("[uwsgi]\ncheaper = 2\nstrict = true\nmaster = true\n")
+    f.write_text("[uwsgi]\noffload-threads = 2\nstrict = true\nmaster = true\n")
     assert load(str(f)).warnings
     f.write_text("[uwsgi]\nstrict = true\nbase = /srv\nchdir = %(base)\n")
     assert "set-placeholder" in error(str(f))
@@ -213,11 +213,11 @@ def test_strict_applies_from_where_it_is_set(tmp_path: Path) -> None:
 
 def test_warnings_before_an_error_are_kept(tmp_path: Path) -> None:
     f = tmp_path / "a.ini"
-    f.write_text("[uwsgi]\ncheaper = 2\nprocesses = x\n")
+    f.write_text("[uwsgi]\noffload-threads = 2\nprocesses = x\n")
     with pytest.raises(ConfigError) as info:
         load(str(f))
-    assert info.value.warnings == (f"{f}:2: cheaper: uWSGI option not implemented by uzerg, "
-                                   "ignored",)
+    assert info.value.warnings == (f"{f}:2: offload-threads: uWSGI option not implemented "
+                                   "by uzerg, ignored",)
 
 
 def test_format_config_lists_each_value_in_order() -> None:

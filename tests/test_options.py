@@ -88,7 +88,8 @@ def test_uzerg_options_that_uwsgi_knows_are_in_the_uwsgi_table() -> None:
     # a typo in our table would silently make a uWSGI option an unknown one
     ours_only = {"check-config", "log-json", "zerg-allow-uid", "zerg-allow-gid", "zerg-timeout",
                  "resume", "file", "zerg-wait", "takeover", "takeover-stop", "stats-prometheus",
-                 "rollback", "zerg-probe", "zerg-status", "json"}
+                 "rollback", "zerg-probe", "zerg-status", "json",
+                 "cheaper-idle"}  # cheaper-idle: uWSGI's master branch
     for name in options.BY_NAME:
         if name not in ours_only:
             assert name in uwsgi_options.KNOWN, name
@@ -115,7 +116,7 @@ def test_uwsgi_table_classification() -> None:
                  "hook-pre-app", "mule", "spooler", "https", "ssl-socket", "rails", "rack",
                  "psgi", "gevent", "vassal-set", "exec-as-root"):
         assert classify(name, "x") == "error", name
-    for name in ("cheaper", "offload-threads", "log-date", "memory-report", "max-fd",
+    for name in ("offload-threads", "log-date", "memory-report", "max-fd",
                  "log-maxsize", "harakiri-verbose"):
         assert classify(name, "x") == "warning", name
     assert uwsgi_options.closest("proesses", sorted(uwsgi_options.KNOWN)) == "processes"
