@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import select
 import shutil
-import struct
-import subprocess
-import termios
-import time
 from pathlib import Path
 
 import pytest
 from support.clients import http_get, read_stats
+from support.peers import read_uwsgitop_screen
 from support.processes import InstanceStarter, wait_until
 
 WORKER_FIELDS = {
@@ -79,34 +73,10 @@ def test_uwsgitop_displays_the_workers(uzerg: InstanceStarter, app_file: Path,
     for _ in range(4):
         http_get(inst.address(0))
     pids = inst.worker_pids(2)
-    # uwsgitop is a curses program: run it on a pseudo-terminal and read its screen
-    controller, terminal = os.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
-    top = subprocess.Popen([uwsgitop, "--frequency", "1", stats], stdin=terminal,
-                           stdout=terminal, stderr=terminal, start_new_session=True,
-                           env={**os.environ, "TERM": "xterm"})
-    os.close(terminal)
-    uzerg.pids.add(top.pid)
-    screen = b""
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([controller], [], [], 0.2)
-            if ready:
-                try:
-                    screen += os.read(controller, 65536)
-                except OSError:
-                    break
-            if all(str(pid).encode() in screen for pid in pids) and b"req: 4" in screen:
-                break
-        os.write(controller, b"q")
-        top.wait(10)
-    finally:
-        if top.poll() is None:
-            top.kill()
-            top.wait(10)
-        os.close(controller)
+    screen = read_uwsgitop_screen(
+        uwsgitop, stats,
+        lambda text: all(str(pid).encode() in text for pid in pids) and b"req: 4" in text,
+        uzerg.pids)
     assert b"uwsgi-uzerg" in screen and b"req: 4" in screen, screen[-2000:]
     for pid in pids:
         assert str(pid).encode() in screen
-    wait_until(lambda: top.returncode is not None, 5, "uwsgitop to exit")

@@ -27,7 +27,8 @@ fixture) runs any other program the same way. Everything started is killed by pi
 ``peers``: the real programs uzerg works with. nginx in front of a server (``running_nginx``,
 ``write_nginx_config``, ``stop_nginx``, ``nginx_available``); the real ``uwsgi`` binary beside
 uzerg (the ``start_uwsgi`` and ``start_uzerg`` fixtures, both returning a ``Server`` whose
-first socket answers); client programs such as curl and uwsgi_curl (``run_client``).
+first socket answers); client programs such as curl and uwsgi_curl (``run_client``);
+uwsgitop, a curses program, on a pseudo-terminal (``read_uwsgitop_screen``).
 
 ``netns``: network + mount namespaces (``Namespaces``, ``Namespace``, ``require_namespaces``,
 ``start_client_loop``) so that the documentation's configs run unchanged, fixed addresses,

@@ -14,11 +14,16 @@ SIGKILL of the master and its workers after a deadline).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
+import select
 import signal
 import socket
+import struct
 import subprocess
+import termios
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +43,8 @@ from support.processes import (
 
 __all__ = [
     "NGINX", "STOCK_UWSGI_PARAMS", "SYSTEM_UWSGI_PARAMS", "Nginx", "Server", "StartServer",
-    "nginx_available", "run_client", "running_nginx", "socket_address_of", "start_uwsgi",
+    "nginx_available", "read_uwsgitop_screen", "run_client", "running_nginx",
+    "socket_address_of", "start_uwsgi",
     "start_uzerg", "stop_nginx", "write_nginx_config",
 ]
 
@@ -311,3 +317,38 @@ def start_uwsgi(tmp_path: Path) -> Iterator[StartServer]:
     finally:
         for server in started:
             kill_with_children(server.process)
+
+
+def read_uwsgitop_screen(uwsgitop: str, stats: str, done: Callable[[bytes], bool],
+                         pids: set[int], timeout: float = 15) -> bytes:
+    """Run the real uwsgitop (a curses program) on a pseudo-terminal against ``stats`` until
+    ``done(screen so far)`` or the deadline, quit it with ``q`` and return what it drew.
+    Its pid goes into ``pids`` (killed at teardown whatever happens)."""
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+    top = subprocess.Popen([uwsgitop, "--frequency", "1", stats], stdin=terminal,
+                           stdout=terminal, stderr=terminal, start_new_session=True,
+                           env={**os.environ, "TERM": "xterm"})
+    os.close(terminal)
+    pids.add(top.pid)
+    screen = b""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                try:
+                    screen += os.read(controller, 65536)
+                except OSError:
+                    break
+            if done(screen):
+                break
+        os.write(controller, b"q")
+        top.wait(10)
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait(10)
+        os.close(controller)
+    assert top.returncode is not None
+    return screen
