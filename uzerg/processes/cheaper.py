@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from uzerg.config.model import Config
 
 ALGORITHMS = ("spare", "spare2", "backlog", "busyness", "manual")
 UNKNOWN_ALGO = "unable to find requested cheaper algorithm, falling back to spare"
@@ -58,19 +59,19 @@ class CheaperSettings:
     busyness: BusynessSettings = field(default_factory=BusynessSettings)
 
 
-def settings_from_config(config: Any) -> tuple[CheaperSettings | None, list[str]]:
+def settings_from_config(config: Config) -> tuple[CheaperSettings | None, list[str]]:
     """The cheaper settings (None: cheaper mode is off) and the warnings to log.
 
     Raises CheaperConfigError with uWSGI's line for what uWSGI refuses to start with.
     """
-    minimum = int(config.cheaper)
+    minimum = config.cheaper
     if minimum == 0:
         return None, []
-    maximum = int(config.processes)
+    maximum = config.processes
     if minimum >= maximum:
         raise CheaperConfigError("invalid cheaper value: must be lower than processes")
     warnings = []
-    initial = int(config.cheaper_initial) or minimum
+    initial = config.cheaper_initial or minimum
     if initial < minimum:
         warnings.append(f"warning: invalid cheaper-initial value ({initial}), must be equal or "
                         f"higher than cheaper ({minimum}), using {minimum} as initial number of "
@@ -85,7 +86,7 @@ def settings_from_config(config: Any) -> tuple[CheaperSettings | None, list[str]
     if algo not in ALGORITHMS:
         warnings.append(UNKNOWN_ALGO)
         algo = "spare"
-    soft, hard = int(config.cheaper_rss_limit_soft), int(config.cheaper_rss_limit_hard)
+    soft, hard = config.cheaper_rss_limit_soft, config.cheaper_rss_limit_hard
     if soft and not config.memory_report:
         raise CheaperConfigError("enabling cheaper-rss-limit-soft requires enabling also "
                                  "memory-report")
@@ -95,7 +96,7 @@ def settings_from_config(config: Any) -> tuple[CheaperSettings | None, list[str]
     if hard and hard <= soft:
         raise CheaperConfigError("cheaper-rss-limit-hard value must be higher than "
                                  "cheaper-rss-limit-soft value")
-    overload = int(config.cheaper_overload)
+    overload = config.cheaper_overload
     if overload == 0 and algo in ("spare", "busyness"):
         # uWSGI divides by it (spare's idle count, busyness's window) and dies of SIGFPE
         raise CheaperConfigError(f"cheaper-overload must be at least 1 with cheaper-algo {algo}")
@@ -104,30 +105,27 @@ def settings_from_config(config: Any) -> tuple[CheaperSettings | None, list[str]
         raise CheaperConfigError("cheaper-busyness-min must be lower than cheaper-busyness-max")
     settings = CheaperSettings(
         minimum=minimum, maximum=maximum, initial=initial,
-        step=max(1, int(config.cheaper_step)),  # uWSGI's documented default; 0 behaves as 1
-        overload=overload, idle=int(config.cheaper_idle), algo=algo,
+        step=max(1, config.cheaper_step),  # uWSGI's documented default; 0 behaves as 1
+        overload=overload, idle=config.cheaper_idle, algo=algo,
         rss_soft=soft, rss_hard=hard, busyness=busyness,
     )
     return settings, warnings
 
 
-def _busyness_settings(config: Any) -> BusynessSettings:
-    defaults = BusynessSettings()
-
-    def value(option: str, name: str) -> int:
-        # as uWSGI's plugin: 0 means "the default"
-        return int(getattr(config, "cheaper_busyness_" + option)) or getattr(defaults, name)
-
+def _busyness_settings(config: Config) -> BusynessSettings:
+    default = BusynessSettings()
+    # as uWSGI's plugin: 0 means "the default"
     return BusynessSettings(
-        maximum=value("max", "maximum"),
-        minimum=value("min", "minimum"),
-        multiplier=value("multiplier", "multiplier"),
-        penalty=value("penalty", "penalty"),
-        verbose=bool(config.cheaper_busyness_verbose),
-        backlog_alert=value("backlog_alert", "backlog_alert"),
-        backlog_multiplier=value("backlog_multiplier", "backlog_multiplier"),
-        backlog_step=value("backlog_step", "backlog_step"),
-        backlog_nonzero=value("backlog_nonzero", "backlog_nonzero"),
+        maximum=config.cheaper_busyness_max or default.maximum,
+        minimum=config.cheaper_busyness_min or default.minimum,
+        multiplier=config.cheaper_busyness_multiplier or default.multiplier,
+        penalty=config.cheaper_busyness_penalty or default.penalty,
+        verbose=config.cheaper_busyness_verbose,
+        backlog_alert=config.cheaper_busyness_backlog_alert or default.backlog_alert,
+        backlog_multiplier=(config.cheaper_busyness_backlog_multiplier
+                            or default.backlog_multiplier),
+        backlog_step=config.cheaper_busyness_backlog_step or default.backlog_step,
+        backlog_nonzero=config.cheaper_busyness_backlog_nonzero or default.backlog_nonzero,
     )
 
 
