@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.clients import ClientLoop, connect_to, http_get, read_stats
-from support.peers import read_uwsgitop_screen
+from support.peers import read_uwsgitop_screen, run_client
 from support.processes import Instance, InstanceStarter, start_zerg, wait_until
 
 APP = '''
@@ -258,3 +258,25 @@ def test_a_zerg_in_cheaper_mode_grows_and_shrinks(uzerg: InstanceStarter, tmp_pa
     wait_active(stats, 1, 30)
     assert load.errors == [] and load.count > 50
     assert "cheaper (spare): all 1 worker busy" in zerg.log_text()
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("args", [
+    ("--processes", "4", "--cheaper", "4"),
+    ("--processes", "4", "--cheaper", "1", "--cheaper-rss-limit-soft", "1000"),
+    ("--processes", "4", "--cheaper", "1", "--cheaper-rss-limit-hard", "1000"),
+    ("--processes", "4", "--cheaper", "1", "--memory-report", "--cheaper-rss-limit-soft",
+     "1000", "--cheaper-rss-limit-hard", "900"),
+])
+def test_bad_cheaper_settings_fail_with_uwsgis_line(uzerg: InstanceStarter, app: Path,
+                                                    args: tuple[str, ...]) -> None:
+    argv = ["--master", "--http-socket", "127.0.0.1:0", "--wsgi-file", str(app), *args]
+    inst = uzerg.start(argv, wait_workers=None)
+    assert inst.wait_exit() == 1
+    line = inst.log_text().strip().splitlines()[-1]
+    assert "cheaper" in line and "Traceback" not in inst.log_text()
+    if shutil.which("uwsgi") is None:
+        pytest.skip("the uwsgi binary is not installed")
+    real = run_client(["uwsgi", *argv])
+    assert real.returncode == 1
+    assert (real.stdout + real.stderr).strip().splitlines()[-1] == line
