@@ -147,8 +147,8 @@ def test_backlog_spawns_on_the_listen_queue(uzerg: InstanceStarter, tmp_path: Pa
 def test_busyness_spawns_and_cheaps(uzerg: InstanceStarter, tmp_path: Path, app: Path) -> None:
     inst, stats = start(uzerg, tmp_path, app, "--processes", "2", "--cheaper", "1",
                         "--cheaper-algo", "busyness", "--cheaper-overload", "1",
-                        "--cheaper-busyness-multiplier", "2", "--cheaper-busyness-verbose")
-    inst.wait_for_log("[busyness] settings: min=25%, max=50%, overload=1, multiplier=2, "
+                        "--cheaper-busyness-multiplier", "1", "--cheaper-busyness-verbose")
+    inst.wait_for_log("[busyness] settings: min=25%, max=50%, overload=1, multiplier=1, "
                       "respawn penalty=2")
     results: list[tuple[int, bytes]] = []
     slow = threading.Thread(target=lambda: results.append(http_get(inst.address(0), "/slow")))
@@ -250,10 +250,10 @@ def test_a_zerg_in_cheaper_mode_grows_and_shrinks(uzerg: InstanceStarter, tmp_pa
     address = match.group(1)
     stats = str(tmp_path / "zstats.sock")
     zerg = start_zerg(uzerg, app, f"{tmp_path}/pool", extra=(
-        "--processes", "3", "--cheaper", "1", "--cheaper-overload", "1", "--stats", stats))
-    load = ClientLoop(address, protocol="uwsgi", concurrency=6)
+        "--processes", "2", "--cheaper", "1", "--cheaper-overload", "1", "--stats", stats))
+    load = ClientLoop(address, protocol="uwsgi", concurrency=4)
     try:
-        wait_active(stats, 3, 30)
+        wait_active(stats, 2, 30)
     finally:
         load.stop()
     wait_active(stats, 1, 30)
