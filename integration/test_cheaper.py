@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.activator import NotifyListener
 from support.clients import ClientLoop, connect_to, http_get, read_stats
 from support.peers import read_uwsgitop_screen, run_client
 from support.processes import Instance, InstanceStarter, start_zerg, wait_until
@@ -54,10 +55,11 @@ def wait_active(stats: str, count: int, timeout: float) -> float:
 
 
 def start(uzerg: InstanceStarter, tmp_path: Path, app: Path, *args: str,
-          workers: int = 1) -> tuple[Instance, str]:
+          workers: int = 1, env: dict[str, str] | None = None) -> tuple[Instance, str]:
     stats = str(tmp_path / "stats.sock")
     inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app),
-                        "--stats", stats, "--disable-logging", *args], wait_workers=workers)
+                        "--stats", stats, "--disable-logging", *args], wait_workers=workers,
+                       env=env)
     inst.wait_for_log("Stats server enabled")
     return inst, stats
 
@@ -259,6 +261,22 @@ def test_a_zerg_in_cheaper_mode_grows_and_shrinks(uzerg: InstanceStarter, tmp_pa
     wait_active(stats, 1, 30)
     assert load.errors == [] and load.count > 50
     assert "cheaper (spare): all 1 worker busy" in zerg.log_text()
+
+
+def test_systemd_readiness_counts_the_workers_cheaper_runs(uzerg: InstanceStarter,
+                                                            tmp_path: Path, app: Path) -> None:
+    notify = NotifyListener(str(tmp_path / "notify.sock"))
+    try:
+        inst, stats = start(uzerg, tmp_path, app, "--processes", "3", "--cheaper", "1",
+                            "--cheaper-algo", "manual", env={"NOTIFY_SOCKET": notify.address})
+        messages = notify.wait_for("READY")
+        assert messages[-1]["STATUS"] == "uzerg is ready: 1 worker accepting"
+        inst.send(signal.SIGTTIN)
+        wait_active(stats, 2, 10)
+        notify.wait_for("STATUS", count=2)
+        assert notify.messages[-1] == {"STATUS": "uzerg is ready: 2 workers accepting"}
+    finally:
+        notify.close()
 
 
 @pytest.mark.interop

@@ -150,8 +150,15 @@ class _Master:
         self.stopping = False
         self.records: list[SimpleNamespace] = []
 
+    @property
+    def wanted(self) -> int:
+        return self.desired
+
     def worker_records(self) -> list[SimpleNamespace]:
         return self.records
+
+    def cheap_records(self) -> list[SimpleNamespace]:
+        return []
 
     def fifo_command(self, char: str) -> None:
         pass

@@ -8,7 +8,7 @@ every ``READY_POLL`` seconds. Notifications: ``READY=1`` (with the worker count 
 ``STATUS=``), ``RELOADING=1`` when the master re-executes itself (``handover``; ``READY=1``
 again from the new master once its workers are ready, or at once if the exec failed),
 ``STOPPING=1`` as soon as the master starts stopping, ``STATUS=`` when the worker count
-changes (TTIN/TTOU).
+changes (TTIN/TTOU, cheaper mode).
 """
 
 from __future__ import annotations
@@ -66,17 +66,17 @@ class LifecycleService(MasterService):
         if not self.announced:
             if self._all_ready(master):
                 self.announced = True
-                self.workers_told = master.desired
+                self.workers_told = master.wanted
                 self._take_over()
-                self.notifier.ready(self._status(master.desired))
+                self.notifier.ready(self._status(master.wanted))
             return
-        if master.desired != self.workers_told:
-            self.workers_told = master.desired
-            self.notifier.status(self._status(master.desired))
+        if master.wanted != self.workers_told:
+            self.workers_told = master.wanted
+            self.notifier.status(self._status(master.wanted))
 
     def _all_ready(self, master: MasterView) -> bool:
         records = master.worker_records()
-        if len(records) < master.desired:
+        if len(records) < master.wanted:
             return False
         return all(master.scoreboard.worker(record.worker_id).ready for record in records)
 

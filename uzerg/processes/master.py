@@ -295,6 +295,11 @@ class Master:
         if record is not None:
             self._retire(record)
 
+    @property
+    def wanted(self) -> int:
+        """Workers wanted now: ``desired`` less the slots cheaper mode keeps empty."""
+        return self.desired - len(self.cheaped)
+
     def cheap_worker(self, wid: int) -> None:
         """The cheaper subsystem stops a worker: it finishes its request, the slot stays empty."""
         record = self.workers.pop(wid)

@@ -50,8 +50,13 @@ class MasterView(Protocol):
 
     scoreboard: Scoreboard
     listeners: list[Listener]
-    desired: int  # the number of workers wanted
+    desired: int  # the number of worker slots (in cheaper mode: processes)
     stopping: bool
+
+    @property
+    def wanted(self) -> int:
+        """The number of workers wanted now (cheaper mode keeps some slots empty)."""
+        ...
 
     def worker_records(self) -> Sequence[Any]: ...
 
