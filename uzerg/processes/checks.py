@@ -1,5 +1,6 @@
-"""Two periodic checks of the master's tick: harakiri (a worker stuck on one request too long
-is killed) and touch-reload (touching a file reloads the instance)."""
+"""Periodic checks of the master's tick: harakiri (a worker stuck on one request too long is
+killed), the mercy of stopping workers (killed when it runs out) and touch-reload (touching a
+file reloads the instance)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,19 @@ def harakiri_victims(scoreboard: Scoreboard, records: Iterable[Any], limit: floa
                 core.request_start = 0.0  # once per stuck request
             victims.append(record)
     return victims
+
+
+def out_of_mercy(records: Iterable[Any], now: float) -> list[Any]:
+    """The stopping workers whose mercy deadline (``kill_at``, monotonic) has passed; each is
+    logged once (its deadline is cleared)."""
+    overdue = []
+    for record in records:
+        if record.kill_at and now >= record.kill_at:
+            log.error(f"worker {record.worker_id} (pid: {record.pid}) is taking too much "
+                      "time to die...NO MERCY !!!", event_kind="no_mercy", pid=record.pid)
+            record.kill_at = 0.0
+            overdue.append(record)
+    return overdue
 
 
 class TouchReload:

@@ -25,7 +25,7 @@ import structlog
 from uzerg.config.model import Config
 from uzerg.processes import reexec
 from uzerg.processes.cheaper_tick import CheaperTick
-from uzerg.processes.checks import TouchReload, harakiri_victims
+from uzerg.processes.checks import TouchReload, harakiri_victims, out_of_mercy
 from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
@@ -209,23 +209,8 @@ class Master:
 
     def _reexec(self) -> None:
         self.reload_requested = False
-        error = reexec.configuration_error(self.context.origin_cwd, os.environ)
-        if error is not None:
-            log.error(f"reload aborted, the instance keeps running: {error}",
-                      event_kind="reload_aborted", error=error)
-            return
-        log.info("binary reloading uWSGI...", event_kind="reload")
         pids = [(r.worker_id, r.pid) for r in [*self.workers.values(), *self.retiring.values()]]
-        kept = [service.handover() for service in self.services]
-        state = reexec.export_state(self.listeners, [], pids, self.context.daemonized,
-                                    self.context.origin_cwd, kept=kept)
-        try:
-            reexec.reexec(state, self.context.origin_cwd, os.environ, self.signals)
-        except OSError as exc:
-            log.error(f"cannot re-execute {exc.filename}: {exc.strerror}: reload aborted",
-                      event_kind="reload_failed")
-            for fd in [item.fd for item in self.listeners] + [f for k in kept for f in k.fds]:
-                os.set_inheritable(fd, False)
+        reexec.restart_master(self.context, self.listeners, pids, self.services, self.signals)
 
     def reload_workers(self) -> None:
         """Fresh workers for the old ones (fresh code with lazy-apps), without re-exec."""
@@ -452,12 +437,8 @@ class Master:
                 if (wid <= self.desired and wid not in self.workers and wid not in self.cheaped
                         and not self.stopping):
                     self.spawn(wid, respawn=True)
-        for record in list(self.retiring.values()):
-            if record.kill_at and now >= record.kill_at:
-                log.error(f"worker {record.worker_id} (pid: {record.pid}) is taking too much "
-                          "time to die...NO MERCY !!!", event_kind="no_mercy", pid=record.pid)
-                self._signal(record.pid, signal.SIGKILL)
-                record.kill_at = 0.0
+        for record in out_of_mercy(self.retiring.values(), now):
+            self._signal(record.pid, signal.SIGKILL)
         if self.harakiri:
             for record in harakiri_victims(self.scoreboard, self.workers.values(), self.harakiri,
                                            time.time()):

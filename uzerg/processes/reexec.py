@@ -20,10 +20,14 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from uzerg.addresses import socket_key
-from uzerg.processes.services import Kept
+from uzerg.processes.services import Kept, MasterService
 from uzerg.sockets import Listener
 from uzerg.zerg.server import ListenerHandover
+
+log = structlog.get_logger()
 
 ENV_NAME = "UZERG_REEXEC_STATE"
 RELOAD_BLOCKED_SIGNALS = frozenset({
@@ -201,3 +205,27 @@ def reexec(
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.chdir(here)
+
+
+def restart_master(context: Context, listeners: Sequence[Listener],
+                   workers: list[tuple[int, int]], services: Sequence[MasterService],
+                   pending_signals: list[int]) -> None:
+    """Re-execute the master in place (a reload), handing over the listening sockets, the
+    (worker id, pid) of the ``workers`` and what each service keeps. Returns only when that
+    did not happen (why is logged); the descriptors are then no longer inheritable."""
+    error = configuration_error(context.origin_cwd, os.environ)
+    if error is not None:
+        log.error(f"reload aborted, the instance keeps running: {error}",
+                  event_kind="reload_aborted", error=error)
+        return
+    log.info("binary reloading uWSGI...", event_kind="reload")
+    kept = [service.handover() for service in services]
+    state = export_state(listeners, [], workers, context.daemonized, context.origin_cwd,
+                         kept=kept)
+    try:
+        reexec(state, context.origin_cwd, os.environ, pending_signals)
+    except OSError as exc:
+        log.error(f"cannot re-execute {exc.filename}: {exc.strerror}: reload aborted",
+                  event_kind="reload_failed")
+        for fd in [item.fd for item in listeners] + [f for k in kept for f in k.fds]:
+            os.set_inheritable(fd, False)
