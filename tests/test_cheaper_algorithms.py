@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from uzerg.config.load import load_config
+from uzerg.processes import prometheus
 from uzerg.processes.cheaper import (
     Backlog,
     BusynessSettings,
@@ -325,3 +326,11 @@ def test_stats_show_cheaped_slots_as_uwsgi() -> None:
         for key in ("id", "pid", "requests", "exceptions", "status", "avg_rt", "rss", "vsz",
                     "tx", "respawn_count", "harakiri_count", "running_time", "last_spawn"):
             assert key in worker
+
+
+def test_prometheus_counts_cheap_workers_and_a_pause_ignores_them() -> None:
+    doc = {"workers": [{"id": 1, "status": "pause"}, {"id": 2, "status": "cheap"}],
+           "sockets": []}
+    text = prometheus.render(doc)
+    assert 'uwsgi_worker_cheap{worker_id="2"} 1' in text
+    assert "uzerg_paused 1" in text

@@ -88,8 +88,9 @@ def render(document: dict[str, Any]) -> str:
     family("uwsgi_worker_cores", "gauge", "Number of cores.",
            [({"worker_id": str(w["id"])}, len(w.get("cores", ()))) for w in workers])
 
+    running = [w for w in workers if w.get("status") != "cheap"]  # cheaper mode's empty slots
     family("uzerg_paused", "gauge", "Whether the instance is paused (SIGTSTP, takeover).",
-           [({}, 1 if workers and all(w.get("status") == "pause" for w in workers) else 0)])
+           [({}, 1 if running and all(w.get("status") == "pause" for w in running) else 0)])
     _zerg_families(family, document.get("zerg", ()))
     return "\n".join(lines) + "\n"
 
