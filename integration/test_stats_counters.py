@@ -4,6 +4,7 @@ as the request log's ``%(rerr)``); and the start-up lines when no app could be l
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def test_static_requests_and_read_errors_count_what_happened(
                         "--static-map", f"/s={files}", "--stats", stats,
                         "--logformat", "uri=%(uri) status=%(status) rerr=%(rerr)"])
     address = inst.address(0)
+    # the stats socket is bound by the master's service, not before the workers: poll for it
+    wait_until(lambda: os.path.exists(stats), 10, "the stats socket")
     assert (_core(stats)["static_requests"], _core(stats)["read_errors"]) == (0, 0)
 
     assert http_get(address, "/s/a.txt") == (200, b"static text")
