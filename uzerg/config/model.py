@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uzerg.config.ini import Origin
+from uzerg.config.service_values import CronSpec, DaemonSpec
 from uzerg.config.values import Protocol, ZergPoolEntry
 
 __all__ = ["Config"]
@@ -94,6 +95,40 @@ class Config:
     master_fifo: tuple[str, ...] = ()
     takeover: str | None = None
     takeover_stop: bool = False
+    hook_asap: tuple[str, ...] = ()
+    exec_asap: tuple[str, ...] = ()
+    call_asap: tuple[str, ...] = ()
+    hook_as_root: tuple[str, ...] = ()
+    exec_as_root: tuple[str, ...] = ()
+    call_as_root: tuple[str, ...] = ()
+    hook_as_user: tuple[str, ...] = ()
+    exec_as_user: tuple[str, ...] = ()
+    call_as_user: tuple[str, ...] = ()
+    hook_as_user_atexit: tuple[str, ...] = ()
+    exec_as_user_atexit: tuple[str, ...] = ()
+    call_as_user_atexit: tuple[str, ...] = ()
+    hook_pre_app: tuple[str, ...] = ()
+    exec_pre_app: tuple[str, ...] = ()
+    call_pre_app: tuple[str, ...] = ()
+    hook_post_app: tuple[str, ...] = ()
+    exec_post_app: tuple[str, ...] = ()
+    call_post_app: tuple[str, ...] = ()
+    hook_post_fork: tuple[str, ...] = ()
+    hook_accepting: tuple[str, ...] = ()
+    hook_accepting_once: tuple[str, ...] = ()
+    hook_accepting1: tuple[str, ...] = ()
+    hook_accepting1_once: tuple[str, ...] = ()
+    hook_master_start: tuple[str, ...] = ()
+    attach_daemon: tuple[DaemonSpec, ...] = ()
+    attach_control_daemon: tuple[DaemonSpec, ...] = ()
+    smart_attach_daemon: tuple[DaemonSpec, ...] = ()
+    smart_attach_daemon2: tuple[DaemonSpec, ...] = ()
+    attach_daemon2: tuple[DaemonSpec, ...] = ()
+    daemons_honour_stdin: bool = False
+    cron: tuple[CronSpec, ...] = ()
+    unique_cron: tuple[CronSpec, ...] = ()
+    cron2: tuple[CronSpec, ...] = ()
+    cron_harakiri: int = 0
     static_map: tuple[str, ...] = ()
     logto: str | None = None
     disable_logging: bool = False

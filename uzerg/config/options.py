@@ -16,6 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from uzerg.config.service_values import (
+    parse_attach_control_daemon,
+    parse_attach_daemon,
+    parse_attach_daemon2,
+    parse_command,
+    parse_cron,
+    parse_cron2,
+    parse_hook,
+    parse_smart_attach_daemon,
+    parse_smart_attach_daemon2,
+    parse_unique_cron,
+)
 from uzerg.config.values import (
     FALSE_WORDS,
     pair_parser,
@@ -76,17 +88,48 @@ class Option:
         return self.default
 
 
-P, S, Z, L, V, G, C, M, U = (
+P, S, Z, L, K, V, G, C, M, U = (
     "processes and apps",
     "sockets",
     "zerg",
     "lifecycle",
+    "hooks, daemons and cron",
     "serving",
     "logs and stats",
     "configuration",
     "management",
     "uzerg extensions",
 )
+
+# uWSGI's hook phases (uzerg.processes.hooks): hook-PHASE for all, exec-/call-PHASE for some
+HOOK_PHASES = (
+    ("asap", "as soon as the configuration is read", True),
+    ("as-root", "before privileges are dropped", True),
+    ("as-user", "after privileges are dropped", True),
+    ("as-user-atexit", "when the master exits or reloads", True),
+    ("pre-app", "before the app is loaded", True),
+    ("post-app", "after the app is loaded", True),
+    ("post-fork", "in each new worker", False),
+    ("accepting", "when a worker starts accepting", False),
+    ("accepting-once", "when a worker starts accepting, on its first spawn only", False),
+    ("accepting1", "when worker 1 starts accepting", False),
+    ("accepting1-once", "when worker 1 starts accepting, on its first spawn only", False),
+    ("master-start", "when the master's loop starts", False),
+)
+
+
+def _phase_options() -> tuple[Option, ...]:
+    made = []
+    for phase, when, commands in HOOK_PHASES:
+        made.append(Option(f"hook-{phase}", "list", f"run this hook (ACTION:ARGS) {when}", K,
+                           metavar="ACTION:ARGS", parse=parse_hook))
+        if commands:
+            made.append(Option(f"exec-{phase}", "list", f"run this shell command {when}", K,
+                               metavar="COMMAND", parse=parse_command))
+            made.append(Option(f"call-{phase}", "list", f"call this function (C symbol or "
+                               f"python module.function) {when}", K, metavar="FUNCTION"))
+    return tuple(made)
+
 
 OPTIONS: tuple[Option, ...] = (
     # processes and apps
@@ -218,6 +261,30 @@ OPTIONS: tuple[Option, ...] = (
            U, metavar="PIDFILE"),
     Option("takeover-stop", "flag", "with takeover: stop the old instance instead of pausing it",
            U),
+    # hooks, daemons and cron
+    *_phase_options(),
+    Option("attach-daemon", "list", "run this command beside the instance, respawned when it "
+           "dies, stopped with the instance", K, metavar="COMMAND", parse=parse_attach_daemon),
+    Option("attach-control-daemon", "list", "like attach-daemon; its death stops the instance",
+           K, metavar="COMMAND", parse=parse_attach_control_daemon),
+    Option("smart-attach-daemon", "list", "run COMMAND unless the pid in PIDFILE is alive; kept "
+           "across reloads and stops", K, metavar="PIDFILE[,FREQ] COMMAND",
+           parse=parse_smart_attach_daemon),
+    Option("smart-attach-daemon2", "list", "like smart-attach-daemon; uzerg daemonizes COMMAND "
+           "and writes PIDFILE", K, metavar="PIDFILE[,FREQ] COMMAND",
+           parse=parse_smart_attach_daemon2),
+    Option("attach-daemon2", "list", "attach a daemon, keyval form (cmd=...,pidfile=...,"
+           "stopsignal=...)", K, metavar="KEY=VAL,...", parse=parse_attach_daemon2),
+    Option("daemons-honour-stdin", "flag", "daemons keep the instance's stdin (default: "
+           "/dev/null)", K),
+    Option("cron", "list", "run COMMAND at the given time (-1: every; -N: every N)", K,
+           metavar="MIN HOUR DAY MONTH WDAY COMMAND", parse=parse_cron),
+    Option("unique-cron", "list", "like cron; not started again while the last run is alive", K,
+           metavar="MIN HOUR DAY MONTH WDAY COMMAND", parse=parse_unique_cron),
+    Option("cron2", "list", "cron, keyval form (minute=,hour=,day=,month=,week=,unique=,"
+           "harakiri=) COMMAND", K, metavar="KEY=VAL,... COMMAND", parse=parse_cron2),
+    Option("cron-harakiri", "int", "kill a cron command still running after this many seconds "
+           "(0: never)", K, 0, metavar="SECONDS", minimum=0),
     # serving
     Option("static-map", "list", "serve files of a directory under a URL prefix", V,
            metavar="/URL=/DIR", parse=pair_parser("/URL=/DIR")),
@@ -266,7 +333,7 @@ OPTIONS: tuple[Option, ...] = (
 # options handled while reading the configuration itself, not stored as settings
 DIRECTIVES = frozenset({"ini", "include", "print"})
 MANAGEMENT = ("reload", "stop", "pause", "resume")
-CATEGORIES = (P, S, Z, L, V, G, C, M, U)
+CATEGORIES = (P, S, Z, L, K, V, G, C, M, U)
 
 BY_NAME: dict[str, Option] = {}
 BY_SHORT: dict[str, Option] = {}

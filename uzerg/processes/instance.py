@@ -26,6 +26,7 @@ from uzerg.processes import reexec
 from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
 from uzerg.processes.cheaper_tick import CheaperTick
 from uzerg.processes.fifo import FifoService
+from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
@@ -68,6 +69,17 @@ def run(config: Config) -> int:
         log.error(str(exc), event_kind="startup_error")
         instance.abort()
         return exc.status
+    except HookExit as exc:  # an exit: hook asked for it
+        instance.abort()
+        return exc.code
+
+
+def run_startup_phase(config: Config, name: str) -> None:
+    """Run a hook phase in the master's start-up; a failure fails the start-up."""
+    try:
+        run_phase(config, name)
+    except HookFailed as exc:
+        raise StartupError(str(exc), exc.status) from None
 
 
 class Instance:
@@ -84,6 +96,7 @@ class Instance:
     def run(self) -> int:
         config = self.config
         self._setup_logging()
+        run_startup_phase(config, "asap")
         # from now on a signal waits for the master's loop (loading a big app takes seconds;
         # a SIGHUP or SIGTERM meanwhile must not kill the instance half-way)
         early_signals: list[int] = []
@@ -114,7 +127,9 @@ class Instance:
             )
         if config.http:
             log.info(NO_ROUTER, event_kind="no_http_router")
+        run_startup_phase(config, "as-root")
         drop_privileges(config.uid, config.gid)
+        run_startup_phase(config, "as-user")
         log.info(f"your server socket listen backlog is limited to {config.listen} connections",
                  event_kind="listen_backlog", backlog=config.listen)
         log.info(f"your mercy for graceful operations on workers is "
@@ -132,13 +147,14 @@ class Instance:
                                          prometheus=True))
         if config.master_fifo:
             services.append(FifoService(config.master_fifo))
+        services.append(HooksService(config))
         context = reexec.Context(self.origin_cwd, self.daemonized, self.state is not None)
 
         master_pid = os.getpid()  # read before any fork: see Worker's master_pid
 
-        def run_worker(worker_id: int) -> int:
+        def run_worker(worker_id: int, first_spawn: bool) -> int:
             return Worker(worker_id, self.listeners, config, scoreboard, app_factory,
-                          master_pid=master_pid).run()
+                          master_pid=master_pid, first_spawn=first_spawn).run()
 
         master = Master(config, self.listeners, scoreboard, run_worker, services,
                         self.state.previous_workers if self.state else [], context,
@@ -220,15 +236,18 @@ class Instance:
         need_app = config.need_app
 
         def load() -> Callable[..., Any]:
+            run_phase(config, "pre-app")  # HookFailed: the caller stops the instance
             try:
-                return load_application(config)
+                app = load_application(config)
             except AppLoadError as exc:
                 log.error(str(exc), event_kind="app_load_error")
                 if need_app:
                     raise
                 log.error("*** no app loaded. going in full dynamic mode ***",
                           event_kind="no_app")
-                return no_application
+                app = no_application
+            run_phase(config, "post-app")
+            return app
 
         if config.lazy_apps:
             def load_in_worker() -> Callable[..., Any]:
@@ -243,6 +262,8 @@ class Instance:
             app = load()
         except AppLoadError:
             raise StartupError("*** no app loaded. GAME OVER ***", EXIT_NEED_APP) from None
+        except HookFailed as exc:
+            raise StartupError(str(exc), exc.status) from None
         if app is not no_application:  # uWSGI: only the "full dynamic mode" line then
             log.info("WSGI app 0 (mountpoint='') ready", event_kind="app_ready")
         return lambda: app

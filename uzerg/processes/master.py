@@ -60,16 +60,16 @@ class Master:
         config: Config,
         listeners: list[Listener],
         scoreboard: Scoreboard,
-        run_worker: Callable[[int], int],
+        run_worker: Callable[[int, bool], int],
         services: Sequence[MasterService],
         previous_workers: list[tuple[int, int]],
         reexec_context: reexec.Context,
         pending_signals: list[int] | None = None,
         cheaper: CheaperTick | None = None,
     ) -> None:
-        """``run_worker(worker_id) -> exit status`` runs in each forked worker; ``services``:
-        the zerg server and pools, stats, fifo (the loop drives them through their interface);
-        ``cheaper``: adaptive workers between cheaper and processes, a service too."""
+        """``run_worker(worker_id, first_spawn) -> exit status`` runs in each forked worker;
+        ``services``: the zerg server and pools, stats, fifo (the loop drives them through their
+        interface); ``cheaper``: adaptive workers between cheaper and processes, a service too."""
         self.config = config
         self.listeners = listeners
         self.scoreboard = scoreboard
@@ -318,7 +318,7 @@ class Master:
 
     def spawn(self, wid: int, *, respawn: bool = False) -> None:
         previous = self.history.get(wid)
-        pid = self._fork(wid)
+        pid = self._fork(wid, first_spawn=previous is None)
         record = WorkerRecord(wid, pid, time.time(), time.monotonic())
         if previous is not None:
             record.respawn_count = previous.respawn_count + 1
@@ -332,7 +332,7 @@ class Master:
             log.info(f"spawned uWSGI worker {wid} (pid: {pid}, cores: {cores})",
                      event_kind="spawned", worker=wid, pid=pid)
 
-    def _fork(self, wid: int) -> int:
+    def _fork(self, wid: int, first_spawn: bool) -> int:
         self.scoreboard.reset_for_spawn(wid, 0)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -345,7 +345,7 @@ class Master:
         status = 1
         try:
             self._close_in_child()
-            status = self.run_worker(wid)
+            status = self.run_worker(wid, first_spawn)
         except BaseException:  # noqa: B036 - nothing may unwind into the master's code
             for line in traceback.format_exc().rstrip("\n").split("\n"):
                 log.error(line, event_kind="worker_crash", worker=wid)
@@ -405,7 +405,10 @@ class Master:
             return
         record = next((r for r in self.workers.values() if r.pid == pid), None)
         if record is None:
-            return  # not ours (a grandchild adopted by us, a process the app forked)
+            # a service's child (a daemon, a cron command), else not ours (a grandchild
+            # adopted by us, a process the app forked)
+            any(service.child_exited(pid, status) for service in self.services)
+            return
         wid = record.worker_id
         del self.workers[wid]
         code = os.waitstatus_to_exitcode(status)

@@ -13,6 +13,8 @@ vassal monitor, the cheaper tick) subclasses ``MasterService`` and answers five 
   (and no longer if the exec fails), and JSON fields for the new master's state document.
 - ``close_in_worker()``: what a freshly forked worker closes (a worker serves only sockets).
 - ``shutdown(vacuum)``: close everything at exit; with ``vacuum``, remove the files it created.
+- ``child_exited(pid, status)``: the master reaped a child that is not a worker; a service
+  that forks (daemons, cron) claims its own.
 
 To plug a new one in: subclass, implement ``watches``, ``close_in_worker`` and ``shutdown``
 (the others have defaults), and add an instance to the list that
@@ -81,6 +83,10 @@ class MasterService(ABC):
 
     def handover(self) -> Kept:
         return Kept()
+
+    def child_exited(self, pid: int, status: int) -> bool:
+        """The master reaped ``pid`` (not a worker): True if it was this service's child."""
+        return False
 
     @abstractmethod
     def close_in_worker(self) -> None: ...

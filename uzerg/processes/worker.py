@@ -28,6 +28,7 @@ import structlog
 
 from uzerg.addresses import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS
 from uzerg.config.model import Config
+from uzerg.processes.hooks import HookExit, HookFailed, run_phase
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
@@ -57,6 +58,7 @@ class Worker:
         scoreboard: Scoreboard,
         app_factory: Callable[[], Callable[..., Any]],
         master_pid: int | None = None,
+        first_spawn: bool = True,
     ) -> None:
         """``master_pid``: the master's pid, read before the fork. os.getppid() in the child is
         racy: a master killed just after forking leaves a child whose parent is already init,
@@ -67,6 +69,7 @@ class Worker:
         self.scoreboard = scoreboard
         self.app_factory = app_factory
         self.master_pid = master_pid if master_pid is not None else os.getppid()
+        self.first_spawn = first_spawn  # the accepting-once hooks run on the first spawn only
         self.stopping = False
         self.exit_status = EXIT_RECYCLE
         self.threads = config.threads
@@ -86,9 +89,21 @@ class Worker:
         """Serve until told to stop; returns the exit status for os._exit()."""
         self._install_signals()
         set_process_title(self.config, f"uzerg worker {self.worker_id}")
-        self.handler = RequestHandler(
-            self.app_factory(), self.config, self.worker_id, total_requests=self._count_total
-        )
+        try:
+            run_phase(self.config, "post-fork")
+            app = self.app_factory()  # with lazy-apps, the pre-app/post-app hooks run here
+            self.handler = RequestHandler(
+                app, self.config, self.worker_id, total_requests=self._count_total
+            )
+            for phase in self._accepting_phases():
+                run_phase(self.config, phase)
+        except HookFailed as exc:
+            # uWSGI: a worker's fatal hook destroys the instance (SIGINT to the master)
+            log.error(str(exc), event_kind="hook_failed", worker=self.worker_id)
+            os.kill(self.master_pid, signal.SIGINT)
+            return exc.status
+        except HookExit as exc:
+            return exc.code
         if self.reload_on_rss:
             self._statm = os.open("/proc/self/statm", os.O_RDONLY)
         if self.threads == 1:
@@ -96,6 +111,12 @@ class Worker:
         else:
             self._run_threads()
         return self.exit_status
+
+    def _accepting_phases(self) -> list[str]:
+        phases = ["accepting", "accepting-once"] if self.first_spawn else ["accepting"]
+        if self.worker_id == 1:
+            phases += ["accepting1", "accepting1-once"] if self.first_spawn else ["accepting1"]
+        return phases
 
     def _install_signals(self) -> None:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
