@@ -92,12 +92,12 @@ def test_help_and_version() -> None:
 
 def test_refused_feature(tmp_path: Path) -> None:
     site = tmp_path / "site.ini"
-    site.write_text("[uwsgi]\nattach-daemon = memcached\n")
+    site.write_text("[uwsgi]\nspooler = /var/spool/app\n")
     proc = run(str(site), "--check-config")
     assert proc.returncode == 1
-    assert proc.stderr == (f"uzerg: {site}:2: attach-daemon: uzerg does not provide this uWSGI "
-                           "feature; running without it would change the service (run that "
-                           "process under your supervisor instead)\n")
+    assert proc.stderr == (f"uzerg: {site}:2: spooler: uzerg does not provide this uWSGI "
+                           "feature; running without it would change the service (run "
+                           "background work in a separate process)\n")
 
 
 def test_management_commands_signal_the_pidfile(tmp_path: Path) -> None:

@@ -112,10 +112,14 @@ def test_uwsgi_table_classification() -> None:
     assert classify("plugins", "python3") == "silent"
     assert classify("plugins", "python311, python3") == "silent"
     assert classify("plugins", "python3,logfile") == "warning"
-    for name in ("emperor", "attach-daemon", "cron", "unique-cron", "route", "route-run",
-                 "hook-pre-app", "mule", "spooler", "https", "ssl-socket", "rails", "rack",
-                 "psgi", "gevent", "vassal-set", "exec-as-root"):
+    for name in ("emperor", "legion-attach-daemon", "cron-legion", "unique-cron-legion",
+                 "route", "route-run", "hook-emperor-start", "mule", "spooler", "ssl-socket",
+                 "rails", "rack", "psgi", "gevent", "vassal-set", "exec-pre-jail"):
         assert classify(name, "x") == "error", name
+    # implemented now: options of uzerg's own table, never classified as missing
+    for name in ("attach-daemon", "smart-attach-daemon2", "cron", "cron2", "unique-cron",
+                 "hook-pre-app", "exec-as-root", "call-asap"):
+        assert options.lookup(name) is not None, name
     for name in ("offload-threads", "log-date", "memory-report", "max-fd",
                  "log-maxsize", "harakiri-verbose"):
         assert classify(name, "x") == "warning", name

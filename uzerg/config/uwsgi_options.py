@@ -10,7 +10,8 @@ Classification of a known uWSGI option that uzerg lacks:
 - ``silent``: ``plugins``/``plugin``/``plugins-dir`` naming only Python plugins (and ``http``/
   ``corerouter``: uzerg serves HTTP itself);
 - ``error``: the option changes what the service does or who it runs as, so running without it
-  would be wrong (emperor, daemons, cron, routing, hooks, mules, spooler, TLS, other languages,
+  would be wrong (emperor, legions, routing, jail and Emperor hook phases, mules, spooler,
+  uWSGI's TLS routers, other languages,
   other concurrency models such as gevent, jails, subscriptions, routers);
 - ``warning``: everything else (tuning and observability: cheaper, offload threads, log knobs).
 """
@@ -66,8 +67,7 @@ PYTHON_PLUGINS = ("python", "python2", "python3", "http", "corerouter")
 
 # prefixes (matching "name" or "name-...") of options whose absence changes the service
 _ERROR_PREFIXES = (
-    "emperor vassal vassals attach-daemon attach-control-daemon attach-daemon2 smart-attach-daemon "
-    "smart-attach-daemon2 legion cron cron2 unique-cron unique-legion-cron route final-route "
+    "emperor vassal vassals legion cron unique-cron unique-legion-cron route final-route "
     "error-route response-route hook exec call mule mules farm spooler https https2 ssl "
     "sslrouter sni rails rack rbrequire psgi perl lua php jvm jwsgi ring gccgo mono cgi "
     "gevent async ugreen greenlet tornado asyncio stackless fastrouter rawrouter forkptyrouter "
@@ -91,10 +91,7 @@ _ERROR_PREFIXES = (
 _REFUSAL_HINTS = {
     "emperor": "run one uzerg per app under systemd or another supervisor",
     "vassal": "run one uzerg per app under systemd or another supervisor",
-    "attach-daemon": "run that process under your supervisor instead",
-    "smart-attach-daemon": "run that process under your supervisor instead",
-    "cron": "use cron or a systemd timer",
-    "unique-cron": "use cron or a systemd timer",
+    "legion": "uzerg has no legions: run one instance where the lord would be",
     "gevent": "uzerg runs synchronous workers x threads, not gevent's loop; long-lived "
               "connections would starve it: size processes/threads and remove the line knowingly",
     "http-websockets": "uzerg has no WebSocket support",

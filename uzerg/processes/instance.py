@@ -25,6 +25,8 @@ from uzerg.logs import configure_logging
 from uzerg.processes import reexec
 from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
 from uzerg.processes.cheaper_tick import CheaperTick
+from uzerg.processes.cron import Cron, configured_crons
+from uzerg.processes.daemons import Daemons, configured_daemons
 from uzerg.processes.fifo import FifoService
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
 from uzerg.processes.lifecycle import LifecycleService
@@ -148,6 +150,10 @@ class Instance:
         if config.master_fifo:
             services.append(FifoService(config.master_fifo))
         services.append(HooksService(config))
+        if configured_daemons(config):
+            services.append(Daemons(configured_daemons(config), config.daemons_honour_stdin))
+        if configured_crons(config):
+            services.append(Cron(configured_crons(config), config.cron_harakiri))
         context = reexec.Context(self.origin_cwd, self.daemonized, self.state is not None)
 
         master_pid = os.getpid()  # read before any fork: see Worker's master_pid
