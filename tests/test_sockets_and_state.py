@@ -25,9 +25,24 @@ from uzerg.sockets import (
 def test_configured_sockets_order_and_protocols() -> None:
     cfg = make_config("--socket", "a:1", "--http-socket", "b:2", "--http11-socket", "c:3",
                       "--http", "d:4", "--protocol", "http")
-    assert configured_sockets(cfg) == [("a:1", "http"), ("b:2", "http"), ("c:3", "http11"),
-                                       ("d:4", "http")]
-    assert configured_sockets(make_config("--socket", "a:1"))[0] == ("a:1", "uwsgi")
+    assert [(e.text, e.protocol) for e in configured_sockets(cfg)] == [
+        ("a:1", "http"), ("b:2", "http"), ("c:3", "http11"), ("d:4", "http")]
+    assert configured_sockets(make_config("--socket", "a:1"))[0].protocol == "uwsgi"
+
+
+def test_shared_socket_references_and_tls_entries() -> None:
+    cfg = make_config("--shared-socket", ":80", "--undeferred-shared-socket", ":443",
+                      "--https", "=1,c.pem,k.pem,HIGH,!ca.pem", "--http-socket", "=0",
+                      "--http-to-https", "=0,8443")
+    http, https, redirect = configured_sockets(cfg)
+    assert (http.text, http.protocol, http.defer_accept, http.tls) == (":80", "http", True, None)
+    assert (https.text, https.defer_accept) == (":443", False)
+    assert https.tls is not None and https.tls.client_cert_required
+    assert (https.tls.cert, https.tls.key, https.tls.ciphers, https.tls.client_ca) == \
+        ("c.pem", "k.pem", "HIGH", "ca.pem")
+    assert (redirect.protocol, redirect.redirect_port) == ("https-redirect", "8443")
+    with pytest.raises(StartupError, match="=2: no such shared socket"):
+        configured_sockets(make_config("--socket", "=2", "--shared-socket", ":1"))
 
 
 def test_listen_backlog_above_somaxconn(tmp_path: Path) -> None:

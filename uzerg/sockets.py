@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -25,6 +26,7 @@ from uzerg.addresses import (
     socket_key,
 )
 from uzerg.config.model import Config
+from uzerg.config.service_values import TlsSocketSpec
 from uzerg.processes.process import StartupError, parse_owner
 from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
@@ -45,6 +47,8 @@ class Listener:
     unix_path: str | None = None  # a socket file this instance created (vacuum removes it)
     unix_inode: tuple[int, int] | None = None
     server_port: str = ""  # the port as text, given to the request handler
+    tls: ssl.SSLContext | None = None  # an HTTPS socket's context (uzerg.serve.tls)
+    redirect_port: str = ""  # http-to-https: the port of the https URLs ("" none)
 
     def __post_init__(self) -> None:
         name = self.sock.getsockname()
@@ -56,14 +60,51 @@ class Listener:
         return self.sock.fileno()
 
 
-def configured_sockets(config: Config) -> list[tuple[str, str]]:
-    """(address text, protocol) for every configured socket, in option order."""
+@dataclass(frozen=True)
+class SocketEntry:
+    """One configured socket: its address as written (``=N``: shared socket N resolved),
+    the protocol its connections speak, and what an HTTPS or redirecting one needs."""
+
+    text: str
+    protocol: str
+    tls: TlsSocketSpec | None = None
+    defer_accept: bool = True  # TCP_DEFER_ACCEPT (undeferred-shared-socket: no)
+    redirect_port: str = ""
+
+
+def configured_sockets(config: Config) -> list[SocketEntry]:
+    """Every configured socket, in option order; raises StartupError for a bad ``=N``."""
     default = config.protocol or "uwsgi"
-    entries = [(text, default) for text in config.socket]
-    entries += [(text, "http") for text in config.http_socket]
-    entries += [(text, "http11") for text in config.http11_socket]
-    entries += [(text, "http") for text in config.http]
-    return entries
+    entries = [SocketEntry(text, default) for text in config.socket]
+    entries += [SocketEntry(text, "http") for text in config.http_socket]
+    entries += [SocketEntry(text, "http11") for text in config.http11_socket]
+    entries += [SocketEntry(text, "http") for text in config.http]
+    entries += [SocketEntry(spec.address, "http", spec)
+                for spec in (*config.https_socket, *config.https)]
+    for value in config.http_to_https:
+        text, _comma, port = value.partition(",")
+        entries += [SocketEntry(text.strip(), "https-redirect", redirect_port=port.strip())]
+    return [_resolve_shared(entry, config) for entry in entries]
+
+
+def _resolve_shared(entry: SocketEntry, config: Config) -> SocketEntry:
+    if not entry.text.startswith("="):
+        return entry
+    shared = [(text, True) for text in config.shared_socket]
+    shared += [(text, False) for text in config.undeferred_shared_socket]
+    number = entry.text[1:]
+    if not number.isdigit() or int(number) >= len(shared):
+        raise StartupError(f"{entry.text}: no such shared socket (there are {len(shared)}: "
+                           "shared-socket, then undeferred-shared-socket, from =0)")
+    text, defer = shared[int(number)]
+    return replace(entry, text=text, defer_accept=defer)
+
+
+def unreferenced_shared_sockets(config: Config) -> list[str]:
+    """Shared sockets no socket option refers to (=N): uzerg does not bind those."""
+    used = {entry.text for entry in configured_sockets(config)}
+    return [text for text in (*config.shared_socket, *config.undeferred_shared_socket)
+            if text not in used]
 
 
 def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> None:
@@ -112,10 +153,13 @@ def build_listeners(
     listeners: list[Listener] = []
     configured: set[tuple[object, ...]] = set()
     try:
-        for text, protocol in configured_sockets(config):
+        for entry in configured_sockets(config):
+            text, protocol = entry.text, entry.protocol
             if text.strip().startswith(FD_SCHEME):
                 listeners.append(_by_reference(len(listeners), text.strip(), protocol,
                                                reusable, activated))
+                listeners[-1].tls = _tls_context(entry, config)
+                listeners[-1].redirect_port = entry.redirect_port
                 continue
             try:
                 address = parse_address(text)
@@ -134,15 +178,15 @@ def build_listeners(
                 old.protocol = protocol
                 listeners.append(old)
                 _log_socket(len(listeners) - 1, old.sock, "inherited")
-                continue
-            passed = activated.claim_address(key) if activated else None
-            if passed is not None:
-                listeners.append(Listener(passed, protocol, "activated"))
-                _log_socket(len(listeners) - 1, passed, "inherited")
-                continue
-            listeners.append(
-                _bind(len(listeners), text, address, protocol, config)
-            )
+            else:
+                passed = activated.claim_address(key) if activated else None
+                if passed is not None:
+                    listeners.append(Listener(passed, protocol, "activated"))
+                    _log_socket(len(listeners) - 1, passed, "inherited")
+                else:
+                    listeners.append(_bind(len(listeners), entry, address, config))
+            listeners[-1].tls = _tls_context(entry, config)
+            listeners[-1].redirect_port = entry.redirect_port
     except BaseException:
         for listener in listeners:
             if listener.origin == "bound" and listener not in inherited:
@@ -203,20 +247,30 @@ def _take_inherited(
     return None
 
 
-def _bind(
-    index: int,
-    text: str, address: Any, protocol: str, config: Config
-) -> Listener:
+def _tls_context(entry: SocketEntry, config: Config) -> ssl.SSLContext | None:
+    if entry.tls is None:
+        return None
+    from uzerg.serve.tls import TlsError, server_context
+
+    try:
+        return server_context(entry.tls, config.ssl_option)
+    except TlsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _bind(index: int, entry: SocketEntry, address: Any, config: Config) -> Listener:
     owner = config.chown_socket
+    text = entry.text
     try:
         # uWSGI's TCP_DEFER_ACCEPT on its TCP sockets: the socket timeout
         sock = bind_listener(
             address, config.listen, reuse_port=config.reuse_port,
-            chmod=config.chmod_socket, defer_accept=max(1, config.socket_timeout),
+            chmod=config.chmod_socket,
+            defer_accept=max(1, config.socket_timeout) if entry.defer_accept else 0,
         )
     except AddressError as exc:
         raise StartupError(str(exc)) from None
-    listener = Listener(sock, protocol, "bound")
+    listener = Listener(sock, entry.protocol, "bound")
     if address.kind == "unix":
         info = os.stat(address.path)
         listener.unix_path = address.path
@@ -269,3 +323,23 @@ def close_listener(listener: Listener, vacuum: bool) -> None:
     except OSError:
         return
     log.info(f"VACUUM: unix socket {path} removed.", event_kind="vacuum", path=path)
+
+
+def check_http_to(config: Config, listeners: Sequence[Listener]) -> None:
+    """``http-to``: uWSGI's router forwards --http requests to that address. uzerg's workers
+    serve --http themselves, which is the same service when the address is one of this
+    instance's own sockets; any other address would need a proxy: refused."""
+    own = {socket_key(item.sock) for item in listeners}
+    for text in config.http_to:
+        try:
+            kind, host, *rest = normalise(parse_address(text))
+        except AddressError as exc:
+            raise StartupError(f"http-to: {exc}") from None
+        wildcard = {(kind, any_host, *rest) for any_host in ("0.0.0.0", "::")}
+        if (kind, host, *rest) not in own and not own & wildcard:
+            raise StartupError(
+                f"http-to {text}: not one of this instance's sockets; uzerg's workers serve "
+                "--http themselves and do not forward to other servers (point a proxy at it)"
+            )
+        log.info(f"http-to {text}: this instance's own socket; its workers serve --http "
+                 "directly", event_kind="http_to", addr=text)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uzerg.config.ini import Origin
-from uzerg.config.service_values import CronSpec, DaemonSpec
+from uzerg.config.service_values import CronSpec, DaemonSpec, TlsSocketSpec
 from uzerg.config.values import Protocol, ZergPoolEntry
 
 __all__ = ["Config"]
@@ -64,6 +64,14 @@ class Config:
     http_socket: tuple[str, ...] = ()
     http11_socket: tuple[str, ...] = ()
     http: tuple[str, ...] = ()
+    https_socket: tuple[TlsSocketSpec, ...] = ()
+    https: tuple[TlsSocketSpec, ...] = ()
+    ssl_option: tuple[int, ...] = ()
+    https_export_cert: bool = False
+    shared_socket: tuple[str, ...] = ()
+    undeferred_shared_socket: tuple[str, ...] = ()
+    http_to_https: tuple[str, ...] = ()
+    http_to: tuple[str, ...] = ()
     protocol: Protocol | None = None
     listen: int = 100
     chmod_socket: int | None = None

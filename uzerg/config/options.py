@@ -24,6 +24,7 @@ from uzerg.config.service_values import (
     parse_cron,
     parse_cron2,
     parse_hook,
+    parse_https,
     parse_smart_attach_daemon,
     parse_smart_attach_daemon2,
     parse_unique_cron,
@@ -208,6 +209,22 @@ OPTIONS: tuple[Option, ...] = (
            metavar="ADDR"),
     Option("http", "list", "bind an HTTP socket (served by the workers: no router process)", S,
            metavar="ADDR"),
+    Option("https-socket", "list", "bind an HTTPS socket (TLS served by the workers); a ca "
+           "asks for client certificates, !ca requires one", S,
+           metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]", parse=parse_https),
+    Option("https", "list", "bind an HTTPS socket (served by the workers: no router process)",
+           S, metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]", parse=parse_https),
+    Option("ssl-option", "list", "OR this OpenSSL SSL_OP_* number into the HTTPS contexts' "
+           "options", S, metavar="N", parse=parse_int),
+    Option("https-export-cert", "flag", "put the client certificate (PEM) in HTTPS_CC", S),
+    Option("shared-socket", "list", "declare a socket that other socket options use as =N "
+           "(N counts shared-socket, then undeferred-shared-socket)", S, metavar="ADDR"),
+    Option("undeferred-shared-socket", "list", "a shared-socket without TCP_DEFER_ACCEPT", S,
+           metavar="ADDR"),
+    Option("http-to-https", "list", "bind an HTTP socket answering every request with a "
+           "redirect to https (,PORT: to that port)", S, metavar="ADDR[,PORT]"),
+    Option("http-to", "list", "accepted when ADDR is one of this instance's own sockets (the "
+           "workers serve --http directly); refused otherwise", S, metavar="ADDR"),
     Option("protocol", "string", "protocol of default and received sockets: uwsgi or http", S,
            aliases=("socket-protocol",), metavar="PROTO", parse=parse_protocol),
     Option("listen", "int", "listen queue size", S, 100, short="l", metavar="N", minimum=1),

@@ -50,7 +50,14 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
-from uzerg.sockets import Listener, build_listeners, close_listener, passed_listeners
+from uzerg.sockets import (
+    Listener,
+    build_listeners,
+    check_http_to,
+    close_listener,
+    passed_listeners,
+    unreferenced_shared_sockets,
+)
 from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
 
 log = structlog.get_logger()
@@ -123,6 +130,10 @@ class Instance:
         self.zerg.bind_pools(activated)
         self.listeners += passed_listeners(config, activated, len(self.listeners))
         self._warn_unshared_takeover()
+        check_http_to(config, self.listeners)
+        for text in unreferenced_shared_sockets(config):
+            log.warning(f"shared-socket {text}: no socket option uses it (=N): not bound",
+                        event_kind="shared_socket_unused", addr=text)
         if not self.listeners and not self.zerg.pools:
             raise StartupError(
                 "no socket to serve: use --socket, --http-socket, --http, --zerg or zergpool"

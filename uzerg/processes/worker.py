@@ -189,8 +189,8 @@ class Worker:
         poller = select.epoll()
         poller.register(control_fd, select.EPOLLIN)
         listeners = self.listeners
-        entries = {item.fd: (_acceptor(item.sock), item.protocol, item.server_port)
-                   for item in listeners}
+        entries = {item.fd: (_acceptor(item.sock), item.protocol, item.server_port,
+                             _extra(item)) for item in listeners}
         header = self.scoreboard.header
         core = self.scoreboard.core(self.worker_id, core_id)
         serve_one = self._serve_one
@@ -219,7 +219,7 @@ class Worker:
                     if entry is None:
                         _drain(fd)
                         continue
-                    accept, protocol, port = entry
+                    accept, protocol, port, extra = entry
                     try:
                         conn, peer = accept()
                     except BlockingIOError:
@@ -227,17 +227,22 @@ class Worker:
                     except OSError as exc:
                         self._accept_error(exc)
                         continue
-                    serve_one(core, conn, peer, protocol, port, core_id)
+                    serve_one(core, conn, peer, protocol, port, core_id, extra)
         finally:
             poller.close()
             self._wake_cores()  # a core that stops (max-requests) stops its siblings
 
     def _serve_one(
-        self, core: Any, conn: Any, peer: Any, protocol: str, port: str, core_id: int
+        self, core: Any, conn: Any, peer: Any, protocol: str, port: str, core_id: int,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         core.request_start = time.time()  # harakiri watches this
         started = time.perf_counter()
-        counts = self.handler.handle(conn, peer, protocol, core=core_id, server_port=port)
+        if extra is None:
+            counts = self.handler.handle(conn, peer, protocol, core=core_id, server_port=port)
+        else:  # an HTTPS or http-to-https socket
+            counts = self.handler.handle(conn, peer, protocol, core=core_id, server_port=port,
+                                         **extra)
         core.running_time += int((time.perf_counter() - started) * 1_000_000)
         core.request_start = 0.0
         core.requests += counts.requests
@@ -278,13 +283,13 @@ class Worker:
             return
         # An exclusive wake-up can be spent on a process that then exited without accepting;
         # a stray connection would wait for the next arrival. Look once a second.
-        for accept, protocol, port in entries.values():
+        for accept, protocol, port, extra in entries.values():
             try:
                 conn, peer = accept()
             except OSError:
                 continue
             self._serve_one(self.scoreboard.core(self.worker_id, core_id), conn, peer, protocol,
-                            port, core_id)
+                            port, core_id, extra)
             if self.stopping:
                 return
 
@@ -338,6 +343,13 @@ def _acceptor(listener: socket.socket) -> Callable[[], tuple[_socket.socket, Any
         return new_socket(family, kind, proto, fd), peer
 
     return accept
+
+
+def _extra(listener: Listener) -> dict[str, Any] | None:
+    """What the request handler needs beyond the protocol for this listener, or None."""
+    if listener.tls is None and not listener.redirect_port:
+        return None
+    return {"tls": listener.tls, "redirect_port": listener.redirect_port}
 
 
 def _drain(fd: int) -> None:

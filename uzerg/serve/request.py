@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 import sys
 import time
 import traceback
@@ -34,6 +35,7 @@ from uzerg.serve.connection import Connection, ReadTimeout, timeval
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.static import StaticMap, serve_static
+from uzerg.serve.tls import TlsConnection, handshake
 from uzerg.serve.wsgi_io import (
     BodyReadError,
     ClientDisconnected,
@@ -101,6 +103,7 @@ class RequestHandler:
         self.worker_id = worker_id
         self.buffer_size = config.buffer_size  # at most 65535: the option's maximum
         self.socket_timeout = float(config.socket_timeout)
+        self.https_export_cert = config.https_export_cert
         self._timeval = timeval(self.socket_timeout)
         self.idle_timeout = float(config.http_timeout)
         self.http_keepalive = config.http_keepalive
@@ -135,18 +138,27 @@ class RequestHandler:
 
     def handle(
         self, conn: socket.socket, peer: Any, protocol: str, *, core: int = 0,
-        server_port: str | None = None,
+        server_port: str | None = None, tls: ssl.SSLContext | None = None,
+        redirect_port: str = "",
     ) -> HandledCounts:
         """Serve every request of `conn` and close it. `protocol`: "uwsgi", "http" (one request
         per connection unless --http-keepalive) or "http11" (keep-alive). Optional: `core`, the
         thread's number for the log line; `server_port`, the listening port as text (saves a
-        getsockname() per connection). Never raises."""
+        getsockname() per connection); `tls`, the context of an HTTPS socket (the handshake
+        happens here, within the socket timeout); `redirect_port` for "https-redirect"
+        (http-to-https). Never raises."""
         counts = _Counts()
         connection = None
         try:
-            connection = Connection(conn, self.socket_timeout, self._timeval)
+            if tls is not None:
+                conn = handshake(tls, conn, self.socket_timeout)
+                connection = TlsConnection(conn, self.socket_timeout, self.https_export_cert)
+            else:
+                connection = Connection(conn, self.socket_timeout, self._timeval)
             if protocol == "uwsgi":
                 self._serve_uwsgi(connection, peer, counts, core)
+            elif protocol == "https-redirect":
+                self._redirect_to_https(connection, peer, counts, redirect_port)
             else:
                 keep = self.http_keepalive or protocol == "http11"
                 self._serve_http(connection, peer, counts, core, keep, server_port)
@@ -226,6 +238,8 @@ class RequestHandler:
                     if server_port is None:
                         server_port = _server_port(conn.sock)
                     env, var_count, var_size = self._http_environ(head, peer, server_port)
+                    if conn.tls is not None:
+                        env.update(conn.tls)
                     env["wsgi.input"] = InputStream()
                     response = Response(conn, head.version, head.method == "HEAD", False,
                                         head.version == "HTTP/1.1")
@@ -244,6 +258,8 @@ class RequestHandler:
             if server_port is None:
                 server_port = _server_port(conn.sock)
             env, var_count, var_size = self._http_environ(head, peer, server_port)
+            if conn.tls is not None:
+                env.update(conn.tls)
             source = None
             if head.has_body:
                 source = HttpBody(conn, parser, head.expect_continue)
@@ -275,6 +291,27 @@ class RequestHandler:
             parser.start_next_request()
             if not parser.buffer:
                 conn.set_read_timeout(self.idle_timeout)
+
+    def _redirect_to_https(self, conn: Connection, peer: Any, counts: _Counts,
+                           port: str) -> None:
+        """http-to-https: uWSGI's answer, a 301 to the same host and URI over https."""
+        parser = HttpRequestParser(self.buffer_size)
+        try:
+            head = self._read_head(conn, parser)
+        except HttpError as exc:
+            self._http_error(conn, exc, peer, counts)
+            return
+        if head is None:
+            return
+        host = next((value for name, value in head.headers if name.lower() == "host"),
+                    self._hostname)
+        host = host[:host.index("]") + 1] if host.startswith("[") and "]" in host else \
+            host.partition(":")[0]
+        location = f"https://{host}{':' + port if port else ''}{head.target}"
+        conn.sendall(f"HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\n\r\n"
+                     .encode("latin-1"))
+        counts.requests += 1
+        counts.status = 301
 
     def _read_head(self, conn: Connection, parser: HttpRequestParser) -> Any:
         """The next request head, or None when the client closed (or idled out) between requests."""
