@@ -183,3 +183,19 @@ def test_a_bad_hook_is_refused_when_the_config_is_read(uzerg: InstanceStarter,
                             "--hook-pre-app", value], wait_workers=None)
         assert inst.wait_exit() == 1
         assert message in inst.log_text() and "Traceback" not in inst.log_text()
+
+
+def test_hook_touch_runs_its_hook_when_the_file_is_touched(
+        uzerg: InstanceStarter, app_file: Path, tmp_path: Path) -> None:
+    watched, trace = tmp_path / "watched", tmp_path / "trace"
+    watched.write_text("")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--master", "--hook-touch", f"{watched} appendn:{trace} touched",
+                        "--hook-touch", f"{watched} unlink:{tmp_path / 'missing'}"])
+    assert not trace.exists()
+    os.utime(watched, (1, 1))
+    wait_until(lambda: _lines(trace) == ["touched"], 10, "the touch hook")
+    # a failing touch hook is logged, never fatal
+    inst.wait_for_log(f"hook-touch = unlink:{tmp_path / 'missing'} failed (touch)")
+    assert http_get(inst.address())[0] == 200
+    assert inst.stop() == 0

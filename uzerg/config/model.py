@@ -127,6 +127,7 @@ class Config:
     hook_accepting1: tuple[str, ...] = ()
     hook_accepting1_once: tuple[str, ...] = ()
     hook_master_start: tuple[str, ...] = ()
+    hook_touch: tuple[str, ...] = ()
     attach_daemon: tuple[DaemonSpec, ...] = ()
     attach_control_daemon: tuple[DaemonSpec, ...] = ()
     smart_attach_daemon: tuple[DaemonSpec, ...] = ()

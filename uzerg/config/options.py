@@ -24,6 +24,7 @@ from uzerg.config.service_values import (
     parse_cron,
     parse_cron2,
     parse_hook,
+    parse_hook_touch,
     parse_https,
     parse_smart_attach_daemon,
     parse_smart_attach_daemon2,
@@ -280,6 +281,8 @@ OPTIONS: tuple[Option, ...] = (
            U),
     # hooks, daemons and cron
     *_phase_options(),
+    Option("hook-touch", "list", "run the hook when FILE is touched (checked every second)", K,
+           metavar="FILE ACTION:ARGS", parse=parse_hook_touch),
     Option("attach-daemon", "list", "run this command beside the instance, respawned when it "
            "dies, stopped with the instance", K, metavar="COMMAND", parse=parse_attach_daemon),
     Option("attach-control-daemon", "list", "like attach-daemon; its death stops the instance",

@@ -46,6 +46,15 @@ def parse_hook(value: str) -> str:
     return value
 
 
+def parse_hook_touch(value: str) -> str:
+    """``hook-touch``: ``FILE action:args``."""
+    path, space, hook = value.strip().partition(" ")
+    if not space or not path:
+        raise ValueError(f"invalid hook-touch syntax, must be: <file> <action>: {value}")
+    parse_hook(hook.strip())
+    return value.strip()
+
+
 def parse_command(value: str) -> str:
     if not value.strip():
         raise ValueError("empty command")

@@ -4,12 +4,12 @@ file reloads the instance)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import structlog
 
+from uzerg.processes.process import file_mtime
 from uzerg.processes.scoreboard import Scoreboard
 
 log = structlog.get_logger()
@@ -50,13 +50,13 @@ class TouchReload:
     """The touch-reload files and their last modification times."""
 
     def __init__(self, paths: Sequence[str]) -> None:
-        self.mtimes = {path: _mtime(path) for path in paths}
+        self.mtimes = {path: file_mtime(path) for path in paths}
 
     def touched(self) -> bool:
         """True when a file changed since the last call (each change logged)."""
         changed = False
         for path, mtime in self.mtimes.items():
-            current = _mtime(path)
+            current = file_mtime(path)
             if current != mtime:
                 self.mtimes[path] = current
                 log.info(f"*** {path} has been touched... grace them all !!! ***",
@@ -64,9 +64,3 @@ class TouchReload:
                 changed = True
         return changed
 
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0

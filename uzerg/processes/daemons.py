@@ -29,6 +29,7 @@ import structlog
 
 from uzerg.config.model import Config
 from uzerg.config.service_values import DaemonSpec
+from uzerg.processes.process import file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 
 log = structlog.get_logger()
@@ -100,7 +101,7 @@ class Daemons(MasterService):
     def start(self, master: MasterView) -> None:
         self.master = master
         for daemon in self.daemons:
-            daemon.touch_mtimes = {path: _mtime(path) for path in daemon.spec.touch}
+            daemon.touch_mtimes = {path: file_mtime(path) for path in daemon.spec.touch}
             if daemon.spec.smart:
                 pid = read_pidfile(daemon.spec.pidfile or "")
                 if pid > 0:
@@ -279,7 +280,7 @@ class Daemons(MasterService):
         if not daemon.touch_mtimes or daemon.pid <= 0:
             return
         for path, before in daemon.touch_mtimes.items():
-            now = _mtime(path)
+            now = file_mtime(path)
             if now != before:
                 daemon.touch_mtimes[path] = now
                 log.info(f'*** {path} has been touched... reloading daemon '
@@ -325,9 +326,3 @@ def _signal_group(pid: int, signum: int) -> None:
         except (ProcessLookupError, PermissionError):
             pass
 
-
-def _mtime(path: str) -> float:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return 0.0

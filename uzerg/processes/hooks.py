@@ -20,6 +20,7 @@ master to stop (SIGINT), as uWSGI does. Where uWSGI goes on (``call-as-root``,
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ import structlog
 
 from uzerg.config.model import Config
 from uzerg.processes.hook_actions import ACTIONS, HookActionError, HookExit, run_command
-from uzerg.processes.process import StartupError
+from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 
 log = structlog.get_logger()
@@ -125,12 +126,36 @@ def _run_step(option: str, value: str, phase: Phase) -> None:
     ACTIONS[action](args)
 
 
+def run_touch_hook(value: str) -> None:
+    """A ``hook-touch`` whose file was touched: its hook, never fatal (uWSGI's "touch")."""
+    hook = value.partition(" ")[2].strip()
+    phase = Phase("touch", "touch", False, fatal=False)
+    try:
+        _run_step("hook-touch", hook, phase)
+    except HookActionError as exc:
+        log.error(f"hook-touch = {_shown('hook-', hook)} failed (touch): {exc}",
+                  event_kind="hook_failed")
+
+
 class HooksService(MasterService):
     """The master's phases: ``master-start`` when its loop starts, ``as-user-atexit`` when it
-    exits or re-executes itself for a reload."""
+    exits or re-executes itself for a reload; ``hook-touch`` files checked every second."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.touched = {value: file_mtime(value.partition(" ")[0]) for value in config.hook_touch}
+        self._last_check = 0.0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if not self.touched or now - self._last_check < 1.0:
+            return
+        self._last_check = now
+        for value, before in self.touched.items():
+            mtime = file_mtime(value.partition(" ")[0])
+            if mtime != before:
+                self.touched[value] = mtime
+                run_touch_hook(value)
 
     def start(self, master: MasterView) -> None:
         try:
@@ -150,3 +175,4 @@ class HooksService(MasterService):
 
     def shutdown(self, vacuum: bool) -> None:
         run_phase(self.config, "as-user-atexit")
+

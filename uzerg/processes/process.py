@@ -200,3 +200,11 @@ def add_virtualenv(home: str) -> None:
     added = [entry for entry in sys.path if entry not in before]
     sys.path[:] = added + before
     log.info(f"Set PythonHome to {home}", event_kind="virtualenv", path=home)
+
+
+def file_mtime(path: str) -> float:
+    """A file's modification time, 0.0 when it is missing (touch-reload and friends)."""
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
