@@ -121,7 +121,9 @@ def test_client_certificates_optional_and_required(uzerg: InstanceStarter, tmp_p
                                                    pki: Path) -> None:
     optional, required = free_port(), free_port()
     base = f"{pki / 'server.pem'},{pki / 'server.key'},HIGH"
-    _start(uzerg, tmp_path, pki, "--https-socket", f"127.0.0.1:{optional},{base},{pki / 'ca.pem'}",
+    _start(uzerg, tmp_path, pki,
+           "--https2", f"addr=127.0.0.1:{optional},cert={pki / 'server.pem'},"
+                       f"key={pki / 'server.key'},clientca={pki / 'ca.pem'}",
            "--https-socket", f"127.0.0.1:{required},{base},!{pki / 'ca.pem'}",
            "--https-export-cert")
     anonymous = _json(_get(optional, _client(pki))[0])
@@ -169,6 +171,11 @@ def test_ssl_option_and_bad_certificates(uzerg: InstanceStarter, tmp_path: Path,
                       wait_workers=None)
     assert bad.wait_exit() == 1
     assert "unable to set requested ciphers (NO-SUCH-CIPHER)" in bad.log_text()
+    zerg = uzerg.start(["--https", spec.replace(str(port), "0"), "--zerg-server",
+                        str(tmp_path / "zerg.sock"), "--wsgi-file", str(tmp_path / "app.py")],
+                       wait_workers=None)
+    assert zerg.wait_exit() == 1
+    assert "zerg-server: cannot hand out https or http-to-https sockets" in zerg.log_text()
 
 
 def test_shared_socket_references_http_to_https_and_http_to(uzerg: InstanceStarter,

@@ -41,6 +41,10 @@ def test_shared_socket_references_and_tls_entries() -> None:
     assert (https.tls.cert, https.tls.key, https.tls.ciphers, https.tls.client_ca) == \
         ("c.pem", "k.pem", "HIGH", "ca.pem")
     assert (redirect.protocol, redirect.redirect_port) == ("https-redirect", "8443")
+    https2 = configured_sockets(make_config(
+        "--https2", "addr=:8443,cert=c.pem,key=k.pem,clientca=ca.pem"))[0].tls
+    assert https2 is not None and (https2.cert, https2.client_ca) == ("c.pem", "ca.pem")
+    assert not https2.client_cert_required
     with pytest.raises(StartupError, match="=2: no such shared socket"):
         configured_sockets(make_config("--socket", "=2", "--shared-socket", ":1"))
 

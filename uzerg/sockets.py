@@ -80,7 +80,7 @@ def configured_sockets(config: Config) -> list[SocketEntry]:
     entries += [SocketEntry(text, "http11") for text in config.http11_socket]
     entries += [SocketEntry(text, "http") for text in config.http]
     entries += [SocketEntry(spec.address, "http", spec)
-                for spec in (*config.https_socket, *config.https)]
+                for spec in (*config.https_socket, *config.https, *config.https2)]
     for value in config.http_to_https:
         text, _comma, port = value.partition(",")
         entries += [SocketEntry(text.strip(), "https-redirect", redirect_port=port.strip())]

@@ -66,6 +66,7 @@ class Config:
     http: tuple[str, ...] = ()
     https_socket: tuple[TlsSocketSpec, ...] = ()
     https: tuple[TlsSocketSpec, ...] = ()
+    https2: tuple[TlsSocketSpec, ...] = ()
     ssl_option: tuple[int, ...] = ()
     https_export_cert: bool = False
     shared_socket: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ from uzerg.config.service_values import (
     parse_hook,
     parse_hook_touch,
     parse_https,
+    parse_https2,
     parse_smart_attach_daemon,
     parse_smart_attach_daemon2,
     parse_unique_cron,
@@ -215,6 +216,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]", parse=parse_https),
     Option("https", "list", "bind an HTTPS socket (served by the workers: no router process)",
            S, metavar="ADDR,CERT,KEY[,CIPHERS[,CA]]", parse=parse_https),
+    Option("https2", "list", "bind an HTTPS socket, keyval form (addr=,cert=,key=,ciphers=,"
+           "clientca=)", S, metavar="KEY=VAL,...", parse=parse_https2),
     Option("ssl-option", "list", "OR this OpenSSL SSL_OP_* number into the HTTPS contexts' "
            "options", S, metavar="N", parse=parse_int),
     Option("https-export-cert", "flag", "put the client certificate (PEM) in HTTPS_CC", S),

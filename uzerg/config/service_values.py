@@ -243,6 +243,22 @@ class TlsSocketSpec:
         return ",".join(p for p in (self.address, self.cert, self.key, self.ciphers, ca) if p)
 
 
+_HTTPS2_KEYS = frozenset("addr cert crt key ciphers clientca client_ca spdy".split())
+
+
+def parse_https2(value: str) -> TlsSocketSpec:
+    """``https2``: ``addr=,cert=,key=[,ciphers=][,clientca=]`` (``spdy`` is refused)."""
+    pairs = _kvlist(value, _HTTPS2_KEYS, "https2")
+    if "spdy" in pairs:
+        raise ValueError("https2: spdy: uzerg does not speak SPDY")
+    cert = pairs.get("cert") or pairs.get("crt")
+    if not pairs.get("addr") or not cert or not pairs.get("key"):
+        raise ValueError("--https2 option needs addr, cert and key items")
+    ca = pairs.get("clientca") or pairs.get("client_ca") or ""
+    return TlsSocketSpec(pairs["addr"], cert, pairs["key"], pairs.get("ciphers", ""),
+                         ca.removeprefix("!"), ca.startswith("!"))
+
+
 def parse_https(value: str) -> TlsSocketSpec:
     parts = value.split(",")
     if len(parts) < 3 or not all(p.strip() for p in parts[:3]):

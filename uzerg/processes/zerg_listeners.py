@@ -74,6 +74,10 @@ class ZergListeners(MasterService):
         config = self.config
         if config.zerg_server and master.listeners:
             listeners = master.listeners
+            if any(item.tls is not None or item.protocol == "https-redirect" for item in listeners):
+                # a zerg gets the descriptor only: it would answer in clear, or run the app
+                raise StartupError("zerg-server: cannot hand out https or http-to-https "
+                                   "sockets (a zerg has no certificate): serve them here only")
             key = _key(config.zerg_server)
             kept = self._unclaimed.pop(key, None) if key is not None else None
             try:

@@ -248,11 +248,7 @@ class RequestHandler:
             parser = HttpRequestParser(self.buffer_size)
             parser.feed(data)  # a body or a partial head: the general path below
         while True:
-            try:
-                head = self._read_head(conn, parser)
-            except HttpError as exc:
-                self._http_error(conn, exc, peer, counts)
-                return
+            head = self._head_or_error(conn, parser, peer, counts)
             if head is None:
                 return
             if server_port is None:
@@ -295,12 +291,7 @@ class RequestHandler:
     def _redirect_to_https(self, conn: Connection, peer: Any, counts: _Counts,
                            port: str) -> None:
         """http-to-https: uWSGI's answer, a 301 to the same host and URI over https."""
-        parser = HttpRequestParser(self.buffer_size)
-        try:
-            head = self._read_head(conn, parser)
-        except HttpError as exc:
-            self._http_error(conn, exc, peer, counts)
-            return
+        head = self._head_or_error(conn, HttpRequestParser(self.buffer_size), peer, counts)
         if head is None:
             return
         host = next((value for name, value in head.headers if name.lower() == "host"),
@@ -312,6 +303,15 @@ class RequestHandler:
                      .encode("latin-1"))
         counts.requests += 1
         counts.status = 301
+
+    def _head_or_error(self, conn: Connection, parser: HttpRequestParser, peer: Any,
+                       counts: _Counts) -> Any:
+        """The next request head; None when the client closed, or after answering a bad one."""
+        try:
+            return self._read_head(conn, parser)
+        except HttpError as exc:
+            self._http_error(conn, exc, peer, counts)
+            return None
 
     def _read_head(self, conn: Connection, parser: HttpRequestParser) -> Any:
         """The next request head, or None when the client closed (or idled out) between requests."""
