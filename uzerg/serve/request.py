@@ -35,7 +35,7 @@ from uzerg.serve.connection import Connection, ReadTimeout, timeval
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.static import StaticMap, serve_static
-from uzerg.serve.tls import TlsConnection, handshake
+from uzerg.serve.tls import TlsConnection, handshake, https_redirect
 from uzerg.serve.wsgi_io import (
     BodyReadError,
     ClientDisconnected,
@@ -157,8 +157,12 @@ class RequestHandler:
                 connection = Connection(conn, self.socket_timeout, self._timeval)
             if protocol == "uwsgi":
                 self._serve_uwsgi(connection, peer, counts, core)
-            elif protocol == "https-redirect":
-                self._redirect_to_https(connection, peer, counts, redirect_port)
+            elif protocol == "https-redirect":  # http-to-https: every request gets a 301
+                head = self._head_or_error(connection, HttpRequestParser(self.buffer_size),
+                                           peer, counts)
+                if head is not None:
+                    connection.sendall(https_redirect(head, self._hostname, redirect_port))
+                    counts.requests, counts.status = 1, 301
             else:
                 keep = self.http_keepalive or protocol == "http11"
                 self._serve_http(connection, peer, counts, core, keep, server_port)
@@ -287,22 +291,6 @@ class RequestHandler:
             parser.start_next_request()
             if not parser.buffer:
                 conn.set_read_timeout(self.idle_timeout)
-
-    def _redirect_to_https(self, conn: Connection, peer: Any, counts: _Counts,
-                           port: str) -> None:
-        """http-to-https: uWSGI's answer, a 301 to the same host and URI over https."""
-        head = self._head_or_error(conn, HttpRequestParser(self.buffer_size), peer, counts)
-        if head is None:
-            return
-        host = next((value for name, value in head.headers if name.lower() == "host"),
-                    self._hostname)
-        host = host[:host.index("]") + 1] if host.startswith("[") and "]" in host else \
-            host.partition(":")[0]
-        location = f"https://{host}{':' + port if port else ''}{head.target}"
-        conn.sendall(f"HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\n\r\n"
-                     .encode("latin-1"))
-        counts.requests += 1
-        counts.status = 301
 
     def _head_or_error(self, conn: Connection, parser: HttpRequestParser, peer: Any,
                        counts: _Counts) -> Any:
