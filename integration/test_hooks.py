@@ -58,8 +58,13 @@ def test_every_phase_runs_in_order_and_in_its_process(uzerg: InstanceStarter, ap
     ], wait_workers=2, env=env)
     assert http_get(inst.address())[0] == 200
     workers = set(inst.worker_pids(2))
-    wait_until(lambda: len([x for x in _lines(trace) if "accepting1" in x]) == 1, 10,
-               "worker 1's accepting1 hook")
+
+    def count(word: str) -> int:
+        return len([x for x in _lines(trace) if f" {word} " in x])
+
+    # the master's master-start and the workers' hooks run concurrently: wait for all
+    wait_until(lambda: (count("accepting1"), count("master-start"), count("post-fork"),
+                        count("accepting-once")) == (1, 1, 2, 2), 15, "every process's hooks")
     lines = _lines(trace)
     start_phases = [x for x in lines if not x.startswith("call")]
     assert start_phases == ["asap", "exec-asap", "as-root", "as-user HOOKED=yes", "pre-app",
@@ -71,8 +76,6 @@ def test_every_phase_runs_in_order_and_in_its_process(uzerg: InstanceStarter, ap
     assert by_phase["None"] == [inst.pid]  # call-post-app: in the master, before the fork
     assert by_phase["master-start"] == [inst.pid]
     assert set(by_phase["post-fork"]) == workers
-    wait_until(lambda: len([x for x in _lines(trace) if " accepting-once " in x]) == 2, 10,
-               "both workers' accepting-once")
     assert (tmp_path / "made").is_dir()
     assert (tmp_path / "written").read_text() == "some text"
     log = inst.log_text()
@@ -123,10 +126,18 @@ def test_a_failing_worker_hook_destroys_the_instance(uzerg: InstanceStarter, app
     inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
                         "--master", "--hook-accepting", f"unlink:{tmp_path / 'missing'}"],
                        wait_workers=None)
-    inst.wait_exit()
+    assert inst.wait_exit() == 1
     log = inst.log_text()
     assert f"hook-accepting = unlink:{tmp_path / 'missing'} failed (accepting): unlink " in log
     assert "No such file or directory" in log and "Traceback" not in log
+    assert "a worker's fatal hook failed, destroying the instance..." in log
+    # with lazy-apps the pre-app phase runs in each worker: same end
+    lazy = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--lazy-apps", "--processes", "2", "--hook-pre-app", "exec:exit 2"],
+                       wait_workers=None)
+    assert lazy.wait_exit() == 1
+    assert 'hook-pre-app = exec:exit 2 failed (pre app): command "exit 2" exited with ' \
+           "non-zero code: 2" in lazy.log_text()
 
 
 def test_a_failing_master_start_hook_stops_the_instance(uzerg: InstanceStarter, app_file: Path,

@@ -30,7 +30,12 @@ from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
 from uzerg.processes.stats import stats_log_text
-from uzerg.processes.worker import EXIT_NEED_APP, EXIT_RECYCLE, FORK_BLOCKED_SIGNALS
+from uzerg.processes.worker import (
+    EXIT_HOOK_FAILED,
+    EXIT_NEED_APP,
+    EXIT_RECYCLE,
+    FORK_BLOCKED_SIGNALS,
+)
 from uzerg.sockets import Listener
 
 log = structlog.get_logger()
@@ -412,6 +417,12 @@ class Master:
         wid = record.worker_id
         del self.workers[wid]
         code = os.waitstatus_to_exitcode(status)
+        if code == EXIT_HOOK_FAILED:
+            self.exit_status = 1
+            log.error("a worker's fatal hook failed, destroying the instance...",
+                      event_kind="hook_failed")
+            self.shutdown(graceful=False)
+            return
         if code == EXIT_NEED_APP:
             self.exit_status = EXIT_NEED_APP
             log.error("need-app requested, destroying the instance...", event_kind="need_app")

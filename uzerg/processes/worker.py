@@ -38,6 +38,7 @@ log = structlog.get_logger()
 
 EXIT_RECYCLE = 0  # max-requests / reload-on-rss / graceful stop: respawn without a DAMN
 EXIT_NEED_APP = 22  # lazy-apps + need-app: the app failed to load, the instance must stop
+EXIT_HOOK_FAILED = 23  # a fatal hook failed in the worker: the instance must stop (status 1)
 
 IDLE_POLL = 1.0  # seconds: how often an idle core checks its master and stray connections
 _LISTEN_EVENTS = select.EPOLLIN | select.EPOLLEXCLUSIVE
@@ -98,10 +99,10 @@ class Worker:
             for phase in self._accepting_phases():
                 run_phase(self.config, phase)
         except HookFailed as exc:
-            # uWSGI: a worker's fatal hook destroys the instance (SIGINT to the master)
+            # uWSGI: a worker's fatal hook destroys the instance (it sends the master SIGINT;
+            # a status of its own lets the master exit non-zero)
             log.error(str(exc), event_kind="hook_failed", worker=self.worker_id)
-            os.kill(self.master_pid, signal.SIGINT)
-            return exc.status
+            return EXIT_HOOK_FAILED
         except HookExit as exc:
             return exc.code
         if self.reload_on_rss:
