@@ -35,7 +35,7 @@ from uzerg.serve.connection import Connection, ReadTimeout, timeval
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.static import StaticMap, serve_static
-from uzerg.serve.tls import TlsConnection, handshake, https_redirect
+from uzerg.serve.tls import https_redirect, tls_connection
 from uzerg.serve.wsgi_io import (
     BodyReadError,
     ClientDisconnected,
@@ -144,17 +144,13 @@ class RequestHandler:
         """Serve every request of `conn` and close it. `protocol`: "uwsgi", "http" (one request
         per connection unless --http-keepalive) or "http11" (keep-alive). Optional: `core`, the
         thread's number for the log line; `server_port`, the listening port as text (saves a
-        getsockname() per connection); `tls`, the context of an HTTPS socket (the handshake
-        happens here, within the socket timeout); `redirect_port` for "https-redirect"
-        (http-to-https). Never raises."""
+        getsockname() per connection); `tls`: an HTTPS socket's context; `redirect_port`: for
+        "https-redirect" (http-to-https). Never raises."""
         counts = _Counts()
         connection = None
         try:
-            if tls is not None:
-                conn = handshake(tls, conn, self.socket_timeout)
-                connection = TlsConnection(conn, self.socket_timeout, self.https_export_cert)
-            else:
-                connection = Connection(conn, self.socket_timeout, self._timeval)
+            connection = Connection(conn, self.socket_timeout, self._timeval) if tls is None \
+                else tls_connection(tls, conn, self.socket_timeout, self.https_export_cert)
             if protocol == "uwsgi":
                 self._serve_uwsgi(connection, peer, counts, core)
             elif protocol == "https-redirect":  # http-to-https: every request gets a 301
@@ -241,9 +237,8 @@ class RequestHandler:
                 if head is not None and not head.has_body:
                     if server_port is None:
                         server_port = _server_port(conn.sock)
-                    env, var_count, var_size = self._http_environ(head, peer, server_port)
-                    if conn.tls is not None:
-                        env.update(conn.tls)
+                    env, var_count, var_size = self._http_environ(head, peer, server_port,
+                                                                  conn.tls)
                     env["wsgi.input"] = InputStream()
                     response = Response(conn, head.version, head.method == "HEAD", False,
                                         head.version == "HTTP/1.1")
@@ -257,9 +252,7 @@ class RequestHandler:
                 return
             if server_port is None:
                 server_port = _server_port(conn.sock)
-            env, var_count, var_size = self._http_environ(head, peer, server_port)
-            if conn.tls is not None:
-                env.update(conn.tls)
+            env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
             source = None
             if head.has_body:
                 source = HttpBody(conn, parser, head.expect_continue)
@@ -322,14 +315,16 @@ class RequestHandler:
             parser.feed(data)
 
     def _http_environ(
-        self, head: Any, peer: Any, server_port: str
+        self, head: Any, peer: Any, server_port: str, tls: dict[str, str] | None = None
     ) -> tuple[dict[str, Any], int, int]:
         """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log;
-        0, 0 when no request line can be logged)."""
+        0, 0 when no request line can be logged). `tls`: an HTTPS connection's variables."""
         base = self._http_bases.get(server_port)
         if base is None:
             base = self._http_base(server_port)
         env = base.copy()
+        if tls is not None:
+            env.update(tls)
         target = head.target
         if target[0] == "/":
             path, _, query = target.partition("?")

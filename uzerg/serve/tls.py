@@ -25,7 +25,8 @@ from uzerg.config.service_values import TlsSocketSpec
 from uzerg.serve.connection import Connection, ReadTimeout
 from uzerg.serve.wsgi_io import ClientDisconnected
 
-__all__ = ["TlsConnection", "TlsError", "handshake", "https_redirect", "server_context"]
+__all__ = ["TlsConnection", "TlsError", "handshake", "https_redirect", "server_context",
+           "tls_connection"]
 
 _SEND_CHUNK = 1 << 16
 
@@ -108,6 +109,12 @@ def https_redirect(head: Any, hostname: str, port: str) -> bytes:
         host = host.partition(":")[0]
     location = f"https://{host}{':' + port if port else ''}{head.target}"
     return f"HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\n\r\n".encode("latin-1")
+
+
+def tls_connection(context: ssl.SSLContext, conn: Any, timeout: float,
+                   export_cert: bool) -> TlsConnection:
+    """The handshake (bounded by ``timeout``), then the connection to serve."""
+    return TlsConnection(handshake(context, conn, timeout), timeout, export_cert)
 
 
 def tls_environ(tls: ssl.SSLSocket, export_cert: bool) -> dict[str, str]:
