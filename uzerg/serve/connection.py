@@ -33,7 +33,9 @@ def timeval(seconds: float) -> bytes:
 
 
 class Connection:
-    __slots__ = ("sock", "fd", "timeout", "_rcv_tv", "_rcv_armed", "_snd_armed", "tx", "tls")
+    __slots__ = ("sock", "fd", "timeout", "_rcv_tv", "_rcv_armed", "_snd_armed", "tx")
+    # TlsConnection: the environ's HTTPS variables (a class default: no store per connection)
+    tls: dict[str, str] | None = None
 
     def __init__(self, sock: socket.socket, timeout: float, packed: bytes | None = None) -> None:
         """`packed`: timeval(timeout), precomputed by the caller to save work per connection."""
@@ -46,7 +48,6 @@ class Connection:
         self._rcv_armed = b""
         self._snd_armed = False
         self.tx = 0
-        self.tls: dict[str, str] | None = None  # TlsConnection: the environ's HTTPS variables
 
     def recv(self, size: int) -> bytes:
         """Up to `size` bytes; b"" when the peer closed. Raises ClientDisconnected/ReadTimeout."""
