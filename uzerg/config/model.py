@@ -68,6 +68,8 @@ class Config:
     https: tuple[TlsSocketSpec, ...] = ()
     https2: tuple[TlsSocketSpec, ...] = ()
     ssl_option: tuple[int, ...] = ()
+    ssl_tmp_dir: str | None = None
+    ssl_verbose: bool = False
     https_export_cert: bool = False
     shared_socket: tuple[str, ...] = ()
     undeferred_shared_socket: tuple[str, ...] = ()

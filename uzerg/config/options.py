@@ -220,6 +220,10 @@ OPTIONS: tuple[Option, ...] = (
            "clientca=)", S, metavar="KEY=VAL,...", parse=parse_https2),
     Option("ssl-option", "list", "OR this OpenSSL SSL_OP_* number into the HTTPS contexts' "
            "options", S, metavar="N", parse=parse_int),
+    Option("ssl-tmp-dir", "string", "accepted: uzerg reads certificates from their files (no "
+           "inline PEM to store)", S, metavar="DIR", accepted_only=True),
+    Option("ssl-verbose", "flag", "accepted: failed TLS handshakes are always logged", S,
+           accepted_only=True),
     Option("https-export-cert", "flag", "put the client certificate (PEM) in HTTPS_CC", S),
     Option("shared-socket", "list", "declare a socket that other socket options use as =N "
            "(N counts shared-socket, then undeferred-shared-socket)", S, metavar="ADDR"),
