@@ -13,7 +13,13 @@ import pytest
 from uzerg.config import options
 from uzerg.config.load import ConfigError, format_config, load_config
 from uzerg.config.model import Config
-from uzerg.config.values import ZergPoolEntry, parse_int, parse_mode, parse_protocol
+from uzerg.config.values import (
+    NotANumber,
+    ZergPoolEntry,
+    parse_int,
+    parse_mode,
+    parse_protocol,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "uzerg" / "config"
 # the config layer is read by everything else; it must not depend on what runs the server
@@ -71,7 +77,6 @@ def test_typed_values_and_the_check_config_block_as_written(tmp_path: Path) -> N
     ("zergpool = /tmp/p", "zergpool: invalid zergpool syntax: /tmp/p"),
     ("zergpool = /tmp/p:,", "zergpool: invalid zergpool syntax: /tmp/p:, (no socket listed)"),
     ("env = NOEQUALS", "env: expected NAME=VALUE: NOEQUALS"),
-    ("processes = many", "processes: invalid integer: many"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path: Path, line: str, message: str) -> None:
     assert error_of(tmp_path, line) == f"{tmp_path / 'site.ini'}:2: {message}"
@@ -81,9 +86,60 @@ def test_parsers_alone() -> None:
     assert parse_int(" 12 ; twelve") == 12 and parse_int("-3") == -3
     assert parse_mode("600") == 0o600 and parse_mode(" 0777 ") == 0o777
     assert parse_protocol("uwsgi") == "uwsgi"
-    for bad in ("1.5", "", "0x10"):
-        with pytest.raises(ValueError, match="invalid integer"):
-            parse_int(bad)
+    for text, c_value in (("1.5", 1), ("", 0), ("0x10", 0), ("true", 0), ("30s", 30),
+                          ("8M", 8), ("$(UNSET)", 0), ("-2k", -2)):
+        with pytest.raises(NotANumber) as info:
+            parse_int(text)
+        assert info.value.value == c_value, text
+
+
+def load_warnings(tmp_path: Path, *lines: str) -> tuple[Config, list[str]]:
+    site = tmp_path / "site.ini"
+    site.write_text("[uwsgi]\n" + "\n".join(lines) + "\n")
+    config = load_config([str(site)], {}, write=lambda _t: None)
+    return config, [w.removeprefix(f"{site}:") for w in config.warnings]
+
+
+def test_numbers_are_read_as_uwsgi_reads_them_with_one_warning_each(tmp_path: Path) -> None:
+    """uWSGI 2.0.31 reads option numbers with C strtol: `post-buffering = true` is 0 there,
+    `harakiri = 30s` turns harakiri on with 30. uzerg applies the same value and warns once."""
+    config, warnings = load_warnings(
+        tmp_path, "post-buffering = true", "harakiri = 30s", "buffer-size = 8M",
+        "max-requests = 1000 ; a comment", "threads = yes", "listen = true")
+    assert (config.post_buffering, config.harakiri, config.buffer_size) == (0, 30, 8)
+    assert config.max_requests == 1000  # a number and a comment: that number, silently
+    assert (config.threads, config.listen) == (1, 1)  # below the minimum: the minimum
+    assert warnings == [
+        "2: post-buffering: 'true' is not a number; uWSGI reads it as 0, so does uzerg",
+        "3: harakiri: '30s' is not a number; uWSGI reads it as 30, so does uzerg",
+        "4: buffer-size: '8M' is not a number; uWSGI reads it as 8, so does uzerg",
+        "6: threads: 'yes' is not a number; uWSGI reads it as 0, below the minimum 1: "
+        "uzerg uses 1",
+        "7: listen: 'true' is not a number; uWSGI reads it as 0, below the minimum 1: "
+        "uzerg uses 1",
+    ]
+
+
+def test_an_unset_variable_as_a_number(tmp_path: Path) -> None:
+    """uWSGI keeps `$(UNSET)` literally and reads 0: with processes it starts a master with no
+    workers ("Operational MODE: no-workers"), serving nothing; uzerg runs one and says so."""
+    config, warnings = load_warnings(tmp_path, "processes = $(UWSGI_PROCESSES)")
+    assert config.processes == 1
+    assert warnings[-1] == ("2: processes: '$(UWSGI_PROCESSES)' is not a number; uWSGI reads "
+                            "it as 0, below the minimum 1: uzerg uses 1")
+
+
+def test_lenient_numbers_are_errors_under_strict(tmp_path: Path) -> None:
+    assert error_of(tmp_path, "strict = true\nprocesses = 4x") == (
+        f"{tmp_path / 'site.ini'}:3: processes: '4x' is not a number; uWSGI reads it as 4, "
+        "so does uzerg (strict mode)")
+
+
+def test_booleans_as_uwsgi_reads_them(tmp_path: Path) -> None:
+    for word, expected in (("1", True), ("0", False), ("true", True), ("false", False),
+                           ("yes", True), ("no", False), ("on", True), ("OFF", False)):
+        config, _ = load_warnings(tmp_path, f"master = {word}")
+        assert config.master is expected, word
 
 
 def _imported_modules(path: Path) -> set[str]:

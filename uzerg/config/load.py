@@ -21,6 +21,7 @@ from uzerg.config.expand import expand_entries
 from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
 from uzerg.config.model import Config
 from uzerg.config.options import Option
+from uzerg.config.values import NotANumber
 
 __all__ = ["Config", "ConfigError", "format_config", "load_config"]
 
@@ -194,21 +195,29 @@ def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, An
         if not raw.strip():
             resolver.warn(entry, "empty value ignored")
             return None
-        return raw, _parse(option, entry, raw)
+        return raw, _parse(option, entry, raw, resolver)
     if not raw.strip():
         return option.default, option.default  # `pidfile =` means "not set", not an empty path
-    return raw, _parse(option, entry, raw)
+    return raw, _parse(option, entry, raw, resolver)
 
 
-def _parse(option: Option, entry: Entry, raw: str) -> Any:
+def _parse(option: Option, entry: Entry, raw: str, resolver: _Resolver) -> Any:
+    """The typed value; a number as uWSGI reads it (NotANumber) is applied with a warning."""
     try:
         return option.parser(raw)
+    except NotANumber as lenient:
+        number = lenient.value
+        low = option.minimum is not None and number < option.minimum
+        resolver.warn(entry, f"{lenient}" + (
+            f", below the minimum {option.minimum}: uzerg uses {option.minimum}" if low
+            else ", so does uzerg"))
+        return option.minimum if low else number
     except ValueError as exc:
         raise _error(entry, str(exc)) from None
 
 
 def _to_int(option: Option, entry: Entry, raw: str, resolver: _Resolver) -> int:
-    number = _parse(option, entry, raw)
+    number = _parse(option, entry, raw, resolver)
     if option.minimum is not None and number < option.minimum:
         raise _error(entry, f"must be at least {option.minimum}: {raw}")
     if option.maximum is not None and number > option.maximum:

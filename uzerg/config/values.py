@@ -20,6 +20,7 @@ FALSE_WORDS = frozenset({"false", "off", "no", "0"})
 
 _INT = re.compile(r"[+-]?\d+")
 _INT_WITH_COMMENT = re.compile(r"([+-]?\d+)\s+[;#].*")
+_LEADING_INT = re.compile(r"[+-]?\d+")
 _MODE = re.compile(r"0?[0-7]{3}")
 
 
@@ -30,15 +31,29 @@ def parse_bool(value: str | None) -> bool:
     return value.strip().lower() not in FALSE_WORDS
 
 
+class NotANumber(ValueError):
+    """A number written as text uWSGI still reads: C ``strtol`` takes the leading digits
+    (``true`` → 0, ``30s`` → 30, ``8M`` → 8, ``$(UNSET)`` → 0). ``value`` is what uWSGI reads;
+    the loader applies it and warns once, with the line (issue 10)."""
+
+    def __init__(self, text: str, value: int) -> None:
+        super().__init__(f"{text!r} is not a number; uWSGI reads it as {value}")
+        self.text = text
+        self.value = value
+
+
 def parse_int(value: str) -> int:
-    """A decimal integer; an inline ``; comment`` after it is tolerated (uWSGI's atoi stops)."""
+    """A decimal integer, read as uWSGI reads it (C ``strtol``: leading digits, else 0).
+
+    A number followed by a ``; comment`` is that number (uWSGI has no inline comments but
+    strtol stops there). Any other text raises NotANumber carrying uWSGI's value.
+    """
     text = value.strip()
     match = _INT.fullmatch(text) or _INT_WITH_COMMENT.fullmatch(text)
-    if match is None:
-        unset = re.search(r"\$\(([^)]*)\)", value)
-        hint = f" (environment variable {unset.group(1)} is not set)" if unset else ""
-        raise ValueError(f"invalid integer: {value}{hint}")
-    return int(match.group(1) if match.re is _INT_WITH_COMMENT else match.group(0))
+    if match is not None:
+        return int(match.group(1) if match.re is _INT_WITH_COMMENT else match.group(0))
+    leading = _LEADING_INT.match(text)
+    raise NotANumber(value, int(leading.group(0)) if leading else 0)
 
 
 def parse_text(value: str) -> str:
