@@ -208,10 +208,10 @@ def test_reload_with_a_broken_configuration_keeps_running(
     ini.write_text(f"[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = {app_file}\n")
     inst = uzerg.start(["--ini", "site.ini"])
     workers = inst.worker_pids(1)
-    ini.write_text(ini.read_text() + "processes = many\n")
+    ini.write_text(ini.read_text() + "chmod-socket = rw\n")
     inst.send(signal.SIGHUP)
     line = inst.wait_for_log("reload aborted, the instance keeps running: ")
-    assert "site.ini:4: processes" in line
+    assert "site.ini:4: chmod-socket" in line
     assert "binary reloading" not in inst.log_text()
     assert inst.worker_pids(1) == workers
     assert http_get(inst.address(0))[0] == 200

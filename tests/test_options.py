@@ -111,7 +111,8 @@ def test_uwsgi_table_classification() -> None:
     classify = uwsgi_options.classify
     assert classify("plugins", "python3") == "silent"
     assert classify("plugins", "python311, python3") == "silent"
-    assert classify("plugins", "python3,logfile") == "warning"
+    assert classify("plugins", "python3,logfile,syslog") == "silent"  # uzerg's own loggers
+    assert classify("plugins", "python3,rsyslog") == "warning"
     for name in ("emperor", "legion-attach-daemon", "cron-legion", "unique-cron-legion",
                  "route", "route-run", "hook-emperor-start", "mule", "spooler", "ssl-socket",
                  "rails", "rack", "psgi", "gevent", "vassal-set", "exec-pre-jail"):
@@ -120,7 +121,7 @@ def test_uwsgi_table_classification() -> None:
     for name in ("attach-daemon", "smart-attach-daemon2", "cron", "cron2", "unique-cron",
                  "hook-pre-app", "exec-as-root", "call-asap"):
         assert options.lookup(name) is not None, name
-    for name in ("offload-threads", "log-date", "memory-report", "max-fd",
-                 "log-maxsize", "harakiri-verbose"):
+    for name in ("offload-threads", "log-alarm", "memory-report", "max-fd",
+                 "log-drain", "harakiri-verbose"):
         assert classify(name, "x") == "warning", name
     assert uwsgi_options.closest("proesses", sorted(uwsgi_options.KNOWN)) == "processes"

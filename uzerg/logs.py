@@ -9,6 +9,7 @@ the event text keeps uWSGI's wording, the keyword fields are for JSON consumers.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 import structlog
@@ -18,8 +19,29 @@ def _plain_renderer(_logger: Any, _name: str, event_dict: dict[str, Any]) -> str
     return str(event_dict.get("event", ""))
 
 
+def _dated_renderer(fmt: str) -> Any:
+    """``log-date``: uWSGI's ``DATE - `` prefix of the server's own lines (strftime form)."""
+
+    def render(_logger: Any, _name: str, event_dict: dict[str, Any]) -> str:
+        return f"{time.strftime(fmt)} - {event_dict.get('event', '')}"
+
+    render.plain = True  # type: ignore[attr-defined]
+    return render
+
+
 # the stream configure_logging() last gave to plain mode (None: JSON mode)
 _plain_stream: list[TextIO | None] = [None]
+# req-logger: the descriptor request lines go to in a worker (the master's request log pipe)
+_request_fd: list[int] = [-1]
+
+
+def set_request_fd(fd: int) -> None:
+    """Send request lines to ``fd`` (a worker, when the master runs request loggers)."""
+    _request_fd[0] = fd
+
+
+def request_fd() -> int:
+    return _request_fd[0]
 
 
 def plain_output() -> tuple[TextIO, list[Any]] | None:
@@ -31,11 +53,14 @@ def plain_output() -> tuple[TextIO, list[Any]] | None:
 
 
 def is_plain(processors: list[Any]) -> bool:
-    return bool(processors) and processors[-1] is _plain_renderer
+    return bool(processors) and (processors[-1] is _plain_renderer
+                                 or getattr(processors[-1], "plain", False))
 
 
-def configure_logging(*, json: bool = False, stream: TextIO | None = None) -> None:
-    """(Re)configure structlog for this process. Safe to call again after fork or --logto."""
+def configure_logging(*, json: bool = False, stream: TextIO | None = None,
+                      date_format: str | None = None) -> None:
+    """(Re)configure structlog for this process. Safe to call again after fork or --logto.
+    ``date_format`` (log-date): prefix each plain line with that strftime date and `` - ``."""
     out = stream if stream is not None else sys.stderr
     processors: list[Any] = [structlog.processors.add_log_level]
     if json:
@@ -44,7 +69,7 @@ def configure_logging(*, json: bool = False, stream: TextIO | None = None) -> No
             structlog.processors.JSONRenderer(),
         ]
     else:
-        processors.append(_plain_renderer)
+        processors.append(_dated_renderer(date_format) if date_format else _plain_renderer)
     structlog.configure(
         processors=processors,
         # WriteLogger writes "line\n" in one call (print() writes the newline separately):

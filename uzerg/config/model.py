@@ -12,7 +12,13 @@ from typing import Any
 
 from uzerg.config.ini import Origin
 from uzerg.config.service_values import CronSpec, DaemonSpec, TlsSocketSpec
-from uzerg.config.values import Protocol, ZergPoolEntry
+from uzerg.config.values import (
+    EncoderSpec,
+    LoggerSpec,
+    Protocol,
+    RouteSpec,
+    ZergPoolEntry,
+)
 
 __all__ = ["Config"]
 
@@ -151,6 +157,29 @@ class Config:
     stats: str | None = None
     stats_http: bool = False
     stats_prometheus: str | None = None
+    logger: tuple[LoggerSpec, ...] = ()
+    req_logger: tuple[LoggerSpec, ...] = ()
+    log_route: tuple[RouteSpec, ...] = ()
+    log_req_route: tuple[RouteSpec, ...] = ()
+    log_encoder: tuple[EncoderSpec, ...] = ()
+    log_req_encoder: tuple[EncoderSpec, ...] = ()
+    log_master: bool = False
+    log_master_bufsize: int = 8192
+    log_master_stream: bool = False
+    logto2: str | None = None
+    log_date: str | None = None
+    log_reopen: bool = False
+    log_maxsize: int = 0
+    log_backupname: str | None = None
+    log_x_forwarded_for: bool = False
+    log_slow: int = 0
+    log_big: int = 0
+    log_zero: bool = False
+    log_sendfile: bool = False
+    log_ioerror: bool = False
+    ignore_sigpipe: bool = False
+    ignore_write_errors: bool = False
+    disable_write_exception: bool = False
     log_json: bool = False
     ini: tuple[str, ...] = ()
     include: tuple[str, ...] = ()

@@ -8,7 +8,7 @@ well-known options of plugins that build lacks (internal routing needs PCRE; per
 
 Classification of a known uWSGI option that uzerg lacks:
 - ``silent``: ``plugins``/``plugin``/``plugins-dir`` naming only Python plugins (and ``http``/
-  ``corerouter``: uzerg serves HTTP itself);
+  ``corerouter``: uzerg serves HTTP itself; ``logfile``/``syslog``/``logsocket``: its loggers);
 - ``error``: the option changes what the service does or who it runs as, so running without it
   would be wrong (emperor, legions, routing, jail and Emperor hook phases, mules, spooler,
   uWSGI's TLS routers, other languages,
@@ -62,8 +62,10 @@ EXTRA_OPTIONS = frozenset(
 )
 KNOWN = frozenset(UWSGI_ARGS) | EXTRA_OPTIONS
 
-# plugins whose job uzerg does itself: the Python interpreter, and HTTP (served by the workers)
-PYTHON_PLUGINS = ("python", "python2", "python3", "http", "corerouter")
+# plugins whose job uzerg does itself: the Python interpreter, HTTP (served by the workers) and
+# the loggers (file/fd/stdio, syslog, socket: uzerg.logsinks)
+PYTHON_PLUGINS = ("python", "python2", "python3", "http", "corerouter", "logfile", "syslog",
+                  "logsocket")
 
 # prefixes (matching "name" or "name-...") of options whose absence changes the service
 _ERROR_PREFIXES = (

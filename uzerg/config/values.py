@@ -118,3 +118,88 @@ def parse_zergpool(value: str) -> ZergPoolEntry:
         except AddressError as exc:  # name the entry: a pool may list hundreds of sockets
             raise AddressError(f"{exc} in zergpool {value.strip()}") from None
     return ZergPoolEntry(address, sockets)
+
+
+CTIME_FORMAT = "%a %b %e %H:%M:%S %Y"  # what C ctime() prints
+LOGGER_PLUGINS = ("file", "fd", "stdio", "syslog", "socket")
+ENCODERS = ("prefix", "suffix", "nl", "format", "json")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggerSpec:
+    """One ``logger``/``req-logger`` value: ``[NAME ]PLUGIN[:ARG]`` (uWSGI's syntax)."""
+
+    name: str | None
+    plugin: str
+    arg: str
+
+    def __str__(self) -> str:
+        head = f"{self.name} " if self.name else ""
+        return f"{head}{self.plugin}:{self.arg}" if self.arg else f"{head}{self.plugin}"
+
+
+def parse_logger(value: str) -> LoggerSpec:
+    text = value.strip()
+    name: str | None = None
+    first, space, rest = text.partition(" ")
+    if space and first.isalnum():  # uWSGI: an alphanumeric word before a space is an id
+        name, text = first, rest.strip()
+    plugin, _, arg = text.partition(":")
+    if plugin not in LOGGER_PLUGINS:
+        raise ValueError(f"unknown logger plugin {plugin!r} (uzerg has "
+                         f"{', '.join(LOGGER_PLUGINS)})")
+    if plugin == "file" and not arg:
+        raise ValueError("file logger needs a path: file:/path/to/log")
+    if plugin == "socket" and not arg:
+        raise ValueError("socket logger needs an address: socket:host:port or socket:/path")
+    if plugin == "fd" and not arg.isdigit():
+        raise ValueError(f"fd logger needs a descriptor number: {value}")
+    return LoggerSpec(name, plugin, arg)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One ``log-route``/``log-req-route`` value: ``LOGGER REGEX``."""
+
+    logger: str
+    pattern: str
+
+    def __str__(self) -> str:
+        return f"{self.logger} {self.pattern}"
+
+
+def parse_route(value: str) -> RouteSpec:
+    logger, _, pattern = value.strip().partition(" ")
+    if not pattern:
+        raise ValueError(f"expected LOGGER REGEX: {value}")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return RouteSpec(logger, pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderSpec:
+    """One ``log-encoder`` value: ``NAME[:LOGGER] [ARGS]``."""
+
+    name: str
+    use_for: str | None
+    args: str
+
+    def __str__(self) -> str:
+        head = f"{self.name}:{self.use_for}" if self.use_for else self.name
+        return f"{head} {self.args}" if self.args else head
+
+
+def parse_encoder(value: str) -> EncoderSpec:
+    head, _, args = value.strip().partition(" ")
+    name, _, use_for = head.partition(":")
+    if name not in ENCODERS:
+        raise ValueError(f"unknown log encoder {name!r} (uzerg has {', '.join(ENCODERS)})")
+    return EncoderSpec(name, use_for or None, args)
+
+
+def parse_log_date(value: str) -> str:
+    """``log-date``: bare or a true word → uWSGI's ctime() prefix, else a strftime format."""
+    return CTIME_FORMAT if value.strip().lower() in ("", "true", "1", "on", "yes") else value

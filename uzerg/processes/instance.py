@@ -30,6 +30,7 @@ from uzerg.processes.daemons import Daemons, configured_daemons
 from uzerg.processes.fifo import FifoService
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
 from uzerg.processes.lifecycle import LifecycleService
+from uzerg.processes.logmaster import LogMaster, wants_log_master
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
     StartupError,
@@ -143,6 +144,12 @@ class Instance:
         run_startup_phase(config, "as-root")
         drop_privileges(config.uid, config.gid)
         run_startup_phase(config, "as-user")
+        if config.logto2 and self.state is None:
+            open_log_file(config.logto2)  # uWSGI's logto2: opened as the dropped user
+        services: list[MasterService] = []
+        if wants_log_master(config):
+            services.append(LogMaster(config, config.logto2 or config.logto or config.daemonize,
+                                      self.state.log_pipes if self.state else None))
         log.info(f"your server socket listen backlog is limited to {config.listen} connections",
                  event_kind="listen_backlog", backlog=config.listen)
         log.info(f"your mercy for graceful operations on workers is "
@@ -152,7 +159,7 @@ class Instance:
         threads = config.threads
         processes = config.processes
         scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
-        services: list[MasterService] = [self.zerg, self.lifecycle]
+        services.extend([self.zerg, self.lifecycle])
         if config.stats:
             services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats))
         if config.stats_prometheus:
@@ -204,9 +211,9 @@ class Instance:
             log.info("*** daemonizing uWSGI ***", event_kind="daemonize")
             daemonize(config.daemonize)
             self.daemonized = True
-        elif self.state is None and config.logto:
-            open_log_file(config.logto)
-        configure_logging(json=config.log_json, stream=sys.stderr)
+        elif config.logto and (self.state is None or config.log_reopen):
+            open_log_file(config.logto)  # log-reopen: a reload reopens it by name
+        configure_logging(json=config.log_json, stream=sys.stderr, date_format=config.log_date)
 
     def _attach(self) -> list[Any]:
         zergs = self.config.zerg

@@ -307,9 +307,12 @@ class Master:
                 for wid in sorted(self.cheaped)]
 
     def reopen_log(self) -> None:
-        path = self.config.logto or self.config.daemonize
+        path = self.config.logto2 or self.config.logto or self.config.daemonize
         if path:
             open_log_file(path)
+        for service in self.services:
+            service.reopen_logs()
+        if path:
             log.info(f"log file {path} reopened", event_kind="log_reopen")
 
     def log_stats(self) -> None:

@@ -46,6 +46,8 @@ class InheritedState:
     previous_workers: list[tuple[int, int]] = field(default_factory=list)
     daemonized: bool = False
     origin_cwd: str = ""
+    # the log master's pipes (read, write[, request read, request write]), kept open
+    log_pipes: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
         previous_workers=[(int(wid), int(pid)) for wid, pid in data.get("workers", ())],
         daemonized=bool(data.get("daemonized")),
         origin_cwd=str(data.get("cwd", "")),
+        log_pipes=[int(fd) for fd in data.get("log_pipes", ())],
     )
     for item in data.get("listeners", ()):
         sock = _adopt(int(item["fd"]))

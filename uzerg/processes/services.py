@@ -88,6 +88,9 @@ class MasterService(ABC):
         """The master reaped ``pid`` (not a worker): True if it was this service's child."""
         return False
 
+    def reopen_logs(self) -> None:  # noqa: B027 - optional hook
+        """Reopen the log files it writes, by name (fifo ``l``: a rotating tool moved them)."""
+
     @abstractmethod
     def close_in_worker(self) -> None: ...
 

@@ -109,6 +109,7 @@ class RequestHandler:
         self.http_keepalive = config.http_keepalive
         self.static = StaticMap(config.static_map)
         self.logger = RequestLogger(config, worker_id)
+        self.ignore_write_errors = config.ignore_write_errors
         # the CGI variable count/size of the log line are only worth computing when a request
         # line can be written at all (logging on, or log-4xx/log-5xx)
         self._count_vars = (
@@ -434,9 +435,10 @@ class RequestHandler:
             if not response.headers_sent:
                 response.status_code = 500
         except ClientDisconnected as exc:
-            log.info(f"uwsgi_response_write_body_do(): {exc.strerror} during "
-                     f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} "
-                     f"({env.get('REMOTE_ADDR', '')})", event_kind="client_gone")
+            if not self.ignore_write_errors:
+                log.info(f"uwsgi_response_write_body_do(): {exc.strerror} during "
+                         f"{env.get('REQUEST_METHOD', '')} {env.get('REQUEST_URI', '')} "
+                         f"({env.get('REMOTE_ADDR', '')})", event_kind="client_gone")
             ok = False
         except Exception:
             counts.exceptions += 1

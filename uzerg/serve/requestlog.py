@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from uzerg.config.model import Config
-from uzerg.logs import is_plain, plain_output
+from uzerg.logs import is_plain, plain_output, request_fd
 
 _FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
 
@@ -144,6 +144,16 @@ class RequestLogger:
         self.log_5xx = config.log_5xx
         self.json = config.log_json
         self.memory_report = config.memory_report
+        # uWSGI's conditional logging: these log a request even with disable-logging
+        self.slow_msecs = config.log_slow
+        self.big = config.log_big
+        self.zero = config.log_zero
+        self.sendfile = config.log_sendfile
+        self.ioerror = config.log_ioerror
+        self.conditional = bool(self.slow_msecs or self.big or self.zero or self.sendfile
+                                or self.ioerror)
+        # log-x-forwarded-for: uWSGI logs the header's value as the client address
+        self.addr_key = "HTTP_X_FORWARDED_FOR" if config.log_x_forwarded_for else "REMOTE_ADDR"
         self._times = _TimeCache()
         fmt = config.log_format
         self._chunks = self.compile(fmt) if fmt else None
@@ -152,6 +162,8 @@ class RequestLogger:
     def refresh(self) -> None:
         """Re-bind the structlog logger (call after reconfiguring logging)."""
         self._info = structlog.get_logger().bind().info
+        # req-logger: request lines go to the master's request log pipe, whole, one send each
+        self._request_fd = request_fd()
         # plain mode: write the line straight to the log stream, one write() per line, as
         # structlog's WriteLogger would (same bytes); structlog only costs time here
         self._processors: list[Any] = []
@@ -168,7 +180,7 @@ class RequestLogger:
                 self._fd = -1
         self._default_plain = (
             self._stream is not None and self._chunks is None and not self.memory_report
-            and is_plain(self._processors)
+            and is_plain(self._processors) and self._request_fd < 0
         )
         self._renderer = self._processors[-1] if self._default_plain else None
 
@@ -186,15 +198,32 @@ class RequestLogger:
             self._stream.flush()
 
     def wants(self, status: int) -> bool:
-        if not self.disabled:
+        """Whether a request with this status may be logged (see ``logs_this`` for the rest)."""
+        if not self.disabled or self.conditional:
             return True
         return (self.log_4xx and 400 <= status < 500) or (self.log_5xx and status >= 500)
 
-    def log(self, info: RequestInfo) -> None:
-        if not self.wants(info.status):
+    def logs_this(self, info: RequestInfo, via_sendfile: bool = False) -> bool:
+        """uWSGI's log_request(): logging on, or one of the conditions holds."""
+        if not self.disabled:
+            return True
+        status = info.status
+        return bool(
+            (self.zero and info.body_size == 0)
+            or (self.slow_msecs and info.micros // 1000 >= self.slow_msecs)
+            or (self.log_4xx and 400 <= status < 500) or (self.log_5xx and status >= 500)
+            or (self.big and info.body_size >= self.big)
+            or (self.sendfile and via_sendfile)
+            or (self.ioerror and info.read_errors > 0 and info.write_errors > 0)
+        )
+
+    def log(self, info: RequestInfo, via_sendfile: bool = False) -> None:
+        if not self.logs_this(info, via_sendfile):
             return
         line = self.format(info)
-        if self._stream is not None and is_plain(self._processors):
+        if self._request_fd >= 0:
+            _send_line(self._request_fd, line)
+        elif self._stream is not None and is_plain(self._processors):
             self._write(line)
         elif self.json:
             env = info.environ
@@ -227,7 +256,8 @@ class RequestLogger:
         header_count, header_size. The default line in plain mode skips RequestInfo and
         structlog (the common case, once per request)."""
         processors = self._processors  # is_plain(), inlined: this runs once per request
-        if self._default_plain and var_count >= 0 and processors[-1] is self._renderer:
+        if (self._default_plain and var_count >= 0 and processors[-1] is self._renderer
+                and not self.disabled):
             self._write(self._default_line(
                 env, var_count, var_size, start, micros, status, response.body_size,
                 response.header_count, response.header_size, worker_requests, total_requests,
@@ -248,7 +278,7 @@ class RequestLogger:
         info.modifier2 = modifier2
         info.write_errors = write_errors
         info.read_errors = read_errors
-        self.log(info)
+        self.log(info, response.via_sendfile)
 
     def _default_line(
         self, env: dict[str, Any], count: int, size: int, start: float, micros: int,
@@ -263,7 +293,7 @@ class RequestLogger:
         ctime = times._ctime if int(start) == times._ctime_sec else times.ctime(start)
         return (
             f"[pid: {self.pid}|app: {app_id}|req: {worker_requests}/{total_requests}] "
-            f"{env.get('REMOTE_ADDR', '')} ({env.get('REMOTE_USER', '')}) "
+            f"{env.get(self.addr_key, '')} ({env.get('REMOTE_USER', '')}) "
             f"{{{count} vars in {size} bytes}} [{ctime}] "
             f"{env.get('REQUEST_METHOD', '')} {uri} => generated {body_size} bytes in "
             f"{micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {status}) "
@@ -285,7 +315,7 @@ class RequestLogger:
 
     def _variable(self, name: str) -> Callable[[RequestInfo], Any]:
         if name in _ENVIRON_VARS:
-            key = _ENVIRON_VARS[name]
+            key = self.addr_key if name == "addr" else _ENVIRON_VARS[name]
             return lambda i: i.environ.get(key, "")
         if name.startswith("var."):
             key = name[4:]
@@ -327,6 +357,13 @@ class RequestLogger:
             "ioerr": lambda i: i.write_errors + i.read_errors,
         }
         return table.get(name, lambda i: "")
+
+
+def _send_line(fd: int, line: str) -> None:
+    try:
+        os.write(fd, (line + "\n").encode("utf-8", "surrogateescape"))
+    except OSError:
+        pass  # the master is gone or its pipe is full: uWSGI drops the line too
 
 
 def _dash(func: Callable[[RequestInfo], Any]) -> Callable[[RequestInfo], str]:

@@ -99,6 +99,7 @@ class Response:
     chunked = False
     declared_length: int | None = None
     body_size = 0
+    via_sendfile = False  # the body went out with sendfile() (log-sendfile)
     header_size = 0
     header_count = 0
     app_close = False
@@ -286,6 +287,7 @@ class Response:
         if self.chunked:
             self.conn.sendall(b"%x\r\n" % count)
         sent = self.conn.sendfile(fd, offset, count)
+        self.via_sendfile = True
         self.body_size += sent
         if self.chunked:
             self.conn.sendall(b"\r\n")
