@@ -7,10 +7,13 @@ logging (log-zero, log-slow, log-big with disable-logging) and log-x-forwarded-f
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
 from pathlib import Path
 
+import pytest
 from support.clients import http_get, http_request
 from support.processes import Instance, InstanceStarter, wait_until
 
@@ -186,3 +189,47 @@ def test_conditional_request_logging_and_x_forwarded_for(uzerg: InstanceStarter,
     line = instance.wait_for_log("GET /empty", count=2).strip()
     assert instance.log_text().count("] 203.0.113.9 () {") == 1, line
     instance.stop()
+
+
+SYSLOG_NAMESPACE = """
+set -e
+mkdir -p "$OLD_DEV"
+mount --bind /dev "$OLD_DEV"
+mount -t tmpfs tmpfs /dev
+for node in null zero random urandom; do
+    touch "/dev/$node"
+    mount --bind "$OLD_DEV/$node" "/dev/$node"
+done
+mkdir /dev/shm
+ln -s "$SYSLOG_SOCKET" /dev/log
+exec "$@"
+"""
+
+
+def test_syslog_logger_writes_to_dev_log(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    """syslog:IDENT,FACILITY sends what libc's syslog() sends to /dev/log. The instance runs
+    in a mount namespace of its own whose /dev/log is a datagram socket of the test."""
+    if not shutil.which("unshare") or os.geteuid() != 0:
+        pytest.skip("needs root and unshare for a private /dev")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "devlog.sock"))
+    listener.settimeout(15)
+    prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c", SYSLOG_NAMESPACE,
+              "sh"]
+    app = tmp_path / "logapp.py"
+    app.write_text(APP)
+    instance = uzerg.start(
+        ["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app), "--master",
+         "--logger", "stdio", "--logger", "syslog:myapp,local3", "--disable-logging"],
+        prefix=prefix, env={"OLD_DEV": str(tmp_path / "olddev"),
+                            "SYSLOG_SOCKET": str(tmp_path / "devlog.sock")})
+    assert http_get(instance.address(), "/err")[0] == 200
+    seen: list[bytes] = []
+    while not any(b"ERROR the database" in d for d in seen):
+        seen.append(listener.recv(65536))
+    line = next(d for d in seen if b"ERROR the database" in d)
+    # <PRI> = local3 (19) * 8 + info (6); then the date, the ident and the line
+    assert re.fullmatch(rb"<158>\w{3} [ \d]\d \d\d:\d\d:\d\d myapp: ERROR the database is gone",
+                        line), line
+    instance.stop()
+    listener.close()
