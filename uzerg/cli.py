@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: Config) -> int:
+    if config.optimize > sys.flags.optimize:
+        # uWSGI sets Py_OptimizeFlag before starting Python; here the interpreter is already
+        # running, so it is run again with -O/-OO (same pid, same arguments; a re-exec reload
+        # keeps sys.orig_argv, and so the flag)
+        argv = list(sys.orig_argv)
+        os.execv(sys.executable, [argv[0], "-" + "O" * config.optimize, *argv[1:]])
     # imported late: --check-config and --help never need it
     from uzerg.processes import instance as server
 

@@ -123,8 +123,14 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
         and options.parse_bool(e.value) for e in entries
     )
     known_names = sorted(set(options.BY_NAME) | uwsgi_options.KNOWN)
-    for entry in entries:
+    custom: dict[str, str] = {}  # declare-option: name → template
+    pending = list(reversed(entries))
+    while pending:
+        entry = pending.pop()
         if entry.immediate:
+            continue
+        if entry.key in custom and options.lookup(entry.key) is None:
+            pending.extend(reversed(_custom_entries(entry, custom[entry.key], len(pending))))
             continue
         option = options.lookup(entry.key)
         if option is not None:
@@ -132,6 +138,9 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
                 write(entry.value or "")
             elif option.name not in options.DIRECTIVES:
                 resolver.apply(option, entry)
+                if option.name in ("declare-option", "declare-option2") and entry.value:
+                    name, _, template = entry.value.partition("=")
+                    custom[name.strip()] = template
             continue
         _unknown_key(entry, referenced, known_names, resolver)
     if resolver.strict and collected:
@@ -143,6 +152,31 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
         set_options=tuple(resolver.order),
         shown=dict(resolver.shown),
     )
+
+
+_CUSTOM_ARG = re.compile(r"\$(\d+)")
+_MAX_CUSTOM_ENTRIES = 10000  # a custom option that names itself must not loop forever
+
+
+def _custom_entries(entry: Entry, template: str, queued: int) -> list[Entry]:
+    """uWSGI's declare-option: ``OPT=VAL[;OPT=VAL...]`` with ``$1``, ``$2``... replaced by the
+    custom option's space-separated arguments (a missing one is empty)."""
+    if queued > _MAX_CUSTOM_ENTRIES:
+        raise _error(entry, "custom option expands without end (declared in terms of itself?)")
+    args = (entry.value or "").split()
+
+    def arg(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return args[index - 1] if 0 < index <= len(args) else ""
+
+    made = []
+    for item in template.split(";"):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        made.append(Entry(key.strip(), _CUSTOM_ARG.sub(arg, value) if sep else None,
+                          entry.origin, f"{entry.shown_key} ({key.strip()})"))
+    return made
 
 
 def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],

@@ -42,6 +42,16 @@ class Config:
     need_app: bool = False
     single_interpreter: bool = False
     mount: tuple[str, ...] = ()
+    python_import: tuple[str, ...] = ()
+    shared_import: tuple[str, ...] = ()
+    pymodule_alias: tuple[str, ...] = ()
+    eval: str | None = None
+    paste: str | None = None
+    paste_logger: bool = False
+    chdir2: str | None = None
+    pyargv: str | None = None
+    optimize: int = 0
+    py_autoreload: int = 0
     manage_script_name: bool = False
     uid: str | None = None
     gid: str | None = None
@@ -147,6 +157,7 @@ class Config:
     unique_cron: tuple[CronSpec, ...] = ()
     cron2: tuple[CronSpec, ...] = ()
     cron_harakiri: int = 0
+    wsgi_disable_file_wrapper: bool = False
     static_map: tuple[str, ...] = ()
     logto: str | None = None
     disable_logging: bool = False
@@ -184,6 +195,8 @@ class Config:
     ini: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     strict: bool = False
+    declare_option: tuple[str, ...] = ()
+    declare_option2: tuple[str, ...] = ()
     print: tuple[str, ...] = ()
     show_config: bool = False
     check_config: bool = False

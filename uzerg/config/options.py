@@ -163,6 +163,27 @@ OPTIONS: tuple[Option, ...] = (
            short="i", accepted_only=True),
     Option("mount", "list", "mount an app under a URL prefix", P, metavar="/PREFIX=APP",
            parse=pair_parser("/PREFIX=APP")),
+    Option("python-import", "list", "import this module (or .py file) before the app, where "
+           "the app loads", P, aliases=("import", "pyimport", "py-import"), metavar="MODULE"),
+    Option("shared-import", "list", "import this module in the master, before any app", P,
+           aliases=("shared-pyimport", "shared-py-import", "shared-python-import"),
+           metavar="MODULE"),
+    Option("pymodule-alias", "list", "make `import NAME` give this module (or .py file)", P,
+           metavar="NAME=MODULE", parse=pair_parser("NAME=MODULE")),
+    Option("eval", "string", "Python code defining the WSGI callable", P, metavar="CODE"),
+    Option("paste", "string", "load the app from a PasteDeploy config (the paste extra)", P,
+           metavar="config:FILE"),
+    Option("paste-logger", "flag", "configure logging from the paste config's [loggers]", P),
+    Option("chdir2", "string", "chdir to this directory after loading the app", P,
+           metavar="DIR"),
+    Option("pyargv", "string", "the app's sys.argv after 'uwsgi' (split on spaces)", P,
+           metavar="ARGS"),
+    Option("optimize", "int", "Python optimisation level (the interpreter is re-run with -O)",
+           P, 0, short="O", metavar="N", minimum=0, maximum=2),
+    Option("py-autoreload", "int", "reload gracefully when a loaded module's file changes, "
+           "checking every N seconds (0: off)", P, 0,
+           aliases=("py-auto-reload", "python-auto-reload", "python-autoreload"),
+           metavar="SECONDS", minimum=0),
     Option("manage-script-name", "flag", "set SCRIPT_NAME/PATH_INFO from the mountpoint", P),
     Option("uid", "string", "drop privileges to this user (name or number)", P, metavar="USER"),
     Option("gid", "string", "drop privileges to this group (name or number)", P,
@@ -317,6 +338,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("cron-harakiri", "int", "kill a cron command still running after this many seconds "
            "(0: never)", K, 0, metavar="SECONDS", minimum=0),
     # serving
+    Option("wsgi-disable-file-wrapper", "flag", "offer no wsgi.file_wrapper to the app", V),
     Option("static-map", "list", "serve files of a directory under a URL prefix", V,
            metavar="/URL=/DIR", parse=pair_parser("/URL=/DIR")),
     # logs and stats
@@ -379,6 +401,11 @@ OPTIONS: tuple[Option, ...] = (
            metavar="FILE[:SECTION]"),
     Option("include", "list", "load an INI file in place", C, metavar="FILE"),
     Option("strict", "flag", "turn every configuration warning into an error", C),
+    Option("declare-option", "list", "declare a custom option: NAME=OPT=VAL[;OPT=VAL...] with "
+           "$1, $2... for its arguments", C, metavar="NAME=OPT=VALUE[;...]",
+           parse=pair_parser("NAME=OPT=VALUE[;...]")),
+    Option("declare-option2", "list", "declare a custom option (as declare-option)", C,
+           metavar="NAME=OPT=VALUE[;...]", parse=pair_parser("NAME=OPT=VALUE[;...]")),
     Option("print", "list", "print this text while loading the configuration", C,
            metavar="TEXT"),
     Option("show-config", "flag", "accepted: uzerg prints the config with --check-config", C),

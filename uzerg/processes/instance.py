@@ -34,6 +34,7 @@ from uzerg.processes.logmaster import LogMaster, wants_log_master
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
     StartupError,
+    change_directory,
     daemonize,
     drop_privileges,
     open_log_file,
@@ -51,6 +52,7 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
+from uzerg.serve.pyoptions import PythonOptionError, prepare_interpreter
 from uzerg.sockets import (
     Listener,
     build_listeners,
@@ -155,6 +157,10 @@ class Instance:
         log.info(f"your mercy for graceful operations on workers is "
                  f"{config.worker_reload_mercy} seconds", event_kind="mercy")
         set_process_title(config, "uzerg master")
+        try:
+            prepare_interpreter(config)  # pyargv, pymodule-alias, shared-import
+        except PythonOptionError as exc:
+            raise StartupError(str(exc)) from None
         app_factory = self._app_factory() if self.listeners else _no_app_needed
         threads = config.threads
         processes = config.processes
@@ -263,6 +269,8 @@ class Instance:
             run_phase(config, "pre-app")  # HookFailed: the caller stops the instance
             try:
                 app = load_application(config)
+                if config.chdir2:
+                    change_directory(config.chdir2)
             except AppLoadError as exc:
                 log.error(str(exc), event_kind="app_load_error")
                 if need_app:

@@ -166,13 +166,8 @@ def set_process_title(config: Config, name: str) -> None:
 
 def prepare_environment(config: Config) -> None:
     """--chdir, --env K=V and --home: what the app sees, set up in the master before loading."""
-    chdir = config.chdir
-    if chdir:
-        try:
-            os.chdir(chdir)
-        except OSError as exc:
-            raise StartupError(f"chdir(): {chdir}: {exc.strerror}") from None
-        log.info(f"chdir() to {chdir}", event_kind="chdir", path=chdir)
+    if config.chdir:
+        change_directory(config.chdir)
     for item in config.env:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -181,6 +176,15 @@ def prepare_environment(config: Config) -> None:
     home = config.home
     if home:
         add_virtualenv(home)
+
+
+def change_directory(path: str) -> None:
+    """--chdir (before loading the app) and --chdir2 (after)."""
+    try:
+        os.chdir(path)
+    except OSError as exc:
+        raise StartupError(f"chdir(): {path}: {exc.strerror}") from None
+    log.info(f"chdir() to {path}", event_kind="chdir", path=path)
 
 
 def add_virtualenv(home: str) -> None:

@@ -31,6 +31,7 @@ from uzerg.config.model import Config
 from uzerg.processes.hooks import HookExit, HookFailed, run_phase
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import Scoreboard
+from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.sockets import Listener
 
@@ -96,6 +97,8 @@ class Worker:
             self.handler = RequestHandler(
                 app, self.config, self.worker_id, total_requests=self._count_total
             )
+            if self.config.py_autoreload:
+                ModuleWatcher(self.config.py_autoreload, self.master_pid).start()
             for phase in self._accepting_phases():
                 run_phase(self.config, phase)
         except HookFailed as exc:

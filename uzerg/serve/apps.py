@@ -20,6 +20,13 @@ from typing import Any
 import structlog
 
 from uzerg.config.model import Config
+from uzerg.serve.pyoptions import (
+    PythonOptionError,
+    add_python_paths,
+    eval_application,
+    import_app_modules,
+    paste_application,
+)
 
 log = structlog.get_logger()
 
@@ -32,26 +39,30 @@ class AppLoadError(Exception):
 
 def load_application(config: Config) -> WSGIApp:
     """Import the app named by the config (cwd is already `config.chdir`)."""
-    # as uWSGI: "." (the --chdir directory) is importable, and each --pythonpath entry is
-    # inserted at the front in turn, so the last one given is searched first
-    if "." not in sys.path:
-        sys.path.insert(0, ".")
-    for path in config.pythonpath:
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    importlib.invalidate_caches()  # "." may name another directory than when it was cached
+    add_python_paths(config)
     callable_name = config.callable
     main: WSGIApp | None = None
     module = config.module
     wsgi_file = config.wsgi_file
-    if module:
+    try:
+        import_app_modules(config)
+        if config.eval:
+            main = eval_application(config.eval, callable_name)
+        elif config.paste:
+            main = paste_application(config.paste, config.paste_logger)
+    except PythonOptionError as exc:
+        raise AppLoadError(str(exc)) from None
+    if main is not None:
+        pass
+    elif module:
         main = _load_target(module, callable_name, as_file=False)
     elif wsgi_file:
         main = _load_target(wsgi_file, callable_name, as_file=True)
     mounts = config.mount
     if not mounts:
         if main is None:
-            raise AppLoadError("no application configured (use --module, --wsgi-file or --mount)")
+            raise AppLoadError("no application configured (use --module, --wsgi-file, --mount, "
+                               "--eval or --paste)")
         return main
     apps: list[tuple[str, WSGIApp]] = []
     for entry in mounts:

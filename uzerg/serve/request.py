@@ -134,6 +134,8 @@ class RequestHandler:
             "wsgi.url_scheme": "http",
             "SCRIPT_NAME": "",
         }
+        if config.wsgi_disable_file_wrapper:
+            del self._base["wsgi.file_wrapper"]
 
     # -- connection -------------------------------------------------------------------------
 
