@@ -161,3 +161,18 @@ def test_the_config_layer_imports_nothing_from_the_server() -> None:
         bad = sorted(name for name in _imported_modules(path)
                      if name.startswith(FORBIDDEN))
         assert bad == [], f"{path.name} imports {bad}"
+
+
+def test_tuning_options_keep_a_warning_that_says_what_uzerg_does(tmp_path: Path) -> None:
+    _, warnings = load_warnings(tmp_path, "thunder-lock = true", "offload-threads = 4",
+                                "cpu-affinity = 1", "buffer-size = 100000",
+                                "no-orphans = true", "plugins = python3,logfile")
+    assert warnings == [
+        "2: thunder-lock: no effect: uzerg's workers block in accept() on the shared socket "
+        "and the kernel wakes one of them per connection (no lock needed)",
+        "3: offload-threads: uWSGI option not implemented by uzerg, ignored: uzerg's workers "
+        "send files themselves with sendfile()",
+        "4: cpu-affinity: uWSGI option not implemented by uzerg, ignored: uzerg leaves the "
+        "placement of workers on CPUs to the kernel's scheduler",
+        "5: buffer-size: 100000 is above the maximum 65535, using 65535",
+    ]  # no-orphans is what uzerg's workers do anyway; plugins naming loggers uzerg has

@@ -121,7 +121,7 @@ def test_uwsgi_table_classification() -> None:
     for name in ("attach-daemon", "smart-attach-daemon2", "cron", "cron2", "unique-cron",
                  "hook-pre-app", "exec-as-root", "call-asap"):
         assert options.lookup(name) is not None, name
-    for name in ("offload-threads", "log-alarm", "memory-report", "max-fd",
+    for name in ("offload-threads", "log-alarm", "memory-report", "limit-as",
                  "log-drain", "harakiri-verbose"):
         assert classify(name, "x") == "warning", name
     assert uwsgi_options.closest("proesses", sorted(uwsgi_options.KNOWN)) == "processes"

@@ -107,17 +107,19 @@ def unreferenced_shared_sockets(config: Config) -> list[str]:
             if text not in used]
 
 
-def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> None:
-    """As uWSGI: a --listen above net.core.somaxconn is an error, not a silent truncation."""
+def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> str | None:
+    """A --listen above net.core.somaxconn: the warning to log (uWSGI 2.0.31 exits there; the
+    kernel caps the queue, so uzerg runs with the cap and says so, as issue 10 asks), or None."""
     try:
         with open(path, encoding="ascii") as handle:
             limit = int(handle.read().strip())
     except (OSError, ValueError):
-        return
+        return None
     if backlog > limit:
-        raise StartupError(
-            f"Listen queue size is greater than the system max net.core.somaxconn ({limit})."
-        )
+        return (f"Listen queue size is greater than the system max net.core.somaxconn "
+                f"({limit}): uzerg runs with the kernel's cap of {limit} (raise "
+                f"net.core.somaxconn for a longer queue)")
+    return None
 
 
 def build_listeners(
@@ -129,7 +131,9 @@ def build_listeners(
     """Bind the configured sockets (reusing ``inherited`` ones of the same address, or the
     ``activated`` ones systemd passed) and append the ``received`` zerg sockets (objects with
     ``.sock`` and ``.protocol``)."""
-    check_listen_backlog(config.listen)
+    capped = check_listen_backlog(config.listen)
+    if capped:
+        log.warning(capped, event_kind="listen_capped", backlog=config.listen)
     default_protocol = config.protocol or "uwsgi"
     explicit_protocol = config.protocol is not None
 

@@ -101,6 +101,8 @@ class _Resolver:
             return
         shown, value = converted
         name = option.name
+        if option.warns and value:
+            self.warn(entry, option.warns)
         if option.kind == "list":
             value = (*self.values.get(name, ()), value)
             shown = (*self.shown.get(name, ()), shown)
@@ -194,7 +196,9 @@ def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
                               "feature; running without it would change the service"
                               + (f" ({hint})" if hint else ""))
         if severity == "warning":
-            resolver.warn(entry, "uWSGI option not implemented by uzerg, ignored")
+            instead = uwsgi_options.INSTEAD.get(key)
+            resolver.warn(entry, "uWSGI option not implemented by uzerg, ignored"
+                          + (f": {instead}" if instead else ""))
         return
     if entry.placeholder:
         return

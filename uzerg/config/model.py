@@ -115,6 +115,8 @@ class Config:
     max_requests: int = 0
     reload_on_rss: int = 0
     worker_reload_mercy: int = 60
+    max_fd: int = 0
+    no_orphans: bool = False
     die_on_term: bool = False
     touch_reload: tuple[str, ...] = ()
     pidfile: str | None = None

@@ -67,6 +67,9 @@ class Option:
     accepted_only: bool = False
     minimum: int | None = None
     maximum: int | None = None
+    # a tuning option with no effect in uzerg: the one-line warning given when it is turned on,
+    # saying what uzerg does instead (issue 10: such options keep a warning)
+    warns: str | None = None
     # one written value (a list option: one item) → its typed value; ValueError if invalid.
     # None: the kind's parser (parse_bool, parse_int, the text as written)
     parse: Callable[[str], Any] | None = None
@@ -268,7 +271,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("vacuum", "flag", "remove unix sockets and pidfile at exit", S),
     Option("reuse-port", "flag", "set SO_REUSEPORT on TCP sockets", S),
     Option("thunder-lock", "flag", "accepted: the kernel serialises accept() already", S,
-           accepted_only=True),
+           accepted_only=True, warns="no effect: uzerg's workers block in accept() on the "
+           "shared socket and the kernel wakes one of them per connection (no lock needed)"),
     Option("buffer-size", "int", "maximum size of a request header block", S, 4096, short="b",
            metavar="BYTES", minimum=1, maximum=65535),
     Option("socket-timeout", "int", "socket timeout in seconds", S, 4, short="z",
@@ -302,6 +306,10 @@ OPTIONS: tuple[Option, ...] = (
            metavar="MB", minimum=0),
     Option("worker-reload-mercy", "int", "seconds a stopping worker gets before SIGKILL", L, 60,
            metavar="SECONDS", minimum=0),
+    Option("max-fd", "int", "set the descriptor limit (RLIMIT_NOFILE) to N (0: leave it)", L, 0,
+           metavar="N", minimum=0),
+    Option("no-orphans", "flag", "accepted: workers always exit when their master dies", L,
+           accepted_only=True),
     Option("die-on-term", "flag", "accepted: SIGTERM always shuts down", L),
     Option("touch-reload", "list", "reload when this file is touched", L, metavar="FILE"),
     Option("pidfile", "string", "write the master pid to this file", L, metavar="FILE"),

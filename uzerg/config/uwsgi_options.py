@@ -105,6 +105,20 @@ _REFUSAL_HINTS = {
 }
 
 
+# tuning options that stay warnings: what uzerg does instead (issue 10)
+INSTEAD = {
+    "offload-threads": "uzerg's workers send files themselves with sendfile()",
+    "offload-thread": "uzerg's workers send files themselves with sendfile()",
+    "cpu-affinity": "uzerg leaves the placement of workers on CPUs to the kernel's scheduler",
+    "cheaper": "uzerg runs the configured number of workers all the time",
+    "cheaper-initial": "uzerg runs the configured number of workers all the time",
+    "cheaper-step": "uzerg runs the configured number of workers all the time",
+    "cheaper-algo": "uzerg runs the configured number of workers all the time",
+    "procname": "uzerg names its processes with auto-procname/procname-prefix",
+    "touch-logreopen": "reopen the logs with the master fifo's 'l' or a reload",
+}
+
+
 def refusal_hint(name: str) -> str:
     """A short suggestion for a refused option, or ""."""
     for prefix, hint in _REFUSAL_HINTS.items():

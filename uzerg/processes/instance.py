@@ -40,6 +40,7 @@ from uzerg.processes.process import (
     open_log_file,
     prepare_environment,
     remove_pidfile,
+    set_max_fd,
     set_process_title,
     write_pidfile,
 )
@@ -121,6 +122,8 @@ class Instance:
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
         cheaper = self._cheaper()
         prepare_environment(config)
+        if config.max_fd:
+            set_max_fd(config.max_fd)
         log.info(f"current working directory: {os.getcwd()}", event_kind="cwd")
         if config.pidfile and not _same_file(config.pidfile, config.takeover):
             write_pidfile(config.pidfile)  # takeover writes its pidfile once it took over

@@ -11,6 +11,7 @@ import glob
 import grp
 import os
 import pwd
+import resource
 import site
 import sys
 
@@ -176,6 +177,17 @@ def prepare_environment(config: Config) -> None:
     home = config.home
     if home:
         add_virtualenv(home)
+
+
+def set_max_fd(limit: int) -> None:
+    """--max-fd: soft and hard RLIMIT_NOFILE to ``limit`` (raising it needs root); as uWSGI,
+    a refusal is logged and the instance runs with the limit it has."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    except (OSError, ValueError) as exc:
+        log.error(f"setrlimit(): {exc}", event_kind="max_fd")
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    log.info(f"detected max file descriptor number: {soft}", event_kind="max_fd", limit=soft)
 
 
 def change_directory(path: str) -> None:
