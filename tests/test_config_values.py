@@ -176,3 +176,8 @@ def test_tuning_options_keep_a_warning_that_says_what_uzerg_does(tmp_path: Path)
         "placement of workers on CPUs to the kernel's scheduler",
         "5: buffer-size: 100000 is above the maximum 65535, using 65535",
     ]  # no-orphans is what uzerg's workers do anyway; plugins naming loggers uzerg has
+
+
+def test_a_tuning_note_does_not_fail_strict_mode(tmp_path: Path) -> None:
+    config, warnings = load_warnings(tmp_path, "strict = true", "thunder-lock = true")
+    assert config.thunder_lock and warnings[0].startswith("3: thunder-lock: no effect")

@@ -102,7 +102,9 @@ class _Resolver:
         shown, value = converted
         name = option.name
         if option.warns and value:
-            self.warn(entry, option.warns)
+            # an option uzerg accepts, with its effect provided otherwise: a note that strict
+            # mode does not escalate (uWSGI's strict accepts every option it knows)
+            self.warnings.append(f"{entry.origin}: {entry.shown_key}: {option.warns}")
         if option.kind == "list":
             value = (*self.values.get(name, ()), value)
             shown = (*self.shown.get(name, ()), shown)
