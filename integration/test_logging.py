@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 from pathlib import Path
 
@@ -51,10 +52,16 @@ def start(uzerg: InstanceStarter, tmp_path: Path, *lines: str, workers: int = 1,
     ini.write_text("[uwsgi]\nmaster = true\nhttp-socket = 127.0.0.1:0\n"
                    f"processes = {workers}\nwsgi-file = {app}\n" + "\n".join(lines) + "\n")
     instance = uzerg.start(["--ini", str(ini)], wait_workers=None if log else workers)
-    if log is not None:
+    if log is None:
+        return instance, instance.address()
+    output, instance.log_path = instance.log_path, log
+    instance.wait_ready(workers)
+    uzerg.track(instance)
+    if "bound to" not in text(log):  # logto2: opened after the sockets were bound
+        instance.log_path = output
+        address = instance.address()
         instance.log_path = log
-        instance.wait_ready(workers)
-        uzerg.track(instance)
+        return instance, address
     return instance, instance.address()
 
 
@@ -233,3 +240,25 @@ def test_syslog_logger_writes_to_dev_log(uzerg: InstanceStarter, tmp_path: Path)
                         line), line
     instance.stop()
     listener.close()
+
+
+def test_sighup_with_log_reopen_writes_to_a_new_file(uzerg: InstanceStarter,
+                                                     tmp_path: Path) -> None:
+    """A rotating tool moves the file away and sends SIGHUP (a graceful reload): with
+    log-reopen the reloaded master opens the file by name again (logto2 here: uWSGI's log
+    file opened after the privileges drop)."""
+    log = tmp_path / "main.log"
+    instance, address = start(uzerg, tmp_path, f"logto2 = {log}", "log-reopen = true", log=log)
+    assert http_get(address, "/before")[0] == 200
+    wait_until(lambda: "GET /before" in text(log), 10, "the first request line")
+    log.rename(tmp_path / "main.log.1")
+    instance.send(signal.SIGHUP)
+    wait_until(lambda: "gracefully (RE)spawned uWSGI master" in text(log), 20,
+               "the reloaded master's lines in a new file")
+    instance.log_path = log
+    instance.wait_ready(1)
+    assert http_get(address, "/after")[0] == 200
+    wait_until(lambda: "GET /after" in text(log), 10, "the next request line in the new file")
+    assert "GET /after" not in text(tmp_path / "main.log.1")
+    uzerg.track(instance)
+    instance.stop()

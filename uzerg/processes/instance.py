@@ -149,7 +149,7 @@ class Instance:
         run_startup_phase(config, "as-root")
         drop_privileges(config.uid, config.gid)
         run_startup_phase(config, "as-user")
-        if config.logto2 and self.state is None:
+        if config.logto2 and (self.state is None or config.log_reopen):
             open_log_file(config.logto2)  # uWSGI's logto2: opened as the dropped user
         services: list[MasterService] = []
         if wants_log_master(config):
@@ -222,6 +222,8 @@ class Instance:
             self.daemonized = True
         elif config.logto and (self.state is None or config.log_reopen):
             open_log_file(config.logto)  # log-reopen: a reload reopens it by name
+        elif config.daemonize and config.log_reopen:
+            open_log_file(config.daemonize)
         configure_logging(json=config.log_json, stream=sys.stderr, date_format=config.log_date)
 
     def _attach(self) -> list[Any]:
