@@ -112,9 +112,7 @@ class RequestHandler:
         self.ignore_write_errors = config.ignore_write_errors
         # the CGI variable count/size of the log line are only worth computing when a request
         # line can be written at all (logging on, or log-4xx/log-5xx)
-        self._count_vars = (
-            not self.logger.disabled or self.logger.log_4xx or self.logger.log_5xx
-        )
+        self._count_vars = self.logger.may_log
         self._http_bases: dict[str, dict[str, Any]] = {}
         self.total_requests = total_requests
         self.shutting_down = False  # set by the worker: finish the current request, then close

@@ -197,6 +197,11 @@ class RequestLogger:
             self._stream.write(line + "\n")
             self._stream.flush()
 
+    @property
+    def may_log(self) -> bool:
+        """Whether any request line can be written at all (else its numbers need no counting)."""
+        return not self.disabled or self.log_4xx or self.log_5xx or self.conditional
+
     def wants(self, status: int) -> bool:
         """Whether a request with this status may be logged (see ``logs_this`` for the rest)."""
         if not self.disabled or self.conditional:
