@@ -111,7 +111,7 @@ class RequestHandler:
         self.logger = RequestLogger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
         # the CGI variable count/size of the log line are only worth computing when a request
-        # line can be written at all (logging on, or log-4xx/log-5xx)
+        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
         self._count_vars = self.logger.may_log
         self._http_bases: dict[str, dict[str, Any]] = {}
         self.total_requests = total_requests
