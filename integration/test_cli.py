@@ -52,7 +52,7 @@ def test_config_error_is_one_line_exit_1(tmp_path: Path) -> None:
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.splitlines() == [
         f"uzerg: warning: {site}:3: offload-threads: uWSGI option not implemented by uzerg, "
-        "ignored",
+        "ignored: uzerg's workers send files themselves with sendfile()",
         f"uzerg: {site}:4: zergpool: invalid zergpool syntax: /tmp/p",
     ]
 

@@ -189,7 +189,8 @@ def test_unknown_keys_are_sorted(tmp_path: Path) -> None:
     c = load(str(f))
     assert c.warnings == (
         f"{f}:3: proesses: unknown option, ignored (did you mean `processes`?)",
-        f"{f}:4: offload-threads: uWSGI option not implemented by uzerg, ignored",
+        f"{f}:4: offload-threads: uWSGI option not implemented by uzerg, ignored: uzerg's "
+        "workers send files themselves with sendfile()",
     )
     emperor = tmp_path / "e.ini"
     emperor.write_text("[uwsgi]\nmaster = 1\nemperor = /etc/uwsgi/vassals\n")
@@ -211,11 +212,11 @@ def test_strict_applies_from_where_it_is_set(tmp_path: Path) -> None:
 
 def test_warnings_before_an_error_are_kept(tmp_path: Path) -> None:
     f = tmp_path / "a.ini"
-    f.write_text("[uwsgi]\noffload-threads = 2\nchmod-socket = rw\n")
+    f.write_text("[uwsgi]\nharakiri-verbose = true\nchmod-socket = rw\n")
     with pytest.raises(ConfigError) as info:
         load(str(f))
-    assert info.value.warnings == (f"{f}:2: offload-threads: uWSGI option not implemented "
-                                   "by uzerg, ignored",)
+    assert info.value.warnings == (f"{f}:2: harakiri-verbose: uWSGI option not implemented by "
+                                   "uzerg, ignored",)
 
 
 def test_format_config_lists_each_value_in_order() -> None:
