@@ -331,8 +331,10 @@ def test_accepted_options_change_nothing_visible(uzerg: InstanceStarter) -> None
         status, _, echoed = read_one_response(sock)
     assert status == 200 and echoed == body
     text = inst.log_text()
-    for name in ("single-interpreter", "thunder-lock", "post-buffering"):
+    for name in ("single-interpreter", "post-buffering"):
         assert name not in text, text  # no warning about them
+    # issue 10: a tuning option keeps a one-line note saying what uzerg does instead
+    assert text.count("thunder-lock") == 1 and "no lock needed" in text
 
 
 def test_procname_prefix_callable_and_pythonpath(uzerg: InstanceStarter,

@@ -3,8 +3,10 @@ and of the workers it forks (uWSGI's setrlimit(RLIMIT_NOFILE))."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import pytest
 from support.processes import InstanceStarter
 
 
@@ -22,4 +24,33 @@ def test_max_fd_sets_the_limit_of_every_process(uzerg: InstanceStarter, app_file
     assert "detected max file descriptor number: 777" in inst.log_text()
     for pid in [inst.pid, *inst.worker_pids(2)]:
         assert _nofile(pid) == (777, 777)
+    assert inst.stop() == 0
+
+
+WRITER_APP = '''
+import os
+
+def application(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    for _ in range(400):
+        write(b"x" * 65536)
+    open(os.path.join(os.path.dirname(__file__), "finished"), "w").close()
+    return []
+'''
+
+
+@pytest.mark.parametrize("disabled", [True, False])
+def test_disable_write_exception(uzerg: InstanceStarter, tmp_path: Path, disabled: bool) -> None:
+    """With disable-write-exception the app's write() to a client that went away does not
+    raise: the app runs to its end. Without it the write raises (uWSGI's IOError)."""
+    app = tmp_path / "writer.py"
+    app.write_text(WRITER_APP)
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app),
+                        *(["--disable-write-exception"] if disabled else [])])
+    host, port = inst.address().rsplit(":", 1)
+    with socket.create_connection((host, int(port)), 10) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        sock.recv(1000)
+    line = inst.wait_for_log("GET / =>")
+    assert (tmp_path / "finished").exists() is disabled, line
     assert inst.stop() == 0

@@ -401,8 +401,8 @@ OPTIONS: tuple[Option, ...] = (
            accepted_only=True),
     Option("ignore-write-errors", "flag", "do not log 'write error' lines of disconnected "
            "clients", G),
-    Option("disable-write-exception", "flag", "accepted: uzerg raises no exception to the app "
-           "on a client write error", G, accepted_only=True),
+    Option("disable-write-exception", "flag", "the app's write() raises no exception when the "
+           "client is gone", G),
     Option("log-json", "flag", "log one JSON object per event", U),
     # configuration
     Option("ini", "list", "load an INI file (FILE[:SECTION]; :SECTION = same file)", C,

@@ -110,6 +110,7 @@ class RequestHandler:
         self.static = StaticMap(config.static_map)
         self.logger = RequestLogger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
+        self.disable_write_exception = config.disable_write_exception
         # the CGI variable count/size of the log line are only worth computing when a request
         # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
         self._count_vars = self.logger.may_log
@@ -467,6 +468,7 @@ class RequestHandler:
         return ok
 
     def _call_app(self, env: dict[str, Any], response: Response) -> None:
+        response.quiet_writes = self.disable_write_exception
         result = self.app(env, response.start_response)
         try:
             response.send_iterable(result)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from uzerg.serve.connection import Connection
-from uzerg.serve.wsgi_io import FileWrapper
+from uzerg.serve.wsgi_io import ClientDisconnected, FileWrapper
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -103,6 +103,9 @@ class Response:
     header_size = 0
     header_count = 0
     app_close = False
+    # disable-write-exception: the app's write() does not raise when the client is gone
+    quiet_writes = False
+    write_failed = False
 
     def __init__(
         self, conn: Connection, version: str, is_head: bool, keep_alive: bool, add_close: bool
@@ -147,7 +150,15 @@ class Response:
         self.headers = lines
         self.declared_length = declared
         self.app_close = app_close
-        return self.write
+        return self.write_quietly if self.quiet_writes else self.write
+
+    def write_quietly(self, data: bytes) -> None:
+        """write() for disable-write-exception: a gone client is no exception for the app
+        (uWSGI's "IOError: write error" is not raised); the request is logged as failed."""
+        try:
+            self.write(data)
+        except ClientDisconnected:
+            self.write_failed = True
 
     def write(self, data: bytes) -> None:
         """The write() callable returned by start_response (and used for every body chunk)."""
