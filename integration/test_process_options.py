@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from support.clients import http_get
 from support.processes import InstanceStarter
 
 
@@ -53,4 +54,19 @@ def test_disable_write_exception(uzerg: InstanceStarter, tmp_path: Path, disable
         sock.recv(1000)
     line = inst.wait_for_log("GET / =>")
     assert (tmp_path / "finished").exists() is disabled, line
+    assert inst.stop() == 0
+
+
+def test_max_worker_lifetime_recycles_each_worker(uzerg: InstanceStarter, app_file: Path) -> None:
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--master", "--processes", "2", "--max-worker-lifetime", "2",
+                        "--max-worker-lifetime-delta", "1"], wait_workers=2)
+    first = set(inst.worker_pids(2))
+    line = inst.wait_for_log("worker 1 lifetime reached, it was running for")
+    assert line.endswith("second(s)")
+    inst.wait_for_log("worker 2 lifetime reached")  # one second later: the delta
+    inst.wait_for_log("Respawned uWSGI worker 2")
+    uzerg.track(inst)
+    assert not first & set(inst.worker_pids(2))
+    assert http_get(inst.address())[0] == 200
     assert inst.stop() == 0

@@ -113,6 +113,8 @@ class Config:
     zerg_wait: int = 0
     harakiri: int = 0
     max_requests: int = 0
+    max_worker_lifetime: int = 0
+    max_worker_lifetime_delta: int = 0
     reload_on_rss: int = 0
     worker_reload_mercy: int = 60
     max_fd: int = 0

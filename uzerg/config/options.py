@@ -302,6 +302,11 @@ OPTIONS: tuple[Option, ...] = (
            short="t", metavar="SECONDS", minimum=0),
     Option("max-requests", "int", "recycle a worker after this many requests (0: off)", L, 0,
            short="R", metavar="N", minimum=0),
+    Option("max-worker-lifetime", "int", "recycle a worker after this many seconds (0: off)", L,
+           0, metavar="SECONDS", minimum=0),
+    Option("max-worker-lifetime-delta", "int", "add this many seconds per worker id to "
+           "max-worker-lifetime, so workers are not recycled all at once", L, 0,
+           metavar="SECONDS", minimum=0),
     Option("reload-on-rss", "int", "recycle a worker above this RSS in MB (0: off)", L, 0,
            metavar="MB", minimum=0),
     Option("worker-reload-mercy", "int", "seconds a stopping worker gets before SIGKILL", L, 60,

@@ -1,6 +1,7 @@
 """Periodic checks of the master's tick: harakiri (a worker stuck on one request too long is
-killed), the mercy of stopping workers (killed when it runs out) and touch-reload (touching a
-file reloads the instance)."""
+killed), the mercy of stopping workers (killed when it runs out), max-worker-lifetime (a
+worker past it is asked to finish and exit) and touch-reload (touching a file reloads the
+instance)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,21 @@ def out_of_mercy(records: Iterable[Any], now: float) -> list[Any]:
             record.kill_at = 0.0
             overdue.append(record)
     return overdue
+
+
+def lifetime_reached(records: Iterable[Any], lifetime: int, delta: int, now: float) -> list[Any]:
+    """max-worker-lifetime (+ ``delta`` seconds per worker id, as uWSGI's master_checks): the
+    workers that ran longer (monotonic ``now``); each is logged and returned once."""
+    reached = []
+    for record in records:
+        running = now - record.spawned_mono
+        if running > lifetime + (record.worker_id - 1) * delta and not record.lifetime_reached:
+            record.lifetime_reached = True
+            log.info(f"worker {record.worker_id} lifetime reached, it was running for "
+                     f"{int(running)} second(s)", event_kind="worker_lifetime",
+                     worker=record.worker_id)
+            reached.append(record)
+    return reached
 
 
 class TouchReload:

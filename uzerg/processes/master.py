@@ -25,7 +25,12 @@ import structlog
 from uzerg.config.model import Config
 from uzerg.processes import reexec
 from uzerg.processes.cheaper_tick import CheaperTick
-from uzerg.processes.checks import TouchReload, harakiri_victims, out_of_mercy
+from uzerg.processes.checks import (
+    TouchReload,
+    harakiri_victims,
+    lifetime_reached,
+    out_of_mercy,
+)
 from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
@@ -57,6 +62,7 @@ class WorkerRecord:
     kill_at: float = 0.0  # monotonic deadline once asked to stop (0: not stopping)
     stop_started: float = 0.0
     cheaped: bool = False  # stopped by the cheaper subsystem
+    lifetime_reached: bool = False  # max-worker-lifetime: asked to finish and exit
 
 
 class Master:
@@ -462,6 +468,11 @@ class Master:
                 self._signal(record.pid, signal.SIGKILL)
         if not self.stopping and self.touch.touched():
             self.reload()
+        if not self.stopping and self.config.max_worker_lifetime:
+            config = self.config
+            for record in lifetime_reached(self.workers.values(), config.max_worker_lifetime,
+                                           config.max_worker_lifetime_delta, now):
+                self._signal(record.pid, signal.SIGHUP)  # finish the request, exit, respawn
         for service in self.services:
             service.tick()
 
