@@ -110,10 +110,6 @@ INSTEAD = {
     "offload-threads": "uzerg's workers send files themselves with sendfile()",
     "offload-thread": "uzerg's workers send files themselves with sendfile()",
     "cpu-affinity": "uzerg leaves the placement of workers on CPUs to the kernel's scheduler",
-    "cheaper": "uzerg runs the configured number of workers all the time",
-    "cheaper-initial": "uzerg runs the configured number of workers all the time",
-    "cheaper-step": "uzerg runs the configured number of workers all the time",
-    "cheaper-algo": "uzerg runs the configured number of workers all the time",
     "procname": "uzerg names its processes with auto-procname/procname-prefix",
     "touch-logreopen": "reopen the logs with the master fifo's 'l' or a reload",
 }
