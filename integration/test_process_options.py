@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.clients import http_get
+from support.clients import http_get, http_request
 from support.processes import InstanceStarter
 
 
@@ -69,4 +69,21 @@ def test_max_worker_lifetime_recycles_each_worker(uzerg: InstanceStarter, app_fi
     uzerg.track(inst)
     assert not first & set(inst.worker_pids(2))
     assert http_get(inst.address())[0] == 200
+    assert inst.stop() == 0
+
+
+def test_check_static_serves_the_docroot_then_the_app(uzerg: InstanceStarter, app_file: Path,
+                                                      tmp_path: Path) -> None:
+    docroot = tmp_path / "public"
+    (docroot / "css").mkdir(parents=True)
+    (docroot / "css" / "site.css").write_text("body { color: red }\n")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--check-static", str(docroot)])
+    status, body = http_get(inst.address(), "/css/site.css")
+    assert status == 200 and body.endswith(b"body { color: red }\n")
+    status, body = http_get(inst.address(), "/not/there")
+    assert status == 200 and b"hello" in body  # the app answers what the docroot lacks
+    (tmp_path / "secret.txt").write_text("top secret")
+    _status, _headers, body = http_request(inst.address(), "/%2e%2e/secret.txt")
+    assert b"top secret" not in body  # never a file outside the docroot
     assert inst.stop() == 0

@@ -161,6 +161,7 @@ class Config:
     unique_cron: tuple[CronSpec, ...] = ()
     cron2: tuple[CronSpec, ...] = ()
     cron_harakiri: int = 0
+    check_static: tuple[str, ...] = ()
     wsgi_disable_file_wrapper: bool = False
     static_map: tuple[str, ...] = ()
     logto: str | None = None

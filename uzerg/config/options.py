@@ -351,6 +351,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cron-harakiri", "int", "kill a cron command still running after this many seconds "
            "(0: never)", K, 0, metavar="SECONDS", minimum=0),
     # serving
+    Option("check-static", "list", "serve the file DIR + PATH_INFO when it exists (else the app)",
+           V, metavar="DIR"),
     Option("wsgi-disable-file-wrapper", "flag", "offer no wsgi.file_wrapper to the app", V),
     Option("static-map", "list", "serve files of a directory under a URL prefix", V,
            metavar="/URL=/DIR", parse=pair_parser("/URL=/DIR")),

@@ -78,7 +78,7 @@ _ERROR_PREFIXES = (
     "scgi-socket scgi-nph-socket raw-socket puwsgi-socket suwsgi-socket ssl-socket "
     "https-socket chroot jailed pivot-root pivot_root namespace unshare unshare2 cgroup "
     "setns cap add-cap secure-cap cache cache2 sharedarea add-header del-header pull-header "
-    "collect-header check-static static-map2 static-index static-check paste-name ini-paste "
+    "collect-header static-map2 static-index static-check paste-name ini-paste "
     "ini-paste-logged post-pymodule-alias wsgi-lite web3 pump pecan "
     "inherit xmlconfig xml yaml yml json js sqlite sqlite3 ldap signal timer rbtimer "
     "worker-exec worker-exec2 worker-mount touch-exec touch-signal "

@@ -107,7 +107,8 @@ class RequestHandler:
         self._timeval = timeval(self.socket_timeout)
         self.idle_timeout = float(config.http_timeout)
         self.http_keepalive = config.http_keepalive
-        self.static = StaticMap(config.static_map)
+        # check-static DIR: DIR + PATH_INFO, after the static-map entries (as uWSGI)
+        self.static = StaticMap((*config.static_map, *(f"/={d}" for d in config.check_static)))
         self.logger = RequestLogger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
