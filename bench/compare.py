@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,21 +101,27 @@ class Run:
     errors: int  # wrk socket errors + non-2xx (a server that closes without saying so: read)
     requests: int = 0
     cpu_us: float = float("nan")  # server CPU (user+sys, all its processes) per request
+    note: str = ""  # what else the run measured (suite.py: wake-ups per worker)
 
 
 @dataclass
 class Results:
-    runs: dict[Case, list[Run]] = field(default_factory=dict)
+    """The runs of each case (a Case here, (Scenario, server) in suite.py)."""
 
-    def add(self, case: Case, run: Run) -> None:
+    runs: dict[Hashable, list[Run]] = field(default_factory=dict)
+
+    def add(self, case: Hashable, run: Run) -> None:
         self.runs.setdefault(case, []).append(run)
 
-    def median(self, case: Case) -> Run | None:
+    def median(self, case: Hashable) -> Run | None:
         runs = sorted(self.runs.get(case, []), key=lambda r: r.rps)
         return runs[(len(runs) - 1) // 2] if runs else None
 
-    def best(self, case: Case) -> float:
+    def best(self, case: Hashable) -> float:
         return max((r.rps for r in self.runs.get(case, [])), default=0.0)
+
+    def least_cpu(self, case: Hashable) -> float:
+        return min((r.cpu_us for r in self.runs.get(case, [])), default=float("nan"))
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -203,11 +210,13 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def wrk(port: int, seconds: int, args: argparse.Namespace, script: Path | None) -> Run:
+def wrk(
+    port: int, seconds: int, args: argparse.Namespace, script: Path | None, path: str = "/"
+) -> Run:
     cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
     if script is not None:
         cmd += ["-s", str(script)]
-    done = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+    done = subprocess.run(cmd + [f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
                           timeout=seconds + 60, check=False)
     out = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -261,7 +270,7 @@ def print_table(results: Results, cases: list[Case]) -> None:
         if run is None:
             print(f"{case.name:<26} {'failed':>8}")
             continue
-        cpu = min(r.cpu_us for r in results.runs[case])
+        cpu = results.least_cpu(case)
         print(f"{case.name:<26} {run.rps:>8.0f} {results.best(case):>8.0f} {run.p50_ms:>7.2f} "
               f"{run.p99_ms:>7.2f} {cpu:>10.0f} {run.errors:>7}")
     print()

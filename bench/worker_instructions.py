@@ -1,14 +1,15 @@
 """User-space instructions per request in a real uzerg worker, counted by valgrind.
 
     python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500]
-                                        [--server uzerg|uwsgi]
+                                        [--server uzerg|uwsgi] [--app FILE]
 
 Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
 Runs uzerg (1 master, 1 worker, bench/hello_app.py) under ``valgrind --tool=cachegrind`` (which
 follows the worker's fork), sends requests one at a time from this process, stops the worker
 with SIGTERM and reads its instruction count; two runs (n/5 and n requests) are subtracted, so
-start-up and shutdown cancel out. Kernel work (the TCP stack) is not counted. Needs valgrind
-(``apt-get install -y valgrind``); about a minute per run.
+start-up and shutdown cancel out. ``--app FILE``: another WSGI file than hello world (e.g.
+bench/apps/flask_app.py; its directory goes on the Python path). Kernel work (the TCP stack)
+is not counted. Needs valgrind (``apt-get install -y valgrind``); about a minute per run.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) 
     server = [python, "-m", "uzerg"] if args.server == "uzerg" else ["uwsgi"]
     cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
            f"--cachegrind-out-file={out_pattern}"] + server + [
-           option, f"127.0.0.1:{port}", "--master", "--processes", "1", "--wsgi-file", str(APP)]
+           option, f"127.0.0.1:{port}", "--master", "--processes", "1",
+           "--wsgi-file", str(args.app), "--pythonpath", str(args.app.resolve().parent)]
     if not args.log:
         cmd.append("--disable-logging")
     request = uwsgi_packet(UWSGI_VARS) if args.protocol == "uwsgi" else HTTP_REQUEST
@@ -89,13 +91,15 @@ def main() -> int:
                         help="uwsgi: the real uWSGI binary, for scale")
     parser.add_argument("--log", action="store_true", help="request logging on")
     parser.add_argument("-n", type=int, default=1500)
+    parser.add_argument("--app", type=Path, default=APP, help="a WSGI file (default: hello)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="uzerg-instr-"))
     small, large = args.n // 5, args.n
     few = worker_instructions(small, args, workdir)
     many = worker_instructions(large, args, workdir)
     per_request = (many - few) / (large - small)
-    print(f"{args.server} {args.protocol} log-{'on' if args.log else 'off'}: {per_request:,.0f} "
+    print(f"{args.server} {args.protocol} log-{'on' if args.log else 'off'} {args.app.name}: "
+          f"{per_request:,.0f} "
           "user instructions per request in the worker")
     return 0
 
