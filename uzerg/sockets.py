@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import structlog
-
 from uzerg.addresses import (
     AddressError,
     bind_listener,
@@ -27,10 +25,11 @@ from uzerg.addresses import (
 )
 from uzerg.config.model import Config
 from uzerg.config.service_values import TlsSocketSpec
+from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError, parse_owner
 from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
-log = structlog.get_logger()
+log = get_logger()
 
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 

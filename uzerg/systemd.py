@@ -21,11 +21,10 @@ import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-import structlog
-
 from uzerg.addresses import AddressError, socket_key
+from uzerg.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 FIRST_FD = 3  # SD_LISTEN_FDS_START
 FD_SCHEME = "fd://"

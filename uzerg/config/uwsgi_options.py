@@ -18,7 +18,6 @@ Classification of a known uWSGI option that uzerg lacks:
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 from typing import Literal
 
@@ -157,5 +156,7 @@ def classify(name: str, value: str) -> Severity:
 
 def closest(name: str, candidates: list[str]) -> str | None:
     """The known option name closest to a mistyped key (difflib), or None."""
+    import difflib  # only for a mistake: not on every start-up
+
     matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
     return matches[0] if matches else None

@@ -13,15 +13,14 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol, cast
 
-import structlog
-
+from uzerg.logs import get_logger
 from uzerg.processes.cheaper import ALGORITHMS, CheaperPolicy, CheaperSettings, Slot, Snapshot
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 from uzerg.processes.stats import listen_queue, process_memory
 from uzerg.sockets import Listener
 
-log = structlog.get_logger()
+log = get_logger()
 
 CYCLE = 1.0  # seconds between two decisions (uWSGI's master-interval)
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import structlog
-
+from uzerg.logs import get_logger
 from uzerg.processes.process import file_mtime
 from uzerg.processes.scoreboard import Scoreboard
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 def harakiri_victims(scoreboard: Scoreboard, records: Iterable[Any], limit: float,

@@ -18,13 +18,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from uzerg.config.model import Config
 from uzerg.config.service_values import CronSpec
+from uzerg.logs import get_logger
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 
-log = structlog.get_logger()
+log = get_logger()
 
 MIN_INTERVAL = 60  # seconds: a task runs at most once a minute
 

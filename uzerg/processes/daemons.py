@@ -25,14 +25,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from uzerg.config.model import Config
 from uzerg.config.service_values import DaemonSpec
+from uzerg.logs import get_logger
 from uzerg.processes.process import file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 
-log = structlog.get_logger()
+log = get_logger()
 
 STOP_MERCY = 3.0  # uWSGI's default when reload-mercy is not set
 MAX_THROTTLE = 300  # uWSGI: "an arbitrary value (5 minutes) to avoid endless sleeps"

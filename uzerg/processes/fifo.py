@@ -13,12 +13,11 @@ import os
 import stat
 from collections.abc import Callable, Mapping, Sequence
 
-import structlog
-
+from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 class MasterFifo:

@@ -23,9 +23,9 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import structlog
+from uzerg.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 WAIT_TIMEOUT = 60  # seconds: uWSGI's default wait-for-fs-timeout / wait-for-socket-timeout
 

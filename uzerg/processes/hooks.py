@@ -24,14 +24,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import structlog
-
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 from uzerg.processes.hook_actions import ACTIONS, HookActionError, HookExit, run_command
 from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 
-log = structlog.get_logger()
+log = get_logger()
 
 __all__ = ["HookExit", "HookFailed", "HooksService", "PHASES", "Phase", "run_phase"]
 

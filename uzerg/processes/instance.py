@@ -16,12 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from uzerg import __version__
 from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
-from uzerg.logs import configure_logging
+from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
 from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
 from uzerg.processes.cheaper_tick import CheaperTick
@@ -37,6 +35,7 @@ from uzerg.processes.process import (
     change_directory,
     daemonize,
     drop_privileges,
+    load_title_support,
     open_log_file,
     prepare_environment,
     remove_pidfile,
@@ -54,6 +53,7 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
 from uzerg.serve.pyoptions import PythonOptionError, prepare_interpreter
+from uzerg.serve.static import load_file_support
 from uzerg.sockets import (
     Listener,
     build_listeners,
@@ -64,7 +64,7 @@ from uzerg.sockets import (
 )
 from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
 
-log = structlog.get_logger()
+log = get_logger()
 
 NO_ROUTER = (
     "uzerg has no separate HTTP router process: --http sockets are served directly by the "
@@ -146,6 +146,9 @@ class Instance:
             )
         if config.http:
             log.info(NO_ROUTER, event_kind="no_http_router")
+        load_title_support(config)
+        if config.static_map:
+            load_file_support()
         run_startup_phase(config, "as-root")
         drop_privileges(config.uid, config.gid)
         run_startup_phase(config, "as-user")

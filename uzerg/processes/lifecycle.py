@@ -17,14 +17,13 @@ import os
 import time
 from collections.abc import Mapping
 
-import structlog
-
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 from uzerg.processes.takeover import TakeoverError, take_over
 from uzerg.systemd import Notifier
 
-log = structlog.get_logger()
+log = get_logger()
 
 READY_POLL = 0.02  # seconds between readiness checks until every worker is ready
 

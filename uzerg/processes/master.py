@@ -10,6 +10,7 @@ meanwhile.
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -20,9 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 from uzerg.processes import reexec
 from uzerg.processes.cheaper_tick import CheaperTick
 from uzerg.processes.checks import (
@@ -43,7 +43,7 @@ from uzerg.processes.worker import (
 )
 from uzerg.sockets import Listener
 
-log = structlog.get_logger()
+log = get_logger()
 
 SIGNALS = ("HUP", "TERM", "INT", "QUIT", "TSTP", "USR1", "TTIN", "TTOU", "CHLD")
 TICK = 1.0  # harakiri, mercy, touch-reload and respawn checks
@@ -351,6 +351,9 @@ class Master:
         sys.stdout.flush()
         sys.stderr.flush()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
+        # the app and uzerg loaded so far move to the collector's permanent generation: a
+        # worker's collections then never write to (and copy on write) the pages they share
+        gc.freeze()
         pid = os.fork()
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -20,14 +20,13 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from uzerg.addresses import socket_key
+from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService
 from uzerg.sockets import Listener
 from uzerg.zerg.server import ListenerHandover
 
-log = structlog.get_logger()
+log = get_logger()
 
 ENV_NAME = "UZERG_REEXEC_STATE"
 RELOAD_BLOCKED_SIGNALS = frozenset({

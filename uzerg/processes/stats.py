@@ -14,9 +14,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import psutil
-import structlog
-
 from uzerg import __version__
 from uzerg.addresses import (
     ACCEPT_BACKOFF,
@@ -26,13 +23,14 @@ from uzerg.addresses import (
     describe_socket,
     parse_address,
 )
+from uzerg.logs import get_logger
 from uzerg.processes import prometheus as prometheus_text
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 from uzerg.sockets import Listener
 
-log = structlog.get_logger()
+log = get_logger()
 
 # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked.
 # For a listening socket the kernel reports the accept queue in unacked and its limit in sacked.
@@ -51,6 +49,8 @@ def listen_queue(sock: socket.socket) -> tuple[int, int]:
 
 
 def process_memory(pid: int) -> tuple[int, int]:
+    import psutil  # ~10 ms to import: only when stats are asked for, never at start-up
+
     try:
         info = psutil.Process(pid).memory_info()
     except (psutil.Error, OSError):

@@ -18,10 +18,9 @@ from __future__ import annotations
 import os
 import signal
 
-import psutil
-import structlog
+from uzerg.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 PREVIOUS_SUFFIX = ".previous"
 
@@ -49,6 +48,8 @@ def read_pid(path: str) -> int | None:
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs and is a uzerg or uWSGI instance. A pidfile left by a crash may
     name a pid the system has since given to another program: SIGTSTP would freeze it."""
+    import psutil  # only for a takeover: ~10 ms that a plain start-up does not pay
+
     try:
         process = psutil.Process(pid)
         command = " ".join(process.cmdline()).lower()

@@ -24,10 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import structlog
-
 from uzerg.addresses import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 from uzerg.processes.hooks import HookExit, HookFailed, run_phase
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import Scoreboard
@@ -35,7 +34,7 @@ from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.sockets import Listener
 
-log = structlog.get_logger()
+log = get_logger()
 
 EXIT_RECYCLE = 0  # max-requests / reload-on-rss / graceful stop: respawn without a DAMN
 EXIT_NEED_APP = 22  # lazy-apps + need-app: the app failed to load, the instance must stop

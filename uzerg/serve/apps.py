@@ -17,9 +17,8 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import structlog
-
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 from uzerg.serve.pyoptions import (
     PythonOptionError,
     add_python_paths,
@@ -28,7 +27,7 @@ from uzerg.serve.pyoptions import (
     paste_application,
 )
 
-log = structlog.get_logger()
+log = get_logger()
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 

@@ -22,11 +22,10 @@ import threading
 import types
 from typing import Any
 
-import structlog
-
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 class PythonOptionError(Exception):

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 from urllib.parse import unquote_to_bytes
 
-import structlog
-
 from uzerg.config.model import Config
+from uzerg.logs import get_logger
 from uzerg.protocols.http import (
     NEED_DATA,
     HttpError,
@@ -44,7 +43,7 @@ from uzerg.serve.wsgi_io import (
     InputStream,
 )
 
-log = structlog.get_logger()
+log = get_logger()
 
 _HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
 _UNSEEN = object()

@@ -20,10 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from uzerg.config.model import Config
-from uzerg.logs import is_plain, plain_output, request_fd
+from uzerg.logs import get_logger, is_plain, plain_output, request_fd
 
 _FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
 
@@ -132,8 +130,8 @@ def memory_report() -> str:
 class RequestLogger:
     """Formats and writes request lines; honours disable-logging, log-4xx, log-5xx, log-format.
 
-    Create it in the process that logs (after fork and after `configure_logging`): it binds a
-    structlog logger once, because the lazy proxy costs several microseconds per call.
+    Create it in the process that logs (after fork and after `configure_logging`): it looks
+    up the plain-mode stream once (see `refresh`).
     """
 
     def __init__(self, config: Config, worker_id: int, pid: int | None = None) -> None:
@@ -160,8 +158,8 @@ class RequestLogger:
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-bind the structlog logger (call after reconfiguring logging)."""
-        self._info = structlog.get_logger().bind().info
+        """Look up the log stream again (call after reconfiguring logging)."""
+        self._info = get_logger().info
         # req-logger: request lines go to the master's request log pipe, whole, one send each
         self._request_fd = request_fd()
         # plain mode: write the line straight to the log stream, one write() per line, as

@@ -9,19 +9,16 @@ request handler.
 
 from __future__ import annotations
 
-import mimetypes
 import os
 import stat
 from dataclasses import dataclass
-from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
-import structlog
-
+from uzerg.logs import get_logger
 from uzerg.serve.response import Response
 from uzerg.serve.wsgi_io import FileWrapper
 
-log = structlog.get_logger()
+log = get_logger()
 
 @dataclass(frozen=True, slots=True)
 class StaticFile:
@@ -32,16 +29,29 @@ class StaticFile:
 
     @property
     def last_modified(self) -> str:
+        from email.utils import formatdate  # see load_file_support()
+
         return formatdate(self.mtime, usegmt=True)
 
     def not_modified_since(self, header: str | None) -> bool:
         if not header:
             return False
         try:
+            from email.utils import parsedate_to_datetime
+
             since = parsedate_to_datetime(header).timestamp()
         except (TypeError, ValueError, IndexError, OverflowError):
             return False
         return int(self.mtime) <= since
+
+
+def load_file_support() -> None:
+    """Import what serving files needs (email.utils, mimetypes and its tables: ~5 ms) before
+    privileges are dropped; a server without static-map never loads them."""
+    import email.utils  # noqa: F401
+    import mimetypes
+
+    mimetypes.init()
 
 
 class StaticMap:
@@ -94,6 +104,8 @@ class StaticMap:
                 continue  # missing: the next mapping, then the application
             if not stat.S_ISREG(st.st_mode):
                 continue
+            import mimetypes  # see load_file_support()
+
             ctype = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
             return StaticFile(candidate, st.st_size, st.st_mtime, ctype)
         return None

@@ -6,9 +6,9 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import structlog
+from uzerg.logs import get_logger
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 class ClientDisconnected(OSError):

@@ -17,12 +17,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from uzerg.addresses import describe_socket
+from uzerg.logs import get_logger
 from uzerg.zerg.handshake import DEFAULT_TIMEOUT, HandshakeError, Received, fetch_sockets
 
-log = structlog.get_logger()
+log = get_logger()
 
 KNOWN_PROTOCOLS = frozenset({"uwsgi", "http"})
 WAIT_RETRY = 0.05  # seconds between attach attempts under zerg-wait

@@ -24,13 +24,12 @@ import socket
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
-import structlog
-
 from uzerg.addresses import Address, AddressError, bind_listener, normalise, parse_address
 from uzerg.config.values import ZergPoolEntry
+from uzerg.logs import get_logger
 from uzerg.zerg.server import ListenerHandover, ZergServer
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 def build_zergpools(

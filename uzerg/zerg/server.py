@@ -30,8 +30,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import structlog
-
 from uzerg.addresses import (
     ACCEPT_BACKOFF,
     ACCEPT_RESOURCE_ERRNOS,
@@ -42,10 +40,11 @@ from uzerg.addresses import (
     parse_address,
     socket_key,
 )
+from uzerg.logs import get_logger
 from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
 from uzerg.zerg.holders import live_zergs
 
-log = structlog.get_logger()
+log = get_logger()
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 RECENT_ATTACHMENTS = 256
