@@ -89,9 +89,30 @@ class InputStream:
                 parts.append(data)
             self._buf = b""
             return b"".join(parts)
-        while len(self._buf) < size and self._more(size - len(self._buf)):
-            pass
-        data, self._buf = self._buf[:size], self._buf[size:]
+        buf = self._buf
+        if len(buf) >= size or self._eof:
+            data, self._buf = buf[:size], buf[size:]
+            return data
+        # the pieces are joined once at the end: appending each to the buffer copied a 1 MB
+        # body ~16 times over (a third of the CPU of a 1 MB POST echoed back)
+        parts = [buf] if buf else []
+        have = len(buf)
+        self._buf = b""
+        try:
+            while have < size:
+                data = self._pull(size - have)
+                if not data:
+                    self._eof = True
+                    break
+                parts.append(data)
+                have += len(data)
+        except BodyReadError as exc:
+            self._buf = b"".join(parts)
+            log.error(exc.log_line, event_kind="body_read_error")
+            raise
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if have > size:
+            data, self._buf = data[:size], data[size:]
         return data
 
     def readline(self, size: int | None = -1) -> bytes:
