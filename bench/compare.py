@@ -126,6 +126,14 @@ class Results:
 
 # -- processes ---------------------------------------------------------------------------------
 
+def program(name: str) -> str:
+    """The real executable of `name` installed beside this Python (uwsgi, gunicorn), else the
+    one on PATH. A pyenv shim on PATH is a shell script: ~50 ms more per start, and valgrind
+    would count the shell, not the server."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -135,10 +143,10 @@ def free_port() -> int:
 def command(case: Case, port: int) -> list[str]:
     addr = f"127.0.0.1:{port}"
     if case.server == "gunicorn":
-        cmd = ["gunicorn", "--workers", "2", "--worker-class", "sync", "--bind", addr,
+        cmd = [program("gunicorn"), "--workers", "2", "--worker-class", "sync", "--bind", addr,
                "--chdir", str(BENCH), "hello_app:application"]
         return cmd + (["--access-logfile", "-"] if case.logging == "on" else [])
-    binary = ["uwsgi"] if case.server == "uwsgi" else [sys.executable, "-m", "uzerg"]
+    binary = [program("uwsgi")] if case.server == "uwsgi" else [sys.executable, "-m", "uzerg"]
     socket_option = "--http-socket" if case.protocol == "http" else "--socket"
     cmd = binary + [socket_option, addr, "--processes", "2", "--master",
                     "--wsgi-file", str(APP)]

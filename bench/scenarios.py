@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from compare import program
+
 BENCH = Path(__file__).resolve().parent
 APPS = BENCH / "apps"
 HELLO = BENCH / "hello_app.py"
@@ -75,13 +77,6 @@ POST_SCRIPT = (
 
 def uzerg_command() -> list[str]:
     return [sys.executable, "-m", "uzerg"]
-
-
-def program(name: str) -> str:
-    """The real executable of `name` installed beside this Python (uwsgi, gunicorn), else the
-    one on PATH. A pyenv shim on PATH is a shell script that adds ~50 ms to every start."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
 
 
 def server_command(server: str, scenario: Scenario, address: str, workdir: Path) -> list[str]:

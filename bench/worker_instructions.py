@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import APP, UWSGI_VARS, free_port, kill_tree, uwsgi_packet  # noqa: E402
+from compare import APP, UWSGI_VARS, free_port, kill_tree, program, uwsgi_packet  # noqa: E402
 
 HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
 
@@ -48,11 +48,11 @@ def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) 
     option = "--http-socket" if args.protocol == "http" else "--socket"
     python = os.path.realpath(sys.executable)  # a pyenv shim is a shell script: skip it
     out_pattern = str(workdir / f"cg.{requests}.%p")
-    server = [python, "-m", "uzerg"] if args.server == "uzerg" else ["uwsgi"]
+    server = [python, "-m", "uzerg"] if args.server == "uzerg" else [program("uwsgi")]
     cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
            f"--cachegrind-out-file={out_pattern}"] + server + [
            option, f"127.0.0.1:{port}", "--master", "--processes", "1",
-           "--wsgi-file", str(args.app), "--pythonpath", str(args.app.resolve().parent)]
+           "--wsgi-file", str(args.app.resolve()), "--pythonpath", str(args.app.resolve().parent)]
     if not args.log:
         cmd.append("--disable-logging")
     request = uwsgi_packet(UWSGI_VARS) if args.protocol == "uwsgi" else HTTP_REQUEST
