@@ -21,13 +21,21 @@ VALID = corpus("http", "valid", ".http")
 INVALID = corpus("http", "invalid", ".http")
 
 
-def run_parser(pieces: list[bytes], max_head: int = 4096) -> list[dict[str, Any]]:
-    """Feed pieces; collect every complete request as a dict like the fixtures'."""
+def run_parser(
+    pieces: list[bytes], max_head: int = 4096, fast_body: bool = False
+) -> list[dict[str, Any]]:
+    """Feed pieces; collect every complete request as a dict like the fixtures'.
+    `fast_body`: offer each piece to feed_body() first, as serve/body.py does."""
     parser = HttpRequestParser(max_head)
     requests: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for piece in pieces:
-        parser.feed(piece)
+        body = parser.feed_body(piece) if fast_body else None
+        if body is None:
+            parser.feed(piece)
+        elif body:
+            assert current is not None
+            current["body"] += body.decode("latin-1")
         while True:
             event = parser.next_event()
             if event is NEED_DATA:
@@ -118,6 +126,25 @@ def test_overlong_chunk_size_line_is_rejected():
     parser.feed(b"5;" + b"x" * 5000)
     with pytest.raises(HttpError, match="too long"):
         parser.next_event()
+
+
+@pytest.mark.parametrize("name,raw,expected", VALID, ids=[v[0] for v in VALID])
+def test_body_fast_path_parses_the_same_in_any_chunking(name: str, raw: bytes, expected: Any):
+    for how, pieces in chunkings(raw):
+        assert run_parser(pieces, fast_body=True) == without_environ(expected), how
+
+
+def test_feed_body_hands_out_body_bytes_and_buffers_what_follows():
+    parser = HttpRequestParser()
+    assert parser.feed_body(b"GET") is None  # no body yet: the head goes through feed()
+    parser.feed(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")
+    assert isinstance(parser.next_event(), RequestHead)
+    assert parser.next_event() is NEED_DATA
+    assert parser.feed_body(b"abc") == b"abc"
+    assert parser.feed_body(b"deGET / HTTP/1.1\r\n") == b"de"
+    assert parser.next_event() is END
+    assert parser.buffer == b"GET / HTTP/1.1\r\n"
+    assert parser.feed_body(b"more") is None  # the body is complete
 
 
 def test_start_next_request_refuses_an_unread_body():

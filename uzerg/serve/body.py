@@ -95,6 +95,10 @@ class HttpBody:
                 raise self._failed(exc, hint) from None
             if not data:
                 raise self._failed(None, hint)
+            body = parser.feed_body(data)
+            if body:
+                self.consumed += len(body)
+                return body
             parser.feed(data)
 
     def _failed(self, exc: ClientDisconnected | None, hint: int) -> BodyReadError:
