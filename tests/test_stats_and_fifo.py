@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 
 from uzerg.processes.fifo import MasterFifo
 from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.sockdiag import parse_rqlen_reply
 from uzerg.processes.stats import listen_queue, stats_document
 from uzerg.sockets import Listener
 
@@ -27,6 +29,37 @@ def test_listen_queue_counts_waiting_connections() -> None:
     unix = socket.socket(socket.AF_UNIX)
     assert listen_queue(unix) == (0, 0)
     unix.close()
+
+
+def test_listen_queue_of_a_unix_socket_through_sock_diag(tmp_path: Path) -> None:
+    path = str(tmp_path / "q.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(9)
+    clients = []
+    try:
+        for count in (0, 4):
+            while len(clients) < count:
+                client = socket.socket(socket.AF_UNIX)
+                client.connect(path)
+                clients.append(client)
+            assert listen_queue(server) == (count, 9)
+        server.accept()[0].close()
+        assert listen_queue(server) == (3, 9)
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+
+
+def test_sock_diag_reply_parser_rejects_short_and_foreign_replies() -> None:
+    assert parse_rqlen_reply(b"") is None
+    error = struct.pack("=IHHII", 36, 2, 0, 1, 0) + bytes(20)
+    assert parse_rqlen_reply(error) is None
+    attrs = struct.pack("=HH", 12, 4) + struct.pack("=II", 5, 50)
+    ok = struct.pack("=IHHII", 32 + len(attrs), 20, 0, 1, 0) + bytes(16) + attrs
+    assert parse_rqlen_reply(ok) == (5, 50)
+    assert parse_rqlen_reply(ok[:-8]) is None
 
 
 def test_stats_document_shape() -> None:

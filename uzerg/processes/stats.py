@@ -28,6 +28,7 @@ from uzerg.processes import prometheus as prometheus_text
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.sockdiag import unix_listen_queue
 from uzerg.sockets import Listener
 
 log = get_logger()
@@ -38,7 +39,10 @@ _TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")
 
 
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
-    """(connections waiting in the accept queue, queue limit); (0, 0) when unknown (unix)."""
+    """(connections waiting in the accept queue, queue limit); (0, 0) when unknown. Unix
+    sockets are read through sock_diag netlink (uWSGI reports 0 for them)."""
+    if sock.family == socket.AF_UNIX:
+        return unix_listen_queue(sock) or (0, 0)
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return 0, 0
     try:
