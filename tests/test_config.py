@@ -193,10 +193,15 @@ def test_unknown_keys_are_sorted(tmp_path: Path) -> None:
         "workers send files themselves with sendfile()",
     )
     emperor = tmp_path / "e.ini"
-    emperor.write_text("[uwsgi]\nmaster = 1\nemperor = /etc/uwsgi/vassals\n")
+    emperor.write_text("[uwsgi]\nemperor = /etc/uwsgi/vassals\nemperor-use-clone = fs,pid\n")
     assert error(str(emperor)) == (
-        f"{emperor}:3: emperor: uzerg does not provide this uWSGI feature; running without it "
-        "would change the service (run one uzerg per app under systemd or another supervisor)")
+        f"{emperor}:3: emperor-use-clone: uzerg does not provide this uWSGI feature; running "
+        "without it would change the service "
+        "(run one uzerg per app under systemd or another supervisor)")
+    emperor.write_text("[uwsgi]\nsocket = /tmp/s\nemperor = /etc/uwsgi/vassals\n")
+    assert error(str(emperor)).startswith(
+        f"{emperor}:3: emperor: uzerg does not provide this uWSGI feature: an Emperor beside "
+        "an instance (`socket`)")
     with pytest.raises(ConfigError) as info:
         load("--strict", str(f))
     assert "proesses" in str(info.value) and "strict mode" in str(info.value)

@@ -89,7 +89,8 @@ def test_uzerg_options_that_uwsgi_knows_are_in_the_uwsgi_table() -> None:
     ours_only = {"check-config", "log-json", "zerg-allow-uid", "zerg-allow-gid", "zerg-timeout",
                  "resume", "file", "zerg-wait", "takeover", "takeover-stop", "stats-prometheus",
                  "rollback", "zerg-probe", "zerg-status", "json",
-                 "cheaper-idle"}  # cheaper-idle: uWSGI's master branch
+                 "cheaper-idle",
+                 "emperor-broodlord-standby"}  # cheaper-idle: uWSGI's master branch
     for name in options.BY_NAME:
         if name not in ours_only:
             assert name in uwsgi_options.KNOWN, name

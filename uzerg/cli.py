@@ -69,6 +69,10 @@ def _serve(config: Config) -> int:
         argv = list(sys.orig_argv)
         os.execv(sys.executable, [argv[0], "-" + "O" * config.optimize, *argv[1:]])
     # imported late: --check-config and --help never need it
+    if config.emperor:
+        from uzerg import emperor
+
+        return emperor.run(config)
     from uzerg.processes import instance as server
 
     return int(server.run(config))

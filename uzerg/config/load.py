@@ -149,6 +149,7 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
         _unknown_key(entry, referenced, known_names, resolver)
     if resolver.strict and collected:
         raise ConfigError(None, None, f"{collected[0]} (strict mode)")
+    _check_emperor(resolver)
     return Config(
         **{options.BY_NAME[name].attr: value for name, value in resolver.values.items()},
         warnings=tuple(warnings),
@@ -181,6 +182,22 @@ def _custom_entries(entry: Entry, template: str, queued: int) -> list[Entry]:
         made.append(Entry(key.strip(), _CUSTOM_ARG.sub(arg, value) if sep else None,
                           entry.origin, f"{entry.shown_key} ({key.strip()})"))
     return made
+
+
+_INSTANCE_ONLY = ("socket", "http-socket", "http11-socket", "http", "zerg", "zergpool")
+
+
+def _check_emperor(resolver: _Resolver) -> None:
+    """An Emperor runs vassals, not workers: uWSGI forks it beside an instance that has
+    sockets; uzerg runs it alone (the sockets belong in a vassal file)."""
+    if "emperor" not in resolver.values:
+        return
+    for name in _INSTANCE_ONLY:
+        if name in resolver.values:
+            raise ConfigError(str(resolver.origins["emperor"]), "emperor",
+                              "uzerg does not provide this uWSGI feature: an Emperor "
+                              f"beside an instance (`{name}`); uzerg runs the Emperor alone, "
+                              "put the instance in a vassal file")
 
 
 def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],

@@ -98,12 +98,13 @@ class Option:
         return self.default
 
 
-P, S, Z, L, K, V, G, C, M, U = (
+P, S, Z, L, K, E, V, G, C, M, U = (
     "processes and apps",
     "sockets",
     "zerg",
     "lifecycle",
     "hooks, daemons and cron",
+    "emperor and vassals",
     "serving",
     "logs and stats",
     "configuration",
@@ -350,6 +351,44 @@ OPTIONS: tuple[Option, ...] = (
            "harakiri=) COMMAND", K, metavar="KEY=VAL,... COMMAND", parse=parse_cron2),
     Option("cron-harakiri", "int", "kill a cron command still running after this many seconds "
            "(0: never)", K, 0, metavar="SECONDS", minimum=0),
+    Option("idle", "int", "after this many seconds without a request: cheap mode, or exit with "
+           "die-on-idle (0: off)", L, 0, metavar="SECONDS", minimum=0),
+    Option("die-on-idle", "flag", "exit (a vassal: ask the Emperor to stop it) when idle", L),
+    Option("cheap", "flag", "spawn the workers only when the first connection arrives", L),
+    # the Emperor
+    Option("emperor", "list", "run the Emperor: watch vassal files in DIR (or matching a glob)", E,
+           metavar="DIR|GLOB"),
+    Option("emperor-pidfile", "string", "write the Emperor's pid to this file", E,
+           metavar="FILE"),
+    Option("emperor-stats", "string", "serve the Emperor's stats JSON on this address", E,
+           aliases=("emperor-stats-server",), metavar="ADDR"),
+    Option("emperor-tyrant", "flag", "run each vassal as the owner (uid/gid) of its file", E),
+    Option("emperor-freq", "int", "seconds between two scans of the vassal files", E, 3,
+           metavar="SECONDS", minimum=1),
+    Option("emperor-throttle", "int", "first respawn delay of a vassal that dies before it is "
+           "loyal, in ms (grows by this much each time)", E, 1000, metavar="MS", minimum=0),
+    Option("emperor-max-throttle", "int", "the largest respawn delay, in ms", E, 180000,
+           metavar="MS", minimum=0),
+    Option("emperor-required-heartbeat", "int", "kill a vassal that sent heartbeats and then "
+           "none for this long", E, 30, metavar="SECONDS", minimum=1),
+    Option("emperor-broodlord", "int", "at most this many zergs started on vassals' sos "
+           "(0: off)", E, 0, metavar="N", minimum=0),
+    Option("emperor-broodlord-standby", "int", "keep this many zergs per vassal started with "
+           "their workers paused; an sos resumes one at once", U, 0, metavar="N", minimum=0),
+    Option("emperor-wrapper", "string", "run vassals with this program instead of uzerg (e.g. "
+           "a real uwsgi binary)", E, metavar="PROGRAM"),
+    Option("emperor-graceful-shutdown", "flag", "stop vassals gracefully when the Emperor "
+           "stops", E),
+    Option("vassals-include", "list", "add --include FILE to every vassal's command line", E,
+           metavar="FILE"),
+    Option("vassals-inherit", "list", "add --ini FILE (a template) to every vassal's command "
+           "line", E, metavar="FILE"),
+    Option("vassal-set", "list", "set an option of every vassal", E, aliases=("vassals-set",),
+           metavar="NAME=VALUE"),
+    Option("heartbeat", "int", "a vassal: send the Emperor a heartbeat every N seconds", E, 0,
+           metavar="SECONDS", minimum=0),
+    Option("vassal-sos-backlog", "int", "a vassal: ask the Emperor for zergs when a listen "
+           "queue holds this many connections (TCP and unix)", E, 0, metavar="N", minimum=0),
     # serving
     Option("check-static", "list", "serve the file DIR + PATH_INFO when it exists (else the app)",
            V, metavar="DIR"),
@@ -447,7 +486,7 @@ OPTIONS: tuple[Option, ...] = (
 # options handled while reading the configuration itself, not stored as settings
 DIRECTIVES = frozenset({"ini", "include", "print"})
 MANAGEMENT = ("reload", "stop", "pause", "resume")
-CATEGORIES = (P, S, Z, L, K, V, G, C, M, U)
+CATEGORIES = (P, S, Z, L, K, E, V, G, C, M, U)
 
 BY_NAME: dict[str, Option] = {}
 BY_SHORT: dict[str, Option] = {}

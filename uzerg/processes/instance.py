@@ -19,6 +19,8 @@ from typing import Any
 from uzerg import __version__
 from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
+from uzerg.emperor.channel import ENV_STANDBY
+from uzerg.emperor.link import EmperorLink
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
 from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
@@ -27,6 +29,7 @@ from uzerg.processes.cron import Cron, configured_crons
 from uzerg.processes.daemons import Daemons, configured_daemons
 from uzerg.processes.fifo import FifoService
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
+from uzerg.processes.idle import IdleService
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.logmaster import LogMaster, wants_log_master
 from uzerg.processes.master import SIGNALS, Master
@@ -171,6 +174,12 @@ class Instance:
         threads = config.threads
         processes = config.processes
         scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
+        if os.environ.pop(ENV_STANDBY, None) == "1" and self.state is None:
+            # a Broodlord warm standby: app loaded, workers forked, paused until the
+            # Emperor resumes them (SIGTSTP, as --pause/--resume)
+            scoreboard.header.paused = 1
+            log.info("warm standby: workers start paused until the Emperor resumes them",
+                     event_kind="standby")
         services.extend([self.zerg, self.lifecycle])
         if config.stats:
             services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats))
@@ -184,6 +193,10 @@ class Instance:
             services.append(Daemons(configured_daemons(config), config.daemons_honour_stdin))
         if configured_crons(config):
             services.append(Cron(configured_crons(config), config.cron_harakiri))
+        link = EmperorLink.from_environ(os.environ, config)
+        if link is not None:
+            services.append(link)
+        services.append(IdleService(config, link))
         context = reexec.Context(self.origin_cwd, self.daemonized, self.state is not None)
 
         master_pid = os.getpid()  # read before any fork: see Worker's master_pid

@@ -104,6 +104,7 @@ class Master:
         self.watches = Watches(self.selector)
         self.touch = TouchReload(config.touch_reload)
         self.reload_requested = False
+        self.cheap = False  # idle/cheap: no workers until a connection arrives
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -121,7 +122,9 @@ class Master:
         self._dispatch_signals()  # those that arrived while the app was loading
         first = self.cheaper.settings.initial if self.cheaper else self.desired
         self.cheaped.update(range(first + 1, self.desired + 1))  # cheaper mode starts small
-        for wid in range(1, first + 1 if not self.stopping else 1):
+        if self.config.cheap and not self.context.reloaded and not self.stopping:
+            self.enter_cheap()
+        for wid in range(1, first + 1 if not (self.stopping or self.cheap) else 1):
             self.spawn(wid)
         self._retire_previous_generation()
         self._start_services()
@@ -262,7 +265,7 @@ class Master:
             self._signal(record.pid, signal.SIGUSR2)
 
     def add_worker(self) -> None:
-        if self.stopping or not self.listeners:
+        if self.stopping or self.cheap or not self.listeners:
             return
         if self.cheaper is not None:  # within cheaper..processes, at the next cheaper cycle
             self.cheaper.request(+1)
@@ -320,6 +323,27 @@ class Master:
             service.reopen_logs()
         if path:
             log.info(f"log file {path} reopened", event_kind="log_reopen")
+
+    def enter_cheap(self) -> None:
+        """Stop the workers; the next connection on a socket brings them back (idle, cheap:
+        the idle service watches the sockets meanwhile)."""
+        if self.cheap or self.stopping or not self.listeners:
+            return
+        self.cheap = True
+        for record in list(self.workers.values()):
+            self._retire(self.workers.pop(record.worker_id), graceful=False)
+        self.respawn_due.clear()
+        log.info("cheap mode enabled: waiting for socket connection...", event_kind="cheap")
+
+    def leave_cheap(self) -> None:
+        if not self.cheap:
+            return
+        self.cheap = False
+        log.info("a connection arrived: leaving cheap mode", event_kind="cheap_end")
+        if not self.stopping:
+            for wid in range(1, self.desired + 1):
+                if wid not in self.cheaped:  # the cheaper's cheaped slots stay cheap
+                    self.spawn(wid)
 
     def log_stats(self) -> None:
         text = stats_log_text(self.scoreboard, [r.worker_id for r in self.worker_records()])

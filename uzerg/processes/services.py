@@ -1,7 +1,7 @@
 """The one interface between the master's loop and everything it serves besides its children.
 
-A service (the zerg server and pools, the stats server, the master fifo; later the Emperor's
-vassal monitor, the cheaper tick) subclasses ``MasterService`` and answers five questions:
+A service (the zerg server and pools, the stats server, the master fifo, a vassal's Emperor link,
+the idle watch; later the cheaper tick) subclasses ``MasterService`` and answers five questions:
 
 - ``watches()``: which descriptors to watch right now, and what to call when one is readable.
   Asked again after every wake-up, so a service may stop watching a descriptor for a while
@@ -54,6 +54,7 @@ class MasterView(Protocol):
     listeners: list[Listener]
     desired: int  # the number of worker slots (in cheaper mode: processes)
     stopping: bool
+    cheap: bool  # idle/cheap mode: no workers until a connection arrives
 
     @property
     def wanted(self) -> int:
@@ -65,6 +66,14 @@ class MasterView(Protocol):
     def cheap_records(self) -> Sequence[Any]: ...
 
     def fifo_command(self, char: str) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def shutdown(self, graceful: bool) -> None: ...
+
+    def enter_cheap(self) -> None: ...
+
+    def leave_cheap(self) -> None: ...
 
 
 class MasterService(ABC):
