@@ -1,0 +1,127 @@
+"""configs/broodlord.ini, the uWSGI documentation's Broodlord example, run unchanged under
+``--emperor-broodlord 40`` (it binds :3031 and /tmp/broodlord.sock: skipped when either is
+taken); and a bad [zerg] stanza, reported in one line naming the file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from emperor_helpers import emperor_stats, start_emperor, vassals_named, wait_vassal_pid
+from harness import InstanceStarter, wait_until, write_app
+from nginx import free_port
+from peer_helpers import encode_uwsgi_packet, uwsgi_request
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "broodlord.ini"
+REQUEST = encode_uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": "/",
+                               "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+                               "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+                               "HTTP_HOST": "localhost"}, b"")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def hold_the_queue(address: tuple[str, int] | str, count: int) -> list[socket.socket]:
+    """``count`` connections that sent half a request: the worker that accepts one waits for
+    the rest, the others stay in the listen queue."""
+    held = []
+    for _ in range(count):
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        sock = socket.socket(family)
+        sock.settimeout(10)
+        sock.connect(address)
+        sock.sendall(REQUEST[:4])
+        held.append(sock)
+    return held
+
+
+def finish(held: list[socket.socket]) -> list[bytes]:
+    answers = []
+    for sock in held:
+        with sock:
+            sock.sendall(REQUEST[4:])
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            answers.append(data)
+    return answers
+
+
+def zerg_server_in_use(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not port_free(3031) or zerg_server_in_use("/tmp/broodlord.sock"),
+                    reason="port 3031 or /tmp/broodlord.sock is in use")
+def test_documentation_example_runs_unchanged(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    try:
+        run_documentation_example(uzerg, tmp_path)
+    finally:  # the example has no vacuum: its zerg server's socket file stays, as with uWSGI
+        if not zerg_server_in_use("/tmp/broodlord.sock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink("/tmp/broodlord.sock")
+
+
+def run_documentation_example(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    vassals = tmp_path / "vassals"
+    vassals.mkdir()
+    emperor, stats = start_emperor(uzerg, vassals, "--emperor", str(EXAMPLE),
+                                   "--emperor-broodlord", "40")
+    name = str(EXAMPLE)
+    wait_vassal_pid(stats, name, timeout=30)
+    assert b"werkzeug" in uwsgi_request("127.0.0.1:3031", "/").lower()
+    held = hold_the_queue(("127.0.0.1", 3031), 14)
+    try:
+        emperor.wait_for_log("sos from", 20)
+        emperor.wait_for_log(f"launching zerg {name}:zerg", 20)
+        wait_until(lambda: any(v["zerg"] and v["ready"]
+                               for v in emperor_stats(stats)["vassals"]), 30, "a zerg up")
+        uzerg.track(emperor)
+    finally:
+        answers = finish(held)
+    assert all(b"200 OK" in a for a in answers)
+    # the zerg took some of the queued requests: it announced its loyalty
+    wait_until(lambda: any(v["loyal"] for v in vassals_named(stats, f"{name}:zerg")), 20,
+               "a zerg that served")
+    uzerg.track(emperor)
+    assert emperor.stop() == 0
+
+
+def test_bad_zerg_stanza_is_one_line_and_the_vassal_keeps_serving(
+        uzerg: InstanceStarter, tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app.py")
+    vassals = tmp_path / "vassals"
+    vassals.mkdir()
+    port = free_port()
+    zerg_server = tmp_path / "z.sock"
+    (vassals / "site.ini").write_text(
+        f"[uwsgi]\nsocket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n"
+        f"processes = 1\nvassal-sos-backlog = 3\nzerg-server = {zerg_server}\n"
+        f"[zerg]\nzerg = {zerg_server}\nwsgi-file = {app}\nprocesses = lots\n")
+    emperor, stats = start_emperor(uzerg, vassals, "--emperor-broodlord", "4")
+    wait_vassal_pid(stats, "site.ini")
+    held = hold_the_queue(("127.0.0.1", port), 6)
+    try:
+        line = emperor.wait_for_log("no zerg for site.ini", 20)
+    finally:
+        answers = finish(held)
+    assert "site.ini:11: processes: invalid integer: lots" in line
+    assert all(b"200 OK" in a for a in answers)
+    assert emperor.process.poll() is None
+    assert not [v for v in emperor_stats(stats)["vassals"] if v["zerg"]]
