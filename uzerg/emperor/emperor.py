@@ -57,6 +57,7 @@ class Emperor:
         self.ragnarok_at = 0.0
         self.broodlord_num = 0
         self.stats_server: Any = None
+        self.touch = {path: _mtime(path) for path in config.touch_reload}
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -125,6 +126,11 @@ class Emperor:
     # -- files ---------------------------------------------------------------------------------
 
     def rescan(self) -> None:
+        for path, mtime in self.touch.items():
+            if _mtime(path) != mtime:
+                self.touch[path] = _mtime(path)
+                for vassal in list(self.vassals.values()):
+                    self.reload_vassal(vassal, f"{path} (touch-reload) was touched")
         seen = scan(self.monitors, self.cwd, self.unreadable)
         for name in self.unreadable - self.warned_unreadable:
             log.warning(f"[emperor] ignoring {name}: uzerg vassals are .ini files",
@@ -447,3 +453,10 @@ class Emperor:
         self.selector.close()
         for fd in self._wakeup:
             os.close(fd)
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
