@@ -1,0 +1,111 @@
+"""uWSGI's Emperor channel on the wire: a real uWSGI vassal under uzerg's Emperor
+(``emperor-wrapper``), and a uzerg vassal under the real uWSGI Emperor (its own
+``--emperor-wrapper``): start, loyalty, reload on touch, stop on removal, both ways."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from emperor_helpers import start_emperor, touch, vassals_named, wait_vassal_pid
+from harness import InstanceStarter, http_get, wait_until, write_app
+from nginx import free_port
+
+UWSGI = shutil.which("uwsgi")
+pytestmark = pytest.mark.skipif(UWSGI is None, reason="the uwsgi binary is not installed")
+
+
+def serving_pid(port: int) -> str | None:
+    try:
+        status, body = http_get(f"127.0.0.1:{port}", timeout=2)
+    except OSError:
+        return None
+    return body.split()[-1].decode() if status == 200 else None
+
+
+def refused(port: int) -> bool:
+    return serving_pid(port) is None
+
+
+def test_real_uwsgi_vassal_under_uzerg_emperor(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app.py")
+    vassals = tmp_path / "vassals"
+    vassals.mkdir()
+    port = free_port()
+    (vassals / "real.ini").write_text(
+        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n")
+    emperor, stats = start_emperor(uzerg, vassals, "--emperor-wrapper", str(UWSGI))
+    pid = wait_vassal_pid(stats, "real.ini", 30)
+    emperor.wait_for_log("has_emperor mode detected")  # uWSGI found UWSGI_EMPEROR_FD
+    first = wait_until(lambda: serving_pid(port), 20, "uWSGI serving")
+    wait_until(lambda: vassals_named(stats, "real.ini")[0]["loyal"], 10, "loyal")
+    touch(vassals / "real.ini")
+    emperor.wait_for_log("received message 1 from emperor", 20)
+    wait_until(lambda: serving_pid(port) not in (None, first), 20, "a reloaded worker")
+    assert vassals_named(stats, "real.ini")[0]["pid"] == pid
+    (vassals / "real.ini").unlink()
+    emperor.wait_for_log("removed uwsgi instance real.ini", 20)
+    assert refused(port)
+    uzerg.track(emperor)
+
+
+@pytest.fixture
+def uwsgi_emperor(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        pids = [process.pid]
+        try:
+            pids += [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
+        except psutil.Error:
+            pass
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        process.wait(10)
+
+
+def test_uzerg_vassal_under_real_uwsgi_emperor(
+        uwsgi_emperor: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app.py")
+    vassals = tmp_path / "vassals"
+    vassals.mkdir()
+    port = free_port()
+    (vassals / "ours.ini").write_text(
+        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n")
+    wrapper = tmp_path / "uzerg-vassal"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m uzerg \"$@\"\n")
+    wrapper.chmod(0o755)
+    log = tmp_path / "uwsgi-emperor.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(UWSGI), "--emperor", str(vassals), "--emperor-wrapper", str(wrapper),
+             "--emperor-freq", "1"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=tmp_path)
+    uwsgi_emperor.append(process)
+
+    def logged(text: str) -> bool:
+        return text in log.read_text(errors="replace")
+
+    first = wait_until(lambda: serving_pid(port), 30, "the uzerg vassal serving")
+    wait_until(lambda: logged("[emperor] vassal ours.ini has been spawned"), 10, "spawned")
+    wait_until(lambda: logged("[emperor] vassal ours.ini is now loyal"), 10, "loyal")
+    touch(vassals / "ours.ini")
+    wait_until(lambda: logged("received message 1 from emperor"), 20, "the reload command")
+    wait_until(lambda: serving_pid(port) not in (None, first), 20, "a reloaded worker")
+    (vassals / "ours.ini").unlink()
+    wait_until(lambda: logged("[emperor] removed uwsgi instance ours.ini"), 20, "removed")
+    assert refused(port)
+    process.send_signal(signal.SIGINT)
+    process.wait(35)
+    assert logged("The Emperor is buried.")
