@@ -94,7 +94,9 @@ def test_bad_vassal_file_is_one_line_and_the_others_keep_running(
     good, bad = free_port(), free_port()
     (vassals / "good.ini").write_text(vassal_text(app, good))
     (vassals / "bad.ini").write_text(vassal_text(app, bad, "processes = many"))
-    emperor, stats = start_emperor(uzerg, vassals)
+    pidfile = tmp_path / "emperor.pid"
+    emperor, stats = start_emperor(uzerg, vassals, "--emperor-pidfile", str(pidfile))
+    assert pidfile.read_text().strip() == str(emperor.pid)
     line = emperor.wait_for_log("vassal bad.ini not started")
     assert "bad.ini:6: processes: invalid integer: many" in line
     wait_vassal_pid(stats, "good.ini")
