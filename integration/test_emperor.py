@@ -161,3 +161,32 @@ def test_vassal_set_and_vassals_include(uzerg: InstanceStarter, tmp_path: Path) 
     # and %d%n in the vassal file are the vassal file's directory and name
     wait_until(lambda: (vassals / "site.log").exists(), 20, "the vassal's own log file")
     uzerg.track(emperor)
+
+
+def test_tyrant_runs_each_vassal_as_the_owner_of_its_file(
+        uzerg: InstanceStarter, tmp_path: Path) -> None:
+    """The vassal program is a wrapper script that records its ids (the test's Python lives
+    under /root, which another user cannot run)."""
+    if os.getuid() != 0:
+        import pytest
+
+        pytest.skip("emperor-tyrant needs root")
+    vassals = tmp_path / "vassals"
+    vassals.mkdir()
+    vassals.chmod(0o777)  # reached by the vassal through its cwd only
+    wrapper = vassals / "record-ids"
+    wrapper.write_text('#!/bin/sh\necho "$(id -u) $(id -g) $(id -G) $2" > ids-$$\n'
+                       "exec sleep 60\n")
+    wrapper.chmod(0o755)
+    vassal = vassals / "nobody.ini"
+    vassal.write_text("[uwsgi]\n")
+    os.chown(vassal, 65534, 65534)
+    (vassals / "root.ini").write_text("[uwsgi]\n")
+    emperor, stats = start_emperor(uzerg, vassals, "--emperor-tyrant", "--emperor-wrapper",
+                                   "./record-ids")
+    emperor.wait_for_log("[emperor-tyrant] invalid permissions for vassal root.ini")
+    records = wait_until(lambda: list(vassals.glob("ids-*")), 20, "the vassal's ids")
+    assert records[0].read_text().split() == ["65534", "65534", "65534", "nobody.ini"]
+    assert emperor_stats(stats)["emperor_tyrant"] == 1
+    assert [v["uid"] for v in emperor_stats(stats)["vassals"]] == [65534]
+    uzerg.track(emperor)
