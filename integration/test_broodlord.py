@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emperor_helpers import emperor_stats, event_time, json_events, start_emperor
-from harness import InstanceStarter, wait_until
-from nginx import free_port, nginx_available, running_nginx
+from support.emperor import emperor_stats, event_time, json_events, start_emperor
+from support.peers import nginx_available, running_nginx
+from support.processes import InstanceStarter, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "configs" / "broodlord.ini"

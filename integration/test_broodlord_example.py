@@ -10,10 +10,11 @@ import socket
 from pathlib import Path
 
 import pytest
-from emperor_helpers import emperor_stats, start_emperor, vassals_named, wait_vassal_pid
-from harness import InstanceStarter, wait_until, write_app
-from nginx import free_port
-from peer_helpers import encode_uwsgi_packet, uwsgi_request
+from support.clients import uwsgi_request
+from support.emperor import emperor_stats, start_emperor, vassals_named, wait_vassal_pid
+from support.processes import InstanceStarter, free_port, wait_until, write_app
+
+from uzerg.protocols.uwsgi import encode_uwsgi_packet
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "configs" / "broodlord.ini"
 REQUEST = encode_uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REQUEST_URI": "/",

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
-from emperor_helpers import emperor_stats
-from harness import InstanceStarter, http_get, wait_until, write_app
-from nginx import free_port
+from support.clients import http_get
+from support.emperor import emperor_stats
+from support.processes import InstanceStarter, free_port, wait_until, write_app
 
 from uzerg.config.load import ConfigError, load_config
 

@@ -4,19 +4,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
-from emperor_helpers import start_emperor, touch, vassals_named, wait_vassal_pid
-from harness import InstanceStarter, http_get, wait_until, write_app
-from nginx import free_port
+from support.clients import http_get
+from support.emperor import start_emperor, touch, vassals_named, wait_vassal_pid
+from support.processes import InstanceStarter, Processes, free_port, wait_until, write_app
 
 UWSGI = shutil.which("uwsgi")
 pytestmark = pytest.mark.skipif(UWSGI is None, reason="the uwsgi binary is not installed")
@@ -56,26 +52,7 @@ def test_real_uwsgi_vassal_under_uzerg_emperor(uzerg: InstanceStarter, tmp_path:
     uzerg.track(emperor)
 
 
-@pytest.fixture
-def uwsgi_emperor(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        pids = [process.pid]
-        try:
-            pids += [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
-        except psutil.Error:
-            pass
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        process.wait(10)
-
-
-def test_uzerg_vassal_under_real_uwsgi_emperor(
-        uwsgi_emperor: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+def test_uzerg_vassal_under_real_uwsgi_emperor(processes: Processes, tmp_path: Path) -> None:
     app = write_app(tmp_path / "app.py")
     vassals = tmp_path / "vassals"
     vassals.mkdir()
@@ -85,14 +62,9 @@ def test_uzerg_vassal_under_real_uwsgi_emperor(
     wrapper = tmp_path / "uzerg-vassal"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m uzerg \"$@\"\n")
     wrapper.chmod(0o755)
-    log = tmp_path / "uwsgi-emperor.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(UWSGI), "--emperor", str(vassals), "--emperor-wrapper", str(wrapper),
-             "--emperor-freq", "1"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=tmp_path)
-    uwsgi_emperor.append(process)
+    process, log = processes.start("uwsgi-emperor", [
+        str(UWSGI), "--emperor", str(vassals), "--emperor-wrapper", str(wrapper),
+        "--emperor-freq", "1"])
 
     def logged(text: str) -> bool:
         return text in log.read_text(errors="replace")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import InstanceStarter, http_get, wait_until
+from support.clients import http_get
+from support.processes import InstanceStarter, wait_until
 
 
 def test_idle_goes_cheap_and_the_next_connection_brings_the_workers_back(

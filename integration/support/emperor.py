@@ -1,4 +1,4 @@
-"""Helpers for the Emperor and Broodlord tests: start an Emperor, read its stats and its JSON
+"""The Emperor and Broodlord tests' helpers: start an Emperor, read its stats and its JSON
 log, write vassal files."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from harness import Instance, InstanceStarter, wait_until
+from support.processes import Instance, InstanceStarter, wait_until
 
 
 def start_emperor(uzerg: InstanceStarter, vassals: Path, *extra: str,

@@ -11,15 +11,15 @@ import socket
 from pathlib import Path
 
 import psutil
-from emperor_helpers import (
+from support.clients import http_get
+from support.emperor import (
     emperor_stats,
     start_emperor,
     touch,
     vassals_named,
     wait_vassal_pid,
 )
-from harness import InstanceStarter, http_get, wait_until, write_app
-from nginx import free_port
+from support.processes import InstanceStarter, free_port, wait_until, write_app
 
 
 def vassal_text(app: Path, port: int, *extra: str) -> str:
