@@ -6,6 +6,8 @@ uzerg vassal under uWSGI's Emperor.
 
 from __future__ import annotations
 
+import socket
+
 ENV_FD = "UWSGI_EMPEROR_FD"
 ENV_BROODLORD_NUM = "UWSGI_BROODLORD_NUM"
 # uzerg's own: start a zerg with its workers paused (a warm standby); uWSGI vassals ignore it
@@ -29,3 +31,14 @@ VASSAL_MESSAGES = {
     SPAWNED: "spawned", CONFIG_REQUEST: "config request", ACCEPTING: "accepting",
     LOYAL: "loyal", STOP_ME: "stop me", HEARTBEAT: "heartbeat", SOS: "sos",
 }
+
+
+def receive(sock: socket.socket) -> bytes | None:
+    """The command bytes waiting on a non-blocking channel end: None when there are none yet,
+    b"" when the peer is gone."""
+    try:
+        return sock.recv(64)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""

@@ -29,6 +29,7 @@ from uzerg.emperor.scan import VassalFile, compare, scan
 from uzerg.emperor.stats import emperor_stats_document
 from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import RUNNING, STOPPING, Vassal, start_process
+from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 
 log = structlog.get_logger()
 
@@ -62,13 +63,8 @@ class Emperor:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._wakeup = (read_fd, write_fd)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for name in SIGNALS:
-            signal.signal(getattr(signal, "SIG" + name), self._enqueue)
+        self._wakeup = install_signal_wakeup(self.selector, SIGNALS, self._enqueue)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        self.selector.register(read_fd, selectors.EVENT_READ, self._drain_wakeup)
         if self.config.emperor_stats:
             from uzerg.processes.stats import StatsServer
 
@@ -101,13 +97,6 @@ class Emperor:
 
     def _enqueue(self, signum: int, _frame: Any) -> None:
         self.signals.append(signum)
-
-    def _drain_wakeup(self) -> None:
-        try:
-            while os.read(self._wakeup[0], 512):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
 
     def _dispatch_signals(self) -> None:
         while self.signals:
@@ -274,12 +263,9 @@ class Emperor:
     # -- the channel ---------------------------------------------------------------------------
 
     def _message(self, vassal: Vassal) -> None:
-        try:
-            data = vassal.channel.recv(64)
-        except (BlockingIOError, InterruptedError):
+        data = channel.receive(vassal.channel)
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the vassal is gone (or going): its death is handled when reaped
             self.selector.unregister(vassal.channel)
             return
@@ -366,13 +352,7 @@ class Emperor:
     # -- children ------------------------------------------------------------------------------
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             vassal = self.vassals.pop(str(pid), None)
             if vassal is not None:
                 self._vassal_died(vassal, os.waitstatus_to_exitcode(status))

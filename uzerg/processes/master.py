@@ -35,6 +35,7 @@ from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
 from uzerg.processes.stats import stats_log_text
+from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 from uzerg.processes.worker import (
     EXIT_HOOK_FAILED,
     EXIT_NEED_APP,
@@ -109,12 +110,7 @@ class Master:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._wakeup = (read_fd, write_fd)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for name in SIGNALS:  # explicitly: a background start may inherit INT/QUIT ignored
-            signal.signal(getattr(signal, "SIG" + name), self._enqueue)
-        self.selector.register(read_fd, selectors.EVENT_READ, self._drain_wakeup)
+        self._wakeup = install_signal_wakeup(self.selector, SIGNALS, self._enqueue)
         log.info(f"spawned uWSGI master process (pid: {os.getpid()})"
                  if not self.context.reloaded else
                  f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
@@ -154,13 +150,6 @@ class Master:
 
     def _enqueue(self, signum: int, _frame: Any) -> None:
         self.signals.append(signum)
-
-    def _drain_wakeup(self) -> None:
-        try:
-            while os.read(self._wakeup[0], 512):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
 
     def _dispatch_signals(self) -> None:
         while self.signals:
@@ -422,13 +411,7 @@ class Master:
         self.previous_workers = []
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_children():
             self._child_exited(pid, status)
 
     def _child_exited(self, pid: int, status: int) -> None:

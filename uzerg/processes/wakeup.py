@@ -1,0 +1,43 @@
+"""Signals and children for a selector loop (the master's, the Emperor's): handlers only
+enqueue, a self-pipe given to ``signal.set_wakeup_fd`` wakes the selector so the loop
+dispatches them, and exited children are reaped without blocking."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+
+def install_signal_wakeup(selector: selectors.BaseSelector, names: Iterable[str],
+                          handler: Callable[[int, Any], None]) -> tuple[int, int]:
+    """Route the signals ``names`` ("HUP", ...) to ``handler`` and wake ``selector`` on each;
+    returns the pipe's (read, write) descriptors, for the caller to close."""
+    read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    for name in names:  # explicitly: a background start may inherit INT/QUIT ignored
+        signal.signal(getattr(signal, "SIG" + name), handler)
+    selector.register(read_fd, selectors.EVENT_READ, lambda: drain(read_fd))
+    return read_fd, write_fd
+
+
+def drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def reap_children() -> Iterator[tuple[int, int]]:
+    """(pid, wait status) of every child that has exited, without blocking."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status
