@@ -129,13 +129,13 @@ def run_ramp(uzerg: InstanceStarter, tmp_path: Path, capsys: pytest.CaptureFixtu
         last_growth = time.monotonic()
         deadline = time.monotonic() + 40
         try:
-            # ramp until the zergs stop growing for 3 s (the queue fell below 10)
+            # ramp until the zergs stop growing for 2.5 s (the queue fell below 10)
             while time.monotonic() < deadline:
                 count = len(active_zergs(stats))
                 uzerg.track(emperor)
                 if count > peak:
                     peak, last_growth = count, time.monotonic()
-                if peak and time.monotonic() - last_growth > 3:
+                if peak and time.monotonic() - last_growth > 2.5:
                     break
                 time.sleep(0.1)
         finally:

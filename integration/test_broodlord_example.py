@@ -126,3 +126,30 @@ def test_bad_zerg_stanza_is_one_line_and_the_vassal_keeps_serving(
     assert all(b"200 OK" in a for a in answers)
     assert emperor.process.poll() is None
     assert not [v for v in emperor_stats(stats)["vassals"] if v["zerg"]]
+
+
+def test_vassal_sos_when_every_worker_is_busy(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    app = write_app(tmp_path / "app.py", slow_seconds=20)
+    vassals = tmp_path / "vassals"
+    vassals.mkdir()
+    port = free_port()
+    zerg_server = tmp_path / "z.sock"
+    (vassals / "busy.ini").write_text(
+        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n"
+        f"processes = 1\nvassal-sos = 1\nzerg-server = {zerg_server}\n"
+        f"[zerg]\nzerg = {zerg_server}\nwsgi-file = {app}\nmaster = true\n")
+    emperor, stats = start_emperor(uzerg, vassals, "--emperor-broodlord", "1")
+    wait_vassal_pid(stats, "busy.ini")
+    slow = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        slow.sendall(b"GET /slow HTTP/1.0\r\n\r\n")
+        emperor.wait_for_log("asking Emperor for reinforcements (overload: all 1 workers busy)")
+        emperor.wait_for_log("launching zerg busy.ini:zerg", 20)
+        wait_until(lambda: any(v["zerg"] and v["ready"] for v in emperor_stats(stats)["vassals"]),
+                   30, "the zerg up")
+        # at the limit (1): later sos are refused, with the reason
+        emperor.wait_for_log("the broodlord limit (1 zergs) is reached", 20)
+        uzerg.track(emperor)
+    finally:
+        (tmp_path / "release").touch()
+        slow.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from uzerg.config.load import load_config
+from uzerg.config.load import ConfigError, load_config
 from uzerg.emperor import channel
 from uzerg.emperor.broodlord import decide_sos, standbys_missing
 from uzerg.emperor.command import check_vassal, vassal_arguments, vassal_environment
@@ -139,3 +139,14 @@ def test_vassal_send_reports_a_dead_peer() -> None:
     v.send(channel.STOP)
     assert not v.send(channel.STOP)
     ours.close()
+
+
+def test_standby_needs_a_broodlord_limit() -> None:
+    try:
+        emperor_config("--emperor-broodlord-standby", "1")
+    except ConfigError as exc:
+        assert str(exc) == ("command line: emperor-broodlord-standby: needs emperor-broodlord "
+                            "(the most zergs to run, standbys included)")
+    else:
+        raise AssertionError("accepted")
+    assert emperor_config("--emperor-broodlord-standby", "1", "--emperor-broodlord", "4")

@@ -190,6 +190,11 @@ _INSTANCE_ONLY = ("socket", "http-socket", "http11-socket", "http", "zerg", "zer
 def _check_emperor(resolver: _Resolver) -> None:
     """An Emperor runs vassals, not workers: uWSGI forks it beside an instance that has
     sockets; uzerg runs it alone (the sockets belong in a vassal file)."""
+    if resolver.values.get("emperor-broodlord-standby") and not resolver.values.get(
+            "emperor-broodlord"):
+        raise ConfigError(str(resolver.origins["emperor-broodlord-standby"]),
+                          "emperor-broodlord-standby", "needs emperor-broodlord (the most zergs "
+                          "to run, standbys included)")
     if "emperor" not in resolver.values:
         return
     for name in _INSTANCE_ONLY:

@@ -387,6 +387,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="NAME=VALUE"),
     Option("heartbeat", "int", "a vassal: send the Emperor a heartbeat every N seconds", E, 0,
            metavar="SECONDS", minimum=0),
+    Option("vassal-sos", "int", "a vassal: ask the Emperor for zergs when every worker is busy, "
+           "at most once every N seconds (0: off)", E, 0, metavar="SECONDS", minimum=0),
     Option("vassal-sos-backlog", "int", "a vassal: ask the Emperor for zergs when a listen "
            "queue holds this many connections (TCP and unix)", E, 0, metavar="N", minimum=0),
     # serving
