@@ -76,7 +76,8 @@ def run_copy(path: Path, uzerg: InstanceStarter, tmp_path: Path) -> None:
     stats = str(tmp_path / "emperor.stats")
     emperor = uzerg.start(["--ini", str(copy), "--emperor-stats", stats], wait_workers=None,
                           cwd=tmp_path)
-    wait_until(lambda: os.path.exists(stats) and any(
+    emperor.wait_for_log("starting uWSGI Emperor")  # its stats socket listens
+    wait_until(lambda: any(
         v["ready"] for v in emperor_stats(stats)["vassals"]), 30, f"vassal {vassal} up")
     wait_until(lambda: http_get(f"127.0.0.1:{port}")[0] == 200, 20, "the vassal serving")
     assert emperor_stats(stats)["emperor"] == list(config.emperor)

@@ -182,6 +182,7 @@ class Config:
     vassals_inherit: tuple[str, ...] = ()
     vassal_set: tuple[str, ...] = ()
     heartbeat: int = 0
+    vassal_sos: int = 0
     vassal_sos_backlog: int = 0
     static_map: tuple[str, ...] = ()
     logto: str | None = None

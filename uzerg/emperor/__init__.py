@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
 import structlog
 
+from uzerg.config.model import Config
 from uzerg.logs import configure_logging
 from uzerg.processes.process import (
     StartupError,
@@ -23,7 +23,7 @@ from uzerg.processes.process import (
 log = structlog.get_logger()
 
 
-def run(config: Any) -> int:
+def run(config: Config) -> int:
     """Run the Emperor until it is stopped; returns the exit status."""
     from uzerg.emperor.emperor import Emperor
 
@@ -52,7 +52,7 @@ def run(config: Any) -> int:
                 remove_pidfile(path)
 
 
-def _prepare(config: Any) -> None:
+def _prepare(config: Config) -> None:
     if config.chdir:
         try:
             os.chdir(config.chdir)

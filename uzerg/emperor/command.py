@@ -8,10 +8,10 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from uzerg.config import options
 from uzerg.config.load import ConfigError, load_config
+from uzerg.config.model import Config
 from uzerg.emperor import channel
 
 ZERG_SECTION = "zerg"
@@ -21,7 +21,7 @@ _DROPPED_ENV = ("UWSGI_RELOADS", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID",
                 channel.ENV_STANDBY)
 
 
-def vassal_arguments(config: Any, name: str, section: str | None) -> list[str]:
+def vassal_arguments(config: Config, name: str, section: str | None) -> list[str]:
     """The options after the program: ``--ini NAME[:SECTION]`` between the Emperor's extras."""
     args: list[str] = []
     for item in config.vassal_set:
@@ -37,7 +37,7 @@ def vassal_arguments(config: Any, name: str, section: str | None) -> list[str]:
     return args
 
 
-def vassal_command(config: Any, arguments: list[str]) -> list[str]:
+def vassal_command(config: Config, arguments: list[str]) -> list[str]:
     if config.emperor_wrapper:
         return [config.emperor_wrapper, *arguments]
     return [sys.executable, "-m", "uzerg", *arguments]
@@ -56,7 +56,7 @@ def vassal_environment(environ: Mapping[str, str], *, broodlord_num: int = 0,
     return env
 
 
-def check_vassal(config: Any, name: str, section: str | None, cwd: str,
+def check_vassal(config: Config, name: str, section: str | None, cwd: str,
                  environ: Mapping[str, str]) -> str | None:
     """Load the vassal's configuration as the vassal will (same arguments, same directory):
     the one-line error, or None when it loads. Not for wrapped (foreign) vassals."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from uzerg.config.model import Config
 from uzerg.emperor import broodlord, channel
 from uzerg.emperor.command import (
     ZERG_SECTION,
@@ -29,6 +30,7 @@ from uzerg.emperor.scan import VassalFile, compare, scan
 from uzerg.emperor.stats import emperor_stats_document
 from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import RUNNING, STOPPING, Vassal, start_process
+from uzerg.processes.stats import StatsServer
 from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 
 log = structlog.get_logger()
@@ -40,7 +42,7 @@ EXILE_CODE = 26  # a vassal exiting with this status is not respawned (uWSGI's)
 
 
 class Emperor:
-    def __init__(self, config: Any, environ: Mapping[str, str], cwd: str) -> None:
+    def __init__(self, config: Config, environ: Mapping[str, str], cwd: str) -> None:
         self.config = config
         self.environ = dict(environ)
         self.cwd = cwd
@@ -57,7 +59,7 @@ class Emperor:
         self.next_scan = 0.0
         self.ragnarok_at = 0.0
         self.broodlord_num = 0
-        self.stats_server: Any = None
+        self.stats_server: StatsServer | None = None
         self.touch = {path: _mtime(path) for path in config.touch_reload}
 
     # -- the loop ------------------------------------------------------------------------------
@@ -66,8 +68,6 @@ class Emperor:
         self._wakeup = install_signal_wakeup(self.selector, SIGNALS, self._enqueue)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         if self.config.emperor_stats:
-            from uzerg.processes.stats import StatsServer
-
             self.stats_server = StatsServer(self.config.emperor_stats,
                                             bool(self.config.stats_http), self.stats)
             self.selector.register(self.stats_server, selectors.EVENT_READ,
