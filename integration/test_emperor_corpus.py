@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.clients import http_get
-from support.emperor import emperor_stats
+from support.emperor import emperor_stats, stats_when_up
 from support.processes import InstanceStarter, free_port, wait_until, write_app
 
 from uzerg.config.load import ConfigError, load_config
@@ -76,9 +76,9 @@ def run_copy(path: Path, uzerg: InstanceStarter, tmp_path: Path) -> None:
     stats = str(tmp_path / "emperor.stats")
     emperor = uzerg.start(["--ini", str(copy), "--emperor-stats", stats], wait_workers=None,
                           cwd=tmp_path)
-    emperor.wait_for_log("starting uWSGI Emperor")  # its stats socket listens
-    wait_until(lambda: any(
-        v["ready"] for v in emperor_stats(stats)["vassals"]), 30, f"vassal {vassal} up")
+    # (037 and 073 log to their logto file: the stats tell when the vassal is up)
+    wait_until(lambda: any(v["ready"] for v in (stats_when_up(stats) or {"vassals": []})[
+        "vassals"]), 30, f"vassal {vassal} up")
     wait_until(lambda: http_get(f"127.0.0.1:{port}")[0] == 200, 20, "the vassal serving")
     assert emperor_stats(stats)["emperor"] == list(config.emperor)
     uzerg.track(emperor)

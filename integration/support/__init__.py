@@ -40,8 +40,9 @@ them as descriptors 3, 4, ... and ``LISTEN_FDS``/``LISTEN_PID``/``LISTEN_FDNAMES
 ``NotifyListener`` is the datagram ``NOTIFY_SOCKET`` that collects ``sd_notify`` messages.
 
 ``emperor``: the Emperor and Broodlord tests' helpers: ``start_emperor`` (an Emperor with a
-stats socket), ``emperor_stats``, ``vassals_named``, ``wait_vassal_pid``, ``json_events`` and
-``event_time`` (a ``--log-json`` log's events and their times), ``touch`` (a later mtime).
+stats socket), ``emperor_stats``, ``stats_when_up``, ``vassals_named``, ``wait_vassal_pid``,
+``json_events`` and ``event_time`` (a ``--log-json`` log's events and their times), ``touch``
+(a later mtime).
 
 ``zerg_server``: a script, not a module to import: ``python support/zerg_server.py ADDR N``
 serves N fresh TCP listeners on a uzerg ZergServer, for the interop tests with real uWSGI.

@@ -36,6 +36,14 @@ def emperor_stats(path: str) -> dict[str, Any]:
     return json.loads(data)
 
 
+def stats_when_up(path: str) -> dict[str, Any] | None:
+    """The stats document, or None while the stats socket is not there or not listening."""
+    try:
+        return emperor_stats(path)
+    except OSError:
+        return None
+
+
 def vassals_named(path: str, name: str) -> list[dict[str, Any]]:
     return [v for v in emperor_stats(path)["vassals"] if v["id"] == name]
 
