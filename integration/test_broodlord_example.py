@@ -150,6 +150,12 @@ def test_vassal_sos_when_every_worker_is_busy(uzerg: InstanceStarter, tmp_path: 
         # at the limit (1): later sos are refused, with the reason
         emperor.wait_for_log("the broodlord limit (1 zergs) is reached", 20)
         uzerg.track(emperor)
+        zerg = next(v["pid"] for v in emperor_stats(stats)["vassals"] if v["zerg"])
+        # removing the vassal's file stops its zergs too
+        (vassals / "busy.ini").unlink()
+        emperor.wait_for_log(f"stop the uwsgi instance busy.ini:zerg (pid: {zerg}): its vassal "
+                             "busy.ini is stopping", 20)
+        wait_until(lambda: not emperor_stats(stats)["vassals"], 30, "vassal and zerg gone")
     finally:
         (tmp_path / "release").touch()
         slow.close()

@@ -66,6 +66,10 @@ def test_vassal_lifecycle_new_touch_remove_respawn_and_stop(
     wait_until(lambda: answers(port).split()[1] != first_worker, 20, "a fresh worker")
     assert vassals_named(stats, "one.ini")[0]["pid"] == pid
     assert vassals_named(stats, "one.ini")[0]["respawns"] == 1
+    # SIGHUP reloads every vassal
+    emperor.send(signal.SIGHUP)
+    emperor.wait_for_log(f"reload the uwsgi instance one.ini (pid: {pid}): SIGHUP")
+    wait_until(lambda: vassals_named(stats, "one.ini")[0]["respawns"] == 2, 10, "reloaded")
     # a vassal that dies is respawned (it was loyal: at once)
     os.kill(pid, signal.SIGKILL)
     emperor.wait_for_log("it was loyal: respawned at once")
