@@ -150,3 +150,13 @@ def test_standby_needs_a_broodlord_limit() -> None:
     else:
         raise AssertionError("accepted")
     assert emperor_config("--emperor-broodlord-standby", "1", "--emperor-broodlord", "4")
+
+
+def test_an_emperor_config_with_hooks_or_daemons_is_refused() -> None:
+    try:
+        emperor_config("--exec-as-root", "true")
+    except ConfigError as exc:
+        assert str(exc).startswith("command line: exec-as-root: uzerg does not provide this "
+                                   "uWSGI feature in an Emperor's config")
+    else:
+        raise AssertionError("accepted")

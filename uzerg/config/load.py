@@ -203,6 +203,12 @@ def _check_emperor(resolver: _Resolver) -> None:
                               "uzerg does not provide this uWSGI feature: an Emperor "
                               f"beside an instance (`{name}`); uzerg runs the Emperor alone, "
                               "put the instance in a vassal file")
+    for name in resolver.order:  # the Emperor process runs no hooks, daemons or cron
+        if options.BY_NAME[name].category == options.K:
+            raise ConfigError(str(resolver.origins[name]), name,
+                              "uzerg does not provide this uWSGI feature in an Emperor's "
+                              "config (the Emperor runs no hooks, daemons or cron; put it in "
+                              "a vassal file)")
 
 
 def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
