@@ -114,7 +114,7 @@ def test_bad_zerg_stanza_is_one_line_and_the_vassal_keeps_serving(
     (vassals / "site.ini").write_text(
         f"[uwsgi]\nsocket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n"
         f"processes = 1\nvassal-sos-backlog = 3\nzerg-server = {zerg_server}\n"
-        f"[zerg]\nzerg = {zerg_server}\nwsgi-file = {app}\nprocesses = lots\n")
+        f"[zerg]\nzerg = {zerg_server}\nwsgi-file = {app}\nprotocol = gopher\n")
     emperor, stats = start_emperor(uzerg, vassals, "--emperor-broodlord", "4")
     wait_vassal_pid(stats, "site.ini")
     held = hold_the_queue(("127.0.0.1", port), 6)
@@ -122,7 +122,8 @@ def test_bad_zerg_stanza_is_one_line_and_the_vassal_keeps_serving(
         line = emperor.wait_for_log("no zerg for site.ini", 20)
     finally:
         answers = finish(held)
-    assert "site.ini:11: processes: invalid integer: lots" in line
+    assert ("site.ini:11: protocol: unsupported protocol (uzerg speaks uwsgi and http): gopher"
+            in line)
     assert all(b"200 OK" in a for a in answers)
     assert emperor.process.poll() is None
     assert not [v for v in emperor_stats(stats)["vassals"] if v["zerg"]]

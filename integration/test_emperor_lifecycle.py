@@ -97,12 +97,13 @@ def test_bad_vassal_file_is_one_line_and_the_others_keep_running(
     vassals.mkdir()
     good, bad = free_port(), free_port()
     (vassals / "good.ini").write_text(vassal_text(app, good))
-    (vassals / "bad.ini").write_text(vassal_text(app, bad, "processes = many"))
+    (vassals / "bad.ini").write_text(vassal_text(app, bad, "protocol = gopher"))
     pidfile = tmp_path / "emperor.pid"
     emperor, stats = start_emperor(uzerg, vassals, "--emperor-pidfile", str(pidfile))
     assert pidfile.read_text().strip() == str(emperor.pid)
     line = emperor.wait_for_log("vassal bad.ini not started")
-    assert "bad.ini:6: processes: invalid integer: many" in line
+    assert ("bad.ini:6: protocol: unsupported protocol (uzerg speaks uwsgi and http): gopher"
+            in line)
     wait_vassal_pid(stats, "good.ini")
     wait_until(lambda: not refused(good), 20, "the good vassal serving")
     # fixed: started at the next scan; the Emperor never stopped

@@ -121,11 +121,11 @@ def test_vassal_environment() -> None:
 def test_check_vassal_reports_the_file_in_one_line(tmp_path: Path) -> None:
     config = emperor_config()
     (tmp_path / "ok.ini").write_text("[uwsgi]\nsocket = /tmp/x.sock\n[zerg]\nzerg = /z\n")
-    (tmp_path / "bad.ini").write_text("[uwsgi]\nprocesses = x\n")
+    (tmp_path / "bad.ini").write_text("[uwsgi]\nprotocol = gopher\n")
     assert check_vassal(config, "ok.ini", None, str(tmp_path), {}) is None
     assert check_vassal(config, "ok.ini", "zerg", str(tmp_path), {}) is None
     assert check_vassal(config, "bad.ini", None, str(tmp_path), {}) == (
-        "bad.ini:2: processes: invalid integer: x")
+        "bad.ini:2: protocol: unsupported protocol (uzerg speaks uwsgi and http): gopher")
     assert "no [zerg] section" in str(check_vassal(config, "bad.ini", "zerg", str(tmp_path),
                                                    {}))
     assert os.getcwd() != str(tmp_path)
