@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
-import structlog
-
 from uzerg.config.model import Config
-from uzerg.logs import configure_logging
+from uzerg.logs import configure_logging, get_logger
 from uzerg.processes.process import (
     StartupError,
     daemonize,
@@ -20,7 +18,7 @@ from uzerg.processes.process import (
     write_pidfile,
 )
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 def run(config: Config) -> int:

@@ -15,8 +15,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import structlog
-
 from uzerg.config.model import Config
 from uzerg.emperor import broodlord, channel
 from uzerg.emperor.command import (
@@ -30,10 +28,11 @@ from uzerg.emperor.scan import VassalFile, compare, scan
 from uzerg.emperor.stats import emperor_stats_document
 from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import RUNNING, STOPPING, Vassal, start_process
+from uzerg.logs import get_logger
 from uzerg.processes.stats import StatsServer
 from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 
-log = structlog.get_logger()
+log = get_logger()
 
 SIGNALS = ("INT", "TERM", "QUIT", "HUP", "USR1", "CHLD")
 CURSE_TOLERANCE = 30.0  # seconds a stopping vassal gets before SIGKILL (uWSGI's default)

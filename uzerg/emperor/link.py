@@ -10,14 +10,13 @@ import socket
 import time
 from collections.abc import Mapping
 
-import structlog
-
 from uzerg.config.model import Config
 from uzerg.emperor import channel
+from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 from uzerg.processes.stats import listen_queue
 
-log = structlog.get_logger()
+log = get_logger()
 
 SOS_INTERVAL = 1.0  # at most one sos a second, as uWSGI's master cycle sends them
 SOS_CHECK = 0.1  # the listen queue is looked at this often

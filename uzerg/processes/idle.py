@@ -8,13 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-import structlog
-
 from uzerg.config.model import Config
 from uzerg.emperor.link import EmperorLink
+from uzerg.logs import get_logger
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 
-log = structlog.get_logger()
+log = get_logger()
 
 
 class IdleService(MasterService):
