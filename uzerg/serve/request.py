@@ -17,7 +17,6 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
@@ -26,11 +25,11 @@ from uzerg.protocols.http import (
     HttpError,
     HttpRequestParser,
     parse_request_head,
-    split_target,
 )
 from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
 from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
+from uzerg.serve.environ import HttpEnvirons
 from uzerg.serve.pending import (
     HandledCounts,
     PendingHead,
@@ -52,14 +51,9 @@ from uzerg.serve.wsgi_io import (
 
 log = get_logger()
 
-_HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
-_UNSEEN = object()
 # a fresh connection with no bytes yet is waited on this long before it is parked: enough
 # for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
 FIRST_BYTES_WAIT_MS = 200
-# SCRIPT_NAME REQUEST_METHOD REQUEST_URI PATH_INFO QUERY_STRING SERVER_PROTOCOL SERVER_NAME
-# SERVER_PORT REMOTE_ADDR: the keys every HTTP environ has
-_FIXED_KEY_BYTES = 11 + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
@@ -75,21 +69,6 @@ class _Counts:
         self.status = 0
         self.static_requests = 0
         self.read_errors = 0
-
-
-def _environ_key(name: str) -> str | None:
-    key = _HEADER_KEYS.get(name)
-    if key is None and name not in _HEADER_KEYS:
-        upper = name.upper()
-        if "_" in name:
-            key = None  # `X_Forwarded_For` would impersonate `X-Forwarded-For`: drop it
-        elif upper == "CONTENT-TYPE" or upper == "CONTENT-LENGTH":
-            key = upper.replace("-", "_")
-        else:
-            key = "HTTP_" + upper.replace("-", "_")
-        if len(_HEADER_KEYS) < 1024:
-            _HEADER_KEYS[name] = key
-    return key
 
 
 class RequestHandler:
@@ -114,10 +93,6 @@ class RequestHandler:
         self.logger = RequestLogger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
-        # the CGI variable count/size of the log line are only worth computing when a request
-        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
-        self._count_vars = self.logger.may_log
-        self._http_bases: dict[str, dict[str, Any]] = {}
         self.total_requests = total_requests
         self.shutting_down = False  # set by the worker: finish the current request, then close
         self._requests = itertools.count(1)  # next() is atomic under the GIL
@@ -138,6 +113,10 @@ class RequestHandler:
         }
         if config.wsgi_disable_file_wrapper:
             del self._base["wsgi.file_wrapper"]
+        # the CGI variable count/size of the log line are only worth computing when a request
+        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
+        self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
+        self._http_environ = self.environs.build  # bound once: one attribute load per call
 
     # -- connection -------------------------------------------------------------------------
 
@@ -372,78 +351,6 @@ class RequestHandler:
                 if not more:
                     return None
                 parser.feed(more)
-
-    def _http_environ(
-        self, head: Any, peer: Any, server_port: str, tls: dict[str, str] | None = None
-    ) -> tuple[dict[str, Any], int, int]:
-        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log;
-        0, 0 when no request line can be logged). `tls`: an HTTPS connection's variables."""
-        base = self._http_bases.get(server_port)
-        if base is None:
-            base = self._http_base(server_port)
-        env = base.copy()
-        if tls is not None:
-            env.update(tls)
-        target = head.target
-        if target[0] == "/":
-            path, _, query = target.partition("?")
-        else:
-            path, query = split_target(target)
-        if "%" in path:
-            # the target was decoded as latin-1: encoding it back gives the bytes that came, so
-            # raw non-ASCII bytes beside %-escapes are not UTF-8 encoded twice (PEP 3333)
-            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-        env["REQUEST_METHOD"] = head.method
-        env["REQUEST_URI"] = target
-        env["PATH_INFO"] = path
-        env["QUERY_STRING"] = query
-        env["SERVER_PROTOCOL"] = head.version
-        if type(peer) is tuple:
-            env["REMOTE_ADDR"] = peer[0]
-            env["REMOTE_PORT"] = str(peer[1])
-        else:
-            env["REMOTE_ADDR"] = ""
-        # the headers' CGI variables, counted with their size as uwsgi vars (2+key+2+value
-        # each) for the log line
-        count = 9
-        size = 0
-        counting = self._count_vars  # (skipped when no request line can be logged)
-        keys = _HEADER_KEYS
-        for name, value in head.headers:
-            key = keys.get(name, _UNSEEN)
-            if key is _UNSEEN:
-                key = _environ_key(name)
-            if key is None:
-                continue
-            if key in env:
-                # a field that is a list (the parser refused repeated singletons): joined as
-                # uWSGI's http parser joins them
-                env[key] += ", " + value
-                size += len(value) + 2
-            else:
-                env[key] = value
-                if counting:
-                    count += 1
-                    size += 4 + len(key) + len(value)
-        if head.authority is not None:
-            env["HTTP_HOST"] = head.authority  # absolute-form: its host wins (RFC 9112 §3.2.2)
-        if not counting:
-            return env, 0, 0
-        # and the fixed ones; REMOTE_PORT is left out, so the numbers equal uWSGI's, whose
-        # http-socket lacks it
-        size += (9 * 4 + _FIXED_KEY_BYTES + len(head.method) + len(target) + len(path)
-                 + len(query) + 8 + len(self._hostname) + len(server_port)
-                 + len(env["REMOTE_ADDR"]))
-        return env, count * 2, size
-
-    def _http_base(self, server_port: str) -> dict[str, Any]:
-        """The fixed part of the HTTP environs of one listening port."""
-        base = self._base.copy()
-        base["SERVER_NAME"] = self._hostname
-        base["SERVER_PORT"] = server_port
-        if len(self._http_bases) < 256:
-            self._http_bases[server_port] = base
-        return base
 
     def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
         _log_http_error(exc, peer)
