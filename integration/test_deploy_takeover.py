@@ -297,6 +297,9 @@ def test_the_master_fifo_dance_of_docs_deploy_md(uzerg: InstanceStarter, tmp_pat
             wait_until(lambda: not fifo["sleeping"].exists(), 20, "the sleeping one gone")
         if fifo["running"].exists():
             _write_fifo(fifo["running"], "2p")
+            # the old master opens sleeping.fifo when it reads "2": wait for it, as the script
+            # would before its next step
+            wait_until(fifo["sleeping"].exists, 20, "the old release on sleeping.fifo")
         _write_fifo(fifo["new"], "1")
         return inst
 
@@ -310,6 +313,7 @@ def test_the_master_fifo_dance_of_docs_deploy_md(uzerg: InstanceStarter, tmp_pat
         loop.wait_only("v3")
         assert v1.wait_exit(30) == 0
         # the rollback of the script's comment
+        wait_until(fifo["sleeping"].exists, 20, "v2 on sleeping.fifo")
         _write_fifo(fifo["sleeping"], "0p")
         _write_fifo(fifo["running"], "q")
         assert v3.wait_exit(30) == 0
