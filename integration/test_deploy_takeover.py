@@ -301,6 +301,9 @@ def test_the_master_fifo_dance_of_docs_deploy_md(uzerg: InstanceStarter, tmp_pat
             # would before its next step
             wait_until(fifo["sleeping"].exists, 20, "the old release on sleeping.fifo")
         _write_fifo(fifo["new"], "1")
+        # serving says nothing about the fifo: wait until it has moved to running.fifo, which
+        # the next step writes to
+        inst.wait_for_log(f"active master fifo is now {fifo['running']}")
         return inst
 
     loop = TimedLoop(f"127.0.0.1:{port}")
