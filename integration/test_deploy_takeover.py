@@ -297,7 +297,13 @@ def test_the_master_fifo_dance_of_docs_deploy_md(uzerg: InstanceStarter, tmp_pat
             wait_until(lambda: not fifo["sleeping"].exists(), 20, "the sleeping one gone")
         if fifo["running"].exists():
             _write_fifo(fifo["running"], "2p")
+            # the old master opens sleeping.fifo when it reads "2": wait for it, as the script
+            # would before its next step
+            wait_until(fifo["sleeping"].exists, 20, "the old release on sleeping.fifo")
         _write_fifo(fifo["new"], "1")
+        # serving says nothing about the fifo: wait until it has moved to running.fifo, which
+        # the next step writes to
+        inst.wait_for_log(f"active master fifo is now {fifo['running']}")
         return inst
 
     loop = TimedLoop(f"127.0.0.1:{port}")
@@ -310,6 +316,7 @@ def test_the_master_fifo_dance_of_docs_deploy_md(uzerg: InstanceStarter, tmp_pat
         loop.wait_only("v3")
         assert v1.wait_exit(30) == 0
         # the rollback of the script's comment
+        wait_until(fifo["sleeping"].exists, 20, "v2 on sleeping.fifo")
         _write_fifo(fifo["sleeping"], "0p")
         _write_fifo(fifo["running"], "q")
         assert v3.wait_exit(30) == 0

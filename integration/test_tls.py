@@ -207,3 +207,60 @@ def test_shared_socket_references_http_to_https_and_http_to(uzerg: InstanceStart
                            "--wsgi-file", str(tmp_path / "app.py")], wait_workers=None)
     assert missing.wait_exit() == 1
     assert "=3: no such shared socket (there are 1" in missing.log_text()
+
+
+def _tls_connect(port: int, pki: Path) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return _client(pki).wrap_socket(raw, server_hostname="localhost")
+
+
+def _read_reply(tls: ssl.SSLSocket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+            data.partition(b"Content-Length: ")[2].partition(b"\r\n")[0] or 0):
+        chunk = tls.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_incomplete_https_heads_wait_in_the_epoll(uzerg: InstanceStarter, tmp_path: Path,
+                                                  pki: Path) -> None:
+    """Slow TLS clients (handshake done, head incomplete) do not hold the only worker: their
+    connections wait in its epoll like plain ones, are served when the head completes, and
+    get a 408 (over TLS) at the head's deadline."""
+    port = free_port()
+    spec = f"127.0.0.1:{port},{pki / 'server.pem'},{pki / 'server.key'}"
+    inst = _start(uzerg, tmp_path, pki, "--https", spec, "--socket-timeout", "3",
+                  "--http-keepalive")
+    slow = [_tls_connect(port, pki) for _ in range(10)]
+    try:
+        for tls in slow:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        started = time.monotonic()
+        for _ in range(3):
+            assert _json(_get(port, _client(pki))[0])["HTTPS"] == "on"
+        assert time.monotonic() - started < 2.5  # well under the 3 s the slow ones may take
+        # one slow head completes: it is served on the same connection
+        slow[1].sendall(b"X-Late: 1\r\n\r\n")
+        assert _read_reply(slow[1]).startswith(b"HTTP/1.1 200")
+        # keep-alive: two whole requests in one TLS record longer than the server's first
+        # read: the end of the second is decrypted already, inside the SSL object, when the
+        # first is answered (the socket has nothing more and will not wake the epoll)
+        first = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"a" * 700 + b"\r\n\r\n"
+        second = b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Pad: " + b"b" * 3500 + b"\r\n\r\n"
+        pipelined = _tls_connect(port, pki)
+        slow.append(pipelined)
+        pipelined.sendall(first + second)
+        assert _read_reply(pipelined).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert _json(_read_reply(pipelined))["HTTPS"] == "on"
+        assert time.monotonic() - started < 2.5  # not at the head's deadline
+        # the others reach the whole head's deadline: a 408 over TLS
+        slow[0].settimeout(10)
+        assert _read_reply(slow[0]).startswith(b"HTTP/1.1 408 Request Timeout")
+        inst.wait_for_log("request head incomplete after 3 s")
+    finally:
+        for tls in slow:
+            tls.close()

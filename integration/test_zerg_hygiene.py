@@ -5,6 +5,7 @@ sockets, the protocol hint, and the peer-credential allow-lists."""
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import signal
 import socket
@@ -364,3 +365,31 @@ def test_server_object_allow_lists_admit_another_uid(
         server.close(vacuum=True)
     assert line == f"{HEADER_SIZE} 3"
     assert server.attached[0].pid == child.pid
+
+
+@needs_root
+@pytest.mark.parametrize("allow", [(), ("--zerg-allow-uid", "65534"),
+                                   ("--zerg-allow-gid", "65534")],
+                         ids=["default", "allow-uid", "allow-gid"])
+def test_a_pool_checks_the_peer_uid_like_a_zerg_server(
+    uzerg: InstanceStarter, nobody_peers: list[subprocess.Popen[str]], allow: tuple[str, ...],
+) -> None:
+    """A pool (as a zerg server) serves its own uid and root by default; the allow-lists
+    widen it. The peer runs as uid/gid 65534."""
+    name = unique_abstract("pool")
+    pool = uzerg.start(["--master", *allow, "--zergpool", f"{name}:127.0.0.1:0"],
+                       wait_workers=None)
+    pool.wait_for_log("spawned uWSGI master process")
+    bound = pool.wait_for_log(f"zergpool {name} bound to TCP socket")
+    address = re.search(r"bound to TCP socket (\S+)", bound)
+    assert address is not None
+    child, line = attach_as_nobody(name, nobody_peers)
+    if not allow:
+        assert line == "0 0"  # nothing at all: no header, no descriptor
+        assert child.wait(10) == 0
+        pool.wait_for_log(f"zergpool {name}: refused zerg pid {child.pid} uid 65534 gid 65534")
+        return
+    assert line == "14 1"
+    pool.wait_for_log(f"zergpool {name}: 1 sockets handed to zerg pid {child.pid} uid 65534")
+    assert get(address.group(1)) == f"nobody {child.pid}"
+    assert child.wait(10) == 0

@@ -88,7 +88,7 @@ def test_uzerg_options_that_uwsgi_knows_are_in_the_uwsgi_table() -> None:
     # a typo in our table would silently make a uWSGI option an unknown one
     ours_only = {"check-config", "log-json", "zerg-allow-uid", "zerg-allow-gid", "zerg-timeout",
                  "resume", "file", "zerg-wait", "takeover", "takeover-stop", "stats-prometheus",
-                 "rollback", "zerg-probe", "zerg-status", "json",
+                 "rollback", "zerg-probe", "zerg-status", "json", "max-pending-heads",
                  "cheaper-idle",
                  "emperor-broodlord-standby"}  # cheaper-idle: uWSGI's master branch
     for name in options.BY_NAME:

@@ -155,13 +155,35 @@ def test_client_closing_without_a_request_is_quiet(logs):
     assert logs.getvalue() == ""
 
 
-def test_slow_client_is_cut_at_the_socket_timeout(logs):
+def test_an_incomplete_head_gets_408_at_the_socket_timeout(logs):
     handler = handler_for(hello_app, socket_timeout=0.3)
     started = time.monotonic()
     reply, counts = exchange(handler, b"GET / HTTP/1.1\r\nHost:", half_close=False)
     assert time.monotonic() - started < 5
+    assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert counts.requests == 1 and counts.status == 408
+    assert "timeout: request head incomplete after 0.3 s" in logs.getvalue()
+
+
+def test_the_head_deadline_is_http_headers_timeout_when_set(logs):
+    handler = handler_for(hello_app, socket_timeout=30, http_headers_timeout=0.3)
+    started = time.monotonic()
+    reply, _ = exchange(handler, b"GET / HTTP/1.1\r\nHost:", half_close=False)
+    assert time.monotonic() - started < 5
+    assert reply.startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_silent_connection_is_closed_quietly_at_the_deadline(logs):
+    reply, counts = exchange(handler_for(hello_app, socket_timeout=0.3), b"", half_close=False)
     assert reply == b"" and counts.requests == 0
-    assert "timeout after 0.3 s waiting for the client" in logs.getvalue()
+
+
+def test_an_incomplete_uwsgi_packet_is_dropped_at_the_deadline(logs):
+    packet = encode_uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/"})
+    reply, counts = exchange(handler_for(hello_app, socket_timeout=0.3), packet[:-3], "uwsgi",
+                             half_close=False)
+    assert reply == b"" and counts.requests == 0
+    assert "timeout: request head incomplete after 0.3 s" in logs.getvalue()
 
 
 # -- keep-alive -------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def test_http_environ_counts_vars_like_uwsgi_http_socket():
     from uzerg.serve.request import RequestHandler
 
     handler = RequestHandler(None, make_config(), 1)
-    handler._hostname = "vm"  # the host the reference line was taken on
+    handler.environs.hostname = "vm"  # the host the reference line was taken on
     head = parse_request_head(
         b"GET /a/b?x=1 HTTP/1.1\r\nHost: 127.0.0.1:9192\r\nUser-Agent: curl/7.88.1\r\n"
         b"Accept: */*\r\n\r\n", 4096)

@@ -8,6 +8,7 @@ listen() or setsockopt() on a socket that it did not bind itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import ssl
@@ -287,7 +288,24 @@ def _bind(index: int, entry: SocketEntry, address: Any, config: Config) -> Liste
                 raise StartupError(f"chown-socket: {address.path}: {exc.strerror}") from None
     _log_socket(index, sock, "bound", port_zero=address.kind in ("inet", "inet6")
                 and address.port == 0, written=text)
+    if entry.protocol == "uwsgi" and not _is_loopback(sock):
+        _, where = describe_socket(sock)
+        log.warning(
+            f"*** WARNING: uwsgi socket {index} ({where}) speaks the uwsgi protocol on a "
+            "non-loopback address: the protocol trusts its peer (any client that reaches it "
+            "sets REMOTE_ADDR, HTTPS, SCRIPT_NAME...); bind it to 127.0.0.1 or a unix socket, "
+            "or firewall it ***", event_kind="uwsgi_socket_exposed", index=index, addr=where)
     return listener
+
+
+def _is_loopback(sock: socket.socket) -> bool:
+    """A unix socket, or a TCP one bound to a loopback address (not 0.0.0.0 / ::)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return True
+    host = ipaddress.ip_address(sock.getsockname()[0])
+    if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
+        host = host.ipv4_mapped
+    return host.is_loopback
 
 
 def _log_socket(

@@ -101,6 +101,8 @@ class Config:
     buffer_size: int = 4096
     socket_timeout: int = 4
     http_timeout: int = 4
+    http_headers_timeout: int = 0
+    max_pending_heads: int = 1000
     http_keepalive: bool = False
     post_buffering: int = 0
     zerg: tuple[str, ...] = ()

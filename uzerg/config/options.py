@@ -280,6 +280,13 @@ OPTIONS: tuple[Option, ...] = (
            metavar="SECONDS", minimum=1),
     Option("http-timeout", "int", "HTTP client timeout in seconds", S, 4, metavar="SECONDS",
            minimum=1),
+    Option("http-headers-timeout", "int",
+           "deadline for a whole request head (HTTP or uwsgi vars) from accept, in seconds "
+           "(0: socket-timeout)", S, 0, metavar="SECONDS", minimum=0),
+    Option("max-pending-heads", "int",
+           "connections per worker held while their request head arrives (at most half the "
+           "descriptor limit); beyond it the oldest is closed (408)", U, 1000, metavar="N",
+           minimum=1),
     Option("http-keepalive", "flag", "keep HTTP/1.1 connections open", S),
     Option("post-buffering", "int", "accepted: request bodies are read on demand", S, 0,
            metavar="BYTES", accepted_only=True),

@@ -42,11 +42,15 @@ class MasterFifo:
             info = os.fstat(fd)
         except OSError as exc:
             raise StartupError(f"master-fifo: {path}: {exc.strerror}") from None
+        old_fd, old_path = self.fd, self.paths[self.active]
         self._previous_inode, self._inode = self._inode, (info.st_dev, info.st_ino)
-        if self.fd >= 0:
-            os.close(self.fd)
         self.fd = fd
         self.active = index
+        if old_fd >= 0:
+            # unlink before closing: while our descriptor holds the old fifo's inode, its number
+            # cannot be reused by a fifo another instance creates at that path meanwhile
+            _unlink_if_same(old_path, self._previous_inode)
+            os.close(old_fd)
         log.info(f"active master fifo is now {path}", event_kind="master_fifo", path=path)
 
     def fileno(self) -> int:
@@ -68,19 +72,16 @@ class MasterFifo:
                 self.on_command(char)
 
     def _switch(self, index: int) -> None:
-        old = self.paths[self.active]
         try:
             self._open(index)
         except StartupError as exc:
             log.error(str(exc), event_kind="master_fifo")
-            return
-        _unlink_if_same(old, self._previous_inode)
 
     def close(self) -> None:
         if self.fd >= 0:
+            _unlink_if_same(self.paths[self.active], self._inode)  # before close: see _open
             os.close(self.fd)
             self.fd = -1
-        _unlink_if_same(self.paths[self.active], self._inode)
 
 
 def _unlink_if_same(path: str, inode: tuple[int, int] | None) -> None:

@@ -5,6 +5,16 @@ one sleeping core is woken per connection (no thundering herd, across any number
 processes, zergs included), and nothing is changed on the shared listening sockets. Listeners
 are non-blocking, so a core that loses the race to accept() gets BlockingIOError and polls again.
 
+A connection whose request head has not all come with the first recv() is not waited on: it
+is parked in the same epoll (processes/parked.py) and served when its head is complete, dropped
+at its deadline (http-headers-timeout) or to make room beyond max-pending-heads (the oldest
+goes), so slow clients cannot pin the worker. On a graceful stop, heads already begun are
+finished (or time out), fresh ones too; idle keep-alive connections are closed. The price:
+a parked head that completes while its worker runs another request waits for that request
+(no other worker can take it), so a fresh connection with no bytes yet is waited on up to
+request.FIRST_BYTES_WAIT_MS before it is parked: a client that just connected is about to
+send (TCP sockets defer accept() until the first bytes anyway).
+
 Control: signals only set flags and wake the loops through ``signal.set_wakeup_fd`` (a pipe
 registered in the epoll). TERM/HUP: stop accepting, finish the connection in hand, exit.
 INT/QUIT: exit now. Pause: the master sets ``paused`` in the scoreboard and sends SIGUSR2 (or
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import _socket
 import os
+import resource
 import select
 import signal
 import socket
@@ -28,8 +39,10 @@ from uzerg.addresses import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.hooks import HookExit, HookFailed, run_phase
+from uzerg.processes.parked import ParkedConnections
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import Scoreboard
+from uzerg.serve.pending import PendingHead, add_counts
 from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.sockets import Listener
@@ -76,6 +89,13 @@ class Worker:
         self.threads = config.threads
         self.max_requests = config.max_requests
         self.reload_on_rss = config.reload_on_rss * 1024 * 1024
+        # each parked head holds a descriptor: never more than half of them
+        soft_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft_nofile == resource.RLIM_INFINITY:
+            soft_nofile = 1 << 20
+        self.pending_limit = max(
+            1, min(config.max_pending_heads, soft_nofile // 2) // self.threads
+        )
         self.handler: Any = None
         self._wakeup_r = -1
         self._core_pipes: list[int] = []
@@ -196,31 +216,60 @@ class Worker:
                              _extra(item)) for item in listeners}
         header = self.scoreboard.header
         core = self.scoreboard.core(self.worker_id, core_id)
+        parked = ParkedConnections(poller, self.pending_limit)
+        waiting = parked.waiting
+        idle_poll = IDLE_POLL
         serve_one = self._serve_one
         poll = poller.poll
-        # room for every registered fd at once; the default (1023) makes each poll() allocate
-        # a 12 KB event array
-        max_events = len(entries) + 1
+        # room for the listeners and some parked connections at once; the default (1023)
+        # makes each poll() allocate a 12 KB event array
+        max_events = len(entries) + 32
         accepting: bool | None = None  # None: listeners not registered yet
         watch_master = core_id == 0 and self.threads == 1  # else the main thread does it
         clock = time.monotonic
         next_master_check = clock() + IDLE_POLL
         try:
-            while not self.stopping:
-                wanted = not header.paused
-                if wanted is not accepting:
-                    accepting = self._set_accepting(poller, wanted, accepting, core_id)
+            while True:
+                if self.stopping:
+                    if accepting:
+                        for item in listeners:
+                            poller.unregister(item.fd)
+                        accepting = False
+                        if core_id == 0:
+                            self._slot.accepting = 0
+                    for pending in parked.idle():  # between keep-alive requests: none owed
+                        self._drop(core, parked, pending, "shutting down")
+                    if not waiting:
+                        break
+                else:
+                    wanted = not header.paused
+                    if wanted is not accepting:
+                        accepting = self._set_accepting(poller, wanted, accepting, core_id)
                 if watch_master and clock() >= next_master_check:  # busy cores too
                     next_master_check = clock() + IDLE_POLL
                     self._check_master()
-                events = poll(IDLE_POLL, max_events)
+                timeout = idle_poll
+                if waiting:
+                    now = clock()
+                    if now >= parked.next_deadline:
+                        for pending in parked.due(now):
+                            self._drop(core, parked, pending, "timeout")
+                    timeout = max(0.0, min(idle_poll, parked.next_deadline - now))
+                events = poll(timeout, max_events)
                 if not events:
-                    self._on_idle(accepting, entries, core_id)
+                    if timeout == idle_poll and not self.stopping:
+                        self._on_idle(accepting, entries, core_id, parked)
                     continue
                 for fd, _mask in events:
                     entry = entries.get(fd)
                     if entry is None:
-                        _drain(fd)
+                        pending = parked.take(fd)
+                        if pending is not None:
+                            serve_one(core, None, None, "", "", core_id, parked, None, pending)
+                        elif fd == control_fd:
+                            _drain(fd)
+                        else:
+                            parked.unregister_stale(fd)
                         continue
                     accept, protocol, port, extra = entry
                     try:
@@ -230,24 +279,44 @@ class Worker:
                     except OSError as exc:
                         self._accept_error(exc)
                         continue
-                    serve_one(core, conn, peer, protocol, port, core_id, extra)
+                    serve_one(core, conn, peer, protocol, port, core_id, parked, extra)
         finally:
+            for pending in parked:
+                pending.conn.close()
             poller.close()
             self._wake_cores()  # a core that stops (max-requests) stops its siblings
 
     def _serve_one(
         self, core: Any, conn: Any, peer: Any, protocol: str, port: str, core_id: int,
-        extra: dict[str, Any] | None = None,
+        parked: ParkedConnections, extra: dict[str, Any] | None = None,
+        pending: PendingHead | None = None,
     ) -> None:
+        """Serve a new connection, or go on with a `pending` one that became readable."""
         core.request_start = time.time()  # harakiri watches this
         started = time.perf_counter()
-        if extra is None:
-            counts = self.handler.handle(conn, peer, protocol, core=core_id, server_port=port)
+        if pending is not None:
+            counts = self.handler.resume(pending, core=core_id)
+            if counts.pending is None:
+                parked.forget(pending.fd)  # closed
+        elif extra is None:
+            counts = self.handler.start(conn, peer, protocol, core_id, port)
         else:  # an HTTPS or http-to-https socket
-            counts = self.handler.handle(conn, peer, protocol, core=core_id, server_port=port,
-                                         **extra)
+            counts = self.handler.start(conn, peer, protocol, core_id, port, **extra)
+        while (waiting := counts.pending) is not None and waiting.conn.tls is not None \
+                and waiting.conn.buffered():
+            # TLS: the next bytes are decrypted already, inside the SSL object: the fd may
+            # never wake the epoll, so go on now
+            counts = add_counts(counts, self.handler.resume(waiting, core=core_id))
+            if counts.pending is None:
+                parked.forget(waiting.fd)  # closed
         core.running_time += int((time.perf_counter() - started) * 1_000_000)
         core.request_start = 0.0
+        if counts.pending is not None:
+            oldest = parked.park(counts.pending)
+            if oldest is not None:
+                self._drop(core, parked, oldest, "too many pending heads")
+            if not counts.requests:
+                return
         core.requests += counts.requests
         core.tx += counts.tx
         if counts.exceptions:
@@ -262,6 +331,14 @@ class Worker:
             self._recycle()
         elif self.reload_on_rss and self._rss() >= self.reload_on_rss:
             self._recycle()
+
+    def _drop(
+        self, core: Any, parked: ParkedConnections, pending: PendingHead, why: str
+    ) -> None:
+        counts = self.handler.expire(pending, why)
+        parked.forget(pending.fd)
+        core.requests += counts.requests
+        core.tx += counts.tx
 
     def _set_accepting(
         self, poller: select.epoll, accepting: bool, before: bool | None, core_id: int
@@ -281,7 +358,9 @@ class Worker:
                      worker=self.worker_id)
         return accepting
 
-    def _on_idle(self, accepting: bool, entries: dict[int, Any], core_id: int) -> None:
+    def _on_idle(
+        self, accepting: bool, entries: dict[int, Any], core_id: int, parked: ParkedConnections
+    ) -> None:
         if not accepting:
             return
         # An exclusive wake-up can be spent on a process that then exited without accepting;
@@ -292,7 +371,7 @@ class Worker:
             except OSError:
                 continue
             self._serve_one(self.scoreboard.core(self.worker_id, core_id), conn, peer, protocol,
-                            port, core_id, extra)
+                            port, core_id, parked, extra)
             if self.stopping:
                 return
 

@@ -9,9 +9,11 @@ SO_RCVTIMEO/SO_SNDTIMEO set, so a slow client is still bounded by the timeout.
 from __future__ import annotations
 
 import os
+import select
 import socket
 import struct
 import time
+from typing import Any
 
 from uzerg.serve.wsgi_io import ClientDisconnected
 
@@ -30,6 +32,22 @@ def timeval(seconds: float) -> bytes:
     """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO."""
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def peer_text(peer: Any) -> str:
+    """A client's address for a log line."""
+    if type(peer) is tuple:
+        return str(peer[0])
+    return str(peer) if peer else "unix socket"
+
+
+def server_port_of(sock: socket.socket) -> str:
+    """The local port of a TCP connection as text ("" for a unix socket)."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return ""
+    return str(name[1]) if type(name) is tuple else ""
 
 
 class Connection:
@@ -67,6 +85,44 @@ class Connection:
             raise ReadTimeout(0, message) from None
         except OSError as exc:
             raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+
+    def recv_nowait(self, size: int) -> bytes | None:
+        """Up to `size` bytes if some are there now, b"" when the peer closed, None when it
+        would block (the caller parks the connection instead of waiting on it)."""
+        try:
+            return self.sock.recv(size, _DONTWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+
+    def recv_soon(self, size: int, wait_ms: int) -> bytes | None:
+        """The first bytes of a fresh connection: recv_nowait(), but when nothing is there yet
+        wait up to `wait_ms` for them. A client that just connected is about to send, and
+        a connection parked meanwhile could wait behind its worker's next request."""
+        try:  # recv_nowait() inlined: this read is on every connection's path
+            return self.sock.recv(size, _DONTWAIT)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        if not poller.poll(wait_ms):
+            return None
+        return self.recv_nowait(size)
+
+    def buffered(self) -> bool:
+        """Whether bytes were read from the socket that recv_nowait() has not returned yet
+        (TLS: decrypted ones; never for a plain socket), so waiting for readable would hang."""
+        return False
+
+    def send_nowait(self, data: bytes) -> None:
+        """Best effort, never blocks: for a last word (408) to a client we are dropping."""
+        try:
+            self.tx += self.sock.send(data, _SEND_NOW)
+        except OSError:
+            pass
 
     def set_read_timeout(self, seconds: float) -> None:
         """Change the read timeout (keep-alive idle wait vs. reads within a request)."""

@@ -16,8 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, NamedTuple
-from urllib.parse import unquote_to_bytes
+from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
@@ -26,11 +25,18 @@ from uzerg.protocols.http import (
     HttpError,
     HttpRequestParser,
     parse_request_head,
-    split_target,
 )
 from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
-from uzerg.serve.connection import Connection, ReadTimeout, timeval
+from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
+from uzerg.serve.environ import HttpEnvirons
+from uzerg.serve.pending import (
+    HandledCounts,
+    PendingHead,
+    drop_pending,
+    read_more,
+    serve_blocking,
+)
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.static import StaticMap, serve_static
@@ -45,24 +51,13 @@ from uzerg.serve.wsgi_io import (
 
 log = get_logger()
 
-_HEADER_KEYS: dict[str, str | None] = {}  # "User-Agent" -> "HTTP_USER_AGENT"; None: dropped
-_UNSEEN = object()
-# SCRIPT_NAME REQUEST_METHOD REQUEST_URI PATH_INFO QUERY_STRING SERVER_PROTOCOL SERVER_NAME
-# SERVER_PORT REMOTE_ADDR: the keys every HTTP environ has
-_FIXED_KEY_BYTES = 11 + 14 + 11 + 9 + 12 + 15 + 11 + 11 + 11
+# a fresh connection with no bytes yet is waited on this long before it is parked: enough
+# for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
+FIRST_BYTES_WAIT_MS = 200
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
 )
-
-
-class HandledCounts(NamedTuple):
-    requests: int  # requests answered on this connection (errors included)
-    exceptions: int  # application exceptions
-    tx: int  # bytes written
-    status: int  # status of the last response (0: none)
-    static_requests: int = 0  # files served by --static-map
-    read_errors: int = 0  # failed reads of request bodies
 
 
 class _Counts:
@@ -74,21 +69,6 @@ class _Counts:
         self.status = 0
         self.static_requests = 0
         self.read_errors = 0
-
-
-def _environ_key(name: str) -> str | None:
-    key = _HEADER_KEYS.get(name)
-    if key is None and name not in _HEADER_KEYS:
-        upper = name.upper()
-        if "_" in name:
-            key = None  # `X_Forwarded_For` would impersonate `X-Forwarded-For`: drop it
-        elif upper == "CONTENT-TYPE" or upper == "CONTENT-LENGTH":
-            key = upper.replace("-", "_")
-        else:
-            key = "HTTP_" + upper.replace("-", "_")
-        if len(_HEADER_KEYS) < 1024:
-            _HEADER_KEYS[name] = key
-    return key
 
 
 class RequestHandler:
@@ -105,16 +85,14 @@ class RequestHandler:
         self.https_export_cert = config.https_export_cert
         self._timeval = timeval(self.socket_timeout)
         self.idle_timeout = float(config.http_timeout)
+        # uWSGI's http router: http-headers-timeout, default socket-timeout
+        self.headers_timeout = float(config.http_headers_timeout or self.socket_timeout)
         self.http_keepalive = config.http_keepalive
         # check-static DIR: DIR + PATH_INFO, after the static-map entries (as uWSGI)
         self.static = StaticMap((*config.static_map, *(f"/={d}" for d in config.check_static)))
         self.logger = RequestLogger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
-        # the CGI variable count/size of the log line are only worth computing when a request
-        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
-        self._count_vars = self.logger.may_log
-        self._http_bases: dict[str, dict[str, Any]] = {}
         self.total_requests = total_requests
         self.shutting_down = False  # set by the worker: finish the current request, then close
         self._requests = itertools.count(1)  # next() is atomic under the GIL
@@ -135,6 +113,10 @@ class RequestHandler:
         }
         if config.wsgi_disable_file_wrapper:
             del self._base["wsgi.file_wrapper"]
+        # the CGI variable count/size of the log line are only worth computing when a request
+        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
+        self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
+        self._http_environ = self.environs.build  # bound once: one attribute load per call
 
     # -- connection -------------------------------------------------------------------------
 
@@ -143,58 +125,128 @@ class RequestHandler:
         server_port: str | None = None, tls: ssl.SSLContext | None = None,
         redirect_port: str = "",
     ) -> HandledCounts:
-        """Serve every request of `conn` and close it. `protocol`: "uwsgi", "http" (one request
-        per connection unless --http-keepalive) or "http11" (keep-alive). Optional: `core`, the
-        thread's number for the log line; `server_port`, the listening port as text (saves a
-        getsockname() per connection); `tls`: an HTTPS socket's context; `redirect_port`: for
-        "https-redirect" (http-to-https). Never raises."""
+        """Serve every request of `conn` and close it, waiting here for its heads (tests and
+        tools; the worker calls start() and waits in its epoll instead). Never raises."""
+        counts = self.start(conn, peer, protocol, core, server_port, tls=tls,
+                            redirect_port=redirect_port)
+        return serve_blocking(self, counts, core)
+
+    def start(
+        self, sock: socket.socket, peer: Any, protocol: str, core: int = 0,
+        server_port: str | None = None, *, tls: ssl.SSLContext | None = None,
+        redirect_port: str = "", conn: Connection | None = None, data: bytes = b"",
+        deadline: float = 0.0,
+    ) -> HandledCounts:
+        """Serve a new connection's requests as far as its bytes allow, never waiting for a
+        head: then close it, or return it as `counts.pending` to park until readable
+        (`resume()`) or its deadline (`expire()`). `protocol`: "uwsgi", "http", "http11"
+        (keep-alive) or "https-redirect" (http-to-https: a 301 to `redirect_port`); `core`:
+        the thread's number for the log line; `server_port`: the listening port as text;
+        `tls`: an HTTPS socket's context (the handshake is done here, bounded by
+        socket-timeout). (`conn`, `data`, `deadline`: for resume().) Never raises."""
         counts = _Counts()
-        connection = None
+        pending = None
         try:
-            connection = Connection(conn, self.socket_timeout, self._timeval) if tls is None \
-                else tls_connection(tls, conn, self.socket_timeout, self.https_export_cert)
+            if conn is None:
+                conn = Connection(sock, self.socket_timeout, self._timeval) if tls is None \
+                    else tls_connection(tls, sock, self.socket_timeout, self.https_export_cert)
             if protocol == "uwsgi":
-                self._serve_uwsgi(connection, peer, counts, core)
-            elif protocol == "https-redirect":  # http-to-https: every request gets a 301
-                head = self._head_or_error(connection, HttpRequestParser(self.buffer_size),
-                                           peer, counts)
-                if head is not None:
-                    connection.sendall(https_redirect(head, self._hostname, redirect_port))
-                    counts.requests, counts.status = 1, 301
+                pending = self._serve_uwsgi(conn, peer, counts, core, data, deadline)
+            elif protocol == "https-redirect":
+                pending = self._serve_redirect(conn, peer, counts, redirect_port, data, deadline)
             else:
                 keep = self.http_keepalive or protocol == "http11"
-                self._serve_http(connection, peer, counts, core, keep, server_port)
+                pending = self._serve_http(conn, peer, counts, core, keep, server_port,
+                                           protocol, data, deadline)
         except ReadTimeout as exc:
-            log.info(f"{exc.strerror} ({_addr(peer)}): closing", event_kind="client_timeout")
+            log.info(f"{exc.strerror} ({peer_text(peer)}): closing", event_kind="client_timeout")
         except ClientDisconnected as exc:
-            log.info(f"client {_addr(peer)} disconnected: {exc.strerror}", event_kind="client_gone")
+            log.info(f"client {peer_text(peer)} disconnected: {exc.strerror}",
+                     event_kind="client_gone")
         except Exception:  # a bug of ours must not take the worker down
             _log_traceback("uzerg: unexpected error while serving a connection")
         finally:
-            if connection is not None:
-                connection.close()
-            else:
-                conn.close()
-        return HandledCounts(
-            counts.requests, counts.exceptions, connection.tx if connection else 0, counts.status,
-            counts.static_requests, counts.read_errors,
-        )
+            if pending is None:
+                if conn is not None:
+                    conn.close()
+                else:
+                    sock.close()
+        return HandledCounts(counts.requests, counts.exceptions, conn.tx if conn else 0,
+                             counts.status, counts.static_requests, counts.read_errors, pending)
 
-    def _serve_uwsgi(self, conn: Connection, peer: Any, counts: _Counts, core: int) -> None:
-        data = conn.recv(self.buffer_size + 4)
+    def resume(self, pending: PendingHead, *, core: int = 0) -> HandledCounts:
+        """Go on with a parked connection that became readable."""
+        more = read_more(pending, self.buffer_size + 4, self.headers_timeout)
+        if not more:  # closed, or a spurious wake-up: still waiting
+            return HandledCounts(0, 0, 0, 0, pending=None if more is None else pending)
+        return self.start(pending.conn.sock, pending.peer, pending.protocol, core,
+                          pending.server_port, redirect_port=pending.redirect_port,
+                          conn=pending.conn, data=pending.data, deadline=pending.deadline)
+
+    def expire(self, pending: PendingHead, why: str = "timeout") -> HandledCounts:
+        """Drop a parked connection whose head did not come in time (or that makes room for
+        a newer one): a 408 to an HTTP client that sent part of a head, a log line, close."""
+        return drop_pending(pending, why, self.headers_timeout)
+
+    def _park(
+        self, conn: Connection, peer: Any, protocol: str, server_port: str | None, data: bytes,
+        deadline: float, idle: bool = False, redirect_port: str = "",
+    ) -> PendingHead:
+        if idle:
+            deadline = time.monotonic() + self.idle_timeout
+        elif not deadline:
+            deadline = time.monotonic() + self.headers_timeout
+        return PendingHead(conn, peer, protocol, server_port, data, deadline, idle,
+                           redirect_port)
+
+    def _serve_redirect(
+        self, conn: Connection, peer: Any, counts: _Counts, redirect_port: str, data: bytes,
+        deadline: float,
+    ) -> PendingHead | None:
+        """http-to-https: the request gets a 301 to the same URI over https (serve/tls.py);
+        an incomplete head is returned to be parked, like any other."""
         if not data:
-            return
+            data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
+            if data is None:
+                return self._park(conn, peer, "https-redirect", None, b"", deadline,
+                                  redirect_port=redirect_port)
+            if not data:
+                return None
+        parser = HttpRequestParser(self.buffer_size)
+        parser.feed(data)
+        try:
+            head = parser.next_event()
+        except HttpError as exc:
+            self._http_error(conn, exc, peer, counts)
+            return None
+        if head is NEED_DATA:
+            return self._park(conn, peer, "https-redirect", None, bytes(parser.buffer),
+                              deadline, redirect_port=redirect_port)
+        conn.sendall(https_redirect(head, self._hostname, redirect_port))
+        counts.requests, counts.status = 1, 301
+        return None
+
+    def _serve_uwsgi(
+        self, conn: Connection, peer: Any, counts: _Counts, core: int, data: bytes,
+        deadline: float,
+    ) -> PendingHead | None:
+        """Serve the request; `data`: its bytes read so far (b"": none yet). A packet whose
+        header and vars are not all there yet is returned to be parked."""
+        if not data:
+            data = conn.recv_soon(self.buffer_size + 4, FIRST_BYTES_WAIT_MS)
+            if data is None:
+                return self._park(conn, peer, "uwsgi", None, b"", deadline)
+            if not data:
+                return None
         env = self._base.copy()
         reader = UwsgiPacketReader(self.buffer_size)
         try:
-            while (packet := reader.feed(data, env)) is None:
-                data = conn.recv(self.buffer_size + 4)
-                if not data:
-                    log.info("uwsgi: client closed the connection before the end of the packet")
-                    return
+            packet = reader.feed(data, env)  # all the bytes so far: a parked one keeps them
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
-            return
+            return None
+        if packet is None:
+            return self._park(conn, peer, "uwsgi", None, data, deadline)
         # (SCRIPT_NAME is in the fixed part: a packet's own value replaced it)
         scheme = env.get("UWSGI_SCHEME")
         if scheme:
@@ -215,45 +267,52 @@ class RequestHandler:
         if self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
                          packet.modifier2) and length:
             drain_before_close(env["wsgi.input"])
+        return None
 
     def _serve_http(
         self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
-        server_port: str | None,
-    ) -> None:
-        parser = HttpRequestParser(self.buffer_size) if keep_alive else None
-        if parser is None:
+        server_port: str | None, protocol: str, data: bytes, deadline: float,
+    ) -> PendingHead | None:
+        """Serve the connection's requests; `data`: bytes read so far (b"": none yet). When a
+        head is not complete, the connection is returned to be parked."""
+        if not data:
+            data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
+            if data is None:
+                return self._park(conn, peer, protocol, server_port, b"", deadline)
+            if not data:
+                return None
+        if not keep_alive and data[:2] != b"\r\n":
             # the common case, one request per connection with its whole head in the first
             # recv() and no body, served without the parser's buffering and state machine
             try:
-                data = conn.recv(self.buffer_size)
-            except ReadTimeout:
-                return  # nothing came: a quiet close, as for an idle keep-alive connection
-            if not data:
-                return
-            if data[:2] != b"\r\n":  # else the parser skips the blank lines first
-                try:
-                    head = parse_request_head(data, self.buffer_size)
-                except HttpError as exc:
-                    self._http_error(conn, exc, peer, counts)
-                    return
-                if head is not None and not head.has_body:
-                    if server_port is None:
-                        server_port = _server_port(conn.sock)
-                    env, var_count, var_size = self._http_environ(head, peer, server_port,
-                                                                  conn.tls)
-                    env["wsgi.input"] = InputStream()
-                    response = Response(conn, head.version, head.method == "HEAD", False,
-                                        head.version == "HTTP/1.1")
-                    self._respond(env, response, counts, core, var_count, var_size, 0)
-                    return
-            parser = HttpRequestParser(self.buffer_size)
-            parser.feed(data)  # a body or a partial head: the general path below
-        while True:
-            head = self._head_or_error(conn, parser, peer, counts)
+                head = parse_request_head(data, self.buffer_size)
+            except HttpError as exc:
+                self._http_error(conn, exc, peer, counts)
+                return None
             if head is None:
-                return
+                return self._park(conn, peer, protocol, server_port, data, deadline)
+            if not head.has_body:
+                if server_port is None:
+                    server_port = server_port_of(conn.sock)
+                env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
+                env["wsgi.input"] = InputStream()
+                response = Response(conn, head.version, head.method == "HEAD", False,
+                                    head.version == "HTTP/1.1")
+                self._respond(env, response, counts, core, var_count, var_size, 0)
+                return None
+        parser = HttpRequestParser(self.buffer_size)
+        parser.feed(data)  # a body, keep-alive or leading blank lines: the general path below
+        while True:
+            try:
+                head = parser.next_event()
+            except HttpError as exc:
+                self._http_error(conn, exc, peer, counts)
+                return None
+            if head is NEED_DATA:
+                return self._park(conn, peer, protocol, server_port, bytes(parser.buffer),
+                                  deadline)
             if server_port is None:
-                server_port = _server_port(conn.sock)
+                server_port = server_port_of(conn.sock)
             env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
             source = None
             if head.has_body:
@@ -269,124 +328,29 @@ class RequestHandler:
             ok = self._respond(env, response, counts, core, var_count, var_size, 0)
             if source is None:
                 if not ok:
-                    return
+                    return None
             elif source.error is not None or not ok or source.expect_continue:
                 # a malformed body (the 400 went out unless a response had started), a failed
                 # request, or a body never asked for (no 100 Continue): it may never come
                 self._log_body_error(source, peer)
-                return
+                return None
             if not response.keep_alive or self.shutting_down:
                 if not parser.message_complete:
                     drain_before_close(env["wsgi.input"])
                     self._log_body_error(source, peer)
-                return
+                return None
             if not parser.message_complete and not env["wsgi.input"].drain(DRAIN_LIMIT):
                 self._log_body_error(source, peer)
-                return
-            parser.start_next_request()
-            if not parser.buffer:
-                conn.set_read_timeout(self.idle_timeout)
-
-    def _head_or_error(self, conn: Connection, parser: HttpRequestParser, peer: Any,
-                       counts: _Counts) -> Any:
-        """The next request head; None when the client closed, or after answering a bad one."""
-        try:
-            return self._read_head(conn, parser)
-        except HttpError as exc:
-            self._http_error(conn, exc, peer, counts)
-            return None
-
-    def _read_head(self, conn: Connection, parser: HttpRequestParser) -> Any:
-        """The next request head, or None when the client closed (or idled out) between requests."""
-        while True:
-            event = parser.next_event() if parser.buffer else NEED_DATA
-            if event is not NEED_DATA:
-                if conn.timeout != self.socket_timeout:
-                    conn.set_read_timeout(self.socket_timeout)
-                return event
-            try:
-                data = conn.recv(self.buffer_size)
-            except ReadTimeout:
-                if parser.buffer:
-                    raise
-                return None  # idle keep-alive connection: close quietly
-            if not data:
-                if parser.buffer.strip():
-                    log.info("uwsgi_proto_http_parser() -> client closed connection")
                 return None
-            parser.feed(data)
-
-    def _http_environ(
-        self, head: Any, peer: Any, server_port: str, tls: dict[str, str] | None = None
-    ) -> tuple[dict[str, Any], int, int]:
-        """The environ, and the count and uwsgi-encoded size of its CGI variables (for the log;
-        0, 0 when no request line can be logged). `tls`: an HTTPS connection's variables."""
-        base = self._http_bases.get(server_port)
-        if base is None:
-            base = self._http_base(server_port)
-        env = base.copy()
-        if tls is not None:
-            env.update(tls)
-        target = head.target
-        if target[0] == "/":
-            path, _, query = target.partition("?")
-        else:
-            path, query = split_target(target)
-        if "%" in path:
-            # the target was decoded as latin-1: encoding it back gives the bytes that came, so
-            # raw non-ASCII bytes beside %-escapes are not UTF-8 encoded twice (PEP 3333)
-            path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-        env["REQUEST_METHOD"] = head.method
-        env["REQUEST_URI"] = target
-        env["PATH_INFO"] = path
-        env["QUERY_STRING"] = query
-        env["SERVER_PROTOCOL"] = head.version
-        if type(peer) is tuple:
-            env["REMOTE_ADDR"] = peer[0]
-            env["REMOTE_PORT"] = str(peer[1])
-        else:
-            env["REMOTE_ADDR"] = ""
-        # the headers' CGI variables, counted with their size as uwsgi vars (2+key+2+value
-        # each) for the log line
-        count = 9
-        size = 0
-        counting = self._count_vars  # (skipped when no request line can be logged)
-        keys = _HEADER_KEYS
-        for name, value in head.headers:
-            key = keys.get(name, _UNSEEN)
-            if key is _UNSEEN:
-                key = _environ_key(name)
-            if key is None:
-                continue
-            if key in env:
-                # a field that is a list (the parser refused repeated singletons): joined as
-                # uWSGI's http parser joins them
-                env[key] += ", " + value
-                size += len(value) + 2
-            else:
-                env[key] = value
-                if counting:
-                    count += 1
-                    size += 4 + len(key) + len(value)
-        if head.authority is not None:
-            env["HTTP_HOST"] = head.authority  # absolute-form: its host wins (RFC 9112 §3.2.2)
-        if not counting:
-            return env, 0, 0
-        # and the fixed ones; REMOTE_PORT is left out, so the numbers equal uWSGI's, whose
-        # http-socket lacks it
-        size += (9 * 4 + _FIXED_KEY_BYTES + len(head.method) + len(target) + len(path)
-                 + len(query) + 8 + len(self._hostname) + len(server_port)
-                 + len(env["REMOTE_ADDR"]))
-        return env, count * 2, size
-
-    def _http_base(self, server_port: str) -> dict[str, Any]:
-        """The fixed part of the HTTP environs of one listening port."""
-        base = self._base.copy()
-        base["SERVER_NAME"] = self._hostname
-        base["SERVER_PORT"] = server_port
-        if len(self._http_bases) < 256:
-            self._http_bases[server_port] = base
-        return base
+            parser.start_next_request()
+            deadline = 0.0  # the next head has its own
+            if not parser.buffer:
+                more = conn.recv_nowait(self.buffer_size)
+                if more is None:  # an idle keep-alive connection
+                    return self._park(conn, peer, protocol, server_port, b"", 0.0, idle=True)
+                if not more:
+                    return None
+                parser.feed(more)
 
     def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
         _log_http_error(exc, peer)
@@ -479,7 +443,7 @@ class RequestHandler:
 
 
 def _log_http_error(exc: HttpError, peer: Any) -> None:
-    log.error(f"invalid HTTP request from {_addr(peer)}: {exc.message}",
+    log.error(f"invalid HTTP request from {peer_text(peer)}: {exc.message}",
               event_kind="http_protocol_error", status=exc.status)
 
 
@@ -501,20 +465,6 @@ def _content_length(text: str | None) -> int:
         return max(int(text), 0)
     except ValueError:
         return 0
-
-
-def _server_port(sock: socket.socket) -> str:
-    try:
-        name = sock.getsockname()
-    except OSError:
-        return ""
-    return str(name[1]) if type(name) is tuple else ""
-
-
-def _addr(peer: Any) -> str:
-    if type(peer) is tuple:
-        return str(peer[0])
-    return str(peer) if peer else "unix socket"
 
 
 def _log_traceback(headline: str | None = None) -> None:

@@ -161,6 +161,42 @@ class TlsConnection(Connection):
         except (OSError, ssl.SSLError) as exc:
             raise ClientDisconnected(getattr(exc, "errno", 0) or 0, f"recv(): {exc}") from None
 
+    def recv_nowait(self, size: int) -> bytes | None:
+        """Connection.recv_nowait() over TLS: None when the next record is not all there (its
+        bytes wait inside the SSL object; the fd becomes readable again with the rest)."""
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            return sock.recv(size)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientDisconnected(getattr(exc, "errno", 0) or 0, f"recv(): {exc}") from None
+        finally:
+            sock.settimeout(self.timeout)
+
+    def recv_soon(self, size: int, wait_ms: int) -> bytes | None:
+        data = self.recv_nowait(size)
+        if data is None:
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+            if poller.poll(wait_ms):
+                data = self.recv_nowait(size)
+        return data
+
+    def buffered(self) -> bool:
+        return self.sock.pending() > 0
+
+    def send_nowait(self, data: bytes) -> None:
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            self.tx += sock.send(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            sock.settimeout(self.timeout)
+
     def set_read_timeout(self, seconds: float) -> None:
         self.timeout = seconds
         self.sock.settimeout(seconds)
