@@ -299,3 +299,29 @@ def test_bad_cheaper_settings_fail_with_uwsgis_line(uzerg: InstanceStarter, app:
     real = run_client(["uwsgi", *argv])
     assert real.returncode == 1
     assert (real.stdout + real.stderr).strip().splitlines()[-1] == line
+
+
+def test_idle_cheap_mode_pauses_the_cheaper_and_wakes_cheaper_workers(
+    uzerg: InstanceStarter, tmp_path: Path, app: Path
+) -> None:
+    # uWSGI: no cheaper cycle while cheap (master.c), and a connection respawns `cheaper`
+    # workers, not cheaper-initial nor processes (master_events.c)
+    inst, stats = start(uzerg, tmp_path, app, "--processes", "3", "--cheaper", "1",
+                        "--cheaper-initial", "2", "--idle", "1", workers=2)
+    address = inst.address(0)
+    assert http_get(address)[0] == 200
+    inst.wait_for_log("cheap mode enabled: waiting for socket connection...", timeout=15)
+    wait_until(lambda: not inst.worker_pids(), 15, "no workers")
+    # several cheaper cycles go by: the spare algorithm (fewer than cheaper) must not spawn
+    watch_until = time.monotonic() + 2.5
+    while time.monotonic() < watch_until:
+        doc = read_stats(stats)
+        assert [w["status"] for w in doc["workers"]] == ["cheap"] * 3, doc["workers"]
+        assert not inst.worker_pids()
+        time.sleep(0.1)
+    answers = [http_get(address) for _ in range(3)]  # the first waits while worker 1 starts
+    assert [status for status, _ in answers] == [200] * 3
+    assert len(inst.worker_pids(1)) == 1
+    doc = read_stats(stats)
+    assert [w["status"] for w in doc["workers"]][1:] == ["cheap", "cheap"], doc["workers"]
+    assert active(doc) == 1

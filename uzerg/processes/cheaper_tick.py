@@ -4,7 +4,8 @@ the worker slots to the CheaperPolicy (uzerg.processes.cheaper) and carry out it
 Spawning takes a cheaped slot, lowest id first (uWSGI logs "spawned uWSGI worker N" or
 "Respawned uWSGI worker N"); cheaping asks the oldest idle worker to finish the request in hand
 and exit (SIGTERM, then the mercy), and the slot shows as ``"status": "cheap"`` with ``pid`` 0
-in the stats. Nothing is decided while the instance is paused, stopping or reloading.
+in the stats. Nothing is decided while the instance is paused, stopping, reloading or in
+idle/cheap mode (the wake-up spawns `cheaper` workers, Master.leave_cheap).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class CheaperMaster(Protocol):
     scoreboard: Scoreboard
     stopping: bool
     reload_requested: bool
+    cheap: bool  # idle/cheap mode: no workers until a connection arrives
 
     def cheap_worker(self, worker_id: int) -> None: ...
 
@@ -90,8 +92,9 @@ class CheaperTick(MasterService):
         self.next_cycle += CYCLE
         if self.next_cycle <= now:  # the loop was held up: no burst of catch-up cycles
             self.next_cycle = now + CYCLE
-        if master.stopping or master.reload_requested or master.scoreboard.header.paused:
-            return
+        if (master.stopping or master.reload_requested or master.cheap
+                or master.scoreboard.header.paused):
+            return  # as uWSGI's master: no cheaper cycle while in cheap mode either
         decision = self.policy.cycle(self.snapshot(master, now))
         for note in decision.notes:
             log.info(note, event_kind="cheaper_note")

@@ -319,6 +319,7 @@ class Master:
         if self.cheap or self.stopping or not self.listeners:
             return
         self.cheap = True
+        self.cheaped.update(range(1, self.desired + 1))  # as uWSGI: every slot shows "cheap"
         for record in list(self.workers.values()):
             self._retire(self.workers.pop(record.worker_id), graceful=False)
         self.respawn_due.clear()
@@ -329,10 +330,13 @@ class Master:
             return
         self.cheap = False
         log.info("a connection arrived: leaving cheap mode", event_kind="cheap_end")
+        # uWSGI (master_events.c) respawns slots 1..N: N = cheaper (the minimum, not
+        # cheaper-initial) in cheaper mode, else all; the cheaper tick adds more when busy.
+        needed = self.cheaper.settings.minimum if self.cheaper is not None else self.desired
         if not self.stopping:
-            for wid in range(1, self.desired + 1):
-                if wid not in self.cheaped:  # the cheaper's cheaped slots stay cheap
-                    self.spawn(wid)
+            for wid in range(1, needed + 1):
+                self.cheaped.discard(wid)
+                self.spawn(wid)
 
     def log_stats(self) -> None:
         text = stats_log_text(self.scoreboard, [r.worker_id for r in self.worker_records()])
