@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.processes import Instance, InstanceStarter, start_zerg, write_app
+from support.processes import Instance, InstanceStarter, start_zerg, write_version_app
 from support.soak_report import (
     Action,
     PidTracker,
@@ -76,7 +76,7 @@ class Fleet:
 
 
 def start_fleet(starter: InstanceStarter, workdir: Path) -> Fleet:
-    app = write_app(workdir / "app.py", body="soak")
+    app = write_version_app(workdir / "app.py", version="soak")
     zerg_server = str(workdir / "zerg.sock")
     main_unix = str(workdir / "main.sock")
     main = starter.start(["--master", "--wsgi-file", str(app), "--processes", str(MAIN_WORKERS),
@@ -174,7 +174,7 @@ class Churn:
         respawned = "gracefully (RE)spawned uWSGI master process"
         before = instance.log_text().count(respawned)
         old = set(instance.worker_pids())
-        self.record("reload", role, label, instance.pid)
+        self.record("reload-pool" if role == "pool" else "reload", role, label, instance.pid)
         instance.send(signal.SIGHUP)
         instance.wait_for_log(respawned, STEP_TIMEOUT, count=before + 1)
         if workers:  # the old generation retires once the new one is forked

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 CLIENT_TIMEOUT = 30.0  # a connection queued while nobody accepts is not a failure if served
+SLOW_PATH = "/?ms=15"  # support.processes.write_version_app sleeps that long
 FD_TOLERANCE = 2  # descriptors a process may differ by at the end without being a leak
 
 
@@ -122,14 +124,18 @@ class Traffic:
         sent: Counter[str] = Counter()
         answered: Counter[str] = Counter()
         number = offset
+        chance = random.Random(offset)
         while not self._stop.is_set():
             target = self.addresses[number % len(self.addresses)]
             number += 1
             protocol, address = target.split(" ", 1)
             sent[target] += 1
             started = time.monotonic()
+            # one request in ten takes a while in the app: graceful stops and reloads find
+            # requests in hand, and a SIGKILL can find one in flight
+            path = SLOW_PATH if chance.random() < 0.1 else "/"
             try:
-                body = get(address, protocol, "/", timeout=CLIENT_TIMEOUT)
+                body = get(address, protocol, path, timeout=CLIENT_TIMEOUT)
             except Exception as exc:  # every failure is counted, whatever it is
                 failure = Failure(target, started, time.monotonic(), classify(exc), repr(exc))
                 with self._lock:
