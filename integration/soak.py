@@ -26,6 +26,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,8 @@ class Churn:
         self.tracker = tracker
         self.actions: list[Action] = []
         self.errors: list[str] = []
+        self.paused_until: float | None = None  # the main instance is paused until then
+        self.stopping: list[tuple[Zerg, str, float]] = []  # zergs told to stop: signal, deadline
 
     def record(self, kind: str, role: str, label: str, pid: int, detail: str = "") -> Action:
         action = Action(time.monotonic(), kind, role, label, pid, detail)
@@ -120,7 +123,12 @@ class Churn:
 
     def step(self) -> None:
         fleet = self.fleet
-        choices = ["kill-worker", "kill-worker", "reload-pool", "pause"]
+        self.check_stopping()
+        if self.paused_until is not None and time.monotonic() >= self.paused_until:
+            self.resume()
+        choices = ["kill-worker", "kill-worker", "reload-pool"]
+        if self.paused_until is None:
+            choices.append("pause")
         if len(fleet.zergs) < MAX_ZERGS:
             choices += ["start", "start"]
         if fleet.zergs:
@@ -147,11 +155,11 @@ class Churn:
         return zerg
 
     def do_stop(self) -> None:
-        pool_zergs = [z for z in self.fleet.zergs if z.role == "pool-zerg"]
-        candidates = [z for z in self.fleet.zergs
-                      if z.role != "pool-zerg" or len(pool_zergs) > 1]
+        # the pool keeps a zerg, and so does the zerg server while the main instance is paused
+        kept = {"pool-zerg"} | ({"server-zerg"} if self.paused_until is not None else set())
+        count = Counter(z.role for z in self.fleet.zergs)
+        candidates = [z for z in self.fleet.zergs if z.role not in kept or count[z.role] > 1]
         if not candidates:
-            self.do_start("pool-zerg")
             return
         zerg = self.rng.choice(candidates)
         name = self.rng.choice(sorted(STOP_SIGNALS))
@@ -159,9 +167,21 @@ class Churn:
         self.record(f"stop-{name}", zerg.role, zerg.label, zerg.instance.pid)
         zerg.instance.send(STOP_SIGNALS[name])
         self.fleet.zergs.remove(zerg)
-        status = zerg.instance.wait_exit(STEP_TIMEOUT)
-        if status != 0:
-            self.errors.append(f"{zerg.label} exited with status {status} on SIG{name}")
+        self.stopping.append((zerg, name, time.monotonic() + STEP_TIMEOUT))
+
+    def check_stopping(self, wait: bool = False) -> None:
+        """Zergs told to stop: each must exit with status 0 before its deadline (``wait``:
+        wait for them all)."""
+        for item in list(self.stopping):
+            zerg, name, deadline = item
+            if wait:
+                zerg.instance.process.wait(max(0.0, deadline - time.monotonic()) + 0.1)
+            status = zerg.instance.process.poll()
+            if status is None and time.monotonic() < deadline:
+                continue
+            self.stopping.remove(item)
+            if status != 0:
+                self.errors.append(f"{zerg.label} exited with status {status} on SIG{name}")
 
     def do_reload(self) -> None:
         zerg = self.rng.choice(self.fleet.zergs)
@@ -191,13 +211,20 @@ class Churn:
         mark = main.mark()
         self.record("pause", "main", "main", main.pid)
         main.send(signal.SIGTSTP)
-        main.wait_for_log("suspended ***", STEP_TIMEOUT, since=mark, count=MAIN_WORKERS)
-        hold = self.rng.uniform(0.2, 1.5)
-        time.sleep(hold)  # the pause lasts this long on purpose: it is the action, not a sync
+        main.wait_for_log("suspended ***", STEP_TIMEOUT, since=mark)
+        # other actions go on during the pause (a killed worker is respawned paused)
+        self.paused_until = time.monotonic() + self.rng.uniform(0.3, 3.0)
+
+    def resume(self) -> None:
+        main = self.fleet.main
         mark = main.mark()
-        self.record("resume", "main", "main", main.pid, f"after {hold:.1f} s")
-        main.send(signal.SIGTSTP)
-        main.wait_for_log("resumed ***", STEP_TIMEOUT, since=mark, count=MAIN_WORKERS)
+        self.paused_until = None
+        self.record("resume", "main", "main", main.pid)
+        try:
+            main.send(signal.SIGTSTP)
+            main.wait_for_log("resumed ***", STEP_TIMEOUT, since=mark)
+        except AssertionError as exc:
+            self.errors.append(f"{time.strftime('%X')} resume: {str(exc).splitlines()[0]}")
 
     def do_kill_worker(self) -> None:
         owners = [("main", "main", self.fleet.main)]
@@ -220,7 +247,7 @@ def run(seconds: float, workdir: Path, seed: int, clients: int) -> Report:
     rng = random.Random(seed)
     starter = InstanceStarter(workdir)
     tracker = PidTracker(starter)
-    report = Report(seconds=seconds, seed=seed, clients=clients)
+    report = Report(seconds=seconds, seed=seed, clients=clients, workdir=str(workdir))
     try:
         fleet = start_fleet(starter, workdir)
         tracker.start()
@@ -234,6 +261,9 @@ def run(seconds: float, workdir: Path, seed: int, clients: int) -> Report:
         while time.monotonic() < deadline:
             churn.step()
             time.sleep(rng.uniform(0.05, 0.4))  # the pace of the churn, not a synchronisation
+        if churn.paused_until is not None:
+            churn.resume()
+        churn.check_stopping(wait=True)
         traffic.stop()
         report.sent, report.answered = traffic.sent, traffic.answered
         report.actions = churn.actions

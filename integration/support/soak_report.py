@@ -292,6 +292,7 @@ class Report:
     seconds: float
     seed: int
     clients: int
+    workdir: str = ""  # shown once; addresses under it are shown relative to it
     start: Snapshot | None = None
     end: Snapshot | None = None
     sent: Counter[str] = field(default_factory=Counter)
@@ -318,14 +319,19 @@ class Report:
         return not (self.unexplained or self.leaks or self.left_behind or self.churn_errors) \
             and sum(self.answered.values()) > 0
 
+    def short(self, address: str) -> str:
+        return address.replace(self.workdir + "/", "") if self.workdir else address
+
     def table(self) -> str:
         lines = [f"uzerg churn soak: {self.seconds:g} s, seed {self.seed}, "
-                 f"{self.clients} client threads, {len(self.actions)} churn actions"]
-        width = max([len(address) for address in self.sent] + [10])
+                 f"{self.clients} client threads, {len(self.actions)} churn actions, "
+                 f"unix sockets in {self.workdir}"]
+        width = max([len(self.short(address)) for address in self.sent] + [10])
         lines.append(f"{'requests to':{width + 2}} {'sent':>9} {'answered':>9} {'failed':>7}")
         for address in sorted(self.sent):
             sent, answered = self.sent[address], self.answered[address]
-            lines.append(f"  {address:{width}} {sent:9} {answered:9} {sent - answered:7}")
+            lines.append(f"  {self.short(address):{width}} {sent:9} {answered:9} "
+                         f"{sent - answered:7}")
         total_sent, total_answered = sum(self.sent.values()), sum(self.answered.values())
         lines.append(f"  {'total':{width}} {total_sent:9} {total_answered:9} "
                      f"{total_sent - total_answered:7}")
@@ -340,7 +346,8 @@ class Report:
             what = (f"{action.kind} {action.label} pid {action.pid} at "
                     f"t={action.when - self.began:.3f}" if action else "-")
             began, ended = failure.started - self.began, failure.ended - self.began
-            lines.append(f"  t={began:8.3f}..{ended:.3f} {failure.address} {failure.cause}: "
+            lines.append(f"  t={began:8.3f}..{ended:.3f} {self.short(failure.address)} "
+                         f"{failure.cause}: "
                          f"{what} [{item.how}]")
         kinds = Counter(a.kind for a in self.actions)
         lines.append("churn actions: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
