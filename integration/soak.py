@@ -8,9 +8,9 @@ client threads (HTTP and uwsgi, one request per connection) while a churn loop p
 actions: start a zerg (on the server or the pool), stop one (SIGINT, SIGQUIT or SIGTERM: a zerg
 finishes the request in hand on each, see docs/processes.md), reload one (SIGHUP), pause and
 resume the main instance (SIGTSTP twice) while a zerg serves its sockets, SIGKILL a random
-worker, reload the pool (SIGHUP). Prints a table: requests sent, answered and failed by cause,
-each failure attributed to the action before it, descriptors and RSS of the long-lived
-processes at start and end, and the processes left behind.
+worker, reload the pool or the main instance (SIGHUP). Prints a table: requests sent, answered
+and failed by cause, each failure attributed to the action before it, descriptors and RSS of
+the long-lived processes at start and end, and the processes left behind.
 
 Exit status 0 when every failure is explained by a SIGKILL (a request in flight in the worker
 killed), no descriptor leaked and no process was left behind; 1 otherwise.
@@ -127,8 +127,8 @@ class Churn:
         if self.paused_until is not None and time.monotonic() >= self.paused_until:
             self.resume()
         choices = ["kill-worker", "kill-worker", "reload-pool"]
-        if self.paused_until is None:
-            choices.append("pause")
+        if self.paused_until is None:  # a reload would end the pause: not during one
+            choices += ["pause", "reload-main"]
         if len(fleet.zergs) < MAX_ZERGS:
             choices += ["start", "start"]
         if fleet.zergs:
@@ -187,6 +187,9 @@ class Churn:
         zerg = self.rng.choice(self.fleet.zergs)
         self._reload(zerg.instance, zerg.role, zerg.label, zerg.workers)
 
+    def do_reload_main(self) -> None:
+        self._reload(self.fleet.main, "main", "main", MAIN_WORKERS)
+
     def do_reload_pool(self) -> None:
         self._reload(self.fleet.pool, "pool", "pool", 0)
 
@@ -194,7 +197,8 @@ class Churn:
         respawned = "gracefully (RE)spawned uWSGI master process"
         before = instance.log_text().count(respawned)
         old = set(instance.worker_pids())
-        self.record("reload-pool" if role == "pool" else "reload", role, label, instance.pid)
+        kind = {"pool": "reload-pool", "main": "reload-main"}.get(role, "reload")
+        self.record(kind, role, label, instance.pid)
         instance.send(signal.SIGHUP)
         instance.wait_for_log(respawned, STEP_TIMEOUT, count=before + 1)
         if workers:  # the old generation retires once the new one is forked
