@@ -307,8 +307,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    # stopped early (SIGTERM; SIGINT too when started with `&`, which ignores it): unwind, so
+    # that run() kills every process it started
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupted)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
