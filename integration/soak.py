@@ -318,12 +318,17 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _interrupted)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        report = run(args.seconds, args.workdir, seed, args.clients)
-    else:
-        with tempfile.TemporaryDirectory(prefix="uzerg-soak-") as tmp:
-            report = run(args.seconds, Path(tmp), seed, args.clients)
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            report = run(args.seconds, args.workdir, seed, args.clients)
+        else:
+            with tempfile.TemporaryDirectory(prefix="uzerg-soak-") as tmp:
+                report = run(args.seconds, Path(tmp), seed, args.clients)
+    except KeyboardInterrupt as exc:
+        print(f"soak interrupted ({exc or 'SIGINT'}): every process it started was killed",
+              file=sys.stderr)
+        return 130
     print(report.table())
     return 0 if report.ok else 1
 
