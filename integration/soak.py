@@ -103,9 +103,10 @@ def start_fleet(starter: InstanceStarter, workdir: Path) -> Fleet:
 
 
 class Churn:
-    """Random actions on the fleet, one at a time, each waited for with a deadline. The pool
-    keeps at least one zerg (else its sockets would only queue), and a pause happens only while
-    a zerg serves the main instance's sockets."""
+    """Random actions on the fleet, one per step; starts and reloads are waited for with a
+    deadline, while stops are checked at later steps and a pause lasts a few steps, so actions
+    overlap. The pool keeps at least one zerg (else its sockets would only queue), and a zerg
+    serves the main instance's sockets for as long as it is paused."""
 
     def __init__(self, fleet: Fleet, rng: random.Random, tracker: PidTracker) -> None:
         self.fleet = fleet
