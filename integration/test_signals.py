@@ -151,8 +151,18 @@ def test_usr1_writes_worker_statistics(uzerg: InstanceStarter, app_file: Path) -
     inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file)])
     for _ in range(3):
         http_get(inst.address(0))
-    inst.send(signal.SIGUSR1)
-    inst.wait_for_log("workers total requests: 3")
+
+    # a worker counts a request once its response is sent, so the client can be faster than the
+    # count: ask again until the statistics have caught up
+    def statistics_show_three() -> bool:
+        inst.send(signal.SIGUSR1)
+        try:
+            inst.wait_for_log("workers total requests: 3", timeout=1)
+        except AssertionError:
+            return False
+        return True
+
+    wait_until(statistics_show_three, 15, "USR1 statistics with 3 requests")
     inst.wait_for_log("worker 1 app 0 [] requests: 3 exceptions: 0")
 
 
