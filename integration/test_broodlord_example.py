@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from support.clients import uwsgi_request
 from support.emperor import emperor_stats, start_emperor, vassals_named, wait_vassal_pid
@@ -33,16 +36,31 @@ def port_free(port: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def workers_stopped(vassal_pid: int) -> Iterator[None]:
+    """The vassal's workers stopped (SIGSTOP) as if stuck in long requests: what arrives waits
+    in the listen queue. (Half-sent requests no longer do: a worker parks an incomplete head in
+    its epoll and goes on accepting.)"""
+    workers = psutil.Process(vassal_pid).children()
+    for worker in workers:
+        worker.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.send_signal(signal.SIGCONT)
+
+
 def hold_the_queue(address: tuple[str, int] | str, count: int) -> list[socket.socket]:
-    """``count`` connections that sent half a request: the worker that accepts one waits for
-    the rest, the others stay in the listen queue."""
+    """``count`` connections that sent a whole request, left in the listen queue."""
     held = []
     for _ in range(count):
         family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
         sock = socket.socket(family)
         sock.settimeout(10)
         sock.connect(address)
-        sock.sendall(REQUEST[:4])
+        sock.sendall(REQUEST)
         held.append(sock)
     return held
 
@@ -51,7 +69,6 @@ def finish(held: list[socket.socket]) -> list[bytes]:
     answers = []
     for sock in held:
         with sock:
-            sock.sendall(REQUEST[4:])
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
@@ -85,17 +102,21 @@ def run_documentation_example(uzerg: InstanceStarter, tmp_path: Path) -> None:
     emperor, stats = start_emperor(uzerg, vassals, "--emperor", str(EXAMPLE),
                                    "--emperor-broodlord", "40")
     name = str(EXAMPLE)
-    wait_vassal_pid(stats, name, timeout=30)
+    vassal = wait_vassal_pid(stats, name, timeout=30)
     assert b"werkzeug" in uwsgi_request("127.0.0.1:3031", "/").lower()
-    held = hold_the_queue(("127.0.0.1", 3031), 14)
-    try:
-        emperor.wait_for_log("sos from", 20)
-        emperor.wait_for_log(f"launching zerg {name}:zerg", 20)
-        wait_until(lambda: any(v["zerg"] and v["ready"]
-                               for v in emperor_stats(stats)["vassals"]), 30, "a zerg up")
-        uzerg.track(emperor)
-    finally:
-        answers = finish(held)
+    with workers_stopped(vassal):
+        held = hold_the_queue(("127.0.0.1", 3031), 14)
+        try:
+            emperor.wait_for_log("sos from", 20)
+            emperor.wait_for_log(f"launching zerg {name}:zerg", 20)
+            wait_until(lambda: any(v["zerg"] and v["ready"]
+                                   for v in emperor_stats(stats)["vassals"]), 30, "a zerg up")
+            uzerg.track(emperor)
+        except BaseException:
+            for sock in held:
+                sock.close()
+            raise
+    answers = finish(held)
     assert all(b"200 OK" in a for a in answers)
     # the zerg took some of the queued requests: it announced its loyalty
     wait_until(lambda: any(v["loyal"] for v in vassals_named(stats, f"{name}:zerg")), 20,
@@ -116,12 +137,16 @@ def test_bad_zerg_stanza_is_one_line_and_the_vassal_keeps_serving(
         f"processes = 1\nvassal-sos-backlog = 3\nzerg-server = {zerg_server}\n"
         f"[zerg]\nzerg = {zerg_server}\nwsgi-file = {app}\nprotocol = gopher\n")
     emperor, stats = start_emperor(uzerg, vassals, "--emperor-broodlord", "4")
-    wait_vassal_pid(stats, "site.ini")
-    held = hold_the_queue(("127.0.0.1", port), 6)
-    try:
-        line = emperor.wait_for_log("no zerg for site.ini", 20)
-    finally:
-        answers = finish(held)
+    vassal = wait_vassal_pid(stats, "site.ini")
+    with workers_stopped(vassal):
+        held = hold_the_queue(("127.0.0.1", port), 6)
+        try:
+            line = emperor.wait_for_log("no zerg for site.ini", 20)
+        except BaseException:
+            for sock in held:
+                sock.close()
+            raise
+    answers = finish(held)
     assert ("site.ini:11: protocol: unsupported protocol (uzerg speaks uwsgi and http): gopher"
             in line)
     assert all(b"200 OK" in a for a in answers)
