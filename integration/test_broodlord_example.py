@@ -52,17 +52,26 @@ def workers_stopped(vassal_pid: int) -> Iterator[None]:
                 worker.send_signal(signal.SIGCONT)
 
 
-def hold_the_queue(address: tuple[str, int] | str, count: int) -> list[socket.socket]:
-    """``count`` connections that sent a whole request, left in the listen queue."""
+@contextlib.contextmanager
+def held_in_the_queue(vassal_pid: int, address: tuple[str, int] | str,
+                      count: int) -> Iterator[list[socket.socket]]:
+    """``count`` connections that sent a whole request, left in the listen queue behind the
+    vassal's stopped workers; closed if the block fails, else left for ``finish``."""
     held = []
-    for _ in range(count):
-        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-        sock = socket.socket(family)
-        sock.settimeout(10)
-        sock.connect(address)
-        sock.sendall(REQUEST)
-        held.append(sock)
-    return held
+    with workers_stopped(vassal_pid):
+        try:
+            for _ in range(count):
+                family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+                sock = socket.socket(family)
+                held.append(sock)
+                sock.settimeout(10)
+                sock.connect(address)
+                sock.sendall(REQUEST)
+            yield held
+        except BaseException:
+            for sock in held:
+                sock.close()
+            raise
 
 
 def finish(held: list[socket.socket]) -> list[bytes]:
@@ -104,18 +113,12 @@ def run_documentation_example(uzerg: InstanceStarter, tmp_path: Path) -> None:
     name = str(EXAMPLE)
     vassal = wait_vassal_pid(stats, name, timeout=30)
     assert b"werkzeug" in uwsgi_request("127.0.0.1:3031", "/").lower()
-    with workers_stopped(vassal):
-        held = hold_the_queue(("127.0.0.1", 3031), 14)
-        try:
-            emperor.wait_for_log("sos from", 20)
-            emperor.wait_for_log(f"launching zerg {name}:zerg", 20)
-            wait_until(lambda: any(v["zerg"] and v["ready"]
-                                   for v in emperor_stats(stats)["vassals"]), 30, "a zerg up")
-            uzerg.track(emperor)
-        except BaseException:
-            for sock in held:
-                sock.close()
-            raise
+    with held_in_the_queue(vassal, ("127.0.0.1", 3031), 14) as held:
+        emperor.wait_for_log("sos from", 20)
+        emperor.wait_for_log(f"launching zerg {name}:zerg", 20)
+        wait_until(lambda: any(v["zerg"] and v["ready"]
+                               for v in emperor_stats(stats)["vassals"]), 30, "a zerg up")
+        uzerg.track(emperor)
     answers = finish(held)
     assert all(b"200 OK" in a for a in answers)
     # the zerg took some of the queued requests: it announced its loyalty
@@ -138,14 +141,8 @@ def test_bad_zerg_stanza_is_one_line_and_the_vassal_keeps_serving(
         f"[zerg]\nzerg = {zerg_server}\nwsgi-file = {app}\nprotocol = gopher\n")
     emperor, stats = start_emperor(uzerg, vassals, "--emperor-broodlord", "4")
     vassal = wait_vassal_pid(stats, "site.ini")
-    with workers_stopped(vassal):
-        held = hold_the_queue(("127.0.0.1", port), 6)
-        try:
-            line = emperor.wait_for_log("no zerg for site.ini", 20)
-        except BaseException:
-            for sock in held:
-                sock.close()
-            raise
+    with held_in_the_queue(vassal, ("127.0.0.1", port), 6) as held:
+        line = emperor.wait_for_log("no zerg for site.ini", 20)
     answers = finish(held)
     assert ("site.ini:11: protocol: unsupported protocol (uzerg speaks uwsgi and http): gopher"
             in line)
