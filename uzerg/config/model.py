@@ -245,3 +245,9 @@ class Config:
     set_options: tuple[str, ...] = ()
     # canonical option name → the value as written (lists: every item), for --check-config
     shown: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def values_of(self, option: str) -> tuple[str, ...]:
+        """The values of a repeatable option named at run time (the hook phases: ``hook-asap``,
+        ``exec-pre-app``...); everywhere else code reads the attribute itself."""
+        values: tuple[str, ...] = getattr(self, option.replace("-", "_"))
+        return values

@@ -12,10 +12,7 @@ that turns one written value into the typed value stored on ``Config``; the attr
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
-
+from uzerg.config.option import Option
 from uzerg.config.service_values import (
     parse_attach_control_daemon,
     parse_attach_daemon,
@@ -42,61 +39,10 @@ from uzerg.config.values import (
     parse_mode,
     parse_protocol,
     parse_route,
-    parse_text,
     parse_zergpool,
 )
 
 __all__ = ["FALSE_WORDS", "OPTIONS", "Option", "lookup", "parse_bool"]
-
-Kind = Literal["flag", "int", "string", "list"]
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    name: str
-    kind: Kind
-    help: str
-    category: str
-    default: object = None
-    aliases: tuple[str, ...] = ()
-    short: str | None = None
-    # the value an option that takes one gets when written bare (`-C`, `chmod-socket =`)
-    bare: str | None = None
-    metavar: str = "VALUE"
-    # accepted for compatibility, no effect in uzerg (the help says why)
-    accepted_only: bool = False
-    minimum: int | None = None
-    maximum: int | None = None
-    # a tuning option with no effect in uzerg: the one-line warning given when it is turned on,
-    # saying what uzerg does instead (issue 10: such options keep a warning)
-    warns: str | None = None
-    # one written value (a list option: one item) → its typed value; ValueError if invalid.
-    # None: the kind's parser (parse_bool, parse_int, the text as written)
-    parse: Callable[[str], Any] | None = None
-
-    @property
-    def parser(self) -> Callable[[str], Any]:
-        if self.parse is not None:
-            return self.parse
-        return {"flag": parse_bool, "int": parse_int}.get(self.kind, parse_text)
-
-    @property
-    def attr(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def takes_value(self) -> bool:
-        return self.kind != "flag"
-
-    @property
-    def initial(self) -> object:
-        """The value of an option that was not set."""
-        if self.kind == "list":
-            return ()
-        if self.kind == "flag":
-            return bool(self.default)
-        return self.default
-
 
 P, S, Z, L, K, E, V, G, C, M, U = (
     "processes and apps",

@@ -70,12 +70,9 @@ PHASES: dict[str, Phase] = {phase.name: phase for phase in (
 
 def _steps(config: Config, phase: Phase) -> list[tuple[str, str]]:
     """(option, value) for every step of a phase, in uWSGI's order: hooks, exec, call."""
-    attr = phase.name.replace("-", "_")
-    steps = [(f"hook-{phase.name}", value) for value in getattr(config, "hook_" + attr)]
-    if phase.has_exec:
-        steps += [(f"exec-{phase.name}", value) for value in getattr(config, "exec_" + attr)]
-        steps += [(f"call-{phase.name}", value) for value in getattr(config, "call_" + attr)]
-    return steps
+    kinds = ("hook", "exec", "call") if phase.has_exec else ("hook",)
+    return [(f"{kind}-{phase.name}", value) for kind in kinds
+            for value in config.values_of(f"{kind}-{phase.name}")]
 
 
 def has_steps(config: Config, name: str) -> bool:

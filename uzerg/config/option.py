@@ -1,0 +1,62 @@
+"""``Option``: one record of the option table (``uzerg.config.options``): its name, kind, help,
+category, aliases, limits and the parser that turns a written value into the typed ``Config``
+value."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from uzerg.config.values import parse_bool, parse_int, parse_text
+
+__all__ = ["Kind", "Option"]
+
+Kind = Literal["flag", "int", "string", "list"]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    kind: Kind
+    help: str
+    category: str
+    default: object = None
+    aliases: tuple[str, ...] = ()
+    short: str | None = None
+    # the value an option that takes one gets when written bare (`-C`, `chmod-socket =`)
+    bare: str | None = None
+    metavar: str = "VALUE"
+    # accepted for compatibility, no effect in uzerg (the help says why)
+    accepted_only: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    # a tuning option with no effect in uzerg: the one-line warning given when it is turned on,
+    # saying what uzerg does instead (issue 10: such options keep a warning)
+    warns: str | None = None
+    # one written value (a list option: one item) → its typed value; ValueError if invalid.
+    # None: the kind's parser (parse_bool, parse_int, the text as written)
+    parse: Callable[[str], Any] | None = None
+
+    @property
+    def parser(self) -> Callable[[str], Any]:
+        if self.parse is not None:
+            return self.parse
+        return {"flag": parse_bool, "int": parse_int}.get(self.kind, parse_text)
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def takes_value(self) -> bool:
+        return self.kind != "flag"
+
+    @property
+    def initial(self) -> object:
+        """The value of an option that was not set."""
+        if self.kind == "list":
+            return ()
+        if self.kind == "flag":
+            return bool(self.default)
+        return self.default
