@@ -394,11 +394,7 @@ class RequestHandler:
         except BodyReadError:
             # the app let the failed read of its body through: as uWSGI, a traceback and a
             # 500 in the log, and no response (the client is gone or stalled)
-            counts.exceptions += 1
-            _log_traceback()
-            ok = False
-            if not response.headers_sent:
-                response.status_code = 500
+            ok = _app_failed(counts, response, None)
         except ClientDisconnected as exc:
             if not self.ignore_write_errors:
                 log.info(f"uwsgi_response_write_body_do(): {exc.strerror} during "
@@ -406,15 +402,7 @@ class RequestHandler:
                          f"({env.get('REMOTE_ADDR', '')})", event_kind="client_gone")
             ok = False
         except Exception:
-            counts.exceptions += 1
-            _log_traceback()
-            ok = False
-            if not response.headers_sent:
-                response.status_code = 500
-                try:
-                    response.conn.sendall(response.version.encode("latin-1") + _ERROR_500)
-                except ClientDisconnected:
-                    pass  # the request line below still says 500
+            ok = _app_failed(counts, response, _ERROR_500)
         counts.requests += 1
         read_errors = body.read_errors
         counts.read_errors += read_errors
@@ -465,6 +453,21 @@ def _content_length(text: str | None) -> int:
         return max(int(text), 0)
     except ValueError:
         return 0
+
+
+def _app_failed(counts: _Counts, response: Response, reply: bytes | None) -> bool:
+    """The app raised: count it, log the traceback and, before any header went out, make
+    the status 500 and send `reply` (if any) after the status line's version. False."""
+    counts.exceptions += 1
+    _log_traceback()
+    if not response.headers_sent:
+        response.status_code = 500
+        if reply is not None:
+            try:
+                response.conn.sendall(response.version.encode("latin-1") + reply)
+            except ClientDisconnected:
+                pass  # the request line still says 500
+    return False
 
 
 def _log_traceback(headline: str | None = None) -> None:

@@ -106,23 +106,19 @@ class _TimeCache:
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _statm(field: int) -> int:
-    """Field 0 (address space) or 1 (resident set) of /proc/self/statm, in bytes (0: unknown)."""
+def _statm() -> tuple[int, int]:
+    """(address space, resident set) from /proc/self/statm, in bytes ((0, 0): unknown)."""
     try:
         with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[field]) * _PAGE_SIZE
+            fields = f.read().split()
+        return int(fields[0]) * _PAGE_SIZE, int(fields[1]) * _PAGE_SIZE
     except (OSError, ValueError, IndexError):
-        return 0
+        return 0, 0
 
 
 def memory_report() -> str:
     """uWSGI's `--memory-report` prefix of a request line (one read of /proc/self/statm)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            fields = f.read().split()
-        vsz, rss = int(fields[0]) * _PAGE_SIZE, int(fields[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        vsz = rss = 0
+    vsz, rss = _statm()
     return (f"{{address space usage: {vsz} bytes/{vsz // 1048576}MB}} "
             f"{{rss usage: {rss} bytes/{rss // 1048576}MB}} ")
 
@@ -348,10 +344,10 @@ class RequestLogger:
             "vars": lambda i: i.vars()[0],
             "pktsize": lambda i: i.pktsize if i.pktsize else i.vars()[1],
             "core": lambda i: i.core,
-            "vsz": lambda i: _statm(0),
-            "rss": lambda i: _statm(1),
-            "vszM": lambda i: _statm(0) // 1048576,
-            "rssM": lambda i: _statm(1) // 1048576,
+            "vsz": lambda i: _statm()[0],
+            "rss": lambda i: _statm()[1],
+            "vszM": lambda i: _statm()[0] // 1048576,
+            "rssM": lambda i: _statm()[1] // 1048576,
             "modifier1": lambda i: i.modifier1,
             "modifier2": lambda i: i.modifier2,
             "headers": lambda i: i.header_count,
