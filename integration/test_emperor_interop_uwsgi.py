@@ -30,13 +30,19 @@ def refused(port: int) -> bool:
     return serving_pid(port) is None
 
 
-def test_real_uwsgi_vassal_under_uzerg_emperor(uzerg: InstanceStarter, tmp_path: Path) -> None:
+def http_vassal(tmp_path: Path, name: str) -> tuple[Path, int]:
+    """A vassals directory holding ``name``: an HTTP vassal with a master; it and the port."""
     app = write_app(tmp_path / "app.py")
     vassals = tmp_path / "vassals"
     vassals.mkdir()
     port = free_port()
-    (vassals / "real.ini").write_text(
+    (vassals / name).write_text(
         f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n")
+    return vassals, port
+
+
+def test_real_uwsgi_vassal_under_uzerg_emperor(uzerg: InstanceStarter, tmp_path: Path) -> None:
+    vassals, port = http_vassal(tmp_path, "real.ini")
     emperor, stats = start_emperor(uzerg, vassals, "--emperor-wrapper", str(UWSGI))
     pid = wait_vassal_pid(stats, "real.ini", 30)
     emperor.wait_for_log("has_emperor mode detected")  # uWSGI found UWSGI_EMPEROR_FD
@@ -53,12 +59,7 @@ def test_real_uwsgi_vassal_under_uzerg_emperor(uzerg: InstanceStarter, tmp_path:
 
 
 def test_uzerg_vassal_under_real_uwsgi_emperor(processes: Processes, tmp_path: Path) -> None:
-    app = write_app(tmp_path / "app.py")
-    vassals = tmp_path / "vassals"
-    vassals.mkdir()
-    port = free_port()
-    (vassals / "ours.ini").write_text(
-        f"[uwsgi]\nhttp-socket = 127.0.0.1:{port}\nwsgi-file = {app}\nmaster = true\n")
+    vassals, port = http_vassal(tmp_path, "ours.ini")
     wrapper = tmp_path / "uzerg-vassal"
     wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -m uzerg \"$@\"\n")
     wrapper.chmod(0o755)
