@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import select
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -146,7 +145,3 @@ def read_stats(address_text: str, timeout: float = STATS_TIMEOUT) -> dict[str, A
         raise ValueError("not a stats document")
     return document
 
-
-def stderr_line(line: str) -> None:
-    sys.stderr.write(f"uzerg: {line}\n")
-    sys.stderr.flush()

@@ -75,10 +75,6 @@ def _steps(config: Config, phase: Phase) -> list[tuple[str, str]]:
             for value in config.values_of(f"{kind}-{phase.name}")]
 
 
-def has_steps(config: Config, name: str) -> bool:
-    return bool(_steps(config, PHASES[name]))
-
-
 def run_phase(config: Config, name: str) -> None:
     """Run every step of a phase; raises HookFailed for a failure in a fatal one (and
     HookExit for an ``exit:`` action)."""

@@ -250,7 +250,7 @@ class Instance:
 
         try:
             return attach_to_zerg_servers(
-                zergs, float(self.config.zerg_timeout), fallback=self.config.zerg_fallback,
+                zergs, self.config.zerg_timeout, fallback=self.config.zerg_fallback,
                 wait=self.config.zerg_wait,
             )
         except HandshakeError as exc:

@@ -359,7 +359,7 @@ class Master:
             log.info(f"Respawned uWSGI worker {wid} (new pid: {pid})", event_kind="respawned",
                      worker=wid, pid=pid)
         else:
-            cores = int(getattr(self.config, "threads", 1) or 1)
+            cores = self.config.threads
             log.info(f"spawned uWSGI worker {wid} (pid: {pid}, cores: {cores})",
                      event_kind="spawned", worker=wid, pid=pid)
 
