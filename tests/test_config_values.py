@@ -17,6 +17,7 @@ from uzerg.config.values import (
     NotANumber,
     ZergPoolEntry,
     parse_int,
+    parse_logger,
     parse_mode,
     parse_protocol,
 )
@@ -77,9 +78,24 @@ def test_typed_values_and_the_check_config_block_as_written(tmp_path: Path) -> N
     ("zergpool = /tmp/p", "zergpool: invalid zergpool syntax: /tmp/p"),
     ("zergpool = /tmp/p:,", "zergpool: invalid zergpool syntax: /tmp/p:, (no socket listed)"),
     ("env = NOEQUALS", "env: expected NAME=VALUE: NOEQUALS"),
+    ("logger = file:logfile=/tmp/x.log,maxsize=10M",
+     "logger: file logger: maxsize '10M' is not a number"),
+    ("logger = socket:127.0.0.1:x", "logger: socket logger: bad port in '127.0.0.1:x'"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path: Path, line: str, message: str) -> None:
     assert error_of(tmp_path, line) == f"{tmp_path / 'site.ini'}:2: {message}"
+
+
+def test_logger_arguments_are_parsed_with_the_config() -> None:
+    rotated = parse_logger("app file:logfile=/var/log/a.log,maxsize=1000,backupname=/tmp/old")
+    assert (rotated.name, rotated.path, rotated.maxsize, rotated.backupname) == (
+        "app", "/var/log/a.log", 1000, "/tmp/old")
+    assert parse_logger("file:/var/log/b.log").path == "/var/log/b.log"
+    assert (parse_logger("syslog:web,local3").ident, parse_logger("syslog:web,local3").facility) \
+        == ("web", 19)
+    assert parse_logger("socket:127.0.0.1:514,pre").host_port == ("127.0.0.1", 514)
+    assert parse_logger("socket:/dev/log2").path == "/dev/log2"
+    assert parse_logger("fd:7").fd == 7
 
 
 def test_parsers_alone() -> None:

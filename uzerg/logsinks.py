@@ -29,11 +29,6 @@ from dataclasses import dataclass, field
 from uzerg.config.values import EncoderSpec, LoggerSpec, RouteSpec
 
 SYSLOG_PATH = "/dev/log"
-SYSLOG_FACILITIES = {
-    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "security": 4, "syslog": 5,
-    "lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
-    **{f"local{i}": 16 + i for i in range(8)},
-}
 _LOG_INFO = 6
 _FORMAT_VAR = re.compile(r"\$\{([^}]*)\}")
 
@@ -146,25 +141,18 @@ def open_sink(spec: LoggerSpec, stdio_fd: int, *, maxsize: int = 0,
               backupname: str | None = None) -> Sink:
     """The logger a ``logger``/``req-logger`` value names; OSError if it cannot be opened."""
     sink: Sink
-    arg = spec.arg
     if spec.plugin == "file":
-        kv = _keyval(arg) if "=" in arg else {"logfile": arg}
-        sink = FileSink(kv["logfile"], int(kv.get("maxsize", "0") or 0), kv.get("backupname"))
+        sink = FileSink(spec.path, spec.maxsize, spec.backupname)
     elif spec.plugin == "fd":
-        sink = FdSink(int(arg))
+        sink = FdSink(spec.fd)
     elif spec.plugin == "stdio":
         sink = StdioSink(stdio_fd)
     elif spec.plugin == "syslog":
-        ident, _, facility = (arg or "uwsgi").partition(",")
-        sink = SyslogSink(ident, SYSLOG_FACILITIES.get(facility, 3))
-    else:  # socket
-        address, _, prefix = arg.partition(",")
-        if ":" in address:
-            host, _, port = address.rpartition(":")
-            sink = DatagramSink(socket.AF_INET, (host or "127.0.0.1", int(port)),
-                                prefix.encode())
-        else:
-            sink = DatagramSink(socket.AF_UNIX, address, prefix.encode())
+        sink = SyslogSink(spec.ident, spec.facility)
+    elif spec.host_port is not None:  # socket, UDP
+        sink = DatagramSink(socket.AF_INET, spec.host_port, spec.prefix.encode())
+    else:  # socket, unix datagram
+        sink = DatagramSink(socket.AF_UNIX, spec.path, spec.prefix.encode())
     sink.name = spec.name
     return sink
 
@@ -177,10 +165,6 @@ def _free_name(name: str) -> str:
         n += 1
         candidate = f"{name}.{n}"
     return candidate
-
-
-def _keyval(arg: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in arg.split(",") if "=" in item)
 
 
 def _open_append(path: str, flags: int = 0) -> int:

@@ -127,15 +127,31 @@ ENCODERS = ("prefix", "suffix", "nl", "format", "json")
 
 @dataclass(frozen=True, slots=True)
 class LoggerSpec:
-    """One ``logger``/``req-logger`` value: ``[NAME ]PLUGIN[:ARG]`` (uWSGI's syntax)."""
+    """One ``logger``/``req-logger`` value: ``[NAME ]PLUGIN[:ARG]`` (uWSGI's syntax), its
+    argument parsed here so that opening the sink only opens it."""
 
     name: str | None
     plugin: str
     arg: str
+    path: str = ""  # file: the log file; socket: a unix datagram socket's path
+    maxsize: int = 0  # file: rotate past this many bytes (0: never)
+    backupname: str | None = None  # file: where a rotated file goes
+    fd: int = -1  # fd: the descriptor
+    ident: str = "uwsgi"  # syslog
+    facility: int = 3  # syslog: daemon
+    host_port: tuple[str, int] | None = None  # socket: a UDP address
+    prefix: str = ""  # socket: put before each line
 
     def __str__(self) -> str:
         head = f"{self.name} " if self.name else ""
         return f"{head}{self.plugin}:{self.arg}" if self.arg else f"{head}{self.plugin}"
+
+
+SYSLOG_FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "security": 4, "syslog": 5,
+    "lpr": 6, "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{i}": 16 + i for i in range(8)},
+}
 
 
 def parse_logger(value: str) -> LoggerSpec:
@@ -148,12 +164,35 @@ def parse_logger(value: str) -> LoggerSpec:
     if plugin not in LOGGER_PLUGINS:
         raise ValueError(f"unknown logger plugin {plugin!r} (uzerg has "
                          f"{', '.join(LOGGER_PLUGINS)})")
-    if plugin == "file" and not arg:
-        raise ValueError("file logger needs a path: file:/path/to/log")
-    if plugin == "socket" and not arg:
-        raise ValueError("socket logger needs an address: socket:host:port or socket:/path")
-    if plugin == "fd" and not arg.isdigit():
-        raise ValueError(f"fd logger needs a descriptor number: {value}")
+    if plugin == "file":
+        keys = dict(item.split("=", 1) for item in arg.split(",") if "=" in item) \
+            if "=" in arg else {"logfile": arg}
+        if not keys.get("logfile"):
+            raise ValueError("file logger needs a path: file:/path/to/log")
+        maxsize = keys.get("maxsize", "0") or "0"
+        if not maxsize.isdigit():  # a plain error: the loader's lenient int is for whole values
+            raise ValueError(f"file logger: maxsize {maxsize!r} is not a number")
+        return LoggerSpec(name, plugin, arg, path=keys["logfile"], maxsize=int(maxsize),
+                          backupname=keys.get("backupname"))
+    if plugin == "fd":
+        if not arg.isdigit():
+            raise ValueError(f"fd logger needs a descriptor number: {value}")
+        return LoggerSpec(name, plugin, arg, fd=int(arg))
+    if plugin == "syslog":
+        ident, _, facility = (arg or "uwsgi").partition(",")
+        return LoggerSpec(name, plugin, arg, ident=ident,
+                          facility=SYSLOG_FACILITIES.get(facility, 3))
+    if plugin == "socket":
+        address, _, prefix = arg.partition(",")
+        if not address:
+            raise ValueError("socket logger needs an address: socket:host:port or socket:/path")
+        if ":" not in address:
+            return LoggerSpec(name, plugin, arg, path=address, prefix=prefix)
+        host, _, port = address.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"socket logger: bad port in {address!r}")
+        return LoggerSpec(name, plugin, arg, host_port=(host or "127.0.0.1", int(port)),
+                          prefix=prefix)
     return LoggerSpec(name, plugin, arg)
 
 
