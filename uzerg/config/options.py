@@ -28,6 +28,7 @@ from uzerg.config.service_values import (
     parse_smart_attach_daemon2,
     parse_unique_cron,
 )
+from uzerg.config.serving_options import SERVING_OPTIONS
 from uzerg.config.values import (
     FALSE_WORDS,
     pair_parser,
@@ -346,10 +347,11 @@ OPTIONS: tuple[Option, ...] = (
            "queue holds this many connections (TCP and unix)", E, 0, metavar="N", minimum=0),
     # serving
     Option("check-static", "list", "serve the file DIR + PATH_INFO when it exists (else the app)",
-           V, metavar="DIR"),
+           V, aliases=("static-check",), metavar="DIR"),
     Option("wsgi-disable-file-wrapper", "flag", "offer no wsgi.file_wrapper to the app", V),
     Option("static-map", "list", "serve files of a directory under a URL prefix", V,
            metavar="/URL=/DIR", parse=pair_parser("/URL=/DIR")),
+    *SERVING_OPTIONS,
     # logs and stats
     Option("logto", "string", "log to this file", G, metavar="FILE"),
     Option("disable-logging", "flag", "do not log requests", G, short="L"),

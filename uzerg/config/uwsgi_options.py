@@ -57,7 +57,10 @@ EXTRA_OPTIONS = frozenset(
     "psgi perl-no-die-catch perl-local-lib perl-version perl-args perl-exec perl-auto-reload "
     "lua lua-load lua-shell php-ini php-set php-docroot php-index php-allowed-ext "
     "jvm-classpath jwsgi ring gccgo mono-app cgi cgi-map-helper cgi-helper cgi-allowed-ext "
-    "greenlet tornado asyncio stackless carbon carbon-id zeromq else".split()
+    "greenlet tornado asyncio stackless carbon carbon-id zeromq else "
+    # core options that need PCRE, like internal routing
+    "static-gzip static-expires static-expires-mtime static-expires-uri static-expires-uri-mtime "
+    "static-expires-path-info static-expires-path-info-mtime".split()
 )
 KNOWN = frozenset(UWSGI_ARGS) | EXTRA_OPTIONS
 
@@ -76,8 +79,8 @@ _ERROR_PREFIXES = (
     "http-websockets shared-socket undeferred-shared-socket fastcgi-socket fastcgi-nph-socket "
     "scgi-socket scgi-nph-socket raw-socket puwsgi-socket suwsgi-socket ssl-socket "
     "https-socket chroot jailed pivot-root pivot_root namespace unshare unshare2 cgroup "
-    "setns cap add-cap secure-cap cache cache2 sharedarea add-header del-header pull-header "
-    "collect-header static-map2 static-index static-check paste-name ini-paste "
+    "setns cap add-cap secure-cap cache cache2 sharedarea pull-header "
+    "collect-header paste-name ini-paste "
     "ini-paste-logged post-pymodule-alias wsgi-lite web3 pump pecan "
     "inherit xmlconfig xml yaml yml json js sqlite sqlite3 ldap signal timer rbtimer "
     "worker-exec worker-exec2 worker-mount touch-exec touch-signal "

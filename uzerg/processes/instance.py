@@ -56,7 +56,7 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
 from uzerg.serve.pyoptions import PythonOptionError, prepare_interpreter
-from uzerg.serve.static import load_file_support
+from uzerg.serve.static import load_file_support, serves_files
 from uzerg.sockets import (
     Listener,
     build_listeners,
@@ -150,7 +150,7 @@ class Instance:
         if config.http:
             log.info(NO_ROUTER, event_kind="no_http_router")
         load_title_support(config)
-        if config.static_map:
+        if serves_files(config):
             load_file_support()
         run_startup_phase(config, "as-root")
         drop_privileges(config.uid, config.gid)

@@ -30,6 +30,7 @@ from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
 from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
 from uzerg.serve.environ import HttpEnvirons
+from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.pending import (
     HandledCounts,
     PendingHead,
@@ -78,7 +79,12 @@ class RequestHandler:
     ) -> None:
         """`total_requests()`, when given, bumps and returns the instance-wide request count
         (the M of uWSGI's `req: N/M`); without it M is this worker's count."""
-        self.app = app
+        # add-header/del-header: the app's start_response() goes through them (none: direct)
+        headers = ResponseHeaders.from_config(config.add_header, config.del_header)
+        self.app = app if headers is None else headers.wrap(app)
+        self._error_extra = b"" if headers is None else headers.error_lines
+        head, _, text = _ERROR_500.partition(b"\r\n\r\n")
+        self._error_500 = b"%s\r\n%s\r\n%s" % (head, self._error_extra, text)
         self.worker_id = worker_id
         self.buffer_size = config.buffer_size  # at most 65535: the option's maximum
         self.socket_timeout = float(config.socket_timeout)
@@ -88,8 +94,7 @@ class RequestHandler:
         # uWSGI's http router: http-headers-timeout, default socket-timeout
         self.headers_timeout = float(config.http_headers_timeout or self.socket_timeout)
         self.http_keepalive = config.http_keepalive
-        # check-static DIR: DIR + PATH_INFO, after the static-map entries (as uWSGI)
-        self.static = StaticMap((*config.static_map, *(f"/={d}" for d in config.check_static)))
+        self.static = StaticMap.from_config(config, headers)
         self.logger = RequestLogger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
@@ -354,7 +359,7 @@ class RequestHandler:
 
     def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
         _log_http_error(exc, peer)
-        _send_error_response(conn, exc)
+        _send_error_response(conn, exc, self._error_extra)
         counts.requests += 1
         counts.status = exc.status
 
@@ -388,7 +393,7 @@ class RequestHandler:
             if not response.headers_sent:
                 response.status_code = exc.http_error.status
                 try:
-                    _send_error_response(response.conn, exc.http_error)
+                    _send_error_response(response.conn, exc.http_error, self._error_extra)
                 except ClientDisconnected:
                     pass
         except BodyReadError:
@@ -402,7 +407,7 @@ class RequestHandler:
                          f"({env.get('REMOTE_ADDR', '')})", event_kind="client_gone")
             ok = False
         except Exception:
-            ok = _app_failed(counts, response, _ERROR_500)
+            ok = _app_failed(counts, response, self._error_500)
         counts.requests += 1
         read_errors = body.read_errors
         counts.read_errors += read_errors
@@ -435,13 +440,15 @@ def _log_http_error(exc: HttpError, peer: Any) -> None:
               event_kind="http_protocol_error", status=exc.status)
 
 
-def _send_error_response(conn: Connection, exc: HttpError) -> None:
-    """The error's response, then a brief read of what the client still sends (see
-    Connection.discard_input); the connection is to be closed after it."""
+def _send_error_response(conn: Connection, exc: HttpError, extra: bytes = b"") -> None:
+    """The error's response (with the `extra` header lines of add-header), then a brief read
+    of what the client still sends (see Connection.discard_input); the connection is to be
+    closed after it."""
     body = f"{exc.status} {exc.reason}\n".encode()
     conn.sendall(
         f"HTTP/1.1 {exc.status} {exc.reason}\r\nContent-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n".encode() + extra + b"\r\n"
+        + body
     )
     conn.discard_input()
 

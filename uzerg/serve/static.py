@@ -1,53 +1,39 @@
-"""`--static-map /url=/dir` (or `/url=/file`): which file a request names, if any.
+"""Static files: `--static-map /url=/dir` (or `/url=/file`), `static-map2`, `check-static`,
+`check-static-docroot`: which file a request names, if any, and serving it.
 
 As uWSGI 2.0.31: a mapped URL whose file does not exist falls through to the application; a
-path that resolves (symlinks and `..`/`%2e%2e` included) outside the mapped directory is never
-served: uWSGI's `[uwsgi-fileserve] security error` line is logged and the request falls through
-to the application, as the real binary does. Serving itself (headers, sendfile) is done by the
-request handler.
+path that resolves (symlinks and `..`/`%2e%2e` included) outside the mapped directory (and
+outside every `static-safe` path) is never served: uWSGI's `[uwsgi-fileserve] security error`
+line is logged and the request falls through to the application, as the real binary does.
+What the other static options decide (types, gzip twins, Expires) is in static_rules.py.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from typing import Any
 
+from uzerg.config.model import Config
 from uzerg.logs import get_logger
+from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.response import Response
+from uzerg.serve.static_rules import StaticFile, StaticRules
 from uzerg.serve.wsgi_io import FileWrapper
+
+__all__ = ["StaticFile", "StaticMap", "load_file_support", "serve_static", "serves_files"]
 
 log = get_logger()
 
-@dataclass(frozen=True, slots=True)
-class StaticFile:
-    path: str
-    size: int
-    mtime: float
-    content_type: str
 
-    @property
-    def last_modified(self) -> str:
-        from email.utils import formatdate  # see load_file_support()
-
-        return formatdate(self.mtime, usegmt=True)
-
-    def not_modified_since(self, header: str | None) -> bool:
-        if not header:
-            return False
-        try:
-            from email.utils import parsedate_to_datetime
-
-            since = parsedate_to_datetime(header).timestamp()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return False
-        return int(self.mtime) <= since
+def serves_files(config: Config) -> bool:
+    return bool(config.static_map or config.static_map2 or config.check_static
+                or config.check_static_docroot)
 
 
 def load_file_support() -> None:
     """Import what serving files needs (email.utils, mimetypes and its tables: ~5 ms) before
-    privileges are dropped; a server without static-map never loads them."""
+    privileges are dropped; a server without static files never loads them."""
     import email.utils  # noqa: F401
     import mimetypes
 
@@ -55,35 +41,54 @@ def load_file_support() -> None:
 
 
 class StaticMap:
-    """The static-map entries, longest URL prefix first."""
+    """The static entries, longest URL prefix first, then DOCUMENT_ROOT (check-static-docroot).
+    Each entry: (URL prefix, real root, whether the prefix stays in the path (static-map2))."""
 
-    def __init__(self, entries: tuple[str, ...] | list[str]) -> None:
-        self.entries: list[tuple[str, str]] = []
-        for entry in entries:
+    def __init__(self, entries: tuple[str, ...] | list[str], appended: tuple[str, ...] = (), *,
+                 rules: StaticRules | None = None, headers: ResponseHeaders | None = None,
+                 docroot: bool = False) -> None:
+        self.entries: list[tuple[str, str, bool]] = []
+        for entry, keep in [(e, False) for e in entries] + [(e, True) for e in appended]:
             url, sep, target = entry.partition("=")
             if not sep or not url or not target:
                 raise ValueError(f"invalid static-map syntax: {entry} (expected /url=/path)")
-            self.entries.append((url.rstrip("/") or "/", os.path.realpath(target)))
+            self.entries.append((url.rstrip("/") or "/", os.path.realpath(target), keep))
         self.entries.sort(key=lambda item: len(item[0]), reverse=True)
+        self.docroot = docroot
+        self.rules = rules
+        self.headers = headers
+
+    @classmethod
+    def from_config(cls, config: Config, headers: ResponseHeaders | None) -> StaticMap | None:
+        """None when no file is served (the request path then skips static files with one
+        test); check-static DIR is `/=DIR` after the static-map entries."""
+        if not serves_files(config):
+            return None
+        return cls((*config.static_map, *(f"/={d}" for d in config.check_static)),
+                   config.static_map2, rules=StaticRules(config), headers=headers,
+                   docroot=config.check_static_docroot)
 
     def __bool__(self) -> bool:
-        return bool(self.entries)
+        return bool(self.entries) or self.docroot
 
-    def lookup(self, path_info: str) -> StaticFile | None:
+    def lookup(self, path_info: str, document_root: str | None = None) -> StaticFile | None:
         """The file for a PATH_INFO (decoded, latin-1 as in the environ), or None (the
         application answers). As uWSGI, PATH_INFO is what is matched, not REQUEST_URI: behind
         nginx that is `$document_uri`, after its rewrites and `..` normalisation."""
-        for prefix, root in self.entries:
+        entries = self.entries
+        if self.docroot and document_root:
+            entries = [*entries, ("/", os.path.realpath(document_root), False)]
+        for prefix, root, keep in entries:
             if prefix == "/":
                 rest = path_info
             elif path_info == prefix or path_info.startswith(prefix + "/"):
-                rest = path_info[len(prefix) :]
+                rest = path_info if keep else path_info[len(prefix) :]
             else:
                 continue
             if os.path.isfile(root):
-                candidate = root if rest in ("", "/") else None
-                if candidate is None:
+                if rest not in ("", "/"):
                     continue
+                candidate = root
             else:
                 try:  # the environ's latin-1 text back to the bytes sent, then a file name
                     relative = os.fsdecode(rest.encode("latin-1")).lstrip("/")
@@ -92,34 +97,89 @@ class StaticMap:
                 if "\0" in relative:
                     return None
                 candidate = os.path.realpath(os.path.join(root, relative))
-                if candidate != root and not candidate.startswith(root.rstrip("/") + "/"):
+                if not self._within(candidate, root):
                     log.error(
                         f"[uwsgi-fileserve] security error: {candidate} is not under {root} "
                         "or a safe path", event_kind="static_forbidden",
                     )
                     return None
-            try:
-                st = os.stat(candidate)
-            except (OSError, ValueError):
-                continue  # missing: the next mapping, then the application
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            import mimetypes  # see load_file_support()
-
-            ctype = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
-            return StaticFile(candidate, st.st_size, st.st_mtime, ctype)
+            found = self._stat(candidate, root)
+            if found is not None:
+                return found
         return None
+
+    def _within(self, candidate: str, root: str) -> bool:
+        return (candidate == root or candidate.startswith(root.rstrip("/") + "/")
+                or (self.rules is not None and self.rules.is_safe(candidate)))
+
+    def _stat(self, candidate: str, root: str) -> StaticFile | None:
+        """The regular file `candidate`, or a static-index file in the directory it names."""
+        try:
+            st = os.stat(candidate)
+        except (OSError, ValueError):
+            return None  # missing: the next mapping, then the application
+        rules = self.rules
+        if stat.S_ISDIR(st.st_mode) and rules is not None:
+            for name in rules.index:
+                index = os.path.realpath(os.path.join(candidate, name))
+                if os.path.isfile(index) and self._within(index, root):
+                    candidate, st = index, os.stat(index)
+                    break
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if rules is not None:
+            return StaticFile(candidate, st.st_size, st.st_mtime, rules.content_type(candidate))
+        import mimetypes  # see load_file_support()
+
+        ctype = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
+        return StaticFile(candidate, st.st_size, st.st_mtime, ctype)
+
+    def find(self, env: dict[str, Any]) -> StaticFile | None:
+        """The file to send for a request (its gzip twin, when that applies), or None."""
+        path_info = env.get("PATH_INFO") or ""
+        rules = self.rules
+        if rules is not None and rules.skipped(path_info):
+            return None
+        found = self.lookup(path_info, env.get("DOCUMENT_ROOT"))
+        if found is None or rules is None:
+            return found
+        if rules.skipped(found.path):
+            return None
+        return rules.variant(found, env.get("HTTP_ACCEPT_ENCODING"),
+                             lambda path: self._within_any(path, found.path))
+
+    def _within_any(self, twin: str, original: str) -> bool:
+        """A twin may be served when it is where its file is, or under a safe path."""
+        return (os.path.dirname(twin) == os.path.dirname(original)
+                or (self.rules is not None and self.rules.is_safe(twin)))
+
+    def file_headers(self, env: dict[str, Any], found: StaticFile) -> list[tuple[str, str]]:
+        """The headers besides the type/length/date ones (Content-Encoding, Vary, Expires)."""
+        extra = []
+        if found.encoding:
+            extra.append(("Content-Encoding", found.encoding))
+        if found.vary:
+            extra.append(("Vary", "Accept-Encoding"))
+        rules = self.rules
+        if rules is not None and rules.expires:
+            expires = rules.expires_header(env, found)
+            if expires is not None:
+                extra.append(("Expires", expires))
+        return extra
 
 
 def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> bool:
     """Answer a GET/HEAD for a mapped file; False when the application should answer."""
     if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         return False
-    found = static.lookup(env.get("PATH_INFO") or "")
+    found = static.find(env)
     if found is None:
         return False
+    extra = static.file_headers(env, found)
+    headers = static.headers
     if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
-        response.start_response("304 Not Modified", [("Last-Modified", found.last_modified)])
+        head = [("Last-Modified", found.last_modified), *extra]
+        response.start_response("304 Not Modified", headers.apply(head) if headers else head)
         response.finish_body()
         return True
     try:
@@ -127,10 +187,12 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
     except OSError:
         return False  # vanished or unreadable since the lookup: let the application answer
     with f:
-        response.start_response("200 OK", [
+        head = [
             ("Content-Type", found.content_type),
             ("Content-Length", str(found.size)),
             ("Last-Modified", found.last_modified),
-        ])
+            *extra,
+        ]
+        response.start_response("200 OK", headers.apply(head) if headers else head)
         response.send_iterable(FileWrapper(f))
     return True
