@@ -45,7 +45,9 @@ class ResponseHeaders:
             return headers
         removed = self.removed
         if removed:
-            headers = [item for item in headers if not _named(item, removed)]
+            headers = [item for item in headers
+                       if not (type(item) is tuple and len(item) == 2 and type(item[0]) is str
+                               and item[0].lower() in removed)]
         else:
             headers = list(headers)  # never the application's own list
         headers.extend(self.added)
@@ -62,8 +64,3 @@ class ResponseHeaders:
             return app(environ, start)
 
         return with_headers
-
-
-def _named(item: Any, names: frozenset[str]) -> bool:
-    return (type(item) is tuple and len(item) == 2 and type(item[0]) is str
-            and item[0].lower() in names)
