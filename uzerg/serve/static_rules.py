@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -163,7 +164,7 @@ class StaticRules:
                 or any(r.search(path) for r in self.gzip_res))
 
     def variant(self, found: StaticFile, accept_encoding: str | None,
-                within: Any) -> StaticFile:
+                within: Callable[[str], bool]) -> StaticFile:
         """`found`, or its FILE.br / FILE.gz twin when the gzip rules cover it and the client
         accepts that coding. `within(path)`: whether a twin's real path may be served."""
         if not self.gzip or not self._wants_twin(found.path):
