@@ -75,7 +75,7 @@ def render_markdown() -> str:
             aliases = ", ".join(f"`{a}`" for a in option.aliases)
             short = f"`-{option.short}`" if option.short else ""
             text = option.help.replace("|", "\\|")
-            if option.bare is not None:
+            if option.bare:
                 text += f" (bare: `{option.bare}`)"
             out.append(f"| {name} | {aliases} | {short} | {option.kind} | {_default(option)} "
                        f"| {text} |")

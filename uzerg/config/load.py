@@ -260,7 +260,7 @@ def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, An
         number = _to_int(option, entry, raw, resolver)
         return number, number
     if option.kind == "list":
-        if not raw.strip():
+        if not raw.strip() and option.bare is None:  # one with a bare value parses it
             resolver.warn(entry, "empty value ignored")
             return None
         return raw, _parse(option, entry, raw, resolver)

@@ -152,12 +152,16 @@ class Config:
     hook_accepting1: tuple[str, ...] = ()
     hook_accepting1_once: tuple[str, ...] = ()
     hook_master_start: tuple[str, ...] = ()
+    hook_as_mule: tuple[str, ...] = ()
     hook_touch: tuple[str, ...] = ()
     attach_daemon: tuple[DaemonSpec, ...] = ()
     attach_control_daemon: tuple[DaemonSpec, ...] = ()
     smart_attach_daemon: tuple[DaemonSpec, ...] = ()
     smart_attach_daemon2: tuple[DaemonSpec, ...] = ()
     attach_daemon2: tuple[DaemonSpec, ...] = ()
+    mule: tuple[str, ...] = ()
+    mule_reload_mercy: int = 60
+    touch_mules_reload: tuple[str, ...] = ()
     daemons_honour_stdin: bool = False
     cron: tuple[CronSpec, ...] = ()
     unique_cron: tuple[CronSpec, ...] = ()

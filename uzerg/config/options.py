@@ -24,6 +24,7 @@ from uzerg.config.service_values import (
     parse_hook_touch,
     parse_https,
     parse_https2,
+    parse_mule,
     parse_smart_attach_daemon,
     parse_smart_attach_daemon2,
     parse_unique_cron,
@@ -73,6 +74,7 @@ HOOK_PHASES = (
     ("accepting1", "when worker 1 starts accepting", False),
     ("accepting1-once", "when worker 1 starts accepting, on its first spawn only", False),
     ("master-start", "when the master's loop starts", False),
+    ("as-mule", "in each mule, before its script", False),
 )
 
 
@@ -295,6 +297,13 @@ OPTIONS: tuple[Option, ...] = (
            parse=parse_smart_attach_daemon2),
     Option("attach-daemon2", "list", "attach a daemon, keyval form (cmd=...,pidfile=...,"
            "stopsignal=...)", K, metavar="KEY=VAL,...", parse=parse_attach_daemon2),
+    Option("mule", "list", "run this Python script (as __main__) or module:callable in a "
+           "process of its own, respawned when it exits (a mule without one is refused: it "
+           "needs the uwsgi module)", K, bare="", metavar="SCRIPT.py", parse=parse_mule),
+    Option("mule-reload-mercy", "int", "seconds a stopping mule gets before SIGKILL", K, 60,
+           metavar="SECONDS", minimum=0),
+    Option("touch-mules-reload", "list", "restart the mules when this file is touched", K,
+           metavar="FILE"),
     Option("daemons-honour-stdin", "flag", "daemons keep the instance's stdin (default: "
            "/dev/null)", K),
     Option("cron", "list", "run COMMAND at the given time (-1: every; -N: every N)", K,

@@ -267,3 +267,25 @@ def parse_https(value: str) -> TlsSocketSpec:
     ca = ",".join(parts[4:]).strip() if len(parts) > 4 else ""
     return TlsSocketSpec(parts[0].strip(), parts[1].strip(), parts[2].strip(), ciphers,
                          ca.removeprefix("!"), ca.startswith("!"))
+
+
+NO_MULE_API = (
+    "uzerg does not provide this uWSGI feature: a mule without a script waits for "
+    "uwsgi.mule_msg() messages and uWSGI signals, from the uwsgi module, which uzerg does not "
+    "provide yet; give each mule a script (mule = worker.py or package.module:callable; on a "
+    "command line --mule=worker.py)"
+)
+
+
+def parse_mule(value: str) -> str:
+    """``script.py`` (run as ``__main__``) or ``module:callable`` (called), as uWSGI's python
+    plugin runs a mule's value; anything else would be a signal/message-only mule."""
+    target = value.strip()
+    if target.endswith(".py"):
+        return target
+    module, colon, name = target.partition(":")
+    if colon and module and name and all(p.isidentifier() for p in module.split(".")):
+        return target
+    if target:
+        raise ValueError(f"{target}: {NO_MULE_API}")
+    raise ValueError(NO_MULE_API)

@@ -10,7 +10,8 @@ Classification of a known uWSGI option that uzerg lacks:
 - ``silent``: ``plugins``/``plugin``/``plugins-dir`` naming only Python plugins (and ``http``/
   ``corerouter``: uzerg serves HTTP itself; ``logfile``/``syslog``/``logsocket``: its loggers);
 - ``error``: the option changes what the service does or who it runs as, so running without it
-  would be wrong (emperor, legions, routing, jail and Emperor hook phases, mules, spooler,
+  would be wrong (emperor, legions, routing, jail and Emperor hook phases, mules without a
+  script (``mules``, ``farm``, ``mule-msg-size``...: the uwsgi module's API), spooler,
   uWSGI's TLS routers, other languages,
   other concurrency models such as gevent, jails, subscriptions, routers);
 - ``warning``: everything else (tuning and observability: cheaper, offload threads, log knobs).
@@ -100,7 +101,14 @@ _REFUSAL_HINTS = {
     "route": "do the routing in the front proxy (nginx)",
     "hook": "run that step in your deployment or supervisor",
     "exec": "run that step in your deployment or supervisor",
-    "mule": "run background work in a separate process",
+    "mules": "mules without a script are driven through the uwsgi module's "
+             "uwsgi.mule_msg() and signals, which uzerg does not provide yet; give each mule "
+             "a script: mule = worker.py",
+    "farm": "a farm groups mules that receive uwsgi.mule_msg() messages, from the uwsgi "
+            "module, which uzerg does not provide yet; give each mule a script: "
+            "mule = worker.py",
+    "mule": "this tunes the uwsgi module's mule messages and signals, which uzerg does not "
+            "provide yet; script mules (mule = worker.py) need no tuning",
     "spooler": "run background work in a separate process",
     "https": "terminate TLS in the front proxy",
     "ssl": "terminate TLS in the front proxy",

@@ -65,6 +65,7 @@ PHASES: dict[str, Phase] = {phase.name: phase for phase in (
     Phase("accepting1", "accepting1", False),
     Phase("accepting1-once", "accepting1-once", False),
     Phase("master-start", "master-start", False),
+    Phase("as-mule", "as-mule", False),
 )}
 
 

@@ -33,6 +33,7 @@ from uzerg.processes.idle import IdleService
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.logmaster import LogMaster, wants_log_master
 from uzerg.processes.master import SIGNALS, Master
+from uzerg.processes.mules import Mules
 from uzerg.processes.process import (
     StartupError,
     change_directory,
@@ -181,8 +182,10 @@ class Instance:
             log.info("warm standby: workers start paused until the Emperor resumes them",
                      event_kind="standby")
         services.extend([self.zerg, self.lifecycle])
+        mules = Mules(config) if config.mule else None
         if config.stats:
-            services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats))
+            services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats,
+                                         mules=mules.stats if mules else None))
         if config.stats_prometheus:
             services.append(StatsService(config.stats_prometheus, True, self.zerg.stats,
                                          prometheus=True))
@@ -191,6 +194,8 @@ class Instance:
         services.append(HooksService(config))
         if configured_daemons(config):
             services.append(Daemons(configured_daemons(config), config.daemons_honour_stdin))
+        if mules is not None:
+            services.append(mules)
         if configured_crons(config):
             services.append(Cron(configured_crons(config), config.cron_harakiri))
         link = EmperorLink.from_environ(os.environ, config)

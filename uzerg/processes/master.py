@@ -100,6 +100,7 @@ class Master:
         self.previous_workers = previous_workers
         self.signals: list[int] = pending_signals if pending_signals is not None else []
         self.stopping = False
+        self.graceful_stop = True
         self.exit_status = 0
         self.selector = selectors.DefaultSelector()
         self.watches = Watches(self.selector)
@@ -227,14 +228,12 @@ class Master:
     def shutdown(self, graceful: bool) -> None:
         if self.stopping and graceful:
             return
-        self.stopping = True
+        self.stopping, self.graceful_stop = True, graceful
         self.reload_requested = False  # a stop wins over a reload asked for before it
         self.respawn_due.clear()
-        if graceful:
-            log.info("...gracefully killing workers...", event_kind="shutdown", graceful=True)
-        else:
-            log.info("SIGINT/SIGTERM received...killing workers...", event_kind="shutdown",
-                     graceful=False)
+        log.info("...gracefully killing workers..." if graceful else
+                 "SIGINT/SIGTERM received...killing workers...", event_kind="shutdown",
+                 graceful=graceful)
         for record in list(self.workers.values()):
             self._retire(self.workers.pop(record.worker_id), graceful)
         if not graceful:
@@ -378,7 +377,7 @@ class Master:
             return pid
         status = 1
         try:
-            self._close_in_child()
+            self.close_in_child()
             status = self.run_worker(wid, first_spawn)
         except BaseException:  # noqa: B036 - nothing may unwind into the master's code
             for line in traceback.format_exc().rstrip("\n").split("\n"):
@@ -388,7 +387,7 @@ class Master:
             sys.stderr.flush()
             os._exit(status)
 
-    def _close_in_child(self) -> None:
+    def close_in_child(self) -> None:
         signal.set_wakeup_fd(-1)
         self.selector.close()
         for fd in self._wakeup:

@@ -54,6 +54,7 @@ class MasterView(Protocol):
     listeners: list[Listener]
     desired: int  # the number of worker slots (in cheaper mode: processes)
     stopping: bool
+    graceful_stop: bool  # while stopping: a graceful stop (SIGTERM), not a fast one
     cheap: bool  # idle/cheap mode: no workers until a connection arrives
 
     @property
@@ -66,6 +67,10 @@ class MasterView(Protocol):
     def cheap_records(self) -> Sequence[Any]: ...
 
     def fifo_command(self, char: str) -> None: ...
+
+    def close_in_child(self) -> None:
+        """In a process forked from the master (a mule): close what only the master uses."""
+        ...
 
     def reload(self) -> None: ...
 

@@ -69,6 +69,7 @@ def stats_document(
     listeners: Sequence[Listener],
     zerg: Sequence[dict[str, object]] = (),
     cheap: Sequence[Any] = (),
+    mules: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The document. ``workers`` are the master's records (worker_id, pid, spawned_at,
     respawn_count, harakiri_count); ``cheap`` the last records of the slots the cheaper
@@ -158,6 +159,12 @@ def stats_document(
     }
     if zerg:
         document["zerg"] = list(zerg)
+    if mules is not None:  # uzerg's addition (uWSGI's document lists no mules)
+        mule_docs = []
+        for mule in mules:
+            rss, vsz = process_memory(mule["pid"]) if mule["pid"] else (0, 0)
+            mule_docs.append({**mule, "rss": rss, "vsz": vsz})
+        document["mules"] = mule_docs
     return document
 
 
@@ -281,19 +288,22 @@ class StatsService(MasterService):
 
     def __init__(self, address_text: str, http: bool,
                  zerg: Callable[[], list[dict[str, object]]], *,
-                 prometheus: bool = False) -> None:
+                 prometheus: bool = False,
+                 mules: Callable[[], list[dict[str, Any]]] | None = None) -> None:
         """``prometheus``: the stats-prometheus server (HTTP, Prometheus text only)."""
         self.address_text = address_text
         self.http = http
         self.prometheus = prometheus
         self.zerg = zerg
+        self.mules = mules
         self.server: StatsServer | None = None
 
     def start(self, master: MasterView) -> None:
         def build() -> dict[str, Any]:
             return stats_document(scoreboard=master.scoreboard, workers=master.worker_records(),
                                   listeners=master.listeners, zerg=self.zerg(),
-                                  cheap=master.cheap_records())
+                                  cheap=master.cheap_records(),
+                                  mules=self.mules() if self.mules else None)
 
         self.server = StatsServer(self.address_text, self.http, build,
                                   prometheus=self.prometheus)
