@@ -115,12 +115,12 @@ def test_uwsgi_table_classification() -> None:
     assert classify("plugins", "python3,logfile,syslog") == "silent"  # uzerg's own loggers
     assert classify("plugins", "python3,rsyslog") == "warning"
     for name in ("emperor", "legion-attach-daemon", "cron-legion", "unique-cron-legion",
-                 "route", "route-run", "hook-emperor-start", "mule", "spooler", "ssl-socket",
+                 "route", "route-run", "hook-emperor-start", "mules", "spooler", "ssl-socket",
                  "rails", "rack", "psgi", "gevent", "vassal-set", "exec-pre-jail"):
         assert classify(name, "x") == "error", name
     # implemented now: options of uzerg's own table, never classified as missing
     for name in ("attach-daemon", "smart-attach-daemon2", "cron", "cron2", "unique-cron",
-                 "hook-pre-app", "exec-as-root", "call-asap"):
+                 "hook-pre-app", "exec-as-root", "call-asap", "mule", "hook-as-mule"):
         assert options.lookup(name) is not None, name
     for name in ("offload-threads", "log-alarm", "memory-report", "limit-as",
                  "log-drain", "harakiri-verbose"):

@@ -112,9 +112,22 @@ def _run_target(target: str) -> None:
     function()
 
 
+_UZERG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _internal(filename: str) -> bool:
+    """A frame of uzerg's or of the import machinery: not the operator's code."""
+    return (filename.startswith(("<frozen runpy", "<frozen importlib"))
+            or os.path.abspath(filename).startswith(_UZERG_DIR + os.sep))
+
+
 def _log_failure(mule_id: int, target: str, exc: BaseException) -> None:
     """The traceback (uWSGI's PyErr_Print), then one line saying what it means."""
-    for line in traceback.format_exc().rstrip("\n").split("\n"):
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not _internal(frame.filename)]
+    text = "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                    *traceback.format_exception_only(exc)])
+    for line in text.rstrip("\n").split("\n"):
         log.error(line, event_kind="mule_traceback", mule=mule_id)
     summary = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ModuleNotFoundError) and exc.name == "uwsgi":
