@@ -122,6 +122,8 @@ def test_mule_scripts_run_with_the_app_setup_and_stop_with_the_instance(
         # forked from the master after the app was loaded (not with lazy-apps)
         assert app_loaded == ("0" if lazy else "1")
         assert psutil.Process(int(pid)).ppid() == inst.pid
+        # no listening socket in a mule (uWSGI's close_all_sockets)
+        assert not psutil.Process(int(pid)).net_connections(kind="inet")
     pids = sorted(int(s[1]) for s in scripts)
     wait_until(lambda: _stats(stats).get("mules"), 10, "mules in the stats")
     document = _stats(stats)
@@ -244,3 +246,43 @@ def test_a_bad_script_is_reported_and_not_respawned_in_a_loop(
     uzerg.track(inst)
     assert inst.stop() == 0
     assert not any(_alive(pid) for pid in uzerg.pids if pid != inst.pid)
+
+
+def test_a_mule_runs_as_the_workers_user_with_home_and_env(
+        uzerg: InstanceStarter, tmp_path: Path) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root")
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="uzerg-mule-"))
+    try:
+        shared.chmod(0o777)
+        site = shared / "venv" / "lib" / "python3.99" / "site-packages"
+        site.mkdir(parents=True)
+        (site / "venv_marker_mod.py").write_text("VALUE = 'venv'\n")
+        for path in [shared / "venv", *(shared / "venv").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (shared / "app.py").write_text(
+            "def application(environ, start_response):\n"
+            "    start_response('200 OK', [])\n"
+            "    return [b'ok']\n")
+        (shared / "who.py").write_text(
+            "import os, time, venv_marker_mod\n"
+            "with open('who.txt', 'w') as f:\n"
+            "    f.write(f\"{os.getuid()} {os.getgid()} {os.environ['GREETING']} "
+            "{venv_marker_mod.VALUE}\")\n"
+            "time.sleep(60)\n")
+        for name in ("app.py", "who.py"):
+            (shared / name).chmod(0o644)
+        inst = _start(uzerg, ["--master", "--http-socket", f"127.0.0.1:{free_port()}",
+                              "--wsgi-file", "app.py", "--chdir", str(shared), "--uid",
+                              "nobody", "--gid", "nogroup", "--home", str(shared / "venv"),
+                              "--env", "GREETING=hi", "--mule=who.py"], 1)
+        record = shared / "who.txt"
+        wait_until(lambda: record.exists() and record.read_text(), 20, "the mule's record")
+        assert record.read_text() == "65534 65534 hi venv"
+        uzerg.track(inst)
+        assert inst.stop() == 0
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import ctypes
 import importlib
 import os
-import runpy
 import signal
+import sys
 import traceback
+import types
 from types import FrameType
 
 from uzerg.config.model import Config
@@ -97,12 +98,19 @@ class _Unreadable(Exception):
 def _run_target(target: str) -> None:
     if target.endswith(".py"):
         try:
-            with open(target, "rb"):
-                pass
+            with open(target, "rb") as handle:
+                source = handle.read()
         except OSError as exc:
             raise _Unreadable(f"failed to open python file {target}: "
                               f"{exc.strerror or exc}") from None
-        runpy.run_path(target, run_name="__main__")
+        # uWSGI's uwsgi_pyimport_by_filename("__main__", file): compiled and run as the
+        # module __main__ (not runpy: it imports more of the stdlib, maybe out of reach of
+        # the uid the master dropped to)
+        code = compile(source, target, "exec")
+        module = types.ModuleType("__main__")
+        module.__file__ = target
+        sys.modules["__main__"] = module
+        exec(code, module.__dict__)  # noqa: S102 - the operator's script
         return
     module_name, _, name = target.partition(":")
     module = importlib.import_module(module_name)
@@ -117,7 +125,7 @@ _UZERG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _internal(filename: str) -> bool:
     """A frame of uzerg's or of the import machinery: not the operator's code."""
-    return (filename.startswith(("<frozen runpy", "<frozen importlib"))
+    return (filename.startswith("<frozen importlib")
             or os.path.abspath(filename).startswith(_UZERG_DIR + os.sep))
 
 
@@ -125,8 +133,8 @@ def _log_failure(mule_id: int, target: str, exc: BaseException) -> None:
     """The traceback (uWSGI's PyErr_Print), then one line saying what it means."""
     frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
               if not _internal(frame.filename)]
-    text = "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
-                    *traceback.format_exception_only(exc)])
+    head = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    text = "".join([*(head if frames else []), *traceback.format_exception_only(exc)])
     for line in text.rstrip("\n").split("\n"):
         log.error(line, event_kind="mule_traceback", mule=mule_id)
     summary = f"{type(exc).__name__}: {exc}"

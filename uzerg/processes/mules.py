@@ -238,7 +238,7 @@ class Mules(MasterService):
         gc.freeze()  # as workers: the collector leaves the shared pages alone
         pid = os.fork()
         if pid == 0:
-            _child(mule, self.config, self.master_pid, master.close_in_child)
+            _child(mule, self.config, self.master_pid, lambda: _close_in_mule(master))
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         mule.pid = pid
         mule.spawned_at = time.time()
@@ -263,6 +263,13 @@ def _child(mule: Mule, config: Config, master_pid: int, close: Callable[[], None
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
+
+
+def _close_in_mule(master: MasterView) -> None:
+    """What a worker closes, and the listening sockets too (uWSGI's mules hold none)."""
+    master.close_in_child()
+    for listener in master.listeners:
+        listener.sock.close()
 
 
 def _kill(pid: int, signum: int) -> None:
