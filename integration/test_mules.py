@@ -191,13 +191,19 @@ def test_touch_mules_reload_restarts_them(uzerg: InstanceStarter, tmp_path: Path
     trigger = tmp_path / "mules.touch"
     trigger.write_text("")
     inst = _start(uzerg, [*_base(site, lib, free_port()), "--mule=worker.py",
-                          "--touch-mules-reload", str(trigger)], 1)
+                          "--touch-mules-reload", str(trigger), "--auto-procname",
+                          "--hook-as-mule", "print:a mule is born"], 1)
     first = int(_starts(record, 1)[0][1])
+    inst.wait_for_log('running "print:a mule is born" (as-mule)...')
+    wait_until(lambda: psutil.Process(first).cmdline()[:1] == ["uzerg mule 1"], 10,
+               "the mule's process title")
     os.utime(trigger, (time.time() + 5, time.time() + 5))
     second = int(_starts(record, 2)[1][1])
     inst.wait_for_log(f"*** {trigger} has been touched... mules reload !!! ***")
     assert not _alive(first) and _alive(second)
     assert [int(e[1]) for e in _lines(record, "end")] == [first]
+    # as-mule hooks run in each new mule
+    inst.wait_for_log('running "print:a mule is born" (as-mule)...', count=2)
     assert "OOOPS" not in inst.log_text()
     uzerg.track(inst)
     assert inst.stop() == 0
