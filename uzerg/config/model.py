@@ -123,6 +123,7 @@ class Config:
     no_orphans: bool = False
     die_on_term: bool = False
     touch_reload: tuple[str, ...] = ()
+    touch_chain_reload: tuple[str, ...] = ()
     pidfile: str | None = None
     daemonize: str | None = None
     master_fifo: tuple[str, ...] = ()

@@ -274,6 +274,8 @@ OPTIONS: tuple[Option, ...] = (
            accepted_only=True),
     Option("die-on-term", "flag", "accepted: SIGTERM always shuts down", L),
     Option("touch-reload", "list", "reload when this file is touched", L, metavar="FILE"),
+    Option("touch-chain-reload", "list", "replace the workers one after the other (each new one "
+           "ready before the next goes) when this file is touched", L, metavar="FILE"),
     Option("pidfile", "string", "write the master pid to this file", L, metavar="FILE"),
     Option("daemonize", "string", "detach and log to this file", L, short="d", metavar="LOGFILE"),
     Option("master-fifo", "list", "control the master through this fifo", L, metavar="FILE"),

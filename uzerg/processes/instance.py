@@ -23,6 +23,7 @@ from uzerg.emperor.channel import ENV_STANDBY
 from uzerg.emperor.link import EmperorLink
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
+from uzerg.processes.chain import ChainReload
 from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
 from uzerg.processes.cheaper_tick import CheaperTick
 from uzerg.processes.cron import Cron, configured_crons
@@ -196,6 +197,8 @@ class Instance:
             services.append(Daemons(configured_daemons(config), config.daemons_honour_stdin))
         if mules is not None:
             services.append(mules)
+        if config.touch_chain_reload:
+            services.append(ChainReload(config.touch_chain_reload))
         if configured_crons(config):
             services.append(Cron(configured_crons(config), config.cron_harakiri))
         link = EmperorLink.from_environ(os.environ, config)
