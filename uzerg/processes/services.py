@@ -1,7 +1,8 @@
 """The one interface between the master's loop and everything it serves besides its children.
 
 A service (the zerg server and pools, the stats server, the master fifo, a vassal's Emperor link,
-the idle watch; later the cheaper tick) subclasses ``MasterService`` and answers five questions:
+the idle watch, the cheaper tick, daemons, cron, mules, the chain reload) subclasses
+``MasterService`` and answers five questions:
 
 - ``watches()``: which descriptors to watch right now, and what to call when one is readable.
   Asked again after every wake-up, so a service may stop watching a descriptor for a while
@@ -14,7 +15,8 @@ the idle watch; later the cheaper tick) subclasses ``MasterService`` and answers
 - ``close_in_worker()``: what a freshly forked worker closes (a worker serves only sockets).
 - ``shutdown(vacuum)``: close everything at exit; with ``vacuum``, remove the files it created.
 - ``child_exited(pid, status)``: the master reaped a child that is not a worker; a service
-  that forks (daemons, cron) claims its own.
+  that forks (daemons, cron, mules) claims its own. A service that forks Python code (mules)
+  calls the master's ``close_in_child()`` in the child, as a worker does.
 
 To plug a new one in: subclass, implement ``watches``, ``close_in_worker`` and ``shutdown``
 (the others have defaults), and add an instance to the list that
