@@ -286,8 +286,15 @@ def test_the_master_fifo_dance_of_docs_deploy_md(uzerg: InstanceStarter, tmp_pat
         )
         inst = uzerg.start(["--ini", str(home / "app.ini")], wait_workers=1)
         stats = run / f"stats-{version}.sock"
-        wait_until(lambda: stats.exists() and all(
-            w["accepting"] == 1 for w in read_stats(str(stats))["workers"]), 20, "accepting")
+
+        def accepting() -> bool:
+            try:  # the socket file exists a moment before the master listens on it
+                workers = read_stats(str(stats))["workers"]
+            except OSError:
+                return False
+            return all(w["accepting"] == 1 for w in workers)
+
+        wait_until(accepting, 20, "accepting")
         return inst
 
     def deploy(version: str) -> Instance:
