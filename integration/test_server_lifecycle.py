@@ -166,6 +166,20 @@ def test_pidfile_and_management_commands(uzerg: InstanceStarter, app_file: Path,
     assert "Traceback" not in missing.stderr
 
 
+def test_pidfile2_is_written_and_vacuumed(uzerg: InstanceStarter, app_file: Path,
+                                         tmp_path: Path) -> None:
+    """uWSGI's pidfile2: the master's pid, written after privileges are dropped; vacuum
+    removes it at exit."""
+    pidfile2 = tmp_path / "uzerg2.pid"
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--pidfile2", str(pidfile2), "--vacuum"])
+    assert int(pidfile2.read_text()) == inst.pid
+    inst.wait_for_log(f"writing pidfile to {pidfile2}")
+    assert _cli("--stop", str(pidfile2)).returncode == 0
+    assert inst.wait_exit() == 0
+    assert not pidfile2.exists()
+
+
 def test_logto_and_daemonize(uzerg: InstanceStarter, app_file: Path, tmp_path: Path) -> None:
     logfile = tmp_path / "out.log"
     inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),

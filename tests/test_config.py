@@ -160,9 +160,8 @@ def test_error_lines(tmp_path: Path) -> None:
     site.write_text("[uwsgi]\n" + "\n" * 5 + "zergpool = /tmp/p\n")
     assert error(str(site)) == f"{site}:7: zergpool: invalid zergpool syntax: /tmp/p"
     assert error("-p", "0") == "command line: -p: must be at least 1: 0"
-    assert error("--strict", "--processes", "many") == (
-        "command line: --processes: 'many' is not a number; uWSGI reads it as 0, below the "
-        "minimum 1: uzerg uses 1 (strict mode)")
+    assert error("--strict", "--proesses", "2") == ("command line: --proesses: unrecognized "
+                                                    "option (did you mean --processes?)")
 
 
 def test_command_line_errors() -> None:
@@ -209,10 +208,28 @@ def test_unknown_keys_are_sorted(tmp_path: Path) -> None:
 
 def test_strict_applies_from_where_it_is_set(tmp_path: Path) -> None:
     f = tmp_path / "a.ini"
-    f.write_text("[uwsgi]\noffload-threads = 2\nstrict = true\nmaster = true\n")
+    f.write_text("[uwsgi]\nproesses = 2\nstrict = true\nmaster = true\n")
     assert load(str(f)).warnings
+    f.write_text("[uwsgi]\nstrict = true\nproesses = 2\n")
+    assert "proesses: unknown option" in error(str(f))
     f.write_text("[uwsgi]\nstrict = true\nbase = /srv\nchdir = %(base)\n")
     assert "set-placeholder" in error(str(f))
+
+
+def test_strict_fails_only_on_keys_uwsgi_does_not_know(tmp_path: Path) -> None:
+    """uwsgi 2.0.31 --strict runs a file with a lenient number, a known option uzerg ignores, a
+    missing section and a plugin it cannot load; it exits on "unknown config directive" only."""
+    f = tmp_path / "a.ini"
+    f.write_text("[uwsgi]\nstrict = true\nprocesses = 4x\nharakiri-verbose = true\n"
+                 "plugin = /srv/escape_json_plugin.so\nchmod-socket = 666\n")
+    c = load(str(f))
+    assert c.processes == 4 and c.strict
+    assert [w.split(": ", 2)[1] for w in c.warnings] == ["processes", "harakiri-verbose",
+                                                         "plugin"]
+    assert load("--strict", f"{f}:nope").warnings[0].endswith("section [nope] not found")
+    f.write_text("[uwsgi]\nstrict = true\nchmod-sock = 666\n")
+    assert error(str(f)) == (f"{f}:3: chmod-sock: unknown option, ignored (did you mean "
+                             "`chmod-socket`?) (strict mode)")
 
 
 def test_warnings_before_an_error_are_kept(tmp_path: Path) -> None:
@@ -221,7 +238,8 @@ def test_warnings_before_an_error_are_kept(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(f))
     assert info.value.warnings == (f"{f}:2: harakiri-verbose: uWSGI option not implemented by "
-                                   "uzerg, ignored",)
+                                   "uzerg, ignored: uzerg logs each harakiri with the worker's "
+                                   "id and pid",)
 
 
 def test_format_config_lists_each_value_in_order() -> None:
@@ -229,3 +247,58 @@ def test_format_config_lists_each_value_in_order() -> None:
     assert format_config(c) == (";uWSGI instance configuration\n[uwsgi]\nmaster = true\n"
                                 "socket = :1\nsocket = :2\nprocesses = 2\n"
                                 ";end of configuration\n")
+
+
+def test_plugins_uzerg_cannot_load(tmp_path: Path) -> None:
+    """uWSGI logs a plugin it cannot load and goes on; need-plugin exits instead (uwsgi 2.0.31:
+    "unable to load plugin", exit 1). uzerg loads no C plugins."""
+    f = tmp_path / "a.ini"
+    f.write_text("[uwsgi]\nplugin = /srv/escape_json_plugin.so\nneed-plugin = python3\n")
+    assert load(str(f)).warnings == (
+        f"{f}:2: plugin: uWSGI option not implemented by uzerg, ignored: uzerg cannot load "
+        "uWSGI's C plugins and goes on without it, as uWSGI does with a plugin it cannot load",)
+    f.write_text("[uwsgi]\nneed-plugins = python3,/srv/escape_json_plugin.so\n")
+    assert error(str(f)) == (
+        f"{f}:2: need-plugins: uzerg does not provide this uWSGI feature; running without it "
+        "would change the service (uzerg cannot load uWSGI's C plugins, and uWSGI exits when a "
+        "need-plugin does not load)")
+
+
+def test_uwsgi_options_of_pcre_and_libcap_builds_are_known(tmp_path: Path) -> None:
+    """Options uWSGI 2.0 has only when built with PCRE or libcap (pip's build lacks them) are
+    uWSGI options, not typos: tuning ones warn with what uzerg does, the others are refused."""
+    f = tmp_path / "a.ini"
+    f.write_text("[uwsgi]\npcre-jit = true\nlog-drain = ^ping\n"
+                 "lazy = true\nreload-mercy = 8\n")
+    c = load("--strict", str(f))
+    assert c.lazy_apps is True
+    assert c.warnings == (
+        f"{f}:2: pcre-jit: uWSGI option not implemented by uzerg, ignored: uzerg has no PCRE "
+        "regexps to compile",
+        f"{f}:3: log-drain: uWSGI option not implemented by uzerg, ignored: uzerg logs every "
+        "line: filter in the log collector",
+        f"{f}:5: reload-mercy: uWSGI option not implemented by uzerg, ignored: uzerg gives each "
+        "stopping worker worker-reload-mercy seconds (default 60) before SIGKILL",
+    )
+    f.write_text("[uwsgi]\ncap = setgid,setuid\n")
+    assert "cap: uzerg does not provide this uWSGI feature" in error(str(f))
+    f.write_text("[uwsgi]\ncap = net_bind_service\n")  # to bind :80: uzerg binds as root
+    assert load(str(f)).warnings == (
+        f"{f}:2: cap: uWSGI option not implemented by uzerg, ignored: uzerg binds its sockets "
+        "before dropping privileges and keeps them across reloads",)
+    f.write_text("[uwsgi]\nroute-remote-user = ^bob$ break:403\n")
+    assert "route-remote-user: uzerg does not provide this uWSGI feature" in error(str(f))
+    f.write_text("[uwsgi]\njail = /jails/app\n")
+    assert "jail: uzerg does not provide this uWSGI feature" in error(str(f))
+    f.write_text("[uwsgi]\nhttp-enable-proxy-protocol = 1\n")  # every request would fail
+    assert error(str(f)).endswith("(uzerg's HTTP reader does not take the PROXY protocol line: "
+                                  "have the proxy send X-Forwarded-For instead)")
+
+
+
+def test_pidfile2_is_an_option(tmp_path: Path) -> None:
+    """uWSGI's pidfile2 (written after privileges are dropped) is implemented, not ignored."""
+    f = tmp_path / "a.ini"
+    f.write_text("[uwsgi]\npidfile = /run/app.pid\npidfile2 = /tmp/app.pid\n")
+    c = load(str(f))
+    assert (c.pidfile, c.pidfile2, c.warnings) == ("/run/app.pid", "/tmp/app.pid", ())

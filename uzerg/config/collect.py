@@ -21,7 +21,8 @@ END_KEYS = frozenset({"end", "endif", "endfor", "end-if", "end-for"})
 IF_KEYS = frozenset({
     "if-env", "if-not-env", "if-exists", "if-not-exists", "if-file", "if-not-file", "if-dir",
     "if-not-dir", "if-directory", "if-opt", "if-not-opt", "if-hostname", "if-not-hostname",
-    "if-reload", "if-not-reload", "if-plugin", "if-not-plugin",
+    "if-reload", "if-not-reload", "if-plugin", "if-not-plugin", "if-hostname-match",
+    "if-not-hostname-match",
 })
 FOR_KEYS = frozenset({"for", "for-glob", "for-times", "for-readline"})
 LOGIC_KEYS = IF_KEYS | FOR_KEYS | END_KEYS | {"else"}
@@ -55,6 +56,7 @@ class _Block:
     origin: Origin
     passed: bool = False  # if-blocks: the condition held
     in_else: bool = False
+    warned: bool = False  # for-blocks: the one warning about the argument was given
 
 
 @dataclass
@@ -141,6 +143,9 @@ class Collector:
     def _open_block(self, kind: str, arg: str, origin: Origin) -> None:
         block = _Block(kind, arg, origin)
         if kind in IF_KEYS:
+            if kind.endswith("hostname-match") and _hostname_match(arg) is None:
+                self.warn(f"{origin}: {kind}: invalid regular expression {arg!r}; uWSGI counts "
+                          "it as a match, so does uzerg")
             block.passed = self._condition(kind, arg) is not None
         self._block = block
 
@@ -190,6 +195,8 @@ class Collector:
             holds = os.path.isdir(arg)
         elif test == "if-hostname":
             holds = socket.gethostname() == arg
+        elif test == "if-hostname-match":  # uWSGI: a regexp that does not compile matches
+            holds = _hostname_match(arg) is not False
         elif test == "if-reload":
             holds = False  # a configuration being read is never a reload
         else:  # if-plugin: the Python plugin is the one uzerg has
@@ -200,25 +207,44 @@ class Collector:
         arg = block.arg
         if block.kind == "for":
             return arg.split()
-        if block.kind == "for-times":
+        if block.kind == "for-times":  # uWSGI reads the count with atoi
+            from uzerg.config.values import NotANumber, parse_int
+
             try:
-                return [str(i) for i in range(1, int(arg.strip() or "0") + 1)]
-            except ValueError:
-                raise ConfigError(str(block.origin), "for-times",
-                                  f"invalid integer: {arg}") from None
+                count = parse_int(arg)
+            except NotANumber as lenient:
+                count = lenient.value
+                self._warn_once(block, f"for-times: {lenient}, so does uzerg")
+            return [str(i) for i in range(1, count + 1)]
         if block.kind == "for-glob":
             found = sorted(glob.glob(arg))
             return [p + "/" if os.path.isdir(p) else p for p in found] or [arg]
         try:
             with open(arg, encoding="utf-8", errors="surrogateescape") as handle:
                 return [line.split("\n")[0].split("\r")[0] for line in handle]
-        except OSError as exc:
-            raise ConfigError(str(block.origin), "for-readline",
-                              f"cannot read {arg}: {exc.strerror}") from None
+        except OSError as exc:  # uWSGI logs the failed open and skips the block
+            self._warn_once(block, f"for-readline: cannot read {arg}: {exc.strerror}; uWSGI "
+                            "skips the block, so does uzerg")
+            return []
+
+    def _warn_once(self, block: _Block, message: str) -> None:
+        if not block.warned:
+            block.warned = True
+            self.warn(f"{block.origin}: {message}")
 
     def first_value(self, key: str) -> str | None:
         """The first value recorded for ``key`` (uWSGI's uwsgi_get_exported_opt)."""
         for entry in self.entries:
             if entry.key == key:
                 return entry.value
+        return None
+
+
+def _hostname_match(pattern: str) -> bool | None:
+    """Whether the regexp finds a match in the hostname (PCRE search); None: it is invalid."""
+    import re  # if-hostname-match only
+
+    try:
+        return re.search(pattern, socket.gethostname()) is not None
+    except re.error:
         return None

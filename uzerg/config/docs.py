@@ -28,7 +28,8 @@ environment, command line (`--ini FILE` read in place), bare `FILE.ini` argument
 uWSGI options that uzerg does not implement are sorted per SPEC §9: Python plugin names are
 accepted silently, tuning and observability options give a warning, options that would change
 what the service does (emperor, daemons, cron, routing, hooks, mules, spooler, TLS, gevent, ...)
-are errors. `--strict` turns warnings into errors.
+are errors. `--strict`, as uWSGI's, fails on keys uWSGI does not know (typos,
+placeholders); uzerg's other warnings stay warnings.
 """
 
 

@@ -3,8 +3,9 @@
 Order (as uwsgi 2.0.31 resolves it): ``UWSGI_*``/``UZERG_*`` environment variables, then the
 command line in order (``--ini FILE`` is read in place), then bare ``FILE.ini`` arguments.
 List options accumulate; for the others the last value wins. Unknown keys are sorted per
-SPEC §9 (``uzerg.config.uwsgi_options``): silent, warning or error; ``strict`` makes warnings
-errors.
+SPEC §9 (``uzerg.config.uwsgi_options``): silent, warning or error. ``strict`` fails, as uWSGI
+2.0.31's does, only on keys uWSGI does not know (and on placeholders): uWSGI's strict accepts every
+option it knows, reads lenient numbers silently and goes on past a plugin it cannot load.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ class _Resolver:
         self.strict = False
 
     def warn(self, entry: Entry, message: str) -> None:
+        """A warning line; under strict, one about a key uWSGI does not know is an error."""
         where = str(entry.origin)
-        if self.strict:
+        if self.strict and not _known_key(entry.key):
             raise ConfigError(where, entry.shown_key, f"{message} (strict mode)")
         self.warnings.append(": ".join(p for p in (where, entry.shown_key, message) if p))
 
@@ -119,7 +121,6 @@ class _Resolver:
 
 def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
              write: Callable[[str], None]) -> Config:
-    collected = list(warnings)  # produced while reading: sections, $(ENV), else
     resolver = _Resolver(warnings, write)
     # uWSGI's strict applies from where it is set; the command line and environment set it first
     resolver.strict = any(
@@ -147,8 +148,6 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
                     custom[name.strip()] = template
             continue
         _unknown_key(entry, referenced, known_names, resolver)
-    if resolver.strict and collected:
-        raise ConfigError(None, None, f"{collected[0]} (strict mode)")
     _check_emperor(resolver)
     return Config(
         **{options.BY_NAME[name].attr: value for name, value in resolver.values.items()},
@@ -241,6 +240,11 @@ def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
     hint = short.name if short else uwsgi_options.closest(key, known_names)
     resolver.warn(entry, f"unknown option, ignored (did you mean `{hint}`?)" if hint
                   else "unknown option, ignored")
+
+
+def _known_key(key: str) -> bool:
+    """Whether uWSGI knows the key: uWSGI's strict fails on the others only."""
+    return options.lookup(key) is not None or uwsgi_options.is_uwsgi_option(key)
 
 
 def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, Any] | None:

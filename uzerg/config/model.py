@@ -125,6 +125,7 @@ class Config:
     touch_reload: tuple[str, ...] = ()
     touch_chain_reload: tuple[str, ...] = ()
     pidfile: str | None = None
+    pidfile2: str | None = None
     daemonize: str | None = None
     master_fifo: tuple[str, ...] = ()
     takeover: str | None = None

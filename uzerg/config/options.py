@@ -110,7 +110,8 @@ OPTIONS: tuple[Option, ...] = (
            aliases=("virtualenv", "venv", "pyhome"), short="H", metavar="DIR"),
     Option("env", "list", "set an environment variable", P, metavar="NAME=VALUE",
            parse=pair_parser("NAME=VALUE")),
-    Option("lazy-apps", "flag", "load the app in each worker instead of the master", P),
+    Option("lazy-apps", "flag", "load the app in each worker instead of the master (`lazy`: "
+           "uWSGI's lazy mode, which also loads the app in each worker)", P, aliases=("lazy",)),
     Option("need-app", "flag", "exit if the app cannot be loaded", P),
     Option("single-interpreter", "flag", "accepted: uzerg always runs one interpreter", P,
            short="i", accepted_only=True),
@@ -277,6 +278,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("touch-chain-reload", "list", "replace the workers one after the other (each new one "
            "ready before the next goes) when this file is touched", L, metavar="FILE"),
     Option("pidfile", "string", "write the master pid to this file", L, metavar="FILE"),
+    Option("pidfile2", "string", "write the master pid to this file after privileges are "
+           "dropped (as that user)", L, metavar="FILE"),
     Option("daemonize", "string", "detach and log to this file", L, short="d", metavar="LOGFILE"),
     Option("master-fifo", "list", "control the master through this fifo", L, metavar="FILE"),
     Option("takeover", "string", "once ready, pause the instance in PIDFILE and take its place",
@@ -422,7 +425,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("ini", "list", "load an INI file (FILE[:SECTION]; :SECTION = same file)", C,
            metavar="FILE[:SECTION]"),
     Option("include", "list", "load an INI file in place", C, metavar="FILE"),
-    Option("strict", "flag", "turn every configuration warning into an error", C),
+    Option("strict", "flag", "fail on keys uWSGI does not know, as uWSGI's strict (uzerg's other "
+           "warnings stay warnings)", C),
     Option("declare-option", "list", "declare a custom option: NAME=OPT=VAL[;OPT=VAL...] with "
            "$1, $2... for its arguments", C, metavar="NAME=OPT=VALUE[;...]",
            parse=pair_parser("NAME=OPT=VALUE[;...]")),

@@ -54,6 +54,13 @@ EXTRA_OPTIONS = frozenset(
     "response-route-host response-route-uri response-route-qs response-route-remote-addr "
     "response-route-user-agent response-route-referer response-route-label response-route-if "
     "response-route-if-not response-route-run log-route log-req-route router-list routers-list "
+    # core options of uWSGI 2.0 (core/uwsgi.c) that the pip build lacks: PCRE-only (log and
+    # routing regexps), libcap, FreeBSD jails, SpiderMonkey, TLS session cache
+    "route-remote-user final-route-remote-user error-route-remote-user "
+    "response-route-remote-user log-drain log-filter log-alarm alarm-log not-log-alarm "
+    "not-alarm-log pcre-jit sni-regexp cap emperor-cap vassals-cap vassal-cap jail jail2 "
+    "jail-ip4 jail-ip6 jidfile jid-file libjail jail-attach js ssl-sessions-use-cache "
+    "ssl-session-use-cache ssl-sessions-timeout ssl-session-timeout "
     "rack rails rbrequire ruby-require rubyrequire rbshell rb-gc-freq rbthreads rvm rvm-path "
     "psgi perl-no-die-catch perl-local-lib perl-version perl-args perl-exec perl-auto-reload "
     "lua lua-load lua-shell php-ini php-set php-docroot php-index php-allowed-ext "
@@ -88,6 +95,10 @@ _ERROR_PREFIXES = (
     "unenv envdir early-envdir mount-asap mount-pre-jail mount-post-jail mount-in-jail "
     "mount-as-root mount-as-vassal mount-as-emperor"
 ).split()
+# FreeBSD jails (who and where the service runs); the PROXY protocol (uzerg's HTTP reader would
+# take the PROXY line for a bad request line: every request would fail)
+_MORE_ERROR_PREFIXES = ("jail", "jail2", "jidfile", "jid-file", "libjail", "enable-proxy-protocol",
+                        "http-enable-proxy-protocol")
 
 
 # what to do instead, for the refused features configs use most
@@ -112,6 +123,14 @@ _REFUSAL_HINTS = {
     "spooler": "run background work in a separate process",
     "https": "terminate TLS in the front proxy",
     "ssl": "terminate TLS in the front proxy",
+    "enable-proxy-protocol": "uzerg's HTTP reader does not take the PROXY protocol line: "
+                             "have the proxy send X-Forwarded-For instead",
+    "http-enable-proxy-protocol": "uzerg's HTTP reader does not take the PROXY protocol line: "
+                                  "have the proxy send X-Forwarded-For instead",
+    "need-plugin": "uzerg cannot load uWSGI's C plugins, and uWSGI exits when a need-plugin "
+                   "does not load",
+    "need-plugins": "uzerg cannot load uWSGI's C plugins, and uWSGI exits when a need-plugin "
+                    "does not load",
 }
 
 
@@ -122,6 +141,39 @@ INSTEAD = {
     "cpu-affinity": "uzerg leaves the placement of workers on CPUs to the kernel's scheduler",
     "procname": "uzerg names its processes with auto-procname/procname-prefix",
     "touch-logreopen": "reopen the logs with the master fifo's 'l' or a reload",
+    # a plugin that does not load: uWSGI logs it and goes on (need-plugin exits: an error)
+    "plugin": "uzerg cannot load uWSGI's C plugins and goes on without it, as uWSGI does "
+              "with a plugin it cannot load",
+    "plugins": "uzerg cannot load uWSGI's C plugins and goes on without them, as uWSGI does "
+               "with a plugin it cannot load",
+    "cap": "uzerg binds its sockets before dropping privileges and keeps them across reloads",
+    "reload-mercy": "uzerg gives each stopping worker worker-reload-mercy seconds (default 60) "
+                    "before SIGKILL",
+    "harakiri-verbose": "uzerg logs each harakiri with the worker's id and pid",
+    "limit-as": "uzerg sets no address-space limit: recycle big workers with reload-on-rss",
+    "reload-on-as": "uzerg recycles workers on resident memory: use reload-on-rss",
+    "reload-on-uss": "uzerg recycles workers on resident memory: use reload-on-rss",
+    "reload-on-pss": "uzerg recycles workers on resident memory: use reload-on-rss",
+    "max-requests-delta": "uzerg recycles each worker after exactly max-requests requests",
+    "logformat-strftime": "uzerg writes log-format as given: use %(ltime) or %(ftime) for dates",
+    "log-format-strftime": "uzerg writes log-format as given: use %(ltime) or %(ftime) for "
+                           "dates",
+    "http-connect-timeout": "uzerg has no HTTP router: its workers serve HTTP directly",
+    "file-serve-mode": "uzerg's workers send files themselves with sendfile()",
+    "ksm": "uzerg leaves page merging to the kernel's defaults",
+    "pcre-jit": "uzerg has no PCRE regexps to compile",
+    "no-defer-accept": "uzerg sets TCP_DEFER_ACCEPT on its TCP sockets (socket-timeout seconds)",
+    "http-auto-chunked": "uzerg itself chunks an HTTP/1.1 keep-alive response that has no "
+                         "Content-Length",
+    "chunked-input-timeout": "uzerg reads request bodies, chunked ones included, with "
+                             "socket-timeout",
+    "no-threads-wait": "a stopping uzerg worker lets its threads finish, within "
+                       "worker-reload-mercy",
+    "py-call-uwsgi-fork-hooks": "uzerg forks with os.fork(), which always runs the hooks of "
+                                "os.register_at_fork",
+    "logfile-chmod": "uzerg creates log files with mode 0640 (less the umask)",
+    "log-drain": "uzerg logs every line: filter in the log collector",
+    "log-filter": "uzerg logs every line: filter in the log collector",
 }
 
 
@@ -155,12 +207,17 @@ def _python_plugin(name: str) -> bool:
 
 def classify(name: str, value: str) -> Severity:
     """What to do with a known uWSGI option uzerg lacks (``name`` must be in KNOWN)."""
+    if name == "cap":  # keep capabilities past the uid drop: only binding is done otherwise
+        caps = {c.strip().lower() for c in value.split(",") if c.strip()}
+        return "warning" if caps and caps <= {"net_bind_service"} else "error"
+    if name in ("need-plugin", "need-plugins"):  # uWSGI exits when one does not load
+        return "silent" if plugins_are_python(value) else "error"
     if name in ("plugins", "plugin", "plugins-dir", "plugin-dir", "plugin-list",
                 "plugins-list", "autoload"):
         if name.endswith(("-dir", "-list")) or name == "autoload" or plugins_are_python(value):
             return "silent"
         return "warning"
-    if _prefixed(name, _ERROR_PREFIXES):
+    if _prefixed(name, _ERROR_PREFIXES) or _prefixed(name, _MORE_ERROR_PREFIXES):
         return "error"
     return "warning"
 

@@ -110,6 +110,7 @@ class Instance:
         self.zerg = ZergListeners(config, state)
         self.lifecycle = LifecycleService(config)
         self.pidfile_written = False
+        self.pidfile2_written = False
 
     def run(self) -> int:
         config = self.config
@@ -156,6 +157,9 @@ class Instance:
             load_file_support()
         run_startup_phase(config, "as-root")
         drop_privileges(config.uid, config.gid)
+        if config.pidfile2:  # uWSGI's pidfile2: written as the dropped user
+            write_pidfile(config.pidfile2)
+            self.pidfile2_written = True
         run_startup_phase(config, "as-user")
         if config.logto2 and (self.state is None or config.log_reopen):
             open_log_file(config.logto2)  # uWSGI's logto2: opened as the dropped user
@@ -336,6 +340,8 @@ class Instance:
         self.zerg.abort()
         if self.pidfile_written and self.config.vacuum:
             remove_pidfile(self.config.pidfile)
+        if self.pidfile2_written and self.config.vacuum:
+            remove_pidfile(self.config.pidfile2 or "")
 
     def _close(self, vacuum: bool) -> None:
         """At exit, after the master's services: the sockets and the pidfile."""
@@ -345,6 +351,8 @@ class Instance:
                                                             self.config.takeover)
         if vacuum and (self.pidfile_written or took_over):
             remove_pidfile(self.config.pidfile or "")  # only while it still names us
+        if vacuum and self.pidfile2_written:
+            remove_pidfile(self.config.pidfile2 or "")
 
 
 def _same_file(path: str, other: str | None) -> bool:
