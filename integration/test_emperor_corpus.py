@@ -26,7 +26,7 @@ REFUSED = {
     "013.ini": "an Emperor beside an instance (`socket`)",
     "051.ini": "fastrouter",
     "078.ini": "exec-as-root",
-    "088.ini": "plugins",
+    "088.ini": "emperor-use-clone",  # strict: a plugin uzerg cannot load is a warning, as in uWSGI
 }
 ME = pwd.getpwuid(os.getuid()).pw_name
 
