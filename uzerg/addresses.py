@@ -12,8 +12,9 @@ import errno
 import os
 import socket
 import stat
-from dataclasses import dataclass
 from typing import Literal
+
+from uzerg.record import record
 
 Kind = Literal["inet", "inet6", "unix", "abstract"]
 
@@ -22,7 +23,7 @@ class AddressError(ValueError):
     """An address that cannot be parsed, resolved or bound; the message names it."""
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Address:
     """A parsed socket address. ``text`` is what the operator wrote."""
 

@@ -24,9 +24,10 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from uzerg.config.values import EncoderSpec, LoggerSpec, RouteSpec
+from uzerg.record import record
 
 SYSLOG_PATH = "/dev/log"
 _LOG_INFO = 6
@@ -232,7 +233,7 @@ def _format_var(var: str, msg: str) -> str:
 
 # -- routing -------------------------------------------------------------------------------------
 
-@dataclass
+@record
 class LogRouter:
     """Where each line of one log pipe goes (uWSGI's uwsgi_master_log/uwsgi_master_req_log)."""
 

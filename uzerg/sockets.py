@@ -13,7 +13,7 @@ import os
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from uzerg.addresses import (
@@ -28,6 +28,7 @@ from uzerg.config.model import Config
 from uzerg.config.service_values import TlsSocketSpec
 from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError, parse_owner
+from uzerg.record import record
 from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
 log = get_logger()
@@ -35,7 +36,7 @@ log = get_logger()
 SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 
 
-@dataclass
+@record
 class Listener:
     """One listening socket served by the workers."""
 
@@ -60,7 +61,7 @@ class Listener:
         return self.sock.fileno()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SocketEntry:
     """One configured socket: its address as written (``=N``: shared socket N resolved),
     the protocol its connections speak, and what an HTTPS or redirecting one needs."""

@@ -19,10 +19,10 @@ import socket
 import stat
 import time
 from collections.abc import MutableMapping
-from dataclasses import dataclass
 
 from uzerg.addresses import AddressError, socket_key
 from uzerg.logs import get_logger
+from uzerg.record import record
 
 log = get_logger()
 
@@ -34,7 +34,7 @@ class ActivationError(ValueError):
     """A passed descriptor or an ``fd://`` reference is unusable (one line for the operator)."""
 
 
-@dataclass
+@record
 class ActivatedSocket:
     sock: socket.socket
     name: str  # its LISTEN_FDNAMES entry ("" when none was given)

@@ -9,13 +9,12 @@ uWSGI loads them after every option, and so do we. Abbreviated long names are no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from uzerg.config import options, uwsgi_options
 from uzerg.config.ini import ConfigError
+from uzerg.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class CommandLineArg:
     key: str
     value: str | None

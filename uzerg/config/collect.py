@@ -12,10 +12,11 @@ import glob
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from uzerg.config import uwsgi_options
 from uzerg.config.ini import ConfigError, Origin, read_ini, split_file_section
+from uzerg.record import record
 
 END_KEYS = frozenset({"end", "endif", "endfor", "end-if", "end-for"})
 IF_KEYS = frozenset({
@@ -33,7 +34,7 @@ KEY_ALIASES = {"ifenv": "if-env", "ifexists": "if-exists", "ifdir": "if-dir",
                "ifplugin": "if-plugin", "if-directory": "if-dir"}
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Entry:
     """One ``key = value`` as it arrived. ``value`` None: a flag given bare on the command line."""
 
@@ -49,7 +50,7 @@ class Entry:
         return self.label or self.key
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class _Block:
     kind: str
     arg: str
@@ -59,7 +60,7 @@ class _Block:
     warned: bool = False  # for-blocks: the one warning about the argument was given
 
 
-@dataclass
+@record
 class Collector:
     environ: Mapping[str, str]
     warn: Callable[[str], None]

@@ -18,9 +18,9 @@ import pwd
 import socket
 import struct
 import time
-from dataclasses import dataclass
 
 from uzerg import __version__
+from uzerg.record import record
 
 MAX_FILE_BYTES = 8 * 1024 * 1024  # a bigger "config" is a mistake (a log file, a binary)
 DEFAULT_SECTION = "uwsgi"
@@ -38,7 +38,7 @@ class ConfigError(Exception):
         super().__init__(": ".join([*parts, message]))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Origin:
     """Where a setting came from: a file and line, the command line or the environment."""
 
@@ -53,14 +53,14 @@ COMMAND_LINE = Origin("command line")
 ENVIRONMENT = Origin("environment")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class IniLine:
     key: str
     value: str
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class IniFile:
     path: str
     section: str

@@ -7,7 +7,7 @@ Build one with ``load_config`` (or ``Config()`` for the defaults, plus ``datacla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from uzerg.config.ini import Origin
@@ -19,11 +19,12 @@ from uzerg.config.values import (
     RouteSpec,
     ZergPoolEntry,
 )
+from uzerg.record import record
 
 __all__ = ["Config"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Config:
     """The resolved configuration: one attribute per option (``-`` → ``_``)."""
 

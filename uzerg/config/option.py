@@ -5,17 +5,17 @@ value."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from uzerg.config.values import parse_bool, parse_int, parse_text
+from uzerg.record import record
 
 __all__ = ["Kind", "Option"]
 
 Kind = Literal["flag", "int", "string", "list"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Option:
     name: str
     kind: Kind

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass
+
+from uzerg.record import record
 
 # the hook actions uzerg runs (uzerg.processes.hook_actions.ACTIONS; a test checks they match)
 HOOK_ACTIONS = frozenset(
@@ -78,7 +79,7 @@ def _kvlist(value: str, keys: frozenset[str], option: str) -> dict[str, str]:
 # -- daemons ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class DaemonSpec:
     """One process the master keeps running (uWSGI's struct uwsgi_daemon)."""
 
@@ -171,7 +172,7 @@ def parse_attach_daemon2(value: str) -> DaemonSpec:
 # -- cron ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class CronSpec:
     """One cron task: fields as uWSGI reads them (-1 every, -N every N, 7 = Sunday)."""
 
@@ -226,7 +227,7 @@ def parse_cron2(value: str) -> CronSpec:
 # -- TLS -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class TlsSocketSpec:
     """``addr,cert,key[,ciphers[,ca]]``; a ca starting with ``!`` requires a client
     certificate, without it one is asked for and verified when given."""

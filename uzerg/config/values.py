@@ -9,10 +9,10 @@ numbers with C ``atoi``; issue 10) is applied in one place.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal, cast
 
 from uzerg.addresses import AddressError, parse_address
+from uzerg.record import record
 
 Protocol = Literal["uwsgi", "http"]
 PROTOCOLS: tuple[Protocol, ...] = ("uwsgi", "http")
@@ -78,7 +78,7 @@ def pair_parser(form: str) -> _PairParser:
     return _PairParser(form)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class _PairParser:
     form: str
 
@@ -88,7 +88,7 @@ class _PairParser:
         return value
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ZergPoolEntry:
     """One ``zergpool`` value: the pool's unix address and the sockets it hands out, in order."""
 
@@ -125,7 +125,7 @@ LOGGER_PLUGINS = ("file", "fd", "stdio", "syslog", "socket")
 ENCODERS = ("prefix", "suffix", "nl", "format", "json")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class LoggerSpec:
     """One ``logger``/``req-logger`` value: ``[NAME ]PLUGIN[:ARG]`` (uWSGI's syntax), its
     argument parsed here so that opening the sink only opens it."""
@@ -196,7 +196,7 @@ def parse_logger(value: str) -> LoggerSpec:
     return LoggerSpec(name, plugin, arg)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class RouteSpec:
     """One ``log-route``/``log-req-route`` value: ``LOGGER REGEX``."""
 
@@ -218,7 +218,7 @@ def parse_route(value: str) -> RouteSpec:
     return RouteSpec(logger, pattern)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class EncoderSpec:
     """One ``log-encoder`` value: ``NAME[:LOGGER] [ARGS]``."""
 

@@ -5,15 +5,15 @@ zergs started with their workers paused, resumed at once on an sos)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal
 
 from uzerg.emperor.vassal import RUNNING, Vassal
+from uzerg.record import record
 
 Action = Literal["resume", "spawn", "limit", "ignore"]
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class SosDecision:
     action: Action
     standby: Vassal | None = None

@@ -6,7 +6,8 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from uzerg.record import record
 
 VASSAL_SUFFIXES = (".ini",)
 # files uWSGI's Emperor would run that uzerg cannot read (said once, then ignored)
@@ -14,7 +15,7 @@ OTHER_CONFIG_SUFFIXES = (".xml", ".yml", ".yaml", ".js", ".json")
 MAX_NAME = 0xFE  # uWSGI refuses longer vassal names
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class VassalFile:
     """One vassal file as a monitor saw it. ``name`` is what the vassal is called (and given to
     ``--ini``): the file name for a directory monitor (run from that directory, as uWSGI's
@@ -29,7 +30,7 @@ class VassalFile:
     monitor: str
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Changes:
     added: tuple[VassalFile, ...]
     modified: tuple[VassalFile, ...]

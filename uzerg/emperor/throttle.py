@@ -4,10 +4,12 @@ each new failure up to ``emperor-max-throttle``, where it is halved. Loyalty cle
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from uzerg.record import record
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class BlacklistEntry:
     name: str
     throttle_ms: int
@@ -16,7 +18,7 @@ class BlacklistEntry:
     last_attempt: float = 0.0
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Blacklist:
     throttle_ms: int
     max_throttle_ms: int

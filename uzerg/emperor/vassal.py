@@ -10,17 +10,18 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from uzerg.emperor import channel
 from uzerg.emperor.scan import VassalFile
+from uzerg.record import record
 
 PR_SET_PDEATHSIG = 1
 
 RUNNING, STOPPING = "running", "stopping"
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class Vassal:
     name: str  # "app.ini", or "app.ini:zerg" for a broodlord zerg
     file: VassalFile

@@ -20,9 +20,10 @@ from uWSGI's master branch; ``busyness`` is uzerg.processes.cheaper_busyness):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from uzerg.config.model import Config
+from uzerg.record import record
 
 ALGORITHMS = ("spare", "spare2", "backlog", "busyness", "manual")
 UNKNOWN_ALGO = "unable to find requested cheaper algorithm, falling back to spare"
@@ -32,7 +33,7 @@ class CheaperConfigError(ValueError):
     """A cheaper setting uWSGI refuses to start with; ``str()`` is the operator's line."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BusynessSettings:
     maximum: int = 50
     minimum: int = 25
@@ -45,7 +46,7 @@ class BusynessSettings:
     backlog_nonzero: int = 60
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CheaperSettings:
     minimum: int  # cheaper
     maximum: int  # processes
@@ -132,7 +133,7 @@ def _busyness_settings(config: Config) -> BusynessSettings:
 # -- what the master sees, what it is told -------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Slot:
     """One worker id. ``running``: a process holds it (possibly finishing after a cheap);
     ``cheaped``: the cheaper subsystem stopped it."""
@@ -154,7 +155,7 @@ class Slot:
         return self.cheaped and not self.running
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Snapshot:
     now: float  # monotonic seconds
     slots: tuple[Slot, ...]  # ids 1..processes
@@ -169,7 +170,7 @@ class Snapshot:
         return sum(1 for s in self.slots if s.spawnable)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """An algorithm's answer: > 0 spawn that many, < 0 cheap that many, 0 nothing."""
 
@@ -178,7 +179,7 @@ class Verdict:
     notes: tuple[str, ...] = ()  # lines the algorithm logs as it decides (busyness)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Decision:
     spawn: tuple[int, ...] = ()  # slot ids, lowest first
     cheap: tuple[int, ...] = ()  # worker ids, oldest idle first

@@ -16,12 +16,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from uzerg.config.model import Config
 from uzerg.config.service_values import CronSpec
 from uzerg.logs import get_logger
 from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.record import record
 
 log = get_logger()
 
@@ -50,7 +50,7 @@ def cron_matches(spec: CronSpec, moment: time.struct_time) -> bool:
     return day_ok and week_ok
 
 
-@dataclass
+@record
 class CronTask:
     spec: CronSpec
     harakiri: int  # seconds, 0: never

@@ -23,13 +23,13 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from uzerg.config.model import Config
 from uzerg.config.service_values import DaemonSpec
 from uzerg.logs import get_logger
 from uzerg.processes.process import file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.record import record
 
 log = get_logger()
 
@@ -70,7 +70,7 @@ def read_pidfile(path: str) -> int:
     return pid
 
 
-@dataclass
+@record
 class Daemon:
     spec: DaemonSpec
     pid: int = -1

@@ -22,13 +22,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.hook_actions import ACTIONS, HookActionError, HookExit, run_command
 from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.record import record
 
 log = get_logger()
 
@@ -43,7 +43,7 @@ class HookFailed(Exception):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Phase:
     name: str  # the option suffix: hook-NAME, exec-NAME, call-NAME
     label: str  # uWSGI's word for it in "running ... (LABEL)..."

@@ -18,7 +18,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from uzerg.config.model import Config
@@ -42,6 +41,7 @@ from uzerg.processes.worker import (
     EXIT_RECYCLE,
     FORK_BLOCKED_SIGNALS,
 )
+from uzerg.record import record as _record
 from uzerg.sockets import Listener
 
 log = get_logger()
@@ -52,7 +52,7 @@ FAST_STOP_MERCY = 5.0
 RESPAWN_INTERVAL = 1.0  # a worker that dies at start-up is respawned at most once a second
 
 
-@dataclass
+@_record
 class WorkerRecord:
     worker_id: int
     pid: int

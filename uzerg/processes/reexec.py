@@ -17,12 +17,13 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from uzerg.addresses import socket_key
 from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService
+from uzerg.record import record
 from uzerg.sockets import Listener
 from uzerg.zerg.server import ListenerHandover
 
@@ -35,7 +36,7 @@ RELOAD_BLOCKED_SIGNALS = frozenset({
 })
 
 
-@dataclass
+@record
 class InheritedState:
     listeners: list[Listener] = field(default_factory=list)
     pool_sockets: dict[tuple[object, ...], socket.socket] = field(default_factory=dict)
@@ -49,7 +50,7 @@ class InheritedState:
     log_pipes: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Context:
     """What the master needs to re-execute itself and to say that it did."""
 

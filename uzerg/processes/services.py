@@ -30,8 +30,10 @@ import selectors
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Protocol
+
+from uzerg.record import record
 
 if TYPE_CHECKING:
     from uzerg.processes.scoreboard import Scoreboard
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 OnReadable = Callable[[], object]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Kept:
     """What a service keeps across a re-exec: ``fds`` stay open in the new program, ``state``
     (JSON values) joins the re-exec state document (uzerg.processes.reexec)."""

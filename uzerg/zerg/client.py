@@ -15,10 +15,10 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from uzerg.addresses import describe_socket
 from uzerg.logs import get_logger
+from uzerg.record import record
 from uzerg.zerg.handshake import DEFAULT_TIMEOUT, HandshakeError, Received, fetch_sockets
 
 log = get_logger()
@@ -27,7 +27,7 @@ KNOWN_PROTOCOLS = frozenset({"uwsgi", "http"})
 WAIT_RETRY = 0.05  # seconds between attach attempts under zerg-wait
 
 
-@dataclass
+@record
 class ReceivedSocket:
     """A listening socket handed over by a zerg server (non-blocking, close-on-exec)."""
 

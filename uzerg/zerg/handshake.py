@@ -20,9 +20,9 @@ import stat
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from uzerg.addresses import AddressError, parse_address
+from uzerg.record import record
 
 MAGIC = b"uwsgi-zerg"
 HEADER = struct.Struct("=i")  # a C int in host byte order, as uWSGI writes it
@@ -61,7 +61,7 @@ class HandshakeError(Exception):
         return cls(INVALID_DATA, detail)
 
 
-@dataclass
+@record
 class Received:
     """What one server handed over: sockets in order, and the protocol hint (None if absent)."""
 
@@ -203,7 +203,7 @@ def fetch_sockets(address_text: str, timeout: float = DEFAULT_TIMEOUT) -> Receiv
         conn.close()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Clock:
     deadline: float
     started: float

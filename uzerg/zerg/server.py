@@ -27,7 +27,6 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from uzerg.addresses import (
@@ -41,6 +40,7 @@ from uzerg.addresses import (
     socket_key,
 )
 from uzerg.logs import get_logger
+from uzerg.record import record
 from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
 from uzerg.zerg.holders import live_zergs
 
@@ -51,7 +51,7 @@ RECENT_ATTACHMENTS = 256
 MAX_ACCEPTS_PER_CALL = 256
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Attachment:
     """One served (or refused) peer: wall-clock time, and its credentials from SO_PEERCRED."""
 
@@ -61,7 +61,7 @@ class Attachment:
     gid: int
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class ListenerHandover:
     """A zerg server's (or zergpool entry's) listening socket kept open across a re-exec."""
 
