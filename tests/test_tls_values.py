@@ -6,7 +6,7 @@ import pytest
 
 from uzerg.config.service_values import parse_https, parse_https2
 from uzerg.protocols.http import RequestHead
-from uzerg.serve.tls import https_redirect
+from uzerg.protocols.https_redirect import https_redirect
 
 
 def test_https_values_as_uwsgi_splits_them() -> None:

@@ -18,7 +18,6 @@ logfile, syslog and logsocket plugins).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -188,6 +187,10 @@ def build_encoder(spec: EncoderSpec) -> Encode:
         return lambda msg: msg + b"\n"
     parts = _split_format(spec.args)
     escape = spec.name == "json"
+    if escape:
+        import json  # the json encoder only: not at start-up
+
+        dumps = json.dumps
 
     def encode(msg: bytes) -> bytes:
         out: list[str] = []
@@ -197,7 +200,7 @@ def build_encoder(spec: EncoderSpec) -> Encode:
                 out.append(literal)
                 continue
             value = _format_var(var, text)
-            out.append(json.dumps(value)[1:-1] if escape else value)
+            out.append(dumps(value)[1:-1] if escape else value)
         return "".join(out).encode()
 
     return encode

@@ -8,13 +8,11 @@ listen() or setsockopt() on a socket that it did not bind itself.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
-import ssl
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uzerg.addresses import (
     AddressError,
@@ -30,6 +28,9 @@ from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError, parse_owner
 from uzerg.record import record
 from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
+
+if TYPE_CHECKING:
+    import ssl  # ~10 ms: an HTTPS socket's context loads it (uzerg.serve.tls)
 
 log = get_logger()
 
@@ -303,6 +304,8 @@ def _is_loopback(sock: socket.socket) -> bool:
     """A unix socket, or a TCP one bound to a loopback address (not 0.0.0.0 / ::)."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return True
+    import ipaddress
+
     host = ipaddress.ip_address(sock.getsockname()[0])
     if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
         host = host.ipv4_mapped

@@ -19,7 +19,6 @@ import os
 import pwd
 import socket
 import stat
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -45,6 +44,8 @@ _MASTER_FUNCTIONS = {
 def run_command(command: str) -> int:
     """``/bin/sh -c command`` as uWSGI's uwsgi_run_command_and_wait; its exit code (a signal
     as 128+N, as a shell reports it)."""
+    import subprocess  # hooks only: not loaded before a start-up needs it
+
     try:
         status = subprocess.run(["/bin/sh", "-c", command], check=False).returncode
     except OSError as exc:

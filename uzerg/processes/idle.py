@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from uzerg.config.model import Config
-from uzerg.emperor.link import EmperorLink
 from uzerg.logs import get_logger
 from uzerg.processes.services import MasterService, MasterView, OnReadable
+
+if TYPE_CHECKING:
+    from uzerg.emperor.link import EmperorLink
 
 log = get_logger()
 

@@ -19,8 +19,7 @@ from typing import Any
 from uzerg import __version__
 from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
-from uzerg.emperor.channel import ENV_STANDBY
-from uzerg.emperor.link import EmperorLink
+from uzerg.emperor.channel import ENV_FD, ENV_STANDBY
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
 from uzerg.processes.chain import ChainReload
@@ -205,7 +204,11 @@ class Instance:
             services.append(ChainReload(config.touch_chain_reload))
         if configured_crons(config):
             services.append(Cron(configured_crons(config), config.cron_harakiri))
-        link = EmperorLink.from_environ(os.environ, config)
+        link = None
+        if ENV_FD in os.environ:  # a vassal: its link to the Emperor (not loaded otherwise)
+            from uzerg.emperor.link import EmperorLink
+
+            link = EmperorLink.from_environ(os.environ, config)
         if link is not None:
             services.append(link)
         services.append(IdleService(config, link))

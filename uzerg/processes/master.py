@@ -16,7 +16,6 @@ import selectors
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -380,6 +379,8 @@ class Master:
             self.close_in_child()
             status = self.run_worker(wid, first_spawn)
         except BaseException:  # noqa: B036 - nothing may unwind into the master's code
+            import traceback  # a crashed worker only: not at start-up
+
             for line in traceback.format_exc().rstrip("\n").split("\n"):
                 log.error(line, event_kind="worker_crash", worker=wid)
         finally:

@@ -11,7 +11,6 @@ is loaded. The variable's name is no uWSGI option, so the configuration loader i
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -91,6 +90,8 @@ def export_state(
         "daemonized": daemonized,
         "cwd": origin_cwd,
     })
+    import json  # a re-exec only: not at start-up
+
     return json.dumps(document)
 
 
@@ -117,6 +118,8 @@ def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
     text = environ.pop(ENV_NAME, None)
     if not text:
         return None
+    import json
+
     data = json.loads(text)
     state = InheritedState(
         previous_workers=[(int(wid), int(pid)) for wid, pid in data.get("workers", ())],

@@ -6,7 +6,6 @@ Over HTTP (``stats-http``), ``?format=prometheus`` gets the same figures as Prom
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
@@ -24,7 +23,6 @@ from uzerg.addresses import (
     parse_address,
 )
 from uzerg.logs import get_logger
-from uzerg.processes import prometheus as prometheus_text
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
@@ -254,6 +252,10 @@ class StatsServer:
                 conn.close()
 
     def _answer(self, conn: socket.socket) -> None:
+        import json  # a stats request only: not at start-up
+
+        from uzerg.processes import prometheus as prometheus_text
+
         conn.settimeout(2.0)  # a client that does not read cannot hold the master for long
         if not self.http:
             conn.sendall(json.dumps(self.build(), indent=1).encode())

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -133,6 +132,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _log_traceback() -> None:
+    import traceback  # a failed load only: not at start-up
+
     for line in traceback.format_exc().rstrip("\n").split("\n"):
         log.error(line, event_kind="app_load_traceback")
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import itertools
 import socket
-import ssl
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
@@ -26,6 +24,7 @@ from uzerg.protocols.http import (
     HttpRequestParser,
     parse_request_head,
 )
+from uzerg.protocols.https_redirect import https_redirect
 from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
 from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
@@ -41,7 +40,6 @@ from uzerg.serve.pending import (
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.static import StaticMap, serve_static
-from uzerg.serve.tls import https_redirect, tls_connection
 from uzerg.serve.wsgi_io import (
     BodyReadError,
     ClientDisconnected,
@@ -49,6 +47,9 @@ from uzerg.serve.wsgi_io import (
     FileWrapper,
     InputStream,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 log = get_logger()
 
@@ -154,7 +155,7 @@ class RequestHandler:
         try:
             if conn is None:
                 conn = Connection(sock, self.socket_timeout, self._timeval) if tls is None \
-                    else tls_connection(tls, sock, self.socket_timeout, self.https_export_cert)
+                    else _tls_connection(tls, sock, self.socket_timeout, self.https_export_cert)
             if protocol == "uwsgi":
                 pending = self._serve_uwsgi(conn, peer, counts, core, data, deadline)
             elif protocol == "https-redirect":
@@ -480,6 +481,17 @@ def _app_failed(counts: _Counts, response: Response, reply: bytes | None) -> boo
 def _log_traceback(headline: str | None = None) -> None:
     if headline:
         log.error(headline)
+    import traceback  # the error path only: not at start-up
+
     text = traceback.format_exception(*sys.exc_info())
     for line in "".join(text).rstrip("\n").split("\n"):
         log.error(line, event_kind="traceback")
+
+
+def _tls_connection(context: ssl.SSLContext, sock: socket.socket, timeout: float,
+                    export_cert: bool) -> Connection:
+    """An HTTPS connection, handshake done. uzerg.serve.tls (and ssl, ~10 ms) is loaded here,
+    not at start-up: a server with an HTTPS socket loaded it in the master (its context)."""
+    from uzerg.serve.tls import tls_connection
+
+    return tls_connection(context, sock, timeout, export_cert)

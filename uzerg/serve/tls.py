@@ -25,7 +25,7 @@ from uzerg.config.service_values import TlsSocketSpec
 from uzerg.serve.connection import Connection, ReadTimeout
 from uzerg.serve.wsgi_io import ClientDisconnected
 
-__all__ = ["TlsConnection", "TlsError", "handshake", "https_redirect", "server_context",
+__all__ = ["TlsConnection", "TlsError", "handshake", "server_context",
            "tls_connection"]
 
 _SEND_CHUNK = 1 << 16
@@ -97,18 +97,6 @@ def handshake(context: ssl.SSLContext, conn: Any, timeout: float) -> ssl.SSLSock
         raise ClientDisconnected(0, f"TLS handshake failed: {_reason(exc)}") from None
     tls.settimeout(timeout)
     return tls
-
-
-def https_redirect(head: Any, hostname: str, port: str) -> bytes:
-    """http-to-https: uWSGI's answer, a 301 to the same host (``:port`` if given) and URI over
-    https, with no body."""
-    host = next((value for name, value in head.headers if name.lower() == "host"), hostname)
-    if host.startswith("[") and "]" in host:
-        host = host[:host.index("]") + 1]
-    else:
-        host = host.partition(":")[0]
-    location = f"https://{host}{':' + port if port else ''}{head.target}"
-    return f"HTTP/1.1 301 Moved Permanently\r\nLocation: {location}\r\n\r\n".encode("latin-1")
 
 
 def tls_connection(context: ssl.SSLContext, conn: Any, timeout: float,

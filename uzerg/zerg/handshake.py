@@ -13,7 +13,6 @@ UNIX, and close every received descriptor on any failure.
 from __future__ import annotations
 
 import array
-import json
 import os
 import socket
 import stat
@@ -80,6 +79,8 @@ def header_bytes(count: int) -> bytes:
 
 
 def protocol_hint_line(protocols: Sequence[str | None]) -> bytes:
+    import json  # a uzerg zerg server's hint only: a zerg's start-up does not load it
+
     return (
         json.dumps({"uzerg": 1, "protocols": list(protocols)}, separators=(",", ":")).encode()
         + b"\n"
@@ -343,6 +344,10 @@ def _read_hint(conn: socket.socket, deadline: float, count: int) -> list[str | N
             break
         data += chunk
     line = data.split(b"\n", 1)[0]
+    if not line:  # no hint (a uWSGI server, or a pool)
+        return None
+    import json
+
     try:
         document = json.loads(line)
     except (ValueError, RecursionError):
