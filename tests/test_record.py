@@ -79,3 +79,14 @@ def test_post_init_and_own_methods_kept() -> None:
     assert one.seen == ["a"]
     assert repr(one) == "<a>"
     assert hash(one) == hash(("a",))
+
+
+def test_unknown_keyword_reported_before_missing_field() -> None:
+    for decorator in (dataclasses.dataclass, record):
+        @decorator
+        class Two:
+            a: int
+            b: int = 0
+
+        with pytest.raises(TypeError, match="unexpected keyword argument 'c'"):
+            Two(b=1, c=2)

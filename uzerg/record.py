@@ -51,6 +51,8 @@ def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
     body = dict(cls.__dict__)
     class_hash = body.get("__hash__", MISSING)
     explicit_hash = not (class_hash is MISSING or (class_hash is None and "__eq__" in body))
+    if cls.__doc__ is None:  # else dataclass writes one with inspect.signature: slow
+        cls.__doc__ = f"{cls.__name__}({', '.join(cls.__dict__.get('__annotations__', ()))})"
     new = dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=slots)
     fields = dataclasses.fields(new)  # type: ignore[arg-type]
     _set(new, body, "__init__", _init(new, fields))
@@ -77,41 +79,60 @@ def _set(cls: type, body: dict[str, Any], name: str, function: Any) -> None:
     setattr(cls, name, function)
 
 
+_FACTORY: Any = object()  # in the defaults: a field built by its default_factory
+
+
 def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[..., None]:
-    specs = tuple((f.name, f.default, f.default_factory) for f in fields if f.init)
-    names = frozenset(name for name, _, _ in specs)
+    specs = [f for f in fields if f.init]
+    names = tuple(f.name for f in specs)
+    defaults = {f.name: f.default if f.default is not MISSING else _FACTORY
+                for f in specs if f.default is not MISSING or f.default_factory is not MISSING}
+    factories = tuple((f.name, f.default_factory) for f in specs
+                      if f.default is MISSING and f.default_factory is not MISSING)
     post_init = hasattr(cls, "__post_init__")
     qualname = cls.__qualname__
     setter = object.__setattr__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
-        if len(args) > len(specs):
-            raise TypeError(f"{qualname}.__init__() takes {len(specs) + 1} positional "
-                            f"arguments but {len(args) + 1} were given")
-        for position, (name, default, factory) in enumerate(specs):
-            if position < len(args):
-                if name in kwargs:
-                    raise TypeError(f"{qualname}.__init__() got multiple values for argument "
-                                    f"'{name}'")
-                value = args[position]
-            elif name in kwargs:
-                value = kwargs[name]
-            elif default is not MISSING:
-                value = default
-            elif factory is not MISSING:
-                value = factory()
-            else:
-                raise TypeError(f"{qualname}.__init__() missing 1 required positional "
-                                f"argument: '{name}'")
-            setter(self, name, value)
-        for name in kwargs:
-            if name not in names:
-                raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument "
-                                f"'{name}'")
+        if args:
+            kwargs = _positional(qualname, names, args, kwargs)
+        values = {**defaults, **kwargs}
+        if len(values) != len(names):  # an unknown keyword, or a field without a value
+            _raise_bad_arguments(qualname, names, defaults, kwargs)
+        for name, factory in factories:
+            if values[name] is _FACTORY:
+                values[name] = factory()
+        try:
+            for name in names:
+                setter(self, name, values[name])
+        except KeyError:  # as many values as fields, but one unknown and one missing
+            _raise_bad_arguments(qualname, names, defaults, kwargs)
         if post_init:
             self.__post_init__()
 
     return __init__
+
+
+def _positional(qualname: str, names: tuple[str, ...], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> dict[str, Any]:
+    if len(args) > len(names):
+        raise TypeError(f"{qualname}.__init__() takes {len(names) + 1} positional "
+                        f"arguments but {len(args) + 1} were given")
+    for name in names[:len(args)]:
+        if name in kwargs:
+            raise TypeError(f"{qualname}.__init__() got multiple values for argument '{name}'")
+    return {**dict(zip(names, args, strict=False)), **kwargs}
+
+
+def _raise_bad_arguments(qualname: str, names: tuple[str, ...], defaults: dict[str, Any],
+                         kwargs: dict[str, Any]) -> None:
+    for name in kwargs:
+        if name not in names:
+            raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument "
+                            f"'{name}'")
+    missing = next(name for name in names if name not in kwargs and name not in defaults)
+    raise TypeError(f"{qualname}.__init__() missing 1 required positional argument: "
+                    f"'{missing}'")
 
 
 def _repr(fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[Any], str]:

@@ -127,7 +127,6 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
         e.key == "strict" and e.origin in (COMMAND_LINE, ENVIRONMENT)
         and options.parse_bool(e.value) for e in entries
     )
-    known_names = sorted(set(options.BY_NAME) | uwsgi_options.KNOWN)
     custom: dict[str, str] = {}  # declare-option: name → template
     pending = list(reversed(entries))
     while pending:
@@ -147,7 +146,7 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
                     name, _, template = entry.value.partition("=")
                     custom[name.strip()] = template
             continue
-        _unknown_key(entry, referenced, known_names, resolver)
+        _unknown_key(entry, referenced, resolver)
     _check_emperor(resolver)
     return Config(
         **{options.BY_NAME[name].attr: value for name, value in resolver.values.items()},
@@ -210,8 +209,7 @@ def _check_emperor(resolver: _Resolver) -> None:
                               "a vassal file)")
 
 
-def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
-                 resolver: _Resolver) -> None:
+def _unknown_key(entry: Entry, referenced: set[str], resolver: _Resolver) -> None:
     key = entry.key
     where = str(entry.origin)
     if not key:
@@ -237,7 +235,8 @@ def _unknown_key(entry: Entry, referenced: set[str], known_names: list[str],
                               "placeholders with set-placeholder)")
         return
     short = options.BY_SHORT.get(key)
-    hint = short.name if short else uwsgi_options.closest(key, known_names)
+    hint = short.name if short else uwsgi_options.closest(
+        key, sorted(set(options.BY_NAME) | uwsgi_options.KNOWN))
     resolver.warn(entry, f"unknown option, ignored (did you mean `{hint}`?)" if hint
                   else "unknown option, ignored")
 

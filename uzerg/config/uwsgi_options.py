@@ -19,8 +19,7 @@ Classification of a known uWSGI option that uzerg lacks:
 
 from __future__ import annotations
 
-from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 Severity = Literal["silent", "warning", "error"]
 TABLE = "uwsgi_options.tsv"
@@ -29,6 +28,8 @@ TABLE = "uwsgi_options.tsv"
 def _read_table() -> tuple[dict[str, str], dict[str, str]]:
     args: dict[str, str] = {}
     shorts: dict[str, str] = {}
+    from importlib import resources
+
     text = resources.files("uzerg.config").joinpath(TABLE).read_text(encoding="utf-8")
     for row in text.splitlines():
         if not row or row.startswith("#"):
@@ -40,8 +41,23 @@ def _read_table() -> tuple[dict[str, str], dict[str, str]]:
     return args, shorts
 
 
-# name -> "none" | "required" | "optional"; short flag -> first option name using it
-UWSGI_ARGS, UWSGI_SHORTS = _read_table()
+# UWSGI_ARGS: name -> "none" | "required" | "optional"; UWSGI_SHORTS: short flag -> first
+# option name using it; KNOWN: every uWSGI option name. Read from the table when first used
+# (an unknown option, a short flag): a start-up whose options are all uzerg's does not read it
+_LAZY = ("UWSGI_ARGS", "UWSGI_SHORTS", "KNOWN")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    args, shorts = _read_table()
+    globals().update(UWSGI_ARGS=args, UWSGI_SHORTS=shorts, KNOWN=frozenset(args) | EXTRA_OPTIONS)
+    return globals()[name]
+
+
+def _known() -> frozenset[str]:
+    return globals().get("KNOWN") or __getattr__("KNOWN")  # type: ignore[no-any-return]
+
 
 EXTRA_OPTIONS = frozenset(
     "route route-host route-uri route-qs route-remote-addr route-user-agent route-referer "
@@ -70,7 +86,6 @@ EXTRA_OPTIONS = frozenset(
     "static-gzip static-expires static-expires-mtime static-expires-uri static-expires-uri-mtime "
     "static-expires-path-info static-expires-path-info-mtime".split()
 )
-KNOWN = frozenset(UWSGI_ARGS) | EXTRA_OPTIONS
 
 # plugins whose job uzerg does itself: the Python interpreter, HTTP (served by the workers) and
 # the loggers (file/fd/stdio, syslog, socket: uzerg.logsinks)
@@ -190,7 +205,7 @@ def _prefixed(name: str, prefixes: tuple[str, ...] | list[str]) -> bool:
 
 
 def is_uwsgi_option(name: str) -> bool:
-    return name in KNOWN
+    return name in _known()
 
 
 def plugins_are_python(value: str) -> bool:
