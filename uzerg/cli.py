@@ -12,7 +12,6 @@ import sys
 
 from uzerg import __version__
 from uzerg.config import options
-from uzerg.config.docs import render_help
 from uzerg.config.load import ConfigError, format_config, load_config
 from uzerg.config.model import Config
 
@@ -33,6 +32,8 @@ def _err(line: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help", "--usage") for a in args):
+        from uzerg.config.docs import render_help
+
         sys.stdout.write(render_help())
         return 0
     if "--version" in args:

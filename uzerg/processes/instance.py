@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uzerg import __version__
 from uzerg.addresses import describe_socket
@@ -23,11 +23,8 @@ from uzerg.emperor.channel import ENV_FD, ENV_STANDBY
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
 from uzerg.processes.chain import ChainReload
-from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
-from uzerg.processes.cheaper_tick import CheaperTick
 from uzerg.processes.cron import Cron, configured_crons
 from uzerg.processes.daemons import Daemons, configured_daemons
-from uzerg.processes.fifo import FifoService
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
 from uzerg.processes.idle import IdleService
 from uzerg.processes.lifecycle import LifecycleService
@@ -49,7 +46,6 @@ from uzerg.processes.process import (
 )
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService
-from uzerg.processes.stats import StatsService
 from uzerg.processes.worker import EXIT_NEED_APP, Worker
 from uzerg.processes.zerg_listeners import ZergListeners
 
@@ -67,6 +63,9 @@ from uzerg.sockets import (
     unreferenced_shared_sockets,
 )
 from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
+
+if TYPE_CHECKING:
+    from uzerg.processes.cheaper_tick import CheaperTick
 
 log = get_logger()
 
@@ -187,6 +186,8 @@ class Instance:
                      event_kind="standby")
         services.extend([self.zerg, self.lifecycle])
         mules = Mules(config) if config.mule else None
+        if config.stats or config.stats_prometheus:  # the services load when configured
+            from uzerg.processes.stats import StatsService
         if config.stats:
             services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats,
                                          mules=mules.stats if mules else None))
@@ -194,6 +195,8 @@ class Instance:
             services.append(StatsService(config.stats_prometheus, True, self.zerg.stats,
                                          prometheus=True))
         if config.master_fifo:
+            from uzerg.processes.fifo import FifoService
+
             services.append(FifoService(config.master_fifo))
         services.append(HooksService(config))
         if configured_daemons(config):
@@ -233,6 +236,11 @@ class Instance:
 
     def _cheaper(self) -> CheaperTick | None:
         """Cheaper mode's settings, checked before anything is bound (uWSGI's errors)."""
+        if not self.config.cheaper:  # off (settings_from_config's None): not loaded
+            return None
+        from uzerg.processes.cheaper import CheaperConfigError, settings_from_config
+        from uzerg.processes.cheaper_tick import CheaperTick
+
         try:
             settings, warnings = settings_from_config(self.config)
         except CheaperConfigError as exc:

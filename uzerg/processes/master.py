@@ -17,12 +17,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes import reexec
-from uzerg.processes.cheaper_tick import CheaperTick
 from uzerg.processes.checks import (
     TouchReload,
     harakiri_victims,
@@ -32,7 +31,6 @@ from uzerg.processes.checks import (
 from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
-from uzerg.processes.stats import stats_log_text
 from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 from uzerg.processes.worker import (
     EXIT_HOOK_FAILED,
@@ -42,6 +40,9 @@ from uzerg.processes.worker import (
 )
 from uzerg.record import record as _record
 from uzerg.sockets import Listener
+
+if TYPE_CHECKING:
+    from uzerg.processes.cheaper_tick import CheaperTick
 
 log = get_logger()
 
@@ -337,6 +338,8 @@ class Master:
                 self.spawn(wid)
 
     def log_stats(self) -> None:
+        from uzerg.processes.stats import stats_log_text  # SIGUSR1, the fifo: loaded then
+
         text = stats_log_text(self.scoreboard, [r.worker_id for r in self.worker_records()])
         log.info(text, event_kind="stats_log", requests=self.scoreboard.total_requests())
 
