@@ -14,12 +14,12 @@ Request lines go to /dev/null unless --no-log (disable-logging) is given.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import socket
 import sys
 import time
 
+from uzerg import record
 from uzerg.config.model import Config
 from uzerg.logs import configure_logging
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
@@ -45,7 +45,7 @@ def hello(environ, start_response):
 
 
 def config(no_log: bool) -> Config:
-    return dataclasses.replace(Config(), disable_logging=no_log, processes=2)
+    return record.replace(Config(), disable_logging=no_log, processes=2)
 
 
 def per_connection(handler: RequestHandler, request: bytes, protocol: str, n: int) -> None:

@@ -4,12 +4,12 @@ once, where the config is built, and a bad one is one `file:line: key: message` 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import typing
 from pathlib import Path
 
 import pytest
 
+from uzerg import record
 from uzerg.config import options
 from uzerg.config.load import ConfigError, format_config, load_config
 from uzerg.config.model import Config
@@ -37,7 +37,7 @@ def error_of(tmp_path: Path, line: str) -> str:
 
 
 def test_config_fields_mirror_the_option_table() -> None:
-    fields = {f.name: f for f in dataclasses.fields(Config)}
+    fields = {f.name: f for f in record.fields(Config)}
     for option in options.OPTIONS:
         assert option.attr in fields, option.name
         assert fields[option.attr].default == option.initial, option.name

@@ -23,10 +23,9 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import field
 
 from uzerg.config.values import EncoderSpec, LoggerSpec, RouteSpec
-from uzerg.record import record
+from uzerg.record import field, record
 
 SYSLOG_PATH = "/dev/log"
 _LOG_INFO = 6

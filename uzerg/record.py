@@ -1,30 +1,96 @@
-"""``record``: ``dataclasses.dataclass`` without its code generation, for start-up speed.
+"""``record``: what uzerg uses of ``dataclasses.dataclass``, built without generating code.
 
 ``dataclass`` writes ``__init__``, ``__repr__``, ``__eq__``, ``__hash__`` and the frozen
 ``__setattr__``/``__delattr__`` of every class as source text and compiles it when the module
-is imported: about half of uzerg's import time (``Config`` alone has ~200 fields), all of it
-before a zerg can attach and serve. ``record`` lets ``dataclass`` collect the fields (so
-``dataclasses.fields``, ``replace``, ``asdict`` and ``is_dataclass`` work as before) but
-generates nothing: the methods are shared functions driven by the field list. They behave as
-``dataclass``'s (same errors, ``FrozenInstanceError``, ``NotImplemented`` for another class,
-``__post_init__``, ``field(default_factory=..., compare=False)``); an instance costs a little
-more to build, so a class built per request stays a ``dataclass``.
+is imported, and importing ``dataclasses`` loads ``inspect`` (with ``ast``, ``dis`` and
+``tokenize``): together more than half of uzerg's import time, all of it before a zerg can
+attach and serve (issue 13; ``Config`` alone has ~200 fields). A ``record`` class gets shared
+functions driven by its field list instead, with ``dataclass``'s behaviour: the same
+``__init__`` errors, ``FrozenInstanceError``, ``NotImplemented`` from ``__eq__`` for another
+class, the hash rules, ``__post_init__``, ``__match_args__``, ``field(default_factory=...,
+compare=False)``, and a method the class writes itself is kept. ``fields`` and ``replace``
+stand for ``dataclasses.fields`` and ``dataclasses.replace``.
 
-Supported: ``frozen`` and ``slots``; ``init``/``repr``/``eq`` always on, no ``order``.
+Building an instance costs a little more than with a compiled ``__init__``: a class built per
+request writes its own ``__init__`` (``UwsgiPacket``, ``StaticFile``).
+
+Supported: ``frozen`` and ``slots``; no ``order``, ``ClassVar``/``InitVar`` or inheritance
+between records (uzerg has none).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import reprlib
 from collections.abc import Callable
-from dataclasses import MISSING, FrozenInstanceError, field
 from operator import attrgetter
 from typing import Any, TypeVar, dataclass_transform, overload
 
-__all__ = ["field", "record"]
+__all__ = ["MISSING", "Field", "FrozenInstanceError", "field", "fields", "record", "replace"]
 
 T = TypeVar("T")
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+_FACTORY: Any = object()  # in the defaults: a field built by its default_factory
+
+
+class FrozenInstanceError(AttributeError):
+    """Assigning to or deleting a field of a frozen record."""
+
+
+class Field:
+    __slots__ = ("compare", "default", "default_factory", "hash", "init", "name", "repr")
+
+    def __init__(self, default: Any = MISSING, default_factory: Any = MISSING,
+                 init: bool = True, repr: bool = True,  # noqa: A002 - dataclasses' names
+                 compare: bool = True, hash: bool | None = None) -> None:  # noqa: A002
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot specify both default and default_factory")
+        self.name = ""
+        self.default = default
+        self.default_factory = default_factory
+        self.init = init
+        self.repr = repr
+        self.compare = compare
+        self.hash = hash
+
+    def __repr__(self) -> str:
+        return (f"Field(name={self.name!r}, default={self.default!r}, "
+                f"default_factory={self.default_factory!r}, init={self.init}, "
+                f"repr={self.repr}, compare={self.compare}, hash={self.hash})")
+
+
+def field(*, default: Any = MISSING, default_factory: Any = MISSING, init: bool = True,
+          repr: bool = True, compare: bool = True,  # noqa: A002 - dataclasses' names
+          hash: bool | None = None) -> Any:  # noqa: A002
+    """As ``dataclasses.field``."""
+    return Field(default, default_factory, init, repr, compare, hash)
+
+
+def fields(class_or_instance: Any) -> tuple[Field, ...]:
+    """A record's fields in order, as ``dataclasses.fields``."""
+    try:
+        return class_or_instance.__record_fields__  # type: ignore[no-any-return]
+    except AttributeError:
+        raise TypeError("must be called with a record type or instance") from None
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of the record ``obj`` with ``changes``, as ``dataclasses.replace``."""
+    for f in fields(obj):
+        if not f.init:
+            if f.name in changes:
+                raise ValueError(f"field {f.name} is declared with init=False, it cannot be "
+                                 "specified with replace()")
+            continue
+        if f.name not in changes:
+            changes[f.name] = getattr(obj, f.name)
+    return obj.__class__(**changes)  # type: ignore[no-any-return]
 
 
 @overload
@@ -49,25 +115,67 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False,
 
 def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
     body = dict(cls.__dict__)
-    class_hash = body.get("__hash__", MISSING)
-    explicit_hash = not (class_hash is MISSING or (class_hash is None and "__eq__" in body))
-    if cls.__doc__ is None:  # else dataclass writes one with inspect.signature: slow
-        cls.__doc__ = f"{cls.__name__}({', '.join(cls.__dict__.get('__annotations__', ()))})"
-    new = dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=slots)
-    fields = dataclasses.fields(new)  # type: ignore[arg-type]
-    _set(new, body, "__init__", _init(new, fields))
-    _set(new, body, "__repr__", _repr(fields))
-    _set(new, body, "__eq__", _eq(fields))
+    record_fields = _collect(cls)
+    if slots:
+        cls = _with_slots(cls, record_fields)
+    else:
+        for f in record_fields:  # as dataclass: the class attribute is the plain default
+            if isinstance(body.get(f.name), Field):
+                if f.default is MISSING:
+                    delattr(cls, f.name)
+                else:
+                    setattr(cls, f.name, f.default)
+    cls.__record_fields__ = record_fields  # type: ignore[attr-defined]
+    if "__match_args__" not in body:
+        cls.__match_args__ = tuple(f.name for f in record_fields if f.init)  # type: ignore[attr-defined]
+    if cls.__doc__ is None:
+        cls.__doc__ = f"{cls.__name__}({', '.join(f.name for f in record_fields)})"
+    _set(cls, body, "__init__", _init(cls, record_fields))
+    _set(cls, body, "__repr__", _repr(record_fields))
+    _set(cls, body, "__eq__", _eq(record_fields))
     if frozen:
-        _set(new, body, "__setattr__", _frozen_setattr(new, fields))
-        _set(new, body, "__delattr__", _frozen_delattr(new, fields))
+        _set(cls, body, "__setattr__", _frozen_setattr(cls, record_fields))
+        _set(cls, body, "__delattr__", _frozen_delattr(cls, record_fields))
         if slots:
-            _set(new, body, "__getstate__", _getstate)
-            _set(new, body, "__setstate__", _setstate)
-    if not explicit_hash:
+            _set(cls, body, "__getstate__", _getstate)
+            _set(cls, body, "__setstate__", _setstate)
+    class_hash = body.get("__hash__", MISSING)
+    if class_hash is MISSING or (class_hash is None and "__eq__" in body):
         # dataclass: eq and frozen → hash of the compared fields; eq alone → unhashable
-        hashed = [f.name for f in fields if (f.compare if f.hash is None else f.hash)]
-        new.__hash__ = _hash(hashed) if frozen else None  # type: ignore[assignment]
+        hashed = [f.name for f in record_fields if (f.compare if f.hash is None else f.hash)]
+        cls.__hash__ = _hash(hashed) if frozen else None  # type: ignore[assignment]
+    return cls
+
+
+def _collect(cls: type) -> tuple[Field, ...]:
+    collected = []
+    seen_default = False
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        if isinstance(annotation, str) and annotation.startswith(("ClassVar", "InitVar")):
+            raise TypeError(f"{cls.__qualname__}.{name}: record has no ClassVar/InitVar")
+        value = cls.__dict__.get(name, MISSING)
+        f = value if isinstance(value, Field) else Field(default=value)
+        f.name = name
+        if f.default is not MISSING and type(f.default).__hash__ is None:
+            raise ValueError(f"mutable default {type(f.default)} for field {name} is not "
+                             "allowed: use default_factory")
+        has_default = f.default is not MISSING or f.default_factory is not MISSING
+        if f.init and not has_default and seen_default:
+            raise TypeError(f"non-default argument {name!r} follows default argument")
+        seen_default = seen_default or (f.init and has_default)
+        collected.append(f)
+    return tuple(collected)
+
+
+def _with_slots(cls: type[T], record_fields: tuple[Field, ...]) -> type[T]:
+    """The class made again with ``__slots__`` (a class's slots are fixed at its creation)."""
+    names = tuple(f.name for f in record_fields)
+    body = dict(cls.__dict__)
+    body["__slots__"] = names
+    for name in (*names, "__dict__", "__weakref__"):
+        body.pop(name, None)
+    new = type(cls)(cls.__name__, cls.__bases__, body)
+    new.__qualname__ = cls.__qualname__
     return new
 
 
@@ -79,16 +187,16 @@ def _set(cls: type, body: dict[str, Any], name: str, function: Any) -> None:
     setattr(cls, name, function)
 
 
-_FACTORY: Any = object()  # in the defaults: a field built by its default_factory
-
-
-def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[..., None]:
-    specs = [f for f in fields if f.init]
+def _init(cls: type, record_fields: tuple[Field, ...]) -> Callable[..., None]:
+    specs = [f for f in record_fields if f.init]
     names = tuple(f.name for f in specs)
     defaults = {f.name: f.default if f.default is not MISSING else _FACTORY
                 for f in specs if f.default is not MISSING or f.default_factory is not MISSING}
     factories = tuple((f.name, f.default_factory) for f in specs
                       if f.default is MISSING and f.default_factory is not MISSING)
+    # init=False fields with a default or factory are set too, as dataclass does
+    unset = tuple((f.name, f.default, f.default_factory) for f in record_fields
+                  if not f.init and (f.default is not MISSING or f.default_factory is not MISSING))
     post_init = hasattr(cls, "__post_init__")
     qualname = cls.__qualname__
     setter = object.__setattr__
@@ -107,6 +215,8 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
                 setter(self, name, values[name])
         except KeyError:  # as many values as fields, but one unknown and one missing
             _raise_bad_arguments(qualname, names, defaults, kwargs)
+        for name, default, factory in unset:
+            setter(self, name, default if default is not MISSING else factory())
         if post_init:
             self.__post_init__()
 
@@ -135,8 +245,8 @@ def _raise_bad_arguments(qualname: str, names: tuple[str, ...], defaults: dict[s
                     f"'{missing}'")
 
 
-def _repr(fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[Any], str]:
-    names = tuple(f.name for f in fields if f.repr)
+def _repr(record_fields: tuple[Field, ...]) -> Callable[[Any], str]:
+    names = tuple(f.name for f in record_fields if f.repr)
 
     @reprlib.recursive_repr()
     def __repr__(self: Any) -> str:  # noqa: N807
@@ -156,8 +266,8 @@ def _values(names: list[str]) -> Callable[[Any], Any]:
     return attrgetter(*names)
 
 
-def _eq(fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[Any, Any], Any]:
-    values = _values([f.name for f in fields if f.compare])
+def _eq(record_fields: tuple[Field, ...]) -> Callable[[Any, Any], Any]:
+    values = _values([f.name for f in record_fields if f.compare])
 
     def __eq__(self: Any, other: Any) -> Any:  # noqa: N807
         if other.__class__ is self.__class__:
@@ -176,9 +286,9 @@ def _hash(names: list[str]) -> Callable[[Any], int]:
     return __hash__
 
 
-def _frozen_setattr(cls: type, fields: tuple[dataclasses.Field[Any], ...]) \
+def _frozen_setattr(cls: type, record_fields: tuple[Field, ...]) \
         -> Callable[[Any, str, Any], None]:
-    names = frozenset(f.name for f in fields)
+    names = frozenset(f.name for f in record_fields)
 
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
         if type(self) is cls or name in names:
@@ -188,9 +298,8 @@ def _frozen_setattr(cls: type, fields: tuple[dataclasses.Field[Any], ...]) \
     return __setattr__
 
 
-def _frozen_delattr(cls: type, fields: tuple[dataclasses.Field[Any], ...]) \
-        -> Callable[[Any, str], None]:
-    names = frozenset(f.name for f in fields)
+def _frozen_delattr(cls: type, record_fields: tuple[Field, ...]) -> Callable[[Any, str], None]:
+    names = frozenset(f.name for f in record_fields)
 
     def __delattr__(self: Any, name: str) -> None:  # noqa: N807
         if type(self) is cls or name in names:
@@ -201,9 +310,9 @@ def _frozen_delattr(cls: type, fields: tuple[dataclasses.Field[Any], ...]) \
 
 
 def _getstate(self: Any) -> list[Any]:
-    return [getattr(self, f.name) for f in dataclasses.fields(self)]
+    return [getattr(self, f.name) for f in fields(self)]
 
 
 def _setstate(self: Any, state: list[Any]) -> None:
-    for f, value in zip(dataclasses.fields(self), state, strict=False):
+    for f, value in zip(fields(self), state, strict=False):
         object.__setattr__(self, f.name, value)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from uzerg.addresses import (
@@ -26,7 +25,7 @@ from uzerg.config.model import Config
 from uzerg.config.service_values import TlsSocketSpec
 from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError, parse_owner
-from uzerg.record import record
+from uzerg.record import record, replace
 from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
 if TYPE_CHECKING:

@@ -12,11 +12,10 @@ import glob
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import field
 
 from uzerg.config import uwsgi_options
 from uzerg.config.ini import ConfigError, Origin, read_ini, split_file_section
-from uzerg.record import record
+from uzerg.record import field, record
 
 END_KEYS = frozenset({"end", "endif", "endfor", "end-if", "end-for"})
 IF_KEYS = frozenset({

@@ -2,12 +2,11 @@
 
 Its fields mirror the option table (``uzerg.config.options``; a test checks that they match):
 the name with ``-`` → ``_``, the type its parser returns, the value of an option not set.
-Build one with ``load_config`` (or ``Config()`` for the defaults, plus ``dataclasses.replace``).
+Build one with ``load_config`` (or ``Config()`` for the defaults, plus ``uzerg.record.replace``).
 """
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any
 
 from uzerg.config.ini import Origin
@@ -19,7 +18,7 @@ from uzerg.config.values import (
     RouteSpec,
     ZergPoolEntry,
 )
-from uzerg.record import record
+from uzerg.record import field, record
 
 __all__ = ["Config"]
 

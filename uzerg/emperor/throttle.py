@@ -4,9 +4,7 @@ each new failure up to ``emperor-max-throttle``, where it is halved. Loyalty cle
 
 from __future__ import annotations
 
-from dataclasses import field
-
-from uzerg.record import record
+from uzerg.record import field, record
 
 
 @record(slots=True)

@@ -10,11 +10,10 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import field
 
 from uzerg.emperor import channel
 from uzerg.emperor.scan import VassalFile
-from uzerg.record import record
+from uzerg.record import field, record
 
 PR_SET_PDEATHSIG = 1
 

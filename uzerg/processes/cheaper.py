@@ -20,10 +20,9 @@ from uWSGI's master branch; ``busyness`` is uzerg.processes.cheaper_busyness):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import field
 
 from uzerg.config.model import Config
-from uzerg.record import record
+from uzerg.record import field, record
 
 ALGORITHMS = ("spare", "spare2", "backlog", "busyness", "manual")
 UNKNOWN_ALGO = "unable to find requested cheaper algorithm, falling back to spare"

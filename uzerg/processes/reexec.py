@@ -16,13 +16,12 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import field
 from typing import Any
 
 from uzerg.addresses import socket_key
 from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService
-from uzerg.record import record
+from uzerg.record import field, record
 from uzerg.sockets import Listener
 from uzerg.zerg.server import ListenerHandover
 

@@ -30,10 +30,9 @@ import selectors
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from uzerg.record import record
+from uzerg.record import field, record
 
 if TYPE_CHECKING:
     from uzerg.processes.scoreboard import Scoreboard

@@ -7,8 +7,9 @@ bytes) on the same stream. Error messages keep uWSGI 2.0's wording.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from uzerg.record import record
 
 HEADER_SIZE = 4
 MAX_BLOCK_SIZE = 65535
@@ -18,7 +19,7 @@ class UwsgiProtocolError(Exception):
     """A packet that must be dropped: the message is the log line; no response is sent."""
 
 
-@dataclass(slots=True)
+@record(slots=True)
 class UwsgiPacket:
     modifier1: int
     modifier2: int
@@ -28,6 +29,16 @@ class UwsgiPacket:
     var_count: int
     # bytes that followed the vars block in the input: the start of the body
     body_prefix: bytes
+
+    # one per request: written out, as dataclass compiles it (record's is generic, slower)
+    def __init__(self, modifier1: int, modifier2: int, datasize: int, vars: dict[str, Any],  # noqa: A002
+                 var_count: int, body_prefix: bytes) -> None:
+        self.modifier1 = modifier1
+        self.modifier2 = modifier2
+        self.datasize = datasize
+        self.vars = vars
+        self.var_count = var_count
+        self.body_prefix = body_prefix
 
 
 def parse_uwsgi_header(data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
