@@ -8,7 +8,6 @@ replaced in their values. Values are expanded later (``uzerg.config.expand``), a
 
 from __future__ import annotations
 
-import glob
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -217,6 +216,8 @@ class Collector:
                 self._warn_once(block, f"for-times: {lenient}, so does uzerg")
             return [str(i) for i in range(1, count + 1)]
         if block.kind == "for-glob":
+            import glob  # for-glob only: not at start-up
+
             found = sorted(glob.glob(arg))
             return [p + "/" if os.path.isdir(p) else p for p in found] or [arg]
         try:

@@ -7,7 +7,6 @@ caller (uzerg.processes.instance) logs it and exits with its status.
 
 from __future__ import annotations
 
-import glob
 import grp
 import os
 import pwd
@@ -210,6 +209,8 @@ def add_virtualenv(home: str) -> None:
     """Make the packages of the virtualenv ``home`` importable (--home/--virtualenv)."""
     if not os.path.isdir(home):
         raise StartupError(f"home: virtualenv directory {home} does not exist")
+    import glob  # --home only: not at start-up
+
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     candidates = glob.glob(os.path.join(home, "lib", version, "site-packages"))
     candidates += glob.glob(os.path.join(home, "lib", "python3*", "site-packages"))
