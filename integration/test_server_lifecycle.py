@@ -250,9 +250,13 @@ def test_uid_gid_drop_after_binding(uzerg: InstanceStarter, tmp_path: Path) -> N
         app = write_app(shared / "app.py")
         app.chmod(0o644)
         sock = shared / "app.sock"
+        run = shared / "run"  # the stats socket is bound after the drop, as in uWSGI
+        run.mkdir()
+        os.chown(run, 65534, 65534)
         inst = uzerg.start(["--socket", str(sock), "--http-socket", "127.0.0.1:0",
                             "--wsgi-file", str(app), "--uid", "nobody", "--gid", "nogroup",
-                            "--chown-socket", "nobody:nogroup", "--chdir", str(shared)],
+                            "--chown-socket", "nobody:nogroup", "--chdir", str(shared),
+                            "--stats", str(run / "stats.sock")],
                            cwd=tmp_path)
         inst.wait_for_log("setgid() to 65534")
         inst.wait_for_log("setuid() to 65534")
@@ -261,6 +265,13 @@ def test_uid_gid_drop_after_binding(uzerg: InstanceStarter, tmp_path: Path) -> N
             assert psutil.Process(pid).gids().effective == 65534
         assert sock.stat().st_uid == 65534 and sock.stat().st_gid == 65534
         assert http_get(inst.address(1))[0] == 200
+        # what uzerg loads when first needed was loaded before the drop: nobody may not read
+        # the Python installation (here a pyenv under /root, mode 0700)
+        assert http_get(inst.address(1), "/crash")[0] == 500
+        inst.wait_for_log("RuntimeError: boom")
+        workers = read_stats(str(run / "stats.sock"))["workers"]
+        assert workers[0]["rss"] > 0
+        assert "ModuleNotFoundError" not in inst.log_text()
         assert inst.stop() == 0
     finally:
         import shutil

@@ -22,7 +22,6 @@ from uzerg.config.model import Config
 from uzerg.emperor.channel import ENV_FD, ENV_STANDBY
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
-from uzerg.processes.chain import ChainReload
 from uzerg.processes.cron import Cron, configured_crons
 from uzerg.processes.daemons import Daemons, configured_daemons
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
@@ -30,7 +29,6 @@ from uzerg.processes.idle import IdleService
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.logmaster import LogMaster, wants_log_master
 from uzerg.processes.master import SIGNALS, Master
-from uzerg.processes.mules import Mules
 from uzerg.processes.process import (
     StartupError,
     change_directory,
@@ -88,6 +86,22 @@ def run(config: Config) -> int:
     except HookExit as exc:  # an exit: hook asked for it
         instance.abort()
         return exc.code
+
+
+def import_before_privilege_drop(config: Config) -> None:
+    """Import now what uzerg otherwise loads when first needed (start-up time): the new uid may
+    not be able to read the Python installation (a pyenv under /root), and an error path or a
+    stats request must not fail with ModuleNotFoundError."""
+    import json  # noqa: F401  stats, re-exec state, the json log encoder
+    import subprocess  # noqa: F401  hooks' exec: as the user
+    import traceback  # noqa: F401  an app's or a worker's error
+
+    if config.stats or config.stats_prometheus:
+        import psutil  # noqa: F401  memory figures per stats request
+
+        from uzerg.processes import stats  # noqa: F401
+    if config.mule:
+        from uzerg.processes import mules  # noqa: F401
 
 
 def run_startup_phase(config: Config, name: str) -> None:
@@ -154,6 +168,8 @@ class Instance:
         if serves_files(config):
             load_file_support()
         run_startup_phase(config, "as-root")
+        if (config.uid or config.gid) and os.getuid() == 0:
+            import_before_privilege_drop(config)
         drop_privileges(config.uid, config.gid)
         if config.pidfile2:  # uWSGI's pidfile2: written as the dropped user
             write_pidfile(config.pidfile2)
@@ -185,7 +201,11 @@ class Instance:
             log.info("warm standby: workers start paused until the Emperor resumes them",
                      event_kind="standby")
         services.extend([self.zerg, self.lifecycle])
-        mules = Mules(config) if config.mule else None
+        mules = None
+        if config.mule:  # loaded when configured (start-up time)
+            from uzerg.processes.mules import Mules
+
+            mules = Mules(config)
         if config.stats or config.stats_prometheus:  # the services load when configured
             from uzerg.processes.stats import StatsService
         if config.stats:
@@ -204,6 +224,8 @@ class Instance:
         if mules is not None:
             services.append(mules)
         if config.touch_chain_reload:
+            from uzerg.processes.chain import ChainReload
+
             services.append(ChainReload(config.touch_chain_reload))
         if configured_crons(config):
             services.append(Cron(configured_crons(config), config.cron_harakiri))

@@ -29,7 +29,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from uzerg.config.model import Config
@@ -37,6 +36,7 @@ from uzerg.logs import get_logger
 from uzerg.processes.mule import END_CODE, run_mule
 from uzerg.processes.process import file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.record import record
 
 log = get_logger()
 
@@ -48,7 +48,7 @@ _FORK_BLOCKED = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.
                            signal.SIGUSR1, signal.SIGUSR2, signal.SIGTSTP})
 
 
-@dataclass
+@record
 class Mule:
     mule_id: int
     target: str

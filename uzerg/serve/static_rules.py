@@ -21,11 +21,11 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
+from uzerg.record import record, replace
 
 log = get_logger()
 
@@ -33,7 +33,7 @@ log = get_logger()
 _CODINGS = (("br", ".br"), ("gzip", ".gz"))
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class StaticFile:
     path: str  # the file sent: FILE, or its FILE.gz/FILE.br twin
     size: int
@@ -42,6 +42,17 @@ class StaticFile:
     encoding: str = ""  # Content-Encoding of a twin sent instead of the file
     vary: bool = False  # the file has a twin: the response depends on Accept-Encoding
     source: str = ""  # the file itself when its twin is sent
+
+    # one per request: written out, as dataclass compiles it (record's is generic, slower)
+    def __init__(self, path: str, size: int, mtime: float, content_type: str,
+                 encoding: str = "", vary: bool = False, source: str = "") -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "mtime", mtime)
+        object.__setattr__(self, "content_type", content_type)
+        object.__setattr__(self, "encoding", encoding)
+        object.__setattr__(self, "vary", vary)
+        object.__setattr__(self, "source", source)
 
     @property
     def name(self) -> str:
