@@ -42,14 +42,18 @@ def ask(port: int, request: bytes) -> bytes:
     return data
 
 
-def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) -> int:
-    """Instructions executed by the worker process over its life, serving `requests`."""
+def worker_instructions(
+    requests: int, args: argparse.Namespace, workdir: Path
+) -> dict[str, int]:
+    """Events (Ir: instructions; with --cache-sim also cache misses and branch mispredicts)
+    counted in the worker process over its life, serving `requests`."""
     port = free_port()
     option = "--http-socket" if args.protocol == "http" else "--socket"
     python = os.path.realpath(sys.executable)  # a pyenv shim is a shell script: skip it
     out_pattern = str(workdir / f"cg.{requests}.%p")
     server = [python, "-m", "uzerg"] if args.server == "uzerg" else [program("uwsgi")]
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+    sim = ["--cache-sim=yes", "--branch-sim=yes"] if args.cache_sim else ["--cache-sim=no"]
+    cmd = ["valgrind", "--tool=cachegrind", *sim,
            f"--cachegrind-out-file={out_pattern}"] + server + [
            option, f"127.0.0.1:{port}", "--master", "--processes", "1",
            "--wsgi-file", str(args.app.resolve()), "--pythonpath", str(args.app.resolve().parent)]
@@ -81,7 +85,9 @@ def worker_instructions(requests: int, args: argparse.Namespace, workdir: Path) 
     finally:
         kill_tree(process)
     text = Path(out_pattern.replace("%p", str(pid))).read_text()
-    return int(re.search(r"^summary: (\d+)", text, re.M)[1])  # type: ignore[index]
+    names = re.search(r"^events: (.*)$", text, re.M)[1].split()  # type: ignore[index]
+    totals = re.search(r"^summary: (.*)$", text, re.M)[1].split()  # type: ignore[index]
+    return dict(zip(names, map(int, totals), strict=True))
 
 
 def main() -> int:
@@ -92,15 +98,20 @@ def main() -> int:
     parser.add_argument("--log", action="store_true", help="request logging on")
     parser.add_argument("-n", type=int, default=1500)
     parser.add_argument("--app", type=Path, default=APP, help="a WSGI file (default: hello)")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="also simulated cache misses and branch mispredicts (slower)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="uzerg-instr-"))
     small, large = args.n // 5, args.n
     few = worker_instructions(small, args, workdir)
     many = worker_instructions(large, args, workdir)
-    per_request = (many - few) / (large - small)
+    per_request = {name: (many[name] - few[name]) / (large - small) for name in many}
     print(f"{args.server} {args.protocol} log-{'on' if args.log else 'off'} {args.app.name}: "
-          f"{per_request:,.0f} "
+          f"{per_request['Ir']:,.0f} "
           "user instructions per request in the worker")
+    if args.cache_sim:  # I1/D1: first-level misses, LL: last level; Bcm/Bim: mispredicts
+        print("  per request: " + ", ".join(
+            f"{name} {value:,.0f}" for name, value in per_request.items() if name != "Ir"))
     return 0
 
 

@@ -192,12 +192,18 @@ def parse_request_head(
         match = _REQUEST_LINE.fullmatch(lines[0])
         if match is None:
             raise HttpError(400, "invalid HTTP request line")
-    controls = head.translate(None, _NOT_CONTROL)
-    if controls != b"\r\n" * fields and controls.replace(b"\t", b"") != b"\r\n" * fields:
-        for line in lines[1:]:
-            if _HEADER_LINE.fullmatch(line) is None:
-                raise HttpError(400, _describe_bad_header(line))
-        raise HttpError(400, "invalid character in the request head")
+    header_lines = lines[1:]
+    # the parsed form of each header line seen before (None: new). A head made of lines seen
+    # before has no control characters to look for: those lines came from heads that passed
+    # the check below, and the request line's pattern has none (saves ~2,000 instructions)
+    parsed = list(map(_HEADER_LINES.get, header_lines))
+    if not all(parsed):
+        controls = head.translate(None, _NOT_CONTROL)
+        if controls != b"\r\n" * fields and controls.replace(b"\t", b"") != b"\r\n" * fields:
+            for line in header_lines:
+                if _HEADER_LINE.fullmatch(line) is None:
+                    raise HttpError(400, _describe_bad_header(line))
+            raise HttpError(400, "invalid character in the request head")
     method_b, target_b, major, minor = match.groups()
     if major != b"1" or minor not in (b"0", b"1"):
         raise HttpError(505, f"unsupported HTTP version {major.decode()}.{minor.decode()}")
@@ -209,10 +215,8 @@ def parse_request_head(
     connection_tokens: list[str] = []
     expect_continue = False
     singletons: set[str] | None = None
-    seen = _HEADER_LINES
     append = headers.append
-    for line in lines[1:]:
-        known = seen.get(line)
+    for line, known in zip(header_lines, parsed, strict=False):  # the same length
         pair, lname = known if known is not None else _header_line(line)
         append(pair)
         if lname not in _SPECIAL_HEADERS:

@@ -63,11 +63,12 @@ def parse_uwsgi_vars(
     end = len(block)
     try:
         while pos < end:
-            vpos = pos + 2 + (block[pos] | (block[pos + 1] << 8))
-            next_pos = vpos + 2 + (block[vpos] | (block[vpos + 1] << 8))
-            if next_pos > end or vpos == pos + 2:
+            key = pos + 2
+            vpos = key + block[pos] + (block[pos + 1] << 8)
+            next_pos = vpos + 2 + block[vpos] + (block[vpos + 1] << 8)
+            if next_pos > end or vpos == key:
                 break
-            result[text[pos + 2 : vpos]] = text[vpos + 2 : next_pos]
+            result[text[key:vpos]] = text[vpos + 2 : next_pos]
             pos = next_pos
             count += 1
         else:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import ssl
 
 log = get_logger()
+_new_tuple = tuple.__new__
 
 # a fresh connection with no bytes yet is waited on this long before it is parked: enough
 # for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
@@ -97,6 +98,8 @@ class RequestHandler:
         self.http_keepalive = config.http_keepalive
         self.static = StaticMap.from_config(config, headers)
         self.logger = RequestLogger(config, worker_id)
+        # the clocks read around a request only feed its log line
+        self._timed = self.logger.may_log
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
         self.total_requests = total_requests
@@ -177,8 +180,10 @@ class RequestHandler:
                     conn.close()
                 else:
                     sock.close()
-        return HandledCounts(counts.requests, counts.exceptions, conn.tx if conn else 0,
-                             counts.status, counts.static_requests, counts.read_errors, pending)
+        # (the tuple built directly: HandledCounts(...) runs a Python-level __new__)
+        return _new_tuple(HandledCounts, (
+            counts.requests, counts.exceptions, conn.tx if conn else 0, counts.status,
+            counts.static_requests, counts.read_errors, pending))
 
     def resume(self, pending: PendingHead, *, core: int = 0) -> HandledCounts:
         """Go on with a parked connection that became readable."""
@@ -377,8 +382,11 @@ class RequestHandler:
         var_count: int, var_size: int, modifier2: int,
     ) -> bool:
         """Run the app (or a static file) and write the response; False: close the connection."""
-        start = time.time()
-        started = time.perf_counter()
+        if self._timed:
+            start = time.time()
+            started = time.perf_counter()
+        else:  # logging off: nothing reads them
+            start = started = 0.0
         ok = True
         body = env["wsgi.input"]  # ours: the application may replace it in the environ
         try:

@@ -127,7 +127,9 @@ class Response:
                 exc_info = None
         elif self.status is not None:
             raise ResponseError("start_response() called a second time without exc_info")
-        code, status_line = _status_entry(status)
+        # the cache lookup inlined (a call per request saved); a new status is validated
+        entry = _status_lines.get(status) if type(status) is str else None
+        code, status_line = entry if entry is not None else _status_entry(status)
         if type(headers) is not list:
             raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
         declared = None
@@ -238,7 +240,8 @@ class Response:
             if type(body) is bytes:
                 # the commonest case: one chunk, sent with the headers in one send()
                 self._send_head(body, len(body))
-                if self.declared_length is not None:
+                declared = self.declared_length
+                if declared is not None and self.body_size < declared:
                     self.finish_body()  # a declared length the body falls short of
                 return
         kind = type(result)
