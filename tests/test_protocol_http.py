@@ -168,3 +168,14 @@ def test_start_next_request_refuses_an_unread_body():
 )
 def test_split_target(target: str, expected: tuple[str, str]):
     assert split_target(target) == expected
+
+
+def test_parsed_head_has_every_field_of_the_constructor() -> None:
+    # parse_request_head fills a RequestHead without calling __init__: the two must agree
+    data = b"POST /p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    parsed = parse_request_head(data, 4096)
+    assert parsed is not None
+    built = RequestHead("POST", "/p?q", "HTTP/1.1", [("Host", "h"), ("Content-Length", "3"),
+                        ("Expect", "100-continue")], 3, False, True, True, len(data))
+    for name in RequestHead.__slots__:
+        assert getattr(parsed, name) == getattr(built, name), name

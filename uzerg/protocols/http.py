@@ -99,6 +99,9 @@ class RequestHead:
                 f"content_length={self.content_length}, chunked={self.chunked})")
 
 
+_new_object = object.__new__
+
+
 class _Marker:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -261,17 +264,19 @@ def parse_request_head(
         keep_alive = "close" not in connection_tokens
     else:
         keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
-    request = RequestHead(
-        method_b.decode("ascii"),
-        target_b.decode("latin-1"),
-        "HTTP/1.1" if http11 else "HTTP/1.0",
-        headers,
-        content_length,
-        chunked,
-        keep_alive,
-        expect_continue and http11,
-        end + 4,
-    )
+    # RequestHead(...) without its __init__ call (a Python frame per request): the same fields
+    request = _new_object(RequestHead)
+    request.method = method_b.decode("ascii")
+    request.target = target_b.decode("latin-1")
+    request.version = "HTTP/1.1" if http11 else "HTTP/1.0"
+    request.headers = headers
+    request.content_length = content_length
+    request.chunked = chunked
+    request.keep_alive = keep_alive
+    request.expect_continue = expect_continue and http11
+    request.head_size = end + 4
+    request.has_body = chunked or bool(content_length)
+    request.authority = None
     if not origin_form:
         request.target, request.authority = _check_target(request.method, request.target)
     return request

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 log = get_logger()
 _new_tuple = tuple.__new__
+# the wsgi.input of every request without a body, shared: reading it returns b"" and changes
+# nothing (it never pulls, so it never fails), so no stream is built per request
+_NO_BODY = InputStream()
 
 # a fresh connection with no bytes yet is waited on this long before it is parked: enough
 # for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
@@ -272,7 +275,7 @@ class RequestHandler:
         if length:
             env["wsgi.input"] = InputStream(LengthBody(conn, prefix, length))
         else:
-            env["wsgi.input"] = InputStream()
+            env["wsgi.input"] = _NO_BODY
         response = Response(conn, env.get("SERVER_PROTOCOL") or "HTTP/1.0",
                             env.get("REQUEST_METHOD") == "HEAD", False, False)
         if self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
@@ -306,7 +309,7 @@ class RequestHandler:
                 if server_port is None:
                     server_port = server_port_of(conn.sock)
                 env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
-                env["wsgi.input"] = InputStream()
+                env["wsgi.input"] = _NO_BODY
                 response = Response(conn, head.version, head.method == "HEAD", False,
                                     head.version == "HTTP/1.1")
                 self._respond(env, response, counts, core, var_count, var_size, 0)
@@ -330,7 +333,7 @@ class RequestHandler:
                 source = HttpBody(conn, parser, head.expect_continue)
                 env["wsgi.input"] = InputStream(source)
             else:
-                env["wsgi.input"] = InputStream()
+                env["wsgi.input"] = _NO_BODY
             # an unanswered Expect: 100-continue leaves the stream position unknown: no reuse
             wants_more = (keep_alive and head.keep_alive and not self.shutting_down
                           and not head.expect_continue)
