@@ -25,7 +25,7 @@ from uzerg.protocols.http import (
     parse_request_head,
 )
 from uzerg.protocols.https_redirect import https_redirect
-from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
+from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
 from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
 from uzerg.serve.environ import HttpEnvirons
@@ -253,9 +253,10 @@ class RequestHandler:
             if not data:
                 return None
         env = self._base.copy()
-        reader = UwsgiPacketReader(self.buffer_size)
         try:
-            packet = reader.feed(data, env)  # all the bytes so far: a parked one keeps them
+            # all the bytes so far (a parked connection keeps them): the reader's feed() with
+            # nothing buffered, without building one (buffer-size is at most 65535)
+            packet = parse_uwsgi_packet(data, self.buffer_size, env)
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
             return None
@@ -265,8 +266,10 @@ class RequestHandler:
         scheme = env.get("UWSGI_SCHEME")
         if scheme:
             env["wsgi.url_scheme"] = scheme
-        elif env.get("HTTPS", "").lower() in ("on", "1"):
-            env["wsgi.url_scheme"] = "https"
+        else:
+            https = env.get("HTTPS")
+            if https and https.lower() in ("on", "1"):
+                env["wsgi.url_scheme"] = "https"
         if "REMOTE_ADDR" not in env and type(peer) is tuple:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
         declared = env.get("CONTENT_LENGTH")  # nginx sends it empty for a GET: no call then
