@@ -177,5 +177,22 @@ def test_parsed_head_has_every_field_of_the_constructor() -> None:
     assert parsed is not None
     built = RequestHead("POST", "/p?q", "HTTP/1.1", [("Host", "h"), ("Content-Length", "3"),
                         ("Expect", "100-continue")], 3, False, True, True, len(data))
+    assert parsed.header_block == data[data.index(b"\r\n") + 2 : -4]  # (a cache key)
     for name in RequestHead.__slots__:
-        assert getattr(parsed, name) == getattr(built, name), name
+        if name != "header_block":
+            assert getattr(parsed, name) == getattr(built, name), name
+    assert parse_request_head(data, 4096).headers is parsed.headers  # the block was cached
+
+
+def test_a_cached_header_block_gets_the_same_checks() -> None:
+    # the block's fields are cached, what depends on the request line is checked every time
+    block = b"Host: h\r\nTransfer-Encoding: chunked\r\nX-Seen: twice\r\n\r\n"
+    head = parse_request_head(b"POST / HTTP/1.1\r\n" + block, 4096)
+    assert head is not None and head.chunked
+    with pytest.raises(HttpError, match="Transfer-Encoding in an HTTP/1.0 request"):
+        parse_request_head(b"POST / HTTP/1.0\r\n" + block, 4096)
+    with pytest.raises(HttpError, match="too many header fields"):
+        parse_request_head(b"POST / HTTP/1.1\r\n" + block, 4096, max_fields=2)
+    with pytest.raises(HttpError) as caught:
+        parse_request_head(b"POST / HTTP/2.0\r\n" + block, 4096)
+    assert caught.value.status == 505

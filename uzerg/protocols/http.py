@@ -17,7 +17,7 @@ dropped.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VCHAR = rb"[\x21-\x7e\x80-\xff]"
@@ -72,7 +72,7 @@ class RequestHead:
 
     __slots__ = (
         "method", "target", "version", "headers", "content_length", "chunked", "keep_alive",
-        "expect_continue", "head_size", "has_body", "authority",
+        "expect_continue", "head_size", "has_body", "authority", "header_block",
     )
 
     def __init__(
@@ -93,6 +93,10 @@ class RequestHead:
         # the host[:port] of an absolute-form target, which replaces the Host field
         # (RFC 9112 §3.2.2); None for the other forms
         self.authority: str | None = None
+        # the raw header block when parse_request_head cached its fields (a key for caches of
+        # what is derived from the headers alone, e.g. the environ's CGI variables), else None.
+        # `headers` is then shared by the heads of that block: never modify it
+        self.header_block: bytes | None = None
 
     def __repr__(self) -> str:
         return (f"RequestHead({self.method} {self.target} {self.version}, {self.headers!r}, "
@@ -120,6 +124,13 @@ _HEADER_NAMES: dict[bytes, tuple[str, str]] = {}
 # parsed header lines (only ever filled from heads whose characters were checked first):
 # b"Host: x" -> (("Host", "x"), "host"); bounded, see _header_line()
 _HEADER_LINES: dict[bytes, tuple[tuple[str, str], str]] = {}
+# whole header blocks (the head after the request line) -> _Fields, for clients that send the
+# same headers again; only blocks whose lines were all checked go in; cleared when full
+MAX_CACHED_BLOCK: Final = 1024
+# (field count, headers, Content-Length, transfer codings, Host count, Connection tokens,
+# Expect: 100-continue): shared by every head with the same block, so never modified
+_Fields = tuple[int, list[tuple[str, str]], int | None, list[str], int, list[str], bool]
+_HEADER_BLOCKS: dict[bytes, _Fields] = {}
 # fields that cannot be lists (RFC 9110): a second line is an error, never joined. The list
 # is the request fields RFC 9110 defines as one value, as nginx's "unique" request headers.
 _SINGLETON_FIELDS = frozenset((
@@ -185,32 +196,99 @@ def parse_request_head(
     if end + 4 > max_size:
         raise HttpError(431, f"invalid HTTP request size (max {max_size})...skip")
     head = bytes(data[:end])
-    lines = head.split(b"\r\n")
-    fields = len(lines) - 1
+    crlf = head.find(b"\r\n")
+    if crlf < 0:
+        request_line, block = head, b""
+    else:
+        request_line, block = head[:crlf], head[crlf + 2 :]
+    # the header block's fields as parsed before (a client repeats its headers), else None
+    known = _HEADER_BLOCKS.get(block)
+    if known is None:
+        header_lines = block.split(b"\r\n") if crlf >= 0 else []
+        fields = len(header_lines)
+    else:
+        fields = known[0]
     if fields > max_fields:
         raise HttpError(431, f"too many header fields (max {max_fields})")
-    match = _ORIGIN_REQUEST_LINE.fullmatch(lines[0])
+    match = _ORIGIN_REQUEST_LINE.fullmatch(request_line)
     origin_form = match is not None
     if not origin_form:
-        match = _REQUEST_LINE.fullmatch(lines[0])
+        match = _REQUEST_LINE.fullmatch(request_line)
         if match is None:
             raise HttpError(400, "invalid HTTP request line")
-    header_lines = lines[1:]
-    # the parsed form of each header line seen before (None: new). A head made of lines seen
-    # before has no control characters to look for: those lines came from heads that passed
-    # the check below, and the request line's pattern has none (saves ~2,000 instructions)
-    parsed = list(map(_HEADER_LINES.get, header_lines))
-    if not all(parsed):
-        controls = head.translate(None, _NOT_CONTROL)
-        if controls != b"\r\n" * fields and controls.replace(b"\t", b"") != b"\r\n" * fields:
-            for line in header_lines:
-                if _HEADER_LINE.fullmatch(line) is None:
-                    raise HttpError(400, _describe_bad_header(line))
-            raise HttpError(400, "invalid character in the request head")
+    if known is None:
+        # the parsed form of each header line seen before (None: new). A head made of lines
+        # seen before has no control characters to look for: those lines came from heads
+        # that passed the check below, and the request line's pattern has none (saves ~2,000
+        # instructions); a known block passed it too
+        parsed = list(map(_HEADER_LINES.get, header_lines))
+        if not all(parsed):
+            _check_controls(head, header_lines)
     method_b, target_b, major, minor = match.groups()
     if major != b"1" or minor not in (b"0", b"1"):
         raise HttpError(505, f"unsupported HTTP version {major.decode()}.{minor.decode()}")
     http11 = minor == b"1"
+    if known is None:
+        known = _header_fields(header_lines, parsed)
+        if len(block) <= MAX_CACHED_BLOCK:
+            if len(_HEADER_BLOCKS) >= 256:
+                _HEADER_BLOCKS.clear()  # bounded, and it follows the traffic
+            _HEADER_BLOCKS[block] = known
+        else:
+            block = None
+    _, headers, content_length, transfer_codings, hosts, connection_tokens, expect_continue \
+        = known
+    chunked = False
+    if transfer_codings:
+        if not http11:
+            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if content_length is not None:
+            raise HttpError(400, "both Content-Length and Transfer-Encoding")
+        if transfer_codings != ["chunked"]:
+            _check_transfer_codings(transfer_codings)
+        chunked = True
+    if http11 and hosts != 1:
+        raise HttpError(400, "missing Host header" if hosts == 0 else "multiple Host headers")
+    if hosts > 1:
+        raise HttpError(400, "multiple Host headers")
+    if http11:
+        keep_alive = "close" not in connection_tokens
+    else:
+        keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
+    # RequestHead(...) without its __init__ call (a Python frame per request): the same fields
+    request = _new_object(RequestHead)
+    request.method = method_b.decode("ascii")
+    request.target = target_b.decode("latin-1")
+    request.version = "HTTP/1.1" if http11 else "HTTP/1.0"
+    request.headers = headers
+    request.content_length = content_length
+    request.chunked = chunked
+    request.keep_alive = keep_alive
+    request.expect_continue = expect_continue and http11
+    request.head_size = end + 4
+    request.has_body = chunked or bool(content_length)
+    request.authority = None
+    request.header_block = block
+    if not origin_form:
+        request.target, request.authority = _check_target(request.method, request.target)
+    return request
+
+
+def _check_controls(head: bytes, header_lines: list[bytes]) -> None:
+    """400 for a control character in the head other than the CRLFs ending its lines and
+    HTABs (the request line's pattern has none)."""
+    fields = len(header_lines)
+    controls = head.translate(None, _NOT_CONTROL)
+    if controls != b"\r\n" * fields and controls.replace(b"\t", b"") != b"\r\n" * fields:
+        for line in header_lines:
+            if _HEADER_LINE.fullmatch(line) is None:
+                raise HttpError(400, _describe_bad_header(line))
+        raise HttpError(400, "invalid character in the request head")
+
+
+def _header_fields(header_lines: list[bytes], parsed: list[Any]) -> _Fields:
+    """The fields of a header block whose characters were checked (`parsed`: each line's
+    cached parse or None); raises HttpError for a bad or conflicting field."""
     headers: list[tuple[str, str]] = []
     content_length: int | None = None
     transfer_codings: list[str] = []
@@ -247,39 +325,8 @@ def parse_request_head(
             connection_tokens += [c.strip().lower() for c in value.split(",")]
         else:  # expect
             expect_continue = value.lower() == "100-continue"
-    chunked = False
-    if transfer_codings:
-        if not http11:
-            raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if content_length is not None:
-            raise HttpError(400, "both Content-Length and Transfer-Encoding")
-        if transfer_codings != ["chunked"]:
-            _check_transfer_codings(transfer_codings)
-        chunked = True
-    if http11 and hosts != 1:
-        raise HttpError(400, "missing Host header" if hosts == 0 else "multiple Host headers")
-    if hosts > 1:
-        raise HttpError(400, "multiple Host headers")
-    if http11:
-        keep_alive = "close" not in connection_tokens
-    else:
-        keep_alive = "keep-alive" in connection_tokens and "close" not in connection_tokens
-    # RequestHead(...) without its __init__ call (a Python frame per request): the same fields
-    request = _new_object(RequestHead)
-    request.method = method_b.decode("ascii")
-    request.target = target_b.decode("latin-1")
-    request.version = "HTTP/1.1" if http11 else "HTTP/1.0"
-    request.headers = headers
-    request.content_length = content_length
-    request.chunked = chunked
-    request.keep_alive = keep_alive
-    request.expect_continue = expect_continue and http11
-    request.head_size = end + 4
-    request.has_body = chunked or bool(content_length)
-    request.authority = None
-    if not origin_form:
-        request.target, request.authority = _check_target(request.method, request.target)
-    return request
+    return (len(header_lines), headers, content_length, transfer_codings, hosts,
+            connection_tokens, expect_continue)
 
 
 def _check_transfer_codings(codings: list[str]) -> None:

@@ -35,6 +35,31 @@ def _environ_key(name: str) -> str | None:
     return key
 
 
+def _header_vars(headers: list[tuple[str, str]]) -> tuple[dict[str, str], int, int]:
+    """The CGI variables of the headers, their count (the fixed ones included) and their size
+    as uwsgi vars (2+key+2+value each)."""
+    result: dict[str, str] = {}
+    count = 9
+    size = 0
+    keys = _HEADER_KEYS
+    for name, value in headers:
+        key = keys.get(name, _UNSEEN)
+        if key is _UNSEEN:
+            key = _environ_key(name)
+        if key is None:
+            continue
+        if key in result:
+            # a field that is a list (the parser refused repeated singletons): joined as
+            # uWSGI's http parser joins them
+            result[key] += ", " + value
+            size += len(value) + 2
+        else:
+            result[key] = value
+            count += 1
+            size += 4 + len(key) + len(value)
+    return result, count, size
+
+
 class HttpEnvirons:
     def __init__(self, common: dict[str, Any], hostname: str, count_vars: bool) -> None:
         """`common`: the variables of every request (wsgi.*, SCRIPT_NAME); `count_vars`:
@@ -43,6 +68,8 @@ class HttpEnvirons:
         self.hostname = hostname  # SERVER_NAME
         self.count_vars = count_vars
         self._bases: dict[str, dict[str, Any]] = {}  # server port -> its fixed variables
+        # a parsed head's header block -> its CGI variables, their count and uwsgi size
+        self._header_vars: dict[bytes, tuple[dict[str, str], int, int]] = {}
 
     def build(
         self, head: Any, peer: Any, server_port: str, tls: dict[str, str] | None = None
@@ -74,28 +101,19 @@ class HttpEnvirons:
             env["REMOTE_PORT"] = str(peer[1])
         else:
             env["REMOTE_ADDR"] = ""
-        # the headers' CGI variables, counted with their size as uwsgi vars (2+key+2+value
-        # each) for the log line
-        count = 9
-        size = 0
+        # the headers' CGI variables (no other variable is HTTP_* or CONTENT_*), with their
+        # count and size as uwsgi vars for the log line: made once per header block
+        block = head.header_block
+        cached = self._header_vars.get(block) if block is not None else None
+        if cached is None:
+            cached = _header_vars(head.headers)
+            if block is not None:
+                if len(self._header_vars) >= 256:
+                    self._header_vars.clear()  # bounded, and it follows the traffic
+                self._header_vars[block] = cached
+        header_vars, count, size = cached
+        env.update(header_vars)
         counting = self.count_vars  # (skipped when no request line can be logged)
-        keys = _HEADER_KEYS
-        for name, value in head.headers:
-            key = keys.get(name, _UNSEEN)
-            if key is _UNSEEN:
-                key = _environ_key(name)
-            if key is None:
-                continue
-            if key in env:
-                # a field that is a list (the parser refused repeated singletons): joined as
-                # uWSGI's http parser joins them
-                env[key] += ", " + value
-                size += len(value) + 2
-            else:
-                env[key] = value
-                if counting:
-                    count += 1
-                    size += 4 + len(key) + len(value)
         if head.authority is not None:
             env["HTTP_HOST"] = head.authority  # absolute-form: its host wins (RFC 9112 §3.2.2)
         if not counting:
