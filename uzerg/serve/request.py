@@ -67,14 +67,12 @@ _ERROR_500 = (
 
 
 class _Counts:
-    __slots__ = ("requests", "exceptions", "status", "static_requests", "read_errors")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.exceptions = 0
-        self.status = 0
-        self.static_requests = 0
-        self.read_errors = 0
+    # one per connection: the class defaults are its starting values (no __init__ to run)
+    requests = 0
+    exceptions = 0
+    status = 0
+    static_requests = 0
+    read_errors = 0
 
 
 class RequestHandler:
