@@ -1,7 +1,7 @@
 """User-space instructions per request in a real uzerg worker, counted by valgrind.
 
     python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500]
-                                        [--server uzerg|uwsgi] [--app FILE]
+                                        [--server uzerg|uwsgi] [--app FILE] [--cache-sim]
 
 Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
 Runs uzerg (1 master, 1 worker, bench/hello_app.py) under ``valgrind --tool=cachegrind`` (which
