@@ -86,3 +86,40 @@ def test_reader_caps_the_block_at_65535():
 def test_encode_refuses_oversized_blocks():
     with pytest.raises(ValueError):
         encode_uwsgi_packet({"K": "v" * 70000})
+
+
+def test_a_block_seen_before_gives_the_same_variables():
+    from uzerg.protocols import uwsgi
+
+    uwsgi._CACHE.clear()
+    raw = encode_uwsgi_packet([("PATH_INFO", "/x"), ("A", "1"), ("A", "2")])
+    first = parse_uwsgi_packet(raw, 4096, {"SCRIPT_NAME": "", "A": "base"})
+    assert first is not None and len(uwsgi._CACHE) == 1
+    first.vars["PATH_INFO"] = "/changed by the app"
+    second = parse_uwsgi_packet(raw, 4096, {"SCRIPT_NAME": ""})
+    assert second is not None and second.var_count == first.var_count == 3
+    assert second.vars == {"SCRIPT_NAME": "", "PATH_INFO": "/x", "A": "2"}
+    alone = parse_uwsgi_packet(raw, 4096)
+    assert alone is not None and alone.vars == {"PATH_INFO": "/x", "A": "2"}
+    alone.vars.clear()
+    assert parse_uwsgi_packet(raw, 4096).vars == {"PATH_INFO": "/x", "A": "2"}  # type: ignore[union-attr]
+
+
+def test_the_block_cache_is_bounded_and_skips_large_blocks():
+    from uzerg.protocols import uwsgi
+
+    uwsgi._CACHE.clear()
+    large = encode_uwsgi_packet({"K": "v" * uwsgi._CACHED_BLOCK_MAX})
+    assert parse_uwsgi_packet(large, 65535).vars == {"K": "v" * uwsgi._CACHED_BLOCK_MAX}  # type: ignore[union-attr]
+    assert not uwsgi._CACHE
+    for i in range(uwsgi._CACHE_MAX + 10):
+        packet = parse_uwsgi_packet(encode_uwsgi_packet({"N": str(i)}), 4096)
+        assert packet is not None and packet.vars == {"N": str(i)}
+        assert len(uwsgi._CACHE) <= uwsgi._CACHE_MAX
+
+
+def test_a_bad_block_is_refused_every_time():
+    raw = b"\x00\x05\x00\x00" + b"\x01\x00K\x09\x00"  # the value's length runs past the block
+    for _ in range(3):
+        with pytest.raises(UwsgiProtocolError, match="current strsize: 9"):
+            parse_uwsgi_packet(raw, 4096)
