@@ -126,3 +126,35 @@ def test_memory_report_prefixes_the_default_line_as_uwsgi():
 def test_memory_report_leaves_a_log_format_line_alone():
     logger = RequestLogger(make_config(memory_report=True, log_format="%(method) %(uri)"), 1)
     assert logger.format(info()) == "GET /a/b?x=1"
+
+
+def test_the_direct_write_gives_the_same_line_as_format(tmp_path):
+    from types import SimpleNamespace
+
+    response = SimpleNamespace(body_size=11, header_count=1, header_size=45, via_sendfile=False)
+    path = tmp_path / "log"
+    with open(path, "w") as stream:
+        configure_logging(stream=stream)
+        try:
+            for overrides, env_changes in (
+                ({}, {}),
+                ({"log_x_forwarded_for": True},
+                 {"HTTP_X_FORWARDED_FOR": "10.0.0.1", "REMOTE_USER": "bob"}),
+                ({}, {"REQUEST_URI": None}),
+            ):
+                logger = RequestLogger(make_config(**overrides), 1, pid=5349)
+                assert logger._fast
+                record = info(var_count=24, var_size=257, worker_requests=3, total_requests=9,
+                              core=1, micros=2345)
+                for key, value in env_changes.items():
+                    if value is None:
+                        del record.environ[key]
+                    else:
+                        record.environ[key] = value
+                start = path.stat().st_size
+                logger.log_request(record.environ, record.start, 2345, 200, response, 3, 9, 1,
+                                   24, 257, 0, 0)
+                stream.flush()
+                assert path.read_text()[start:] == logger.format(record) + "\n"
+        finally:
+            configure_logging()

@@ -427,7 +427,8 @@ class RequestHandler:
         status = counts.status = response.status_code
         worker_requests = next(self._requests)
         logger = self.logger
-        if logger.wants(status):
+        # (_timed is False when no line can be logged: no call per request then)
+        if self._timed and (logger.logs_all or logger.wants(status)):
             total = self.total_requests  # the instance-wide count only feeds the log line
             total_requests = total() if total is not None else worker_requests
             logger.log_request(

@@ -146,6 +146,8 @@ class RequestLogger:
         self.ioerror = config.log_ioerror
         self.conditional = bool(self.slow_msecs or self.big or self.zero or self.sendfile
                                 or self.ioerror)
+        # wants() is True whatever the status (checked before calling it, once per request)
+        self.logs_all = not self.disabled or self.conditional
         # log-x-forwarded-for: uWSGI logs the header's value as the client address
         self.addr_key = "HTTP_X_FORWARDED_FOR" if config.log_x_forwarded_for else "REMOTE_ADDR"
         self._times = _TimeCache()
@@ -177,6 +179,9 @@ class RequestLogger:
             and is_plain(self._processors) and self._request_fd < 0
         )
         self._renderer = self._processors[-1] if self._default_plain else None
+        # log_request's path for the default line, written whole with one os.write()
+        self._fast = self._default_plain and self._fd >= 0 and not self.disabled
+        self._prefix = f"[pid: {self.pid}|app: 0|req: "
 
     def _write(self, line: str) -> None:
         """One plain line, straight to the log stream (same bytes as structlog's)."""
@@ -184,12 +189,17 @@ class RequestLogger:
             self._stream.flush()  # whatever was written through the stream goes first
             data = (line + "\n").encode(self._encoding, self._errors)
             written = os.write(self._fd, data)
-            while written < len(data):  # a signal or a full pipe: rare
-                data = data[written:]
-                written = os.write(self._fd, data)
+            if written < len(data):  # a signal or a full pipe: rare
+                self._write_rest(data[written:])
         else:
             self._stream.write(line + "\n")
             self._stream.flush()
+
+    def _write_rest(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        while written < len(data):
+            data = data[written:]
+            written = os.write(self._fd, data)
 
     @property
     def may_log(self) -> bool:
@@ -253,15 +263,28 @@ class RequestLogger:
     ) -> None:
         """Log one request the caller checked `wants()`; `response` has body_size,
         header_count, header_size. The default line in plain mode skips RequestInfo and
-        structlog (the common case, once per request)."""
-        processors = self._processors  # is_plain(), inlined: this runs once per request
-        if (self._default_plain and var_count >= 0 and processors[-1] is self._renderer
-                and not self.disabled):
-            self._write(self._default_line(
-                env, var_count, var_size, start, micros, status, response.body_size,
-                response.header_count, response.header_size, worker_requests, total_requests,
-                core, 0,
-            ))
+        structlog (the common case, once per request): formatted here, as _default_line
+        does (a test checks they agree), and written with one os.write()."""
+        # is_plain(), inlined: capture_logs() or a reconfiguration replace the renderer
+        if self._fast and var_count >= 0 and self._processors[-1] is self._renderer:
+            times = self._times
+            ctime = times._ctime if int(start) == times._ctime_sec else times.ctime(start)
+            uri = env.get("REQUEST_URI")
+            if uri is None:
+                uri = _uri_of(env)
+            data = (
+                f"{self._prefix}{worker_requests}/{total_requests}] "
+                f"{env.get(self.addr_key, '')} ({env.get('REMOTE_USER', '')}) "
+                f"{{{var_count} vars in {var_size} bytes}} [{ctime}] "
+                f"{env.get('REQUEST_METHOD', '')} {uri} => generated {response.body_size} bytes "
+                f"in {micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {status}) "
+                f"{response.header_count} headers in {response.header_size} bytes "
+                f"(1 switches on core {core})\n"
+            ).encode(self._encoding, self._errors)
+            self._stream.flush()  # whatever was written through the stream goes first
+            written = os.write(self._fd, data)
+            if written < len(data):  # a signal or a full pipe: rare
+                self._write_rest(data[written:])
             return
         info = RequestInfo(env, start)
         info.micros = micros
@@ -286,8 +309,7 @@ class RequestLogger:
     ) -> str:
         uri = env.get("REQUEST_URI")
         if uri is None:
-            query = env.get("QUERY_STRING")
-            uri = env.get("PATH_INFO", "") + ("?" + query if query else "")
+            uri = _uri_of(env)
         times = self._times
         ctime = times._ctime if int(start) == times._ctime_sec else times.ctime(start)
         return (
@@ -356,6 +378,12 @@ class RequestLogger:
             "ioerr": lambda i: i.write_errors + i.read_errors,
         }
         return table.get(name, lambda i: "")
+
+
+def _uri_of(env: dict[str, Any]) -> str:
+    """The request's URI when the environ has no REQUEST_URI."""
+    query = env.get("QUERY_STRING")
+    return env.get("PATH_INFO", "") + ("?" + query if query else "")
 
 
 def _send_line(fd: int, line: str) -> None:
