@@ -1,6 +1,6 @@
 """User-space instructions per request in a real uzerg worker, counted by valgrind.
 
-    python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500]
+    python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500] [--distinct]
                                         [--server uzerg|uwsgi] [--app FILE] [--cache-sim]
 
 Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
@@ -9,7 +9,9 @@ follows the worker's fork), sends requests one at a time from this process, stop
 with SIGTERM and reads its instruction count; two runs (n/5 and n requests) are subtracted, so
 start-up and shutdown cancel out. ``--app FILE``: another WSGI file than hello world (e.g.
 bench/apps/flask_app.py; its directory goes on the Python path). Kernel work (the TCP stack)
-is not counted. Needs valgrind (``apt-get install -y valgrind``); about a minute per run.
+is not counted. ``--distinct`` (uwsgi): a different REMOTE_PORT in each packet, so no packet
+repeats (the worker's cache of vars blocks never hits, as with many clients). Needs valgrind
+(``apt-get install -y valgrind``); about a minute per run.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def worker_instructions(
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("uzerg under valgrind did not answer")
             time.sleep(0.2)
-        for _ in range(requests - 1):
+        for i in range(requests - 1):
+            if args.distinct:  # as from many clients: no two packets alike
+                request = uwsgi_packet({**UWSGI_VARS, "REMOTE_PORT": str(1024 + i)})
             ask(port, request)
         family = psutil.Process(process.pid).children(recursive=True)
         workers = [p for p in family if p.ppid() == process.pid]
@@ -98,6 +102,8 @@ def main() -> int:
     parser.add_argument("--log", action="store_true", help="request logging on")
     parser.add_argument("-n", type=int, default=1500)
     parser.add_argument("--app", type=Path, default=APP, help="a WSGI file (default: hello)")
+    parser.add_argument("--distinct", action="store_true",
+                        help="uwsgi: each packet differs (REMOTE_PORT), as from many clients")
     parser.add_argument("--cache-sim", action="store_true",
                         help="also simulated cache misses and branch mispredicts (slower)")
     args = parser.parse_args()
@@ -106,7 +112,9 @@ def main() -> int:
     few = worker_instructions(small, args, workdir)
     many = worker_instructions(large, args, workdir)
     per_request = {name: (many[name] - few[name]) / (large - small) for name in many}
-    print(f"{args.server} {args.protocol} log-{'on' if args.log else 'off'} {args.app.name}: "
+    distinct = " distinct" if args.distinct else ""
+    print(f"{args.server} {args.protocol}{distinct} log-{'on' if args.log else 'off'} "
+          f"{args.app.name}: "
           f"{per_request['Ir']:,.0f} "
           "user instructions per request in the worker")
     if args.cache_sim:  # I1/D1: first-level misses, LL: last level; Bcm/Bim: mispredicts

@@ -92,7 +92,11 @@ def test_a_block_seen_before_gives_the_same_variables():
     from uzerg.protocols import uwsgi
 
     uwsgi._CACHE.clear()
+    uwsgi._SEEN.clear()
     raw = encode_uwsgi_packet([("PATH_INFO", "/x"), ("A", "1"), ("A", "2")])
+    once = parse_uwsgi_packet(raw, 4096, {"SCRIPT_NAME": "", "A": "base"})
+    assert once is not None and not uwsgi._CACHE  # kept from its second time
+    assert once.vars == {"SCRIPT_NAME": "", "PATH_INFO": "/x", "A": "2"}
     first = parse_uwsgi_packet(raw, 4096, {"SCRIPT_NAME": "", "A": "base"})
     assert first is not None and len(uwsgi._CACHE) == 1
     first.vars["PATH_INFO"] = "/changed by the app"
@@ -109,13 +113,17 @@ def test_the_block_cache_is_bounded_and_skips_large_blocks():
     from uzerg.protocols import uwsgi
 
     uwsgi._CACHE.clear()
+    uwsgi._SEEN.clear()
     large = encode_uwsgi_packet({"K": "v" * uwsgi._CACHED_BLOCK_MAX})
-    assert parse_uwsgi_packet(large, 65535).vars == {"K": "v" * uwsgi._CACHED_BLOCK_MAX}  # type: ignore[union-attr]
-    assert not uwsgi._CACHE
+    for _ in range(3):
+        assert parse_uwsgi_packet(large, 65535).vars == {"K": "v" * uwsgi._CACHED_BLOCK_MAX}  # type: ignore[union-attr]
+    assert not uwsgi._CACHE and not uwsgi._SEEN
     for i in range(uwsgi._CACHE_MAX + 10):
-        packet = parse_uwsgi_packet(encode_uwsgi_packet({"N": str(i)}), 4096)
-        assert packet is not None and packet.vars == {"N": str(i)}
-        assert len(uwsgi._CACHE) <= uwsgi._CACHE_MAX
+        for _ in range(2):
+            packet = parse_uwsgi_packet(encode_uwsgi_packet({"N": str(i)}), 4096)
+            assert packet is not None and packet.vars == {"N": str(i)}
+        assert len(uwsgi._CACHE) <= uwsgi._CACHE_MAX and len(uwsgi._SEEN) <= uwsgi._CACHE_MAX
+    assert uwsgi._CACHE
 
 
 def test_a_bad_block_is_refused_every_time():
@@ -123,3 +131,54 @@ def test_a_bad_block_is_refused_every_time():
     for _ in range(3):
         with pytest.raises(UwsgiProtocolError, match="current strsize: 9"):
             parse_uwsgi_packet(raw, 4096)
+
+
+def _reference_vars(block: bytes) -> tuple[dict[str, str], int] | str:
+    """A plain item-by-item reader with every check in place: the vars, or the error."""
+    result: dict[str, str] = {}
+    pos = count = 0
+    while pos < len(block):
+        if pos + 2 > len(block):
+            return f"invalid uwsgi request (current strsize: {len(block) - pos}). skip."
+        keylen = int.from_bytes(block[pos : pos + 2], "little")
+        if keylen == 0:
+            return "uwsgi key cannot be null. skip this var."
+        vpos = pos + 2 + keylen
+        if vpos + 2 > len(block):
+            size = keylen if vpos > len(block) else len(block) - vpos
+            return f"invalid uwsgi request (current strsize: {size}). skip."
+        vallen = int.from_bytes(block[vpos : vpos + 2], "little")
+        if vpos + 2 + vallen > len(block):
+            return f"invalid uwsgi request (current strsize: {vallen}). skip."
+        result[block[pos + 2 : vpos].decode("latin-1")] = \
+            block[vpos + 2 : vpos + 2 + vallen].decode("latin-1")
+        pos = vpos + 2 + vallen
+        count += 1
+    return result, count
+
+
+def test_mangled_blocks_give_the_first_bad_items_error():
+    import random
+
+    from uzerg.protocols import uwsgi
+
+    good = encode_uwsgi_packet([("QUERY_STRING", ""), ("REQUEST_METHOD", "GET"),
+                                ("A", "\xe9t\xe9"), ("PATH_INFO", "/x"), ("B", "")])[4:]
+    rng = random.Random(13)
+    blocks = [good[:cut] for cut in range(len(good))]
+    blocks += [b"\x00\x00\x01\x00" + good, good + b"\x00\x00\x05\x00abc", good + b"\x01"]
+    for _ in range(3000):
+        block = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            block[rng.randrange(len(block))] = rng.choice((0, 1, 2, 255, rng.randrange(256)))
+        blocks.append(bytes(block))
+    for block in blocks:
+        uwsgi._CACHE.clear()
+        uwsgi._SEEN.clear()
+        expected = _reference_vars(block)
+        for _ in range(3):  # kept the second time, from the cache the third, when good
+            try:
+                got: Any = uwsgi.parse_uwsgi_vars(block)
+            except UwsgiProtocolError as exc:
+                got = str(exc)
+            assert got == expected, block
