@@ -46,47 +46,13 @@ def parse_uwsgi_header(data: bytes | bytearray | memoryview) -> tuple[int, int, 
     return data[0], data[1] | (data[2] << 8), data[3]
 
 
-# a vars block seen twice -> its variables and item count. A proxy sends the same block for
-# repeated requests (nginx: the same client connection and URI): the decode is the uwsgi
-# protocol's hottest loop (~65 bytecodes a variable); a hit is one dict lookup and an update.
-# A block is kept from its second time only (_SEEN holds the hashes of blocks seen once), so
-# traffic where no block repeats costs one hash and a set lookup more than no cache.
-# Bounded: blocks up to _CACHED_BLOCK_MAX bytes, _CACHE_MAX of them, cleared when full (the
-# cache follows the traffic): at most ~256 * (2 kB + the variables) per worker.
-_CACHE: dict[bytes, tuple[dict[str, str], int]] = {}
-_SEEN: set[int] = set()
-_CACHE_MAX = 256
-_CACHED_BLOCK_MAX = 2048
-
-
 def parse_uwsgi_vars(
     block: bytes, into: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], int]:
     """Decode a vars block into (dict, number of items); `into`: a dict to add them to (a
     copy of the environ's fixed part saves building and merging a second one). Raises
     UwsgiProtocolError."""
-    cached = _CACHE.get(block)
-    if cached is not None:
-        if into is None:
-            return cached[0].copy(), cached[1]
-        into.update(cached[0])
-        return into, cached[1]
-    seen = _SEEN
-    if len(block) > _CACHED_BLOCK_MAX or hash(block) not in seen:
-        if len(block) <= _CACHED_BLOCK_MAX:
-            if len(seen) >= _CACHE_MAX:
-                seen.clear()
-            seen.add(hash(block))
-        return _decode_vars(block, {} if into is None else into)
-    # its second time: kept
-    result, count = _decode_vars(block, {})
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.clear()
-    _CACHE[block] = (result, count)
-    if into is None:
-        return result.copy(), count  # the cached one is never handed out
-    into.update(result)
-    return into, count
+    return _decode_vars(block, {} if into is None else into)
 
 
 def _decode_vars(block: bytes, result: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -153,24 +119,33 @@ def parse_uwsgi_packet(
 
     Raises UwsgiProtocolError for a packet to drop (oversized block, bad modifier, bad vars).
     """
-    if len(data) < HEADER_SIZE:
+    end = uwsgi_vars_end(data, max_block)
+    if end < 0:
         return None
-    modifier1 = data[0]
+    env, count = parse_uwsgi_vars(bytes(data[HEADER_SIZE:end]), into)
+    return UwsgiPacket(data[0], data[3], end - HEADER_SIZE, env, count, bytes(data[end:]))
+
+
+def uwsgi_vars_end(data: bytes | bytearray, max_block: int) -> int:
+    """Where the vars block of the packet at the start of `data` ends (it starts at 4); -1
+    when more bytes are needed. Raises UwsgiProtocolError for an oversized block or a bad
+    modifier1 (the vars are not checked: parse_uwsgi_vars does)."""
+    if len(data) < HEADER_SIZE:
+        return -1
     datasize = data[1] | (data[2] << 8)
-    modifier2 = data[3]
     if datasize > max_block:
         raise UwsgiProtocolError(
             f"invalid request block size: {datasize} (max {max_block})...skip"
         )
     end = HEADER_SIZE + datasize
     if len(data) < end:
-        return None
+        return -1
     # 30 (MANAGE_PATH_INFO, nginx `uwsgi_modifier1 30;` in old recipes) is served as WSGI by
     # uWSGI 2.0 on Python 3, with PATH_INFO left as sent: do the same
+    modifier1 = data[0]
     if modifier1 != 0 and modifier1 != 30:
         raise UwsgiProtocolError(f"-- unavailable modifier requested: {modifier1} --")
-    env, count = parse_uwsgi_vars(bytes(data[HEADER_SIZE:end]), into)
-    return UwsgiPacket(modifier1, modifier2, datasize, env, count, bytes(data[end:]))
+    return end
 
 
 class UwsgiPacketReader:

@@ -25,7 +25,7 @@ from uzerg.protocols.http import (
     parse_request_head,
 )
 from uzerg.protocols.https_redirect import https_redirect
-from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_packet
+from uzerg.protocols.uwsgi import UwsgiProtocolError, uwsgi_vars_end
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
 from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
 from uzerg.serve.environ import HttpEnvirons
@@ -40,6 +40,7 @@ from uzerg.serve.pending import (
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.static import StaticMap, serve_static
+from uzerg.serve.uwsgi_environ import UwsgiEnvirons
 from uzerg.serve.wsgi_io import (
     BodyReadError,
     ClientDisconnected,
@@ -127,6 +128,7 @@ class RequestHandler:
         # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
         self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
         self._http_environ = self.environs.build  # bound once: one attribute load per call
+        self._uwsgi_environ = UwsgiEnvirons(self._base).build
 
     # -- connection -------------------------------------------------------------------------
 
@@ -250,37 +252,23 @@ class RequestHandler:
                 return self._park(conn, peer, "uwsgi", None, b"", deadline)
             if not data:
                 return None
-        env = self._base.copy()
         try:
-            # all the bytes so far (a parked connection keeps them): the reader's feed() with
-            # nothing buffered, without building one (buffer-size is at most 65535)
-            packet = parse_uwsgi_packet(data, self.buffer_size, env)
+            # all the bytes so far (a parked connection keeps them); buffer-size is at most
+            # 65535
+            end = uwsgi_vars_end(data, self.buffer_size)
+            if end < 0:
+                return self._park(conn, peer, "uwsgi", None, data, deadline)
+            env, var_count, length, protocol, is_head = self._uwsgi_environ(data[4:end], peer)
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
             return None
-        if packet is None:
-            return self._park(conn, peer, "uwsgi", None, data, deadline)
-        # (SCRIPT_NAME is in the fixed part: a packet's own value replaced it)
-        scheme = env.get("UWSGI_SCHEME")
-        if scheme:
-            env["wsgi.url_scheme"] = scheme
-        else:
-            https = env.get("HTTPS")
-            if https and https.lower() in ("on", "1"):
-                env["wsgi.url_scheme"] = "https"
-        if "REMOTE_ADDR" not in env and type(peer) is tuple:
-            env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
-        declared = env.get("CONTENT_LENGTH")  # nginx sends it empty for a GET: no call then
-        length = _content_length(declared) if declared else 0
-        prefix = packet.body_prefix
         if length:
-            env["wsgi.input"] = InputStream(LengthBody(conn, prefix, length))
+            env["wsgi.input"] = InputStream(LengthBody(conn, data[end:], length))
         else:
             env["wsgi.input"] = _NO_BODY
-        response = Response(conn, env.get("SERVER_PROTOCOL") or "HTTP/1.0",
-                            env.get("REQUEST_METHOD") == "HEAD", False, False)
-        if self._respond(env, response, counts, core, packet.var_count * 2, packet.datasize,
-                         packet.modifier2) and length:
+        response = Response(conn, protocol, is_head, False, False)
+        if self._respond(env, response, counts, core, var_count * 2, end - 4, data[3]) \
+                and length:
             drain_before_close(env["wsgi.input"])
         return None
 
@@ -465,15 +453,6 @@ def _send_error_response(conn: Connection, exc: HttpError, extra: bytes = b"") -
         + body
     )
     conn.discard_input()
-
-
-def _content_length(text: str | None) -> int:
-    if not text:
-        return 0
-    try:
-        return max(int(text), 0)
-    except ValueError:
-        return 0
 
 
 def _app_failed(counts: _Counts, response: Response, reply: bytes | None) -> bool:
