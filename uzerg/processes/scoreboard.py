@@ -51,6 +51,10 @@ class Scoreboard:
         core_bytes = ctypes.sizeof(CoreSlot) * capacity * cores
         self._map = mmap.mmap(-1, _align(header) + _align(workers) + core_bytes)
         self.header = InstanceHeader.from_buffer(self._map, 0)
+        # header.total_requests as a memoryview item: a worker bumps it on every logged
+        # request, and an item costs less than a ctypes field (a descriptor, a conversion)
+        offset = InstanceHeader.total_requests.offset
+        self.total_view = memoryview(self._map)[offset : offset + 8].cast("Q")
         self.workers = (WorkerSlot * capacity).from_buffer(self._map, _align(header))
         self.core_slots = (CoreSlot * (capacity * cores)).from_buffer(
             self._map, _align(header) + _align(workers)
@@ -98,6 +102,7 @@ class Scoreboard:
 
     def close(self) -> None:
         # the ctypes views export the buffer; drop them before unmapping
+        self.total_view.release()
         del self.header, self.workers, self.core_slots
         self._map.close()
 

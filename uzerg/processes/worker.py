@@ -406,9 +406,10 @@ class Worker:
             time.sleep(ACCEPT_BACKOFF)  # out of descriptors/memory: let in-flight work release some
 
     def _count_total(self) -> int:
-        header = self.scoreboard.header
-        header.total_requests += 1  # shared by all workers; a rare lost update only skews logs
-        return int(header.total_requests)
+        view = self.scoreboard.total_view  # header.total_requests
+        total = view[0] + 1  # shared by all workers; a rare lost update only skews logs
+        view[0] = total
+        return total
 
 
 def _acceptor(listener: socket.socket) -> Callable[[], tuple[_socket.socket, Any]]:
