@@ -40,6 +40,10 @@ class CoreSlot(ctypes.Structure):
     ]
 
 
+# a core's counters as items of core_views()'s u64 view (CoreSlot's field order)
+REQUESTS, STATIC_REQUESTS, READ_ERRORS, EXCEPTIONS, TX, RUNNING_TIME = range(6)
+
+
 class Scoreboard:
     """Slots for ``capacity`` workers of ``cores`` threads each; worker ids start at 1."""
 
@@ -55,6 +59,9 @@ class Scoreboard:
         # request, and an item costs less than a ctypes field (a descriptor, a conversion)
         offset = InstanceHeader.total_requests.offset
         self.total_view = memoryview(self._map)[offset : offset + 8].cast("Q")
+        self._views: list[memoryview] = [self.total_view]
+        self._cores_at = _align(header) + _align(workers)
+        self._workers_at = _align(header)
         self.workers = (WorkerSlot * capacity).from_buffer(self._map, _align(header))
         self.core_slots = (CoreSlot * (capacity * cores)).from_buffer(
             self._map, _align(header) + _align(workers)
@@ -65,6 +72,25 @@ class Scoreboard:
 
     def core(self, worker_id: int, core_id: int) -> CoreSlot:
         return self.core_slots[(worker_id - 1) * self.cores + core_id]
+
+    def core_views(self, worker_id: int, core_id: int) -> tuple[memoryview, memoryview]:
+        """A core's slot as memoryviews, for its own writer (an item costs less than a ctypes
+        field): its u64 counters (indexed by REQUESTS, ..., RUNNING_TIME) and its
+        request_start (item 0)."""
+        at = self._cores_at + ctypes.sizeof(CoreSlot) * ((worker_id - 1) * self.cores + core_id)
+        start = at + CoreSlot.request_start.offset  # type: ignore[attr-defined]
+        counters = memoryview(self._map)[at : at + 8 * (RUNNING_TIME + 1)].cast("Q")
+        request_start = memoryview(self._map)[start : start + 8].cast("d")
+        self._views += [counters, request_start]
+        return counters, request_start
+
+    def delta_requests_view(self, worker_id: int) -> memoryview:
+        """A worker slot's delta_requests as item 0 of a memoryview (for its worker)."""
+        at = self._workers_at + ctypes.sizeof(WorkerSlot) * (worker_id - 1) \
+            + WorkerSlot.delta_requests.offset  # type: ignore[attr-defined]
+        view = memoryview(self._map)[at : at + 8].cast("Q")
+        self._views.append(view)
+        return view
 
     def cores_of(self, worker_id: int) -> list[CoreSlot]:
         start = (worker_id - 1) * self.cores
@@ -102,7 +128,8 @@ class Scoreboard:
 
     def close(self) -> None:
         # the ctypes views export the buffer; drop them before unmapping
-        self.total_view.release()
+        for view in self._views:
+            view.release()
         del self.header, self.workers, self.core_slots
         self._map.close()
 

@@ -41,7 +41,15 @@ from uzerg.logs import get_logger
 from uzerg.processes.hooks import HookExit, HookFailed, run_phase
 from uzerg.processes.parked import ParkedConnections
 from uzerg.processes.process import set_process_title
-from uzerg.processes.scoreboard import Scoreboard
+from uzerg.processes.scoreboard import (
+    EXCEPTIONS,
+    READ_ERRORS,
+    REQUESTS,
+    RUNNING_TIME,
+    STATIC_REQUESTS,
+    TX,
+    Scoreboard,
+)
 from uzerg.serve.pending import PendingHead, add_counts
 from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
@@ -103,6 +111,7 @@ class Worker:
         self._statm = -1
         self._page = os.sysconf("SC_PAGE_SIZE")
         self._slot = scoreboard.worker(worker_id)  # a view: building one per request costs
+        self._delta_requests = scoreboard.delta_requests_view(worker_id)
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -215,7 +224,9 @@ class Worker:
         entries = {item.fd: (_acceptor(item.sock), item.protocol, item.server_port,
                              _extra(item)) for item in listeners}
         header = self.scoreboard.header
-        core = self.scoreboard.core(self.worker_id, core_id)
+        # this core's counters and request start (memoryview items: cheaper than ctypes
+        # fields, written on every request)
+        core = self.scoreboard.core_views(self.worker_id, core_id)
         parked = ParkedConnections(poller, self.pending_limit)
         waiting = parked.waiting
         idle_poll = IDLE_POLL
@@ -258,7 +269,7 @@ class Worker:
                 events = poll(timeout, max_events)
                 if not events:
                     if timeout == idle_poll and not self.stopping:
-                        self._on_idle(accepting, entries, core_id, parked)
+                        self._on_idle(accepting, entries, core, core_id, parked)
                     continue
                 for fd, _mask in events:
                     entry = entries.get(fd)
@@ -287,12 +298,13 @@ class Worker:
             self._wake_cores()  # a core that stops (max-requests) stops its siblings
 
     def _serve_one(
-        self, core: Any, conn: Any, peer: Any, protocol: str, port: str, core_id: int,
-        parked: ParkedConnections, extra: dict[str, Any] | None = None,
+        self, core: tuple[memoryview, memoryview], conn: Any, peer: Any, protocol: str,
+        port: str, core_id: int, parked: ParkedConnections, extra: dict[str, Any] | None = None,
         pending: PendingHead | None = None,
     ) -> None:
         """Serve a new connection, or go on with a `pending` one that became readable."""
-        core.request_start = time.time()  # harakiri watches this
+        counters, request_start = core
+        request_start[0] = time.time()  # harakiri watches this
         started = time.perf_counter()
         if pending is not None:
             counts = self.handler.resume(pending, core=core_id)
@@ -309,36 +321,38 @@ class Worker:
             counts = add_counts(counts, self.handler.resume(waiting, core=core_id))
             if counts.pending is None:
                 parked.forget(waiting.fd)  # closed
-        core.running_time += int((time.perf_counter() - started) * 1_000_000)
-        core.request_start = 0.0
+        counters[RUNNING_TIME] += int((time.perf_counter() - started) * 1_000_000)
+        request_start[0] = 0.0
         if counts.pending is not None:
             oldest = parked.park(counts.pending)
             if oldest is not None:
                 self._drop(core, parked, oldest, "too many pending heads")
             if not counts.requests:
                 return
-        core.requests += counts.requests
-        core.tx += counts.tx
+        counters[REQUESTS] += counts.requests
+        counters[TX] += counts.tx
         if counts.exceptions:
-            core.exceptions += counts.exceptions
+            counters[EXCEPTIONS] += counts.exceptions
         if counts.static_requests:
-            core.static_requests += counts.static_requests
+            counters[STATIC_REQUESTS] += counts.static_requests
         if counts.read_errors:
-            core.read_errors += counts.read_errors
-        slot = self._slot
-        slot.delta_requests += counts.requests
-        if self.max_requests and slot.delta_requests >= self.max_requests:
+            counters[READ_ERRORS] += counts.read_errors
+        delta = self._delta_requests  # the worker slot's delta_requests
+        delta[0] += counts.requests
+        if self.max_requests and delta[0] >= self.max_requests:
             self._recycle()
         elif self.reload_on_rss and self._rss() >= self.reload_on_rss:
             self._recycle()
 
     def _drop(
-        self, core: Any, parked: ParkedConnections, pending: PendingHead, why: str
+        self, core: tuple[memoryview, memoryview], parked: ParkedConnections,
+        pending: PendingHead, why: str,
     ) -> None:
         counts = self.handler.expire(pending, why)
         parked.forget(pending.fd)
-        core.requests += counts.requests
-        core.tx += counts.tx
+        counters = core[0]
+        counters[REQUESTS] += counts.requests
+        counters[TX] += counts.tx
 
     def _set_accepting(
         self, poller: select.epoll, accepting: bool, before: bool | None, core_id: int
@@ -359,7 +373,8 @@ class Worker:
         return accepting
 
     def _on_idle(
-        self, accepting: bool, entries: dict[int, Any], core_id: int, parked: ParkedConnections
+        self, accepting: bool, entries: dict[int, Any], core: tuple[memoryview, memoryview],
+        core_id: int, parked: ParkedConnections,
     ) -> None:
         if not accepting:
             return
@@ -370,8 +385,7 @@ class Worker:
                 conn, peer = accept()
             except OSError:
                 continue
-            self._serve_one(self.scoreboard.core(self.worker_id, core_id), conn, peer, protocol,
-                            port, core_id, parked, extra)
+            self._serve_one(core, conn, peer, protocol, port, core_id, parked, extra)
             if self.stopping:
                 return
 
