@@ -290,14 +290,19 @@ class Response:
             offset = filelike.tell()
         except (AttributeError, OSError, ValueError):
             offset = 0
-        count = max(st.st_size - offset, 0)
+        self.send_file(fd, offset, st.st_size)
+        return True
+
+    def send_file(self, fd: int, offset: int, size: int) -> None:
+        """Send the regular file `fd` (`size` bytes long) from `offset` with sendfile()."""
+        count = max(size - offset, 0)
         if self.declared_length is not None:
             count = min(count, self.declared_length - self.body_size)
         if not self.headers_sent:
             # on keep-alive without a Content-Length from the app, the file size frames the body
             self._send_head(b"", count if self.declared_length is None else None)
         if self.is_head or count <= 0:
-            return True
+            return
         if self.chunked:
             self.conn.sendall(b"%x\r\n" % count)
         sent = self.conn.sendfile(fd, offset, count)
@@ -307,7 +312,6 @@ class Response:
             self.conn.sendall(b"\r\n")
         if sent < count:
             self.keep_alive = False
-        return True
 
 
 def _all_bytes(items: list[Any] | tuple[Any, ...]) -> bool:

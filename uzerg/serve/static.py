@@ -19,11 +19,13 @@ from uzerg.logs import get_logger
 from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.response import Response
 from uzerg.serve.static_rules import StaticFile, StaticRules
-from uzerg.serve.wsgi_io import FileWrapper
 
 __all__ = ["StaticFile", "StaticMap", "load_file_support", "serve_static", "serves_files"]
 
 log = get_logger()
+
+# O_NONBLOCK: opening a FIFO must not wait for a writer (only regular files are sent)
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 def serves_files(config: Config) -> bool:
@@ -57,6 +59,9 @@ class StaticMap:
         self.docroot = docroot
         self.rules = rules
         self.headers = headers
+        self._types: dict[str, str] = {}  # file name -> content type (see _content_type)
+        # the real path of an open file descriptor, resolved by the kernel (Linux)
+        self._fd_paths = os.path.isdir("/proc/self/fd")
 
     @classmethod
     def from_config(cls, config: Config, headers: ResponseHeaders | None) -> StaticMap | None:
@@ -127,26 +132,94 @@ class StaticMap:
                     break
         if not stat.S_ISREG(st.st_mode):
             return None
-        if rules is not None:
-            return StaticFile(candidate, st.st_size, st.st_mtime, rules.content_type(candidate))
-        import mimetypes  # see load_file_support()
+        return StaticFile(candidate, st.st_size, st.st_mtime, self._content_type(candidate))
 
-        ctype = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
-        return StaticFile(candidate, st.st_size, st.st_mtime, ctype)
+    def _content_type(self, path: str) -> str:
+        """The type of a file, remembered per file name (the tables do not change once loaded;
+        the type depends on the name's suffixes only)."""
+        name = path.rpartition("/")[2]
+        types = self._types
+        found = types.get(name)
+        if found is None:
+            rules = self.rules
+            if rules is not None:
+                found = rules.content_type(path)
+            else:
+                import mimetypes  # see load_file_support()
+
+                found = mimetypes.guess_type(path)[0] or "application/octet-stream"
+            if len(types) >= 4096:
+                types.clear()
+            types[name] = found
+        return found
+
+    def open_fast(self, path_info: str) -> tuple[StaticFile, int] | None:
+        """The common case of lookup(), in fewer system calls: the first mapping whose prefix
+        matches is a directory and holds a regular file under it. The file is opened first and
+        its real path read back from /proc/self/fd (what os.path.realpath finds with an lstat
+        per path component). None whenever anything else may apply (no match, a directory, a
+        symlink out of the root, an error...): lookup() then decides, as it always did."""
+        if not self._fd_paths:
+            return None
+        for prefix, root, keep in self.entries:
+            if prefix == "/":
+                return self._open_under(root, path_info)
+            if path_info == prefix or path_info.startswith(prefix + "/"):
+                return self._open_under(root, path_info if keep else path_info[len(prefix) :])
+        return None
+
+    def _open_under(self, root: str, rest: str) -> tuple[StaticFile, int] | None:
+        relative = rest.lstrip("/")
+        if not relative or "\0" in relative:
+            return None
+        try:
+            fd = os.open(root + "/" + os.fsdecode(relative.encode("latin-1")), _OPEN_FLAGS)
+        except (OSError, ValueError):  # UnicodeEncodeError is a ValueError
+            return None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                real = os.readlink(f"/proc/self/fd/{fd}")
+                if real.startswith(root.rstrip("/") + "/"):
+                    return (StaticFile(real, st.st_size, st.st_mtime, self._content_type(real)),
+                            fd)
+        except OSError:
+            pass
+        os.close(fd)
+        return None
 
     def find(self, env: dict[str, Any]) -> StaticFile | None:
         """The file to send for a request (its gzip twin, when that applies), or None."""
+        found, fd = self.find_open(env)
+        if fd >= 0:
+            os.close(fd)
+        return found
+
+    def find_open(self, env: dict[str, Any]) -> tuple[StaticFile | None, int]:
+        """find(), and the file already open when open_fast() found it (else -1): the
+        caller closes it."""
         path_info = env.get("PATH_INFO") or ""
         rules = self.rules
         if rules is not None and rules.skipped(path_info):
-            return None
-        found = self.lookup(path_info, env.get("DOCUMENT_ROOT"))
+            return None, -1
+        fast = self.open_fast(path_info)
+        if fast is None:
+            found = self.lookup(path_info, env.get("DOCUMENT_ROOT"))
+            fd = -1
+        else:
+            found, fd = fast
         if found is None or rules is None:
-            return found
+            return found, fd
         if rules.skipped(found.path):
-            return None
-        return rules.variant(found, env.get("HTTP_ACCEPT_ENCODING"),
+            if fd >= 0:
+                os.close(fd)
+            return None, -1
+        sent = rules.variant(found, env.get("HTTP_ACCEPT_ENCODING"),
                              lambda path: self._within_any(path, found.path))
+        if sent.path != found.path and fd >= 0:
+            os.close(fd)  # its twin goes out instead
+            fd = -1
+        return sent, fd
 
     def _within_any(self, twin: str, original: str) -> bool:
         """A twin may be served when it is where its file is, or under a safe path."""
@@ -172,9 +245,18 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
     """Answer a GET/HEAD for a mapped file; False when the application should answer."""
     if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         return False
-    found = static.find(env)
+    found, fd = static.find_open(env)
     if found is None:
         return False
+    try:
+        return _send_found(static, env, response, found, fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _send_found(static: StaticMap, env: dict[str, Any], response: Response, found: StaticFile,
+                fd: int) -> bool:
     extra = static.file_headers(env, found)
     headers = static.headers
     if found.not_modified_since(env.get("HTTP_IF_MODIFIED_SINCE")):
@@ -182,17 +264,35 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
         response.start_response("304 Not Modified", headers.apply(head) if headers else head)
         response.finish_body()
         return True
-    try:
-        f = open(found.path, "rb")
-    except OSError:
-        return False  # vanished or unreadable since the lookup: let the application answer
-    with f:
-        head = [
-            ("Content-Type", found.content_type),
-            ("Content-Length", str(found.size)),
-            ("Last-Modified", found.last_modified),
-            *extra,
-        ]
-        response.start_response("200 OK", headers.apply(head) if headers else head)
-        response.send_iterable(FileWrapper(f))
+    if fd >= 0:
+        size = found.size  # the fstat() of this very descriptor
+    else:
+        try:
+            fd = os.open(found.path, _OPEN_FLAGS)
+        except OSError:
+            return False  # vanished or unreadable since the lookup: let the application answer
+        try:
+            size = os.fstat(fd).st_size
+        except OSError:
+            os.close(fd)
+            return False
+        try:
+            return _send_file(static, response, found, fd, size, extra)
+        finally:
+            os.close(fd)
+    return _send_file(static, response, found, fd, size, extra)
+
+
+def _send_file(static: StaticMap, response: Response, found: StaticFile, fd: int, size: int,
+               extra: list[tuple[str, str]]) -> bool:
+    head = [
+        ("Content-Type", found.content_type),
+        ("Content-Length", str(found.size)),
+        ("Last-Modified", found.last_modified),
+        *extra,
+    ]
+    headers = static.headers
+    response.start_response("200 OK", headers.apply(head) if headers else head)
+    response.send_file(fd, 0, size)
+    response.finish_body()
     return True

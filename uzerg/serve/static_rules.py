@@ -29,6 +29,9 @@ from uzerg.record import record, replace
 
 log = get_logger()
 
+# mtime -> its HTTP date (formatdate: ~5 us a call; a site has few distinct mtimes)
+_LAST_MODIFIED: dict[float, str] = {}
+
 # (Content-Encoding, suffix of the twin) in the order uWSGI tries them
 _CODINGS = (("br", ".br"), ("gzip", ".gz"))
 
@@ -61,9 +64,15 @@ class StaticFile:
 
     @property
     def last_modified(self) -> str:
-        from email.utils import formatdate  # see static.load_file_support()
+        found = _LAST_MODIFIED.get(self.mtime)
+        if found is None:
+            from email.utils import formatdate  # see static.load_file_support()
 
-        return formatdate(self.mtime, usegmt=True)
+            found = formatdate(self.mtime, usegmt=True)
+            if len(_LAST_MODIFIED) >= 4096:
+                _LAST_MODIFIED.clear()
+            _LAST_MODIFIED[self.mtime] = found
+        return found
 
     def not_modified_since(self, header: str | None) -> bool:
         if not header:
