@@ -122,3 +122,35 @@ def test_path_info_is_matched_not_request_uri(logs, site):
     })
     reply, _ = exchange(handler(site), packet, "uwsgi")
     assert reply.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"body { color: red }\n")
+
+
+def test_a_fifo_is_not_opened_for_a_writer_and_falls_through(logs, site):
+    os.mkfifo(site / "static" / "pipe")
+    assert exchange(handler(site), get("/static/pipe"))[0].endswith(b"Hello World")
+
+
+def test_a_symlink_within_the_root_is_served_under_its_real_name(logs, site):
+    (site / "static" / "alias.txt").symlink_to(site / "static" / "css" / "site.css")
+    reply, _ = exchange(handler(site), get("/static/alias.txt"))
+    assert b"Content-Type: text/css\r\n" in reply and reply.endswith(b"body { color: red }\n")
+
+
+def test_a_later_mapping_serves_what_the_first_one_lacks(logs, site):
+    (site / "other").mkdir()
+    (site / "other" / "only.txt").write_text("only here")
+    static = (f"/static={site / 'static'}", f"/static={site / 'other'}")
+    reply, _ = exchange(RequestHandler(hello_app, make_config(static_map=static), 1),
+                        get("/static/only.txt"))
+    assert reply.endswith(b"only here")
+
+
+def test_descriptors_are_closed_after_each_file(logs, site):
+    before = len(os.listdir("/proc/self/fd"))
+    for path in ("/static/css/site.css", "/static/link", "/static/pipe", "/static/css"):
+        if path == "/static/pipe":
+            os.mkfifo(site / "static" / "pipe")
+        exchange(handler(site), get(path))
+        exchange(handler(site), get(path, "HEAD"))
+        since = "If-Modified-Since: Sun, 1 Jan 2090 00:00:00 GMT\r\n"
+        exchange(handler(site), get(path, extra=since))
+    assert len(os.listdir("/proc/self/fd")) == before
