@@ -180,7 +180,8 @@ class StaticMap:
             st = os.fstat(fd)
             if stat.S_ISREG(st.st_mode):
                 real = os.readlink(f"/proc/self/fd/{fd}")
-                if real.startswith(root.rstrip("/") + "/"):
+                # (a file unlinked meanwhile reads back as "PATH (deleted)": lookup() decides)
+                if real.startswith(root.rstrip("/") + "/") and not real.endswith(" (deleted)"):
                     return (StaticFile(real, st.st_size, st.st_mtime, self._content_type(real)),
                             fd)
         except OSError:
