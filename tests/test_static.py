@@ -154,3 +154,27 @@ def test_descriptors_are_closed_after_each_file(logs, site):
         since = "If-Modified-Since: Sun, 1 Jan 2090 00:00:00 GMT\r\n"
         exchange(handler(site), get(path, extra=since))
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_a_traversal_never_opens_what_lies_outside_the_root(logs, site):
+    # a FIFO outside the root with a writer waiting: any open() of it for reading, even one
+    # the real-path check would undo, lets the writer's open() return
+    import threading
+
+    fifo = site / "outside.fifo"
+    os.mkfifo(fifo)
+    opened = threading.Event()
+
+    def writer() -> None:
+        with open(fifo, "wb"):
+            opened.set()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        reply, _ = exchange(handler(site), get("/static/../outside.fifo"))
+        assert reply.endswith(b"Hello World")
+        assert not opened.wait(0.3), "the traversal opened a file outside the static root"
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # release the writer
+        thread.join(5)

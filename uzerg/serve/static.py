@@ -170,7 +170,9 @@ class StaticMap:
 
     def _open_under(self, root: str, rest: str) -> tuple[StaticFile, int] | None:
         relative = rest.lstrip("/")
-        if not relative or "\0" in relative:
+        # ".." could open a file outside the root (a device, a FIFO) before the check below
+        # rejects it: such paths, and any name holding "..", take lookup()'s way
+        if not relative or "\0" in relative or ".." in relative:
             return None
         try:
             fd = os.open(root + "/" + os.fsdecode(relative.encode("latin-1")), _OPEN_FLAGS)
