@@ -130,6 +130,7 @@ class Config:
     master_fifo: tuple[str, ...] = ()
     takeover: str | None = None
     takeover_stop: bool = False
+    start_paused: bool = False
     hook_asap: tuple[str, ...] = ()
     exec_asap: tuple[str, ...] = ()
     call_asap: tuple[str, ...] = ()

@@ -286,6 +286,9 @@ OPTIONS: tuple[Option, ...] = (
            U, metavar="PIDFILE"),
     Option("takeover-stop", "flag", "with takeover: stop the old instance instead of pausing it",
            U),
+    Option("start-paused", "flag", "a warm standby: load the app and fork the workers, then "
+           "wait paused (accepting nothing) until resumed by SIGTSTP, --resume or the master "
+           "fifo's p", U),
     # hooks, daemons and cron
     *_phase_options(),
     Option("hook-touch", "list", "run the hook when FILE is touched (checked every second)", K,

@@ -194,11 +194,14 @@ class Instance:
         threads = config.threads
         processes = config.processes
         scoreboard = Scoreboard(max(processes * 4, processes + 16), threads)
-        if os.environ.pop(ENV_STANDBY, None) == "1" and self.state is None:
-            # a Broodlord warm standby: app loaded, workers forked, paused until the
-            # Emperor resumes them (SIGTSTP, as --pause/--resume)
+        broodlord_standby = os.environ.pop(ENV_STANDBY, None) == "1"
+        if (broodlord_standby or config.start_paused) and self.state is None:
+            # a warm standby (start-paused, or a Broodlord's): app loaded, workers forked,
+            # paused until resumed (SIGTSTP, as --pause/--resume, or the master fifo's p)
             scoreboard.header.paused = 1
-            log.info("warm standby: workers start paused until the Emperor resumes them",
+            log.info("warm standby: workers start paused until the Emperor resumes them"
+                     if broodlord_standby else "warm standby: workers start paused until "
+                     "resumed (SIGTSTP, --resume PIDFILE or the master fifo's p)",
                      event_kind="standby")
         services.extend([self.zerg, self.lifecycle])
         mules = None
