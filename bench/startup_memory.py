@@ -5,6 +5,9 @@
    same moment a client connects to the pool's socket and sends a uwsgi request, which waits in
    the backlog until the zerg's first worker accepts it. The time from launch to the answer,
    median of N starts (interleaved, after one untimed start each that writes .pyc files).
+   Warm standby: a zerg started paused (uzerg's ``start-paused``; uWSGI, which has none, is
+   paused through its master fifo once it answers) while a request waits in the pool's queue;
+   the time from the master fifo's ``p`` (resume) to the answer, median of N.
 9. The server with the Flask app over HTTP, 2 workers; after 20 requests, each worker's USS
    (the memory only it has: what it wrote since the fork) and RSS, averaged over the workers.
 """
@@ -83,6 +86,90 @@ def zerg_start(servers: list[str], starts: int, workdir: Path) -> dict[str, floa
     return medians
 
 
+def _wait_log(path: Path, text: bytes, count: int, process: subprocess.Popen[bytes],
+              deadline: float) -> None:
+    while path.read_bytes().count(text) < count:
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"no {count} x {text!r} in {path.name}")
+        time.sleep(0.005)
+
+
+def _one_resume(server: str, pool: Path, port: int, workdir: Path) -> float:
+    """ms from the master fifo's ``p`` to the first answer of a paused zerg: uzerg's started
+    with ``start-paused`` (a warm standby), uWSGI's paused once it answered (it has no
+    start-paused); the request waits in the pool's queue meanwhile."""
+    fifo = workdir / f"standby-{server}.fifo"
+    fifo.unlink(missing_ok=True)
+    cmd = server_command(server, Scenario(8, "zerg start", HELLO, front="zergpool"), str(pool),
+                         workdir) + ["--master-fifo", str(fifo)]
+    if server == "uzerg":
+        cmd.append("--start-paused")
+    request = uwsgi_packet(UWSGI_VARS)
+    log_path = workdir / f"standby-{server}.log"
+    log_path.write_bytes(b"")
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=log_file, start_new_session=True, env=server_env())
+    try:
+        deadline = time.monotonic() + 30
+        if server == "uzerg":
+            _wait_log(log_path, b"suspended ***", 2, process, deadline)
+        else:
+            _ask(port, request, deadline)  # its workers accept: now pause them
+            while not fifo.exists():
+                time.sleep(0.005)
+            with open(fifo, "w") as writer:
+                writer.write("p")
+            _wait_log(log_path, b"*** PAUSE", 1, process, deadline)
+            time.sleep(0.2)  # a bench, not a test: let the workers take the pause
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(request)  # queued: nobody accepts
+            sock.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):
+                if sock.recv(1):
+                    raise RuntimeError(f"a paused {server} answered")
+            sock.settimeout(30)
+            with open(fifo, "w") as writer:
+                start = time.monotonic()
+                writer.write("p")
+            answer = sock.recv(65536)
+            elapsed = time.monotonic() - start
+        if b" 200 OK" not in answer.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"{server} standby answered {answer[:60]!r}")
+        return elapsed * 1000
+    finally:
+        kill_tree(process)
+
+
+def warm_standby(servers: list[str], starts: int, workdir: Path) -> dict[str, float]:
+    """Median ms from resuming a paused zerg (master fifo ``p``) to its first answer."""
+    port = free_port()
+    pool = workdir / "standbypool.sock"
+    times: dict[str, list[float]] = {server: [] for server in servers}
+    with open(workdir / "standbypool.log", "ab") as log_file:
+        pool_process = subprocess.Popen(zergpool_command(pool, port), cwd=workdir,
+                                        stdin=subprocess.DEVNULL, stdout=log_file,
+                                        stderr=log_file, start_new_session=True, env=server_env())
+    try:
+        deadline = time.monotonic() + 30
+        while not pool.exists():
+            if time.monotonic() > deadline or pool_process.poll() is not None:
+                raise RuntimeError("the zergpool did not start")
+            time.sleep(0.05)
+        for _ in range(starts):
+            for server in servers:
+                try:
+                    times[server].append(_one_resume(server, pool, port, workdir))
+                except (RuntimeError, OSError) as exc:
+                    print(f"  warm standby {server} failed: {exc}", flush=True)
+    finally:
+        kill_tree(pool_process)
+    for server, runs in times.items():
+        print(f"  resume {server:<8} " + " ".join(f"{t:.1f}" for t in sorted(runs)) + " ms",
+              flush=True)
+    return {server: statistics.median(runs) for server, runs in times.items() if runs}
+
+
 def idle_memory(servers: list[str], workdir: Path) -> dict[str, tuple[float, float]]:
     """(USS, RSS) in MB per idle worker of each server with the Flask app loaded."""
     scenario = Scenario(9, "idle memory", FLASK)
@@ -115,14 +202,16 @@ def idle_memory(servers: list[str], workdir: Path) -> dict[str, tuple[float, flo
     return memory
 
 
-def print_startup(medians: dict[str, float]) -> None:
-    if not medians:
-        return
-    print("\n8  zerg start, launch -> first answer (median): " + ", ".join(
-        f"{server} {ms:.0f} ms" for server, ms in medians.items()))
+def print_startup(medians: dict[str, float], resumes: dict[str, float]) -> None:
+    if medians:
+        print("\n8  zerg start, launch -> first answer (median): " + ", ".join(
+            f"{server} {ms:.0f} ms" for server, ms in medians.items()))
     if "uzerg" in medians and "uwsgi" in medians:
-        print(f"   uzerg/uwsgi {medians['uzerg'] / medians['uwsgi']:.2f}; warm standby: not "
-              "available in uzerg yet")
+        print(f"   uzerg/uwsgi {medians['uzerg'] / medians['uwsgi']:.2f}")
+    if resumes:
+        print("   warm standby, master fifo p -> first answer (median): " + ", ".join(
+            f"{server} {ms:.1f} ms" for server, ms in resumes.items())
+            + " (uzerg: start-paused; uWSGI: paused after its start)")
 
 
 def print_memory(memory: dict[str, tuple[float, float]]) -> None:
