@@ -30,6 +30,13 @@ COSTLY = {
     "uzerg.processes.cheaper": "cheaper mode only",
     "uzerg.processes.stats": "stats sockets only",
     "uzerg.emperor.link": "a vassal only",
+    "uzerg.processes.hook_actions": "a hook's first step only",
+    "uzerg.processes.cron": "cron only",
+    "uzerg.processes.daemons": "attach-daemon and its family only",
+    "uzerg.processes.logmaster": "log-master, loggers, log routes and encoders only",
+    "uzerg.logsinks": "log-master, loggers, log routes and encoders only",
+    "uzerg.zerg.server": "zerg-server and zergpool only",
+    "uzerg.zerg.pool": "zergpool only",
 }
 APP = '''
 import sys

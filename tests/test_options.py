@@ -90,7 +90,7 @@ def test_uzerg_options_that_uwsgi_knows_are_in_the_uwsgi_table() -> None:
                  "resume", "file", "zerg-wait", "takeover", "takeover-stop", "stats-prometheus",
                  "rollback", "zerg-probe", "zerg-status", "json", "max-pending-heads",
                  "cheaper-idle",
-                 "emperor-broodlord-standby"}  # cheaper-idle: uWSGI's master branch
+                 "emperor-broodlord-standby", "start-paused"}  # cheaper-idle: uWSGI's master branch
     for name in options.BY_NAME:
         if name not in ours_only:
             assert name in uwsgi_options.KNOWN, name

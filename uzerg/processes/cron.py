@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from uzerg.config.model import Config
 from uzerg.config.service_values import CronSpec
 from uzerg.logs import get_logger
 from uzerg.processes.services import MasterService, MasterView, OnReadable
@@ -69,10 +68,6 @@ class CronTask:
         """A run alive past its harakiri (killed once)."""
         return (self.pid >= 0 and self.harakiri > 0 and not self.killed
                 and now > self.started_at + self.harakiri)
-
-
-def configured_crons(config: Config) -> list[CronSpec]:
-    return [*config.cron, *config.unique_cron, *config.cron2]
 
 
 class Cron(MasterService):

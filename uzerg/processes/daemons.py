@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from uzerg.config.model import Config
 from uzerg.config.service_values import DaemonSpec
 from uzerg.logs import get_logger
 from uzerg.processes.process import file_mtime
@@ -80,11 +79,6 @@ class Daemon:
     has_daemonized: bool = False  # a smart daemon's first process has exited
     pidfile_checks: int = 0
     touch_mtimes: dict[str, float] | None = None
-
-
-def configured_daemons(config: Config) -> list[DaemonSpec]:
-    return [*config.attach_daemon, *config.attach_control_daemon, *config.attach_daemon2,
-            *config.smart_attach_daemon, *config.smart_attach_daemon2]
 
 
 class Daemons(MasterService):

@@ -23,14 +23,13 @@ import time
 from collections.abc import Callable
 
 from uzerg.logs import get_logger
+from uzerg.processes.hooks import HookActionError, HookExit
+
+__all__ = ["ACTIONS", "HookActionError", "HookExit", "run_command"]
 
 log = get_logger()
 
 WAIT_TIMEOUT = 60  # seconds: uWSGI's default wait-for-fs-timeout / wait-for-socket-timeout
-
-
-class HookActionError(Exception):
-    """A hook action failed; the message says why in one line."""
 
 
 # unix_signal:N FUNC where uzerg's master already does what FUNC does on signal N
@@ -205,12 +204,6 @@ def _exit(arg: str) -> None:
     code = int(arg) if len(arg) > 1 and arg.lstrip("-").isdigit() else 0
     log.info(f"hook exit: {code}", event_kind="hook_exit")
     raise HookExit(code)
-
-
-class HookExit(Exception):  # noqa: N818 - not an error: the exit action was asked for
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 def _print(arg: str) -> None:

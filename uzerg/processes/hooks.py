@@ -25,14 +25,25 @@ from collections.abc import Mapping
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
-from uzerg.processes.hook_actions import ACTIONS, HookActionError, HookExit, run_command
 from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 from uzerg.record import record
 
 log = get_logger()
 
-__all__ = ["HookExit", "HookFailed", "HooksService", "PHASES", "Phase", "run_phase"]
+__all__ = [
+    "HookActionError", "HookExit", "HookFailed", "HooksService", "PHASES", "Phase", "run_phase",
+]
+
+
+class HookActionError(Exception):
+    """A hook action failed; the message says why in one line."""
+
+
+class HookExit(Exception):  # noqa: N818 - not an error: the exit action was asked for
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 class HookFailed(Exception):
@@ -97,6 +108,9 @@ def _shown(option: str, value: str) -> str:
 
 
 def _run_step(option: str, value: str, phase: Phase) -> None:
+    # the actions load with the first step (start-up time: most configurations have none)
+    from uzerg.processes.hook_actions import ACTIONS, run_command
+
     if option.startswith("exec-"):
         if phase.name.startswith("as-user"):
             where = f"as uid: {os.getuid()} gid: {os.getgid()}"

@@ -22,12 +22,9 @@ from uzerg.config.model import Config
 from uzerg.emperor.channel import ENV_FD, ENV_STANDBY
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
-from uzerg.processes.cron import Cron, configured_crons
-from uzerg.processes.daemons import Daemons, configured_daemons
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
 from uzerg.processes.idle import IdleService
 from uzerg.processes.lifecycle import LifecycleService
-from uzerg.processes.logmaster import LogMaster, wants_log_master
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
     StartupError,
@@ -63,6 +60,7 @@ from uzerg.sockets import (
 from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
 
 if TYPE_CHECKING:
+    from uzerg.config.service_values import CronSpec, DaemonSpec
     from uzerg.processes.cheaper_tick import CheaperTick
 
 log = get_logger()
@@ -102,6 +100,29 @@ def import_before_privilege_drop(config: Config) -> None:
         from uzerg.processes import stats  # noqa: F401
     if config.mule:
         from uzerg.processes import mules  # noqa: F401
+    from uzerg.processes import hook_actions  # noqa: F401  a hook's first step
+    if config.zerg_server:
+        from uzerg.zerg import server  # noqa: F401  started with the master's loop
+    if wants_log_master(config):
+        from uzerg.processes import logmaster  # noqa: F401
+    if configured_daemons(config):
+        from uzerg.processes import daemons  # noqa: F401
+    if configured_crons(config):
+        from uzerg.processes import cron  # noqa: F401
+
+
+def configured_crons(config: Config) -> list[CronSpec]:
+    return [*config.cron, *config.unique_cron, *config.cron2]
+
+
+def configured_daemons(config: Config) -> list[DaemonSpec]:
+    return [*config.attach_daemon, *config.attach_control_daemon, *config.attach_daemon2,
+            *config.smart_attach_daemon, *config.smart_attach_daemon2]
+
+
+def wants_log_master(config: Config) -> bool:
+    return bool(config.log_master or config.logger or config.req_logger or config.log_route
+                or config.log_encoder or config.log_maxsize)
 
 
 def run_startup_phase(config: Config, name: str) -> None:
@@ -179,6 +200,8 @@ class Instance:
             open_log_file(config.logto2)  # uWSGI's logto2: opened as the dropped user
         services: list[MasterService] = []
         if wants_log_master(config):
+            from uzerg.processes.logmaster import LogMaster
+
             services.append(LogMaster(config, config.logto2 or config.logto or config.daemonize,
                                       self.state.log_pipes if self.state else None))
         log.info(f"your server socket listen backlog is limited to {config.listen} connections",
@@ -223,6 +246,8 @@ class Instance:
             services.append(FifoService(config.master_fifo))
         services.append(HooksService(config))
         if configured_daemons(config):
+            from uzerg.processes.daemons import Daemons
+
             services.append(Daemons(configured_daemons(config), config.daemons_honour_stdin))
         if mules is not None:
             services.append(mules)
@@ -231,6 +256,8 @@ class Instance:
 
             services.append(ChainReload(config.touch_chain_reload))
         if configured_crons(config):
+            from uzerg.processes.cron import Cron
+
             services.append(Cron(configured_crons(config), config.cron_harakiri))
         link = None
         if ENV_FD in os.environ:  # a vassal: its link to the Emperor (not loaded otherwise)

@@ -23,11 +23,6 @@ from uzerg.processes.process import StartupError
 from uzerg.processes.services import Kept, MasterService, OnReadable
 
 
-def wants_log_master(config: Config) -> bool:
-    return bool(config.log_master or config.logger or config.req_logger or config.log_route
-                or config.log_encoder or config.log_maxsize)
-
-
 class _RouterStream:
     """A text stream for structlog in the master: each line goes to the router."""
 

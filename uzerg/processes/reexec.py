@@ -16,14 +16,16 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uzerg.addresses import socket_key
 from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService
 from uzerg.record import field, record
 from uzerg.sockets import Listener
-from uzerg.zerg.server import ListenerHandover
+
+if TYPE_CHECKING:
+    from uzerg.zerg.server import ListenerHandover
 
 log = get_logger()
 
@@ -139,6 +141,8 @@ def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
     for fd in data.get("pool_sockets", ()):
         sock = _adopt(int(fd))
         state.pool_sockets[socket_key(sock)] = sock
+    if data.get("zerg_listeners"):
+        from uzerg.zerg.server import ListenerHandover
     for item in data.get("zerg_listeners", ()):
         key = tuple(item["key"])
         inode = item.get("created_inode")

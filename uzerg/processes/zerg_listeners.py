@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from uzerg.addresses import AddressError, normalise, parse_address
 from uzerg.config.model import Config
@@ -19,7 +20,9 @@ from uzerg.processes.process import StartupError
 from uzerg.processes.reexec import InheritedState, describe_zerg_side
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 from uzerg.systemd import ActivatedSockets
-from uzerg.zerg.server import ListenerHandover, ZergServer
+
+if TYPE_CHECKING:
+    from uzerg.zerg.server import ListenerHandover, ZergServer
 
 
 class ZergListeners(MasterService):
@@ -80,6 +83,8 @@ class ZergListeners(MasterService):
                                    "sockets (a zerg has no certificate): serve them here only")
             key = _key(config.zerg_server)
             kept = self._unclaimed.pop(key, None) if key is not None else None
+            from uzerg.zerg.server import ZergServer
+
             try:
                 server = ZergServer(
                     config.zerg_server,
