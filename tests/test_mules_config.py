@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from config_helpers import make_config
 
-from tests.config_helpers import make_config
 from uzerg.config.load import ConfigError, load_config
 from uzerg.processes.mules import MAX_THROTTLE, Mules
 
