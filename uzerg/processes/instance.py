@@ -86,29 +86,26 @@ def run(config: Config) -> int:
         return exc.code
 
 
-def import_before_privilege_drop(config: Config) -> None:
-    """Import now what uzerg otherwise loads when first needed (start-up time): the new uid may
-    not be able to read the Python installation (a pyenv under /root), and an error path or a
-    stats request must not fail with ModuleNotFoundError."""
-    import json  # noqa: F401  stats, re-exec state, the json log encoder
-    import subprocess  # noqa: F401  hooks' exec: as the user
-    import traceback  # noqa: F401  an app's or a worker's error
+# What uzerg loads when first needed (start-up time) and may need after the privilege drop.
+# The new uid may not be able to read the Python installation or the virtualenv (a pyenv
+# under /root, tox's 0700 .tox): an import there fails, and in the master it would be fatal.
+# tests/test_lazy_imports.py checks that every function-level import is here or start-up only.
+LOADED_WHEN_NEEDED = (
+    "json", "subprocess", "traceback", "psutil",
+    "uzerg.processes.stats", "uzerg.processes.prometheus", "uzerg.processes.fifo",
+    "uzerg.processes.chain", "uzerg.processes.mules", "uzerg.processes.hook_actions",
+    "uzerg.processes.logmaster", "uzerg.processes.daemons", "uzerg.processes.cron",
+    "uzerg.processes.cheaper", "uzerg.processes.cheaper_busyness",
+    "uzerg.processes.cheaper_tick", "uzerg.zerg.server", "uzerg.emperor.link",
+)
 
-    if config.stats or config.stats_prometheus:
-        import psutil  # noqa: F401  memory figures per stats request
 
-        from uzerg.processes import stats  # noqa: F401
-    if config.mule:
-        from uzerg.processes import mules  # noqa: F401
-    from uzerg.processes import hook_actions  # noqa: F401  a hook's first step
-    if config.zerg_server:
-        from uzerg.zerg import server  # noqa: F401  started with the master's loop
-    if wants_log_master(config):
-        from uzerg.processes import logmaster  # noqa: F401
-    if configured_daemons(config):
-        from uzerg.processes import daemons  # noqa: F401
-    if configured_crons(config):
-        from uzerg.processes import cron  # noqa: F401
+def import_before_privilege_drop() -> None:
+    """Import LOADED_WHEN_NEEDED while the process can still read every file."""
+    import importlib
+
+    for name in LOADED_WHEN_NEEDED:
+        importlib.import_module(name)
 
 
 def configured_crons(config: Config) -> list[CronSpec]:
@@ -190,7 +187,7 @@ class Instance:
             load_file_support()
         run_startup_phase(config, "as-root")
         if (config.uid or config.gid) and os.getuid() == 0:
-            import_before_privilege_drop(config)
+            import_before_privilege_drop()
         drop_privileges(config.uid, config.gid)
         if config.pidfile2:  # uWSGI's pidfile2: written as the dropped user
             write_pidfile(config.pidfile2)
