@@ -19,6 +19,7 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -54,12 +55,17 @@ def _one_start(server: str, pool: Path, port: int, workdir: Path) -> float:
         kill_tree(process)
 
 
-def zerg_start(servers: list[str], starts: int, workdir: Path) -> dict[str, float]:
-    """Median ms from launching a zerg to its first answer, per server."""
+def _medians_through_a_pool(
+    servers: list[str], starts: int, workdir: Path, name: str, fmt: str,
+    one_run: Callable[[str, Path, int, Path], float], warm_up: bool,
+) -> dict[str, float]:
+    """Start a zergpool, time ``one_run`` for each server ``starts`` times (interleaved; after
+    one untimed run each when ``warm_up``: .pyc files, page cache), print the runs, return the
+    median ms per server."""
     port = free_port()
-    pool = workdir / "startpool.sock"
+    pool = workdir / f"{name}pool.sock"
     times: dict[str, list[float]] = {server: [] for server in servers}
-    with open(workdir / "startpool.log", "ab") as log_file:
+    with open(workdir / f"{name}pool.log", "ab") as log_file:
         pool_process = subprocess.Popen(zergpool_command(pool, port), cwd=workdir,
                                         stdin=subprocess.DEVNULL, stdout=log_file,
                                         stderr=log_file, start_new_session=True, env=server_env())
@@ -69,21 +75,27 @@ def zerg_start(servers: list[str], starts: int, workdir: Path) -> dict[str, floa
             if time.monotonic() > deadline or pool_process.poll() is not None:
                 raise RuntimeError("the zergpool did not start")
             time.sleep(0.05)
-        for server in servers:  # untimed: .pyc files, page cache
-            _one_start(server, pool, port, workdir)
+        if warm_up:
+            for server in servers:
+                one_run(server, pool, port, workdir)
         for _ in range(starts):
             for server in servers:
                 try:
-                    times[server].append(_one_start(server, pool, port, workdir))
+                    times[server].append(one_run(server, pool, port, workdir))
                 except (RuntimeError, OSError) as exc:
-                    print(f"  zerg start {server} failed: {exc}", flush=True)
+                    print(f"  {name} {server} failed: {exc}", flush=True)
     finally:
         kill_tree(pool_process)
-    medians = {server: statistics.median(runs) for server, runs in times.items() if runs}
     for server, runs in times.items():
-        print(f"  zerg start {server:<8} " + " ".join(f"{t:.0f}" for t in sorted(runs)) + " ms",
+        print(f"  {name} {server:<8} " + " ".join(format(t, fmt) for t in sorted(runs)) + " ms",
               flush=True)
-    return medians
+    return {server: statistics.median(runs) for server, runs in times.items() if runs}
+
+
+def zerg_start(servers: list[str], starts: int, workdir: Path) -> dict[str, float]:
+    """Median ms from launching a zerg to its first answer, per server."""
+    return _medians_through_a_pool(servers, starts, workdir, "start", ".0f", _one_start,
+                                   warm_up=True)
 
 
 def _wait_log(path: Path, text: bytes, count: int, process: subprocess.Popen[bytes],
@@ -117,6 +129,8 @@ def _one_resume(server: str, pool: Path, port: int, workdir: Path) -> float:
         else:
             _ask(port, request, deadline)  # its workers accept: now pause them
             while not fifo.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{server} made no master fifo")
                 time.sleep(0.005)
             with open(fifo, "w") as writer:
                 writer.write("p")
@@ -143,31 +157,8 @@ def _one_resume(server: str, pool: Path, port: int, workdir: Path) -> float:
 
 def warm_standby(servers: list[str], starts: int, workdir: Path) -> dict[str, float]:
     """Median ms from resuming a paused zerg (master fifo ``p``) to its first answer."""
-    port = free_port()
-    pool = workdir / "standbypool.sock"
-    times: dict[str, list[float]] = {server: [] for server in servers}
-    with open(workdir / "standbypool.log", "ab") as log_file:
-        pool_process = subprocess.Popen(zergpool_command(pool, port), cwd=workdir,
-                                        stdin=subprocess.DEVNULL, stdout=log_file,
-                                        stderr=log_file, start_new_session=True, env=server_env())
-    try:
-        deadline = time.monotonic() + 30
-        while not pool.exists():
-            if time.monotonic() > deadline or pool_process.poll() is not None:
-                raise RuntimeError("the zergpool did not start")
-            time.sleep(0.05)
-        for _ in range(starts):
-            for server in servers:
-                try:
-                    times[server].append(_one_resume(server, pool, port, workdir))
-                except (RuntimeError, OSError) as exc:
-                    print(f"  warm standby {server} failed: {exc}", flush=True)
-    finally:
-        kill_tree(pool_process)
-    for server, runs in times.items():
-        print(f"  resume {server:<8} " + " ".join(f"{t:.1f}" for t in sorted(runs)) + " ms",
-              flush=True)
-    return {server: statistics.median(runs) for server, runs in times.items() if runs}
+    return _medians_through_a_pool(servers, starts, workdir, "standby", ".1f", _one_resume,
+                                   warm_up=False)
 
 
 def idle_memory(servers: list[str], workdir: Path) -> dict[str, tuple[float, float]]:

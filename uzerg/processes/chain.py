@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from uzerg.logs import get_logger
-from uzerg.processes.process import file_mtime
+from uzerg.processes.checks import TouchReload
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 
 log = get_logger()
@@ -28,7 +28,7 @@ POLL = 0.05  # seconds between readiness checks while a chain runs
 
 class ChainReload(MasterService):
     def __init__(self, paths: Sequence[str]) -> None:
-        self.touch = {path: file_mtime(path) for path in paths}
+        self.touch = TouchReload(paths)
         self.master: MasterView | None = None
         self.position = 0  # the worker id in hand; 0: no chain running
         self.victim_pid = 0  # the process of that worker asked to go (0: not yet)
@@ -66,19 +66,17 @@ class ChainReload(MasterService):
         if second == self._last_touch_check:
             return
         self._last_touch_check = second
-        for path, before in self.touch.items():
-            mtime = file_mtime(path)
-            if mtime == before:
-                continue
-            self.touch[path] = mtime
-            if self.position:
-                log.info(f"*** {path} has been touched... but chain reload is already "
-                         "running ***", event_kind="chain_reload_busy", path=path)
-            else:
-                log.info(f"*** {path} has been touched... chain reload !!! ***",
-                         event_kind="chain_reload", path=path)
-                self.position, self.victim_pid = 1, 0
+        changed = self.touch.changed()
+        if not changed:
             return
+        path = changed[0]
+        if self.position:
+            log.info(f"*** {path} has been touched... but chain reload is already "
+                     "running ***", event_kind="chain_reload_busy", path=path)
+        else:
+            log.info(f"*** {path} has been touched... chain reload !!! ***",
+                     event_kind="chain_reload", path=path)
+            self.position, self.victim_pid = 1, 0
 
     def _advance(self, master: MasterView) -> None:
         records = {record.worker_id: record for record in master.worker_records()}

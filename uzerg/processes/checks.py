@@ -67,15 +67,21 @@ class TouchReload:
     def __init__(self, paths: Sequence[str]) -> None:
         self.mtimes = {path: file_mtime(path) for path in paths}
 
-    def touched(self) -> bool:
-        """True when a file changed since the last call (each change logged)."""
-        changed = False
+    def changed(self) -> list[str]:
+        """The files whose modification time changed since the last call."""
+        changed = []
         for path, mtime in self.mtimes.items():
             current = file_mtime(path)
             if current != mtime:
                 self.mtimes[path] = current
-                log.info(f"*** {path} has been touched... grace them all !!! ***",
-                         event_kind="touch_reload", path=path)
-                changed = True
+                changed.append(path)
         return changed
+
+    def touched(self) -> bool:
+        """touch-reload: True when a file changed since the last call (each change logged)."""
+        changed = self.changed()
+        for path in changed:
+            log.info(f"*** {path} has been touched... grace them all !!! ***",
+                     event_kind="touch_reload", path=path)
+        return bool(changed)
 

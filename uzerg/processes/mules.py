@@ -33,8 +33,8 @@ from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
+from uzerg.processes.checks import TouchReload
 from uzerg.processes.mule import END_CODE, run_mule
-from uzerg.processes.process import file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 from uzerg.record import record
 
@@ -71,7 +71,7 @@ class Mules(MasterService):
         self.master_pid = os.getpid()
         self.stopping = False
         self.graceful = True
-        self.touch = {path: file_mtime(path) for path in config.touch_mules_reload}
+        self.touch = TouchReload(config.touch_mules_reload)
         self._last_touch_check = 0
 
     def start(self, master: MasterView) -> None:
@@ -211,22 +211,20 @@ class Mules(MasterService):
 
     def _check_touch(self) -> None:
         second = int(time.time())
-        if not self.touch or second == self._last_touch_check:
+        if not self.touch.mtimes or second == self._last_touch_check:
             return
         self._last_touch_check = second
-        for path, before in self.touch.items():
-            mtime = file_mtime(path)
-            if mtime != before:
-                self.touch[path] = mtime
-                log.info(f"*** {path} has been touched... mules reload !!! ***",
-                         event_kind="mules_reload", path=path)
-                now = time.monotonic()
-                for mule in self.mules:
-                    if mule.pid and not mule.cursed_at:
-                        mule.cursed_at = now
-                        mule.kill_at = now + self.mercy
-                        _kill(mule.pid, signal.SIGHUP)
-                return
+        changed = self.touch.changed()
+        if not changed:
+            return
+        log.info(f"*** {changed[0]} has been touched... mules reload !!! ***",
+                 event_kind="mules_reload", path=changed[0])
+        now = time.monotonic()
+        for mule in self.mules:
+            if mule.pid and not mule.cursed_at:
+                mule.cursed_at = now
+                mule.kill_at = now + self.mercy
+                _kill(mule.pid, signal.SIGHUP)
 
     def _spawn(self, mule: Mule) -> None:
         master = self.master
