@@ -191,16 +191,9 @@ class StaticMap:
         os.close(fd)
         return None
 
-    def find(self, env: dict[str, Any]) -> StaticFile | None:
-        """The file to send for a request (its gzip twin, when that applies), or None."""
-        found, fd = self.find_open(env)
-        if fd >= 0:
-            os.close(fd)
-        return found
-
     def find_open(self, env: dict[str, Any]) -> tuple[StaticFile | None, int]:
-        """find(), and the file already open when open_fast() found it (else -1): the
-        caller closes it."""
+        """The file to send for a request (its gzip twin, when that applies) or None, and the
+        file already open when open_fast() found it (else -1): the caller closes it."""
         path_info = env.get("PATH_INFO") or ""
         rules = self.rules
         if rules is not None and rules.skipped(path_info):
