@@ -28,7 +28,9 @@ def tcp_listener(blocking: bool = False) -> socket.socket:
 
 
 @contextmanager
-def zerg_server(address: str, socks, protocols=None) -> Iterator[ZergServer]:
+def zerg_server(address: str, socks, protocols=None, served=None) -> Iterator[ZergServer]:
+    """Serve zergs from a thread; ``served[0]`` (when given) counts the peers whose
+    connection the server has finished with and closed."""
     server = ZergServer(address, socks, protocols)
     server.start()
     stop, ready = threading.Event(), threading.Event()
@@ -39,7 +41,9 @@ def zerg_server(address: str, socks, protocols=None) -> Iterator[ZergServer]:
             ready.set()
             while not stop.is_set():
                 for _ in selector.select(0.02):
-                    server.handle_readable()
+                    accepted = server.handle_readable()
+                    if served is not None:
+                        served[0] += accepted
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -206,17 +210,25 @@ def test_server_that_never_sends_times_out(tmp_path):
 def test_thousand_attaches_leak_no_descriptor(tmp_path, listeners):
     path = str(tmp_path / "z.sock")
     process = psutil.Process()
-    with zerg_server(path, listeners, ["http"] * 4) as server:
+    served = [0]
+
+    def wait_served(count: int) -> None:
+        # The server runs in a thread of this process and may still hold the last peer's
+        # connection (a client stops reading at the hint's newline): count descriptors
+        # only once it has closed every connection, on both sides of the loop.
+        deadline = time.monotonic() + 20
+        while served[0] < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert served[0] == count
+
+    with zerg_server(path, listeners, ["http"] * 4, served) as server:
         received = attach_to_zerg_servers([path], timeout=5)  # warm up lazy allocations
         close_received(received)
+        wait_served(1)
         before = process.num_fds()
         with capture_logs():
             for _ in range(1000):  # generous bounds: the suite runs on loaded 2-core machines
                 close_received(attach_to_zerg_servers([path], timeout=30))
-        # The server runs in this process and may still be closing the last peer's
-        # connection (a client stops reading at the hint's newline): poll, don't race it.
-        deadline = time.monotonic() + 20
-        while process.num_fds() != before and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_served(1001)
         assert process.num_fds() == before
         assert server.attach_count == 1001
