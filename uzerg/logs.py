@@ -14,6 +14,7 @@ written here, the same bytes in one write() as structlog's plain set-up below.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -83,6 +84,12 @@ class Logger:
 
     __slots__ = ()
 
+    def debug(self, event: str, **fields: Any) -> None:
+        """Written only with ``UZERG_DEBUG=1`` in the environment (tracebacks of handled
+        failures: the operator gets one line without it)."""
+        if debug_enabled():
+            self._emit("debug", event, fields)
+
     def info(self, event: str, **fields: Any) -> None:
         self._emit("info", event, fields)
 
@@ -103,6 +110,10 @@ class Logger:
 
 
 _LOGGER = Logger()
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("UZERG_DEBUG", "") not in ("", "0")
 
 
 def get_logger() -> Logger:

@@ -29,6 +29,7 @@ from uzerg.emperor.stats import emperor_stats_document
 from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import RUNNING, STOPPING, Vassal, start_process
 from uzerg.logs import get_logger
+from uzerg.processes.guard import GUARD
 from uzerg.processes.stats import StatsServer
 from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 
@@ -79,7 +80,7 @@ class Emperor:
                 self.rescan()
                 self.next_scan = now + self.config.emperor_freq
             for key, _ in self.selector.select(self._timeout()):
-                key.data()
+                GUARD.call("Emperor", key.data)  # a failure costs that vassal's message
             self._dispatch_signals()
             self._reap()
             self._check_deadlines()

@@ -23,6 +23,8 @@ SOS_CHECK = 0.1  # the listen queue is looked at this often
 
 
 class EmperorLink(MasterService):
+    label = "Emperor channel"
+
     def __init__(self, fd: int, config: Config) -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(False)

@@ -27,6 +27,8 @@ POLL = 0.05  # seconds between readiness checks while a chain runs
 
 
 class ChainReload(MasterService):
+    label = "touch-chain-reload"
+
     def __init__(self, paths: Sequence[str]) -> None:
         self.touch = TouchReload(paths)
         self.master: MasterView | None = None

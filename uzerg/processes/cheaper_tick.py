@@ -46,6 +46,8 @@ class CheaperMaster(Protocol):
 class CheaperTick(MasterService):
     """The cheaper subsystem as a master service: no descriptor, a cycle a second."""
 
+    label = "cheaper"
+
     def __init__(self, settings: CheaperSettings, policy: CheaperPolicy | None = None) -> None:
         self.settings = settings
         self.policy = policy or CheaperPolicy(settings)

@@ -73,6 +73,8 @@ class CronTask:
 class Cron(MasterService):
     """The master service of the configuration's cron tasks."""
 
+    label = "cron"
+
     def __init__(self, specs: Sequence[CronSpec], cron_harakiri: int,
                  clock: Callable[[], float] = time.time) -> None:
         self.tasks = [CronTask(spec, cron_harakiri if spec.harakiri is None else spec.harakiri)

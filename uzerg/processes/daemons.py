@@ -84,6 +84,8 @@ class Daemon:
 class Daemons(MasterService):
     """The master service of every ``*attach-daemon*`` of the configuration."""
 
+    label = "attach-daemon"
+
     def __init__(self, specs: Sequence[DaemonSpec], honour_stdin: bool) -> None:
         self.daemons = [Daemon(spec) for spec in specs]
         self.honour_stdin = honour_stdin

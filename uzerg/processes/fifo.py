@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 
 from uzerg.logs import get_logger
+from uzerg.processes.guard import GUARD
 from uzerg.processes.process import StartupError
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 
@@ -62,14 +63,15 @@ class MasterFifo:
         except (BlockingIOError, InterruptedError):
             return
         # uWSGI obeys the rest of what was written after a slot digit ("2p": the zerg dance's
-        # "become the sleeping one and pause"), so the commands after a switch run too
+        # "become the sleeping one and pause"), so the commands after a switch run too; a
+        # command that fails is logged and the next ones still run
         for char in data.decode("latin-1"):
-            if char.isdigit():
+            if "0" <= char <= "9":  # ASCII only: "²".isdigit() (b"\xb2") is not a slot
                 index = int(char)
                 if index < len(self.paths) and index != self.active:
                     self._switch(index)
             elif not char.isspace():
-                self.on_command(char)
+                GUARD.call(f"master fifo: command {char!r}", self.on_command, char)
 
     def _switch(self, index: int) -> None:
         try:
@@ -96,6 +98,8 @@ def _unlink_if_same(path: str, inode: tuple[int, int] | None) -> None:
 class FifoService(MasterService):
     """The master fifo as a master service: created when the master's loop starts; its
     commands go to ``master.fifo_command``."""
+
+    label = "master fifo"
 
     def __init__(self, paths: Sequence[str]) -> None:
         self.paths = paths

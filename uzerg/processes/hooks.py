@@ -25,6 +25,7 @@ from collections.abc import Mapping
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
+from uzerg.processes.guard import InstanceExit, one_line
 from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
 from uzerg.record import record
@@ -40,7 +41,7 @@ class HookActionError(Exception):
     """A hook action failed; the message says why in one line."""
 
 
-class HookExit(Exception):  # noqa: N818 - not an error: the exit action was asked for
+class HookExit(InstanceExit):  # the exit action was asked for: the loop's guard lets it by
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
@@ -122,15 +123,26 @@ def _run_step(option: str, value: str, phase: Phase) -> None:
             raise HookActionError(f'command "{value}" exited with non-zero code: {code}')
         return
     if option.startswith("call-"):
-        ACTIONS["call"](value)
-        return
+        action, args = "call", value
+    else:
+        action, args = _action_of(value, phase)
+    try:
+        ACTIONS[action](args)
+    except (HookActionError, InstanceExit):
+        raise
+    except Exception as exc:  # an argument the action did not foresee (putenv:=x), a module
+        raise HookActionError(one_line(exc)) from None  # that fails to import: its failure
+
+
+def _action_of(value: str, phase: Phase) -> tuple[str, str]:
     action, _colon, args = value.partition(":")
+    action = action.strip()  # as the option's parser reads it ("print :x" is print)
     if action.startswith("!"):
         log.info(f"running --- PRIVATE HOOK --- ({phase.label})...", event_kind="hook")
-        action = action[1:]
+        action = action[1:].strip()
     else:
         log.info(f'running "{value}" ({phase.label})...', event_kind="hook", phase=phase.label)
-    ACTIONS[action](args)
+    return action, args
 
 
 def run_touch_hook(value: str) -> None:
@@ -147,6 +159,8 @@ def run_touch_hook(value: str) -> None:
 class HooksService(MasterService):
     """The master's phases: ``master-start`` when its loop starts, ``as-user-atexit`` when it
     exits or re-executes itself for a reload; ``hook-touch`` files checked every second."""
+
+    label = "hooks"
 
     def __init__(self, config: Config) -> None:
         self.config = config

@@ -20,6 +20,8 @@ log = get_logger()
 
 
 class IdleService(MasterService):
+    label = "idle"
+
     def __init__(self, config: Config, link: EmperorLink | None) -> None:
         self.seconds = config.idle
         self.die = config.die_on_idle

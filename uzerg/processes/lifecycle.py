@@ -29,6 +29,8 @@ READY_POLL = 0.02  # seconds between readiness checks until every worker is read
 
 
 class LifecycleService(MasterService):
+    label = "readiness"
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.notifier = Notifier.from_environ(os.environ)

@@ -53,6 +53,8 @@ class _Pipe:
 
 
 class LogMaster(MasterService):
+    label = "log master"
+
     def __init__(self, config: Config, logfile: str | None,
                  inherited: list[int] | None = None) -> None:
         self.config = config

@@ -10,6 +10,7 @@ meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import selectors
@@ -22,12 +23,8 @@ from typing import TYPE_CHECKING, Any
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes import reexec
-from uzerg.processes.checks import (
-    TouchReload,
-    harakiri_victims,
-    lifetime_reached,
-    out_of_mercy,
-)
+from uzerg.processes.checks import TouchReload, harakiri_victims, lifetime_reached, out_of_mercy
+from uzerg.processes.guard import GUARD
 from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
@@ -127,8 +124,7 @@ class Master:
         self._start_services()
         while True:
             self.watches.sync(self.services)
-            for key, _ in self.selector.select(self._timeout()):
-                key.data()
+            self.watches.dispatch(self._timeout())  # each handler through the guard
             self._dispatch_signals()
             self._reap()
             self._tick()
@@ -137,7 +133,7 @@ class Master:
             if self.stopping and not self.workers and not self.retiring:
                 break
         for service in self.services:
-            service.shutdown(bool(self.config.vacuum))
+            GUARD.call(service.label, service.shutdown, bool(self.config.vacuum))
         return self.exit_status
 
     def _start_services(self) -> None:
@@ -155,7 +151,7 @@ class Master:
     def _dispatch_signals(self) -> None:
         while self.signals:
             name = signal.Signals(self.signals.pop(0)).name[3:].lower()
-            getattr(self, "handle_" + name)()
+            GUARD.call(f"SIG{name.upper()}", getattr(self, "handle_" + name))
 
     def _timeout(self) -> float:
         longest = TICK
@@ -305,8 +301,12 @@ class Master:
 
     def reopen_log(self) -> None:
         path = self.config.logto2 or self.config.logto or self.config.daemonize
-        if path:
-            open_log_file(path)
+        try:
+            if path:
+                open_log_file(path)
+        except StartupError as exc:  # moved away with its directory: keep writing the old one
+            log.error(f"{exc}: still logging to the file opened before", event_kind="log_reopen")
+            path = ""
         for service in self.services:
             service.reopen_logs()
         if path:
@@ -438,7 +438,7 @@ class Master:
         if record is None:
             # a service's child (a daemon, a cron command), else not ours (a grandchild
             # adopted by us, a process the app forked)
-            any(service.child_exited(pid, status) for service in self.services)
+            any(GUARD.call(s.label, s.child_exited, pid, status) for s in self.services)
             return
         wid = record.worker_id
         del self.workers[wid]
@@ -491,12 +491,10 @@ class Master:
                                            config.max_worker_lifetime_delta, now):
                 self._signal(record.pid, signal.SIGHUP)  # finish the request, exit, respawn
         for service in self.services:
-            service.tick()
+            GUARD.call(service.label, service.tick)
 
     @staticmethod
     def _signal(pid: int, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 

@@ -63,6 +63,8 @@ class Mule:
 
 
 class Mules(MasterService):
+    label = "mules"
+
     def __init__(self, config: Config) -> None:
         self.config = config
         self.mules = [Mule(i, target) for i, target in enumerate(config.mule, start=1)]

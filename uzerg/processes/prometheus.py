@@ -131,6 +131,11 @@ def _labels(labels: dict[str, str]) -> str:
 
 
 def _escape(value: str) -> str:
+    if not value.isascii():  # valid UTF-8 only: a path's undecodable bytes (\udcff) as \xff
+        try:
+            value = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 

@@ -18,6 +18,11 @@ the idle watch, the cheaper tick, daemons, cron, mules, the chain reload) subcla
   that forks (daemons, cron, mules) claims its own. A service that forks Python code (mules)
   calls the master's ``close_in_child()`` in the child, as a worker does.
 
+``label`` names the service in the one line logged when one of its handlers fails: the loop
+runs every handler through uzerg.processes.guard, so a failure costs that peer or command, and
+a descriptor whose handler failed is not watched for ``COOL_DOWN`` seconds (no busy loop on a
+handler that fails before it reads).
+
 To plug a new one in: subclass, implement ``watches``, ``close_in_worker`` and ``shutdown``
 (the others have defaults), and add an instance to the list that
 ``uzerg.processes.instance`` gives the master. ``start(master)`` runs once in the master's loop
@@ -32,6 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from uzerg.processes.guard import GUARD, InstanceExit
 from uzerg.record import field, record
 
 if TYPE_CHECKING:
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from uzerg.sockets import Listener
 
 OnReadable = Callable[[], object]
+COOL_DOWN = 0.5  # seconds a descriptor whose handler failed is not watched
 
 
 @record(frozen=True)
@@ -85,6 +92,8 @@ class MasterView(Protocol):
 
 
 class MasterService(ABC):
+    label = "master service"  # names it in a handler failure's line
+
     def start(self, master: MasterView) -> None:  # noqa: B027 - optional hook
         """Bind or open what it serves (in the master's loop, after the first spawn)."""
 
@@ -116,16 +125,29 @@ class MasterService(ABC):
 
 
 class Watches:
-    """Keeps a selector registered with exactly what the services watch."""
+    """Keeps a selector registered with exactly what the services watch, and calls the
+    handlers of the readable ones (each through the guard)."""
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         self.selector = selector
         self.registered: dict[int, OnReadable] = {}
+        self.labels: dict[int, str] = {}  # fd → the label of the service that watches it
+        self.cooling: dict[int, float] = {}  # fd → monotonic time it is watched again
 
     def sync(self, services: Iterable[MasterService]) -> None:
         wanted: dict[int, OnReadable] = {}
         for service in services:
-            wanted.update(service.watches())
+            watched = GUARD.call(service.label, service.watches)
+            for fd, callback in (watched or {}).items():
+                wanted[fd] = callback
+                self.labels[fd] = service.label
+        if self.cooling:
+            now = time.monotonic()
+            for fd, until in list(self.cooling.items()):
+                if until > now:
+                    wanted.pop(fd, None)
+                else:
+                    del self.cooling[fd]
         for fd in [fd for fd in self.registered if wanted.get(fd) != self.registered[fd]]:
             del self.registered[fd]
             try:
@@ -137,10 +159,22 @@ class Watches:
                 self.selector.register(fd, selectors.EVENT_READ, callback)
                 self.registered[fd] = callback
 
-    @staticmethod
-    def timeout(services: Iterable[MasterService], longest: float) -> float:
+    def dispatch(self, timeout: float) -> None:
+        """Wait up to ``timeout`` and call the handlers of what is readable."""
+        for key, _ in self.selector.select(timeout):
+            try:
+                key.data()
+            except InstanceExit:
+                raise
+            except Exception as exc:
+                GUARD.failed(self.labels.get(key.fd, "master"), exc)
+                if key.fd in self.registered:
+                    self.cooling[key.fd] = time.monotonic() + COOL_DOWN
+
+    def timeout(self, services: Iterable[MasterService], longest: float) -> float:
         """``longest``, or less when a service wants to be woken up earlier."""
-        times = [t for t in (service.wake_at() for service in services) if t is not None]
+        times = [t for t in (GUARD.call(s.label, s.wake_at) for s in services) if t is not None]
+        times += self.cooling.values()
         if not times:
             return longest
         return max(0.0, min(longest, min(times) - time.monotonic()))

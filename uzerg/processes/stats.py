@@ -6,6 +6,7 @@ Over HTTP (``stats-http``), ``?format=prometheus`` gets the same figures as Prom
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -23,6 +24,7 @@ from uzerg.addresses import (
     parse_address,
 )
 from uzerg.logs import get_logger
+from uzerg.processes.guard import GUARD
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
@@ -34,6 +36,7 @@ log = get_logger()
 # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked.
 # For a listening socket the kernel reports the accept queue in unacked and its limit in sacked.
 _TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")
+EXCHANGE_SECONDS = 2.0  # one stats request, read and answer, at most
 
 
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
@@ -68,10 +71,12 @@ def stats_document(
     zerg: Sequence[dict[str, object]] = (),
     cheap: Sequence[Any] = (),
     mules: Sequence[dict[str, Any]] | None = None,
+    cwd: str = "",
 ) -> dict[str, Any]:
     """The document. ``workers`` are the master's records (worker_id, pid, spawned_at,
     respawn_count, harakiri_count); ``cheap`` the last records of the slots the cheaper
-    subsystem stopped, shown as uWSGI does: ``"status": "cheap"``, ``pid`` 0."""
+    subsystem stopped, shown as uWSGI does: ``"status": "cheap"``, ``pid`` 0; ``cwd`` the
+    working directory to show if the current one has been removed."""
     sockets = []
     total_queue = 0
     for item in listeners:
@@ -149,7 +154,7 @@ def stats_document(
         "pid": os.getpid(),
         "uid": os.getuid(),
         "gid": os.getgid(),
-        "cwd": os.getcwd(),
+        "cwd": current_directory(cwd),
         "locks": [],
         "sockets": sockets,
         "workers": worker_docs,
@@ -177,14 +182,51 @@ def stats_log_text(scoreboard: Scoreboard, worker_ids: Sequence[int]) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def _read_request_head(conn: socket.socket) -> bytes:
+def _read_request_head(conn: socket.socket, deadline: float) -> bytes:
+    """Up to the blank line (64 KiB at most), by ``deadline`` (monotonic): a client that sends
+    a byte at a time does not hold the master longer (TimeoutError)."""
     data = b""
     while b"\r\n\r\n" not in data and len(data) < 65536:
+        _set_remaining(conn, deadline)
         piece = conn.recv(65536)
         if not piece:
             break
         data += piece
     return data
+
+
+def _set_remaining(conn: socket.socket, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("timed out")
+    conn.settimeout(left)
+
+
+def _peer_name(conn: socket.socket, peer: object) -> str:
+    """``host:port`` of a TCP client; ``pid N`` of a unix one (SO_PEERCRED)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    except OSError:
+        return "unix peer"
+    return f"pid {struct.unpack('3i', raw)[0]}"
+
+
+def current_directory(fallback: str) -> str:
+    """The working directory; ``fallback`` (the one at start-up, as uWSGI reports) when it
+    has been removed since."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return fallback
+
+
+# a client that went away or stalled: not the server's failure (logged at info)
+_CLIENT_GONE = (ConnectionError, TimeoutError)
+_ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
+              b"Connection: close\r\n\r\n")
 
 
 def _wants_prometheus(head: bytes) -> bool:
@@ -231,7 +273,7 @@ class StatsServer:
     def handle_readable(self) -> None:
         for _ in range(64):  # bounded: the master has other work
             try:
-                conn, _peer = self.sock.accept()
+                conn, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 self._short_of_resources = False
                 return
@@ -246,8 +288,12 @@ class StatsServer:
             self._short_of_resources = False
             try:
                 self._answer(conn)
-            except OSError as exc:
-                log.info(f"stats client went away: {exc.strerror}", event_kind="stats_error")
+            except _CLIENT_GONE as exc:
+                log.info(f"stats client {_peer_name(conn, peer)} went away: "
+                         f"{exc.strerror or exc}", event_kind="stats_error")
+            except Exception as exc:  # this request's failure only: the next one is served
+                GUARD.failed(f"{self.option} server {self.address_text}", exc,
+                             _peer_name(conn, peer), "connection closed")
             finally:
                 conn.close()
 
@@ -256,17 +302,28 @@ class StatsServer:
 
         from uzerg.processes import prometheus as prometheus_text
 
-        conn.settimeout(2.0)  # a client that does not read cannot hold the master for long
+        # the whole exchange within EXCHANGE_SECONDS: a client that sends or reads slowly
+        # cannot hold the master (and every other service) for long
+        deadline = time.monotonic() + EXCHANGE_SECONDS
+        conn.settimeout(EXCHANGE_SECONDS)
         if not self.http:
             conn.sendall(json.dumps(self.build(), indent=1).encode())
             return
-        request = _read_request_head(conn)  # unread bytes would turn our close into a reset
-        if self.prometheus or _wants_prometheus(request):
-            body = prometheus_text.render(self.build()).encode()
-            content_type = prometheus_text.CONTENT_TYPE
-        else:
-            body = json.dumps(self.build(), indent=1).encode()
-            content_type = "application/json"
+        # read it all: unread bytes would turn our close into a reset
+        request = _read_request_head(conn, deadline)
+        try:
+            if self.prometheus or _wants_prometheus(request):
+                body = prometheus_text.render(self.build()).encode()
+                content_type = prometheus_text.CONTENT_TYPE
+            else:
+                body = json.dumps(self.build(), indent=1).encode()
+                content_type = "application/json"
+        except Exception:
+            with contextlib.suppress(OSError):  # the scraper sees a failure, not nothing
+                _set_remaining(conn, deadline)
+                conn.sendall(_ERROR_500)
+            raise
+        _set_remaining(conn, deadline)
         head = (
             f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n"
@@ -299,13 +356,15 @@ class StatsService(MasterService):
         self.zerg = zerg
         self.mules = mules
         self.server: StatsServer | None = None
+        self.label = f"{'stats-prometheus' if prometheus else 'stats'} server {address_text}"
+        self.cwd = current_directory("")
 
     def start(self, master: MasterView) -> None:
         def build() -> dict[str, Any]:
             return stats_document(scoreboard=master.scoreboard, workers=master.worker_records(),
                                   listeners=master.listeners, zerg=self.zerg(),
                                   cheap=master.cheap_records(),
-                                  mules=self.mules() if self.mules else None)
+                                  mules=self.mules() if self.mules else None, cwd=self.cwd)
 
         self.server = StatsServer(self.address_text, self.http, build,
                                   prometheus=self.prometheus)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 
 class ZergListeners(MasterService):
+    label = "zerg server"
+
     def __init__(self, config: Config, state: InheritedState | None) -> None:
         self.config = config
         self.pools: list[ZergServer] = []
