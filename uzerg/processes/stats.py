@@ -36,7 +36,7 @@ log = get_logger()
 # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked.
 # For a listening socket the kernel reports the accept queue in unacked and its limit in sacked.
 _TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")
-EXCHANGE_SECONDS = 2.0  # one stats request, read and answer, at most
+EXCHANGE_SECONDS = 2.0  # reading a stats request, and writing the answer: each at most
 
 
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
@@ -302,8 +302,8 @@ class StatsServer:
 
         from uzerg.processes import prometheus as prometheus_text
 
-        # the whole exchange within EXCHANGE_SECONDS: a client that sends or reads slowly
-        # cannot hold the master (and every other service) for long
+        # reading the request, then writing the answer, each within EXCHANGE_SECONDS in all: a
+        # client that sends or reads slowly cannot hold the master (and every service) long
         deadline = time.monotonic() + EXCHANGE_SECONDS
         conn.settimeout(EXCHANGE_SECONDS)
         if not self.http:
@@ -311,6 +311,7 @@ class StatsServer:
             return
         # read it all: unread bytes would turn our close into a reset
         request = _read_request_head(conn, deadline)
+        conn.settimeout(EXCHANGE_SECONDS)  # sendall(): at most that long in all
         try:
             if self.prometheus or _wants_prometheus(request):
                 body = prometheus_text.render(self.build()).encode()
@@ -320,10 +321,8 @@ class StatsServer:
                 content_type = "application/json"
         except Exception:
             with contextlib.suppress(OSError):  # the scraper sees a failure, not nothing
-                _set_remaining(conn, deadline)
                 conn.sendall(_ERROR_500)
             raise
-        _set_remaining(conn, deadline)
         head = (
             f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n"
