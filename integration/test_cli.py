@@ -139,3 +139,13 @@ def test_docs_module_prints_markdown() -> None:
                          text=True,
                          check=True, timeout=30).stdout
     assert out.startswith("# uzerg options") and "`zergpool`" in out
+
+
+def test_command_line_value_of_other_bytes_is_refused_like_an_ini_line(tmp_path: Path) -> None:
+    # bytes that are not UTF-8 (argv decodes them with surrogateescape): one line, as the INI
+    # reader says it, never a traceback from wherever the value is used first
+    path = os.fsdecode(bytes(tmp_path) + b"/x\xff.sock")
+    proc = run("--socket", path, "--wsgi-file", str(ROOT / "bench" / "hello_app.py"))
+    assert proc.returncode == 1
+    assert proc.stderr == "uzerg: command line: --socket: not valid UTF-8\n"
+    assert not os.listdir(tmp_path)

@@ -159,7 +159,7 @@ def read_ini(path: str, section: str | None, where: str | None = None) -> IniFil
         key, _, value = stripped.partition("=")
         key = key.rstrip(_STRIP)
         value = value.lstrip(_STRIP)
-        if _has_undecodable(key) or _has_undecodable(value):
+        if has_undecodable(key) or has_undecodable(value):
             raise ConfigError(f"{path}:{number}", _printable(key), "not valid UTF-8")
         lines.append(IniLine(key, value, number))
     return IniFile(path, asked, tuple(lines), found)
@@ -192,7 +192,8 @@ def _dangling_percent(line: str) -> bool:
         i = pos + 2
 
 
-def _has_undecodable(text: str) -> bool:
+def has_undecodable(text: str) -> bool:
+    """Bytes that were not UTF-8 (decoded with surrogateescape, as argv and files are)."""
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
