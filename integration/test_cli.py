@@ -149,3 +149,16 @@ def test_command_line_value_of_other_bytes_is_refused_like_an_ini_line(tmp_path:
     assert proc.returncode == 1
     assert proc.stderr == "uzerg: command line: --socket: not valid UTF-8\n"
     assert not os.listdir(tmp_path)
+
+
+def test_environment_value_of_other_bytes_is_refused_but_an_ini_file_may_have_any_name(
+        tmp_path: Path) -> None:
+    hello = str(ROOT / "bench" / "hello_app.py")
+    proc = run("--wsgi-file", hello, env={"UWSGI_SOCKET": os.fsdecode(b"/tmp/y\xff.sock")})
+    assert proc.returncode == 1
+    assert proc.stderr == "uzerg: environment: UWSGI_SOCKET: not valid UTF-8\n"
+    ini = os.fsdecode(bytes(tmp_path) + b"/site\xff.ini")
+    Path(ini).write_text("[uwsgi]\nsocket = 127.0.0.1:0\n")
+    proc = run("--ini", ini, "--check-config")
+    assert proc.returncode == 0, proc.stderr
+    assert "socket = 127.0.0.1:0\n" in proc.stdout

@@ -10,7 +10,7 @@ uWSGI loads them after every option, and so do we. Abbreviated long names are no
 from __future__ import annotations
 
 from uzerg.config import options, uwsgi_options
-from uzerg.config.ini import ConfigError, has_undecodable
+from uzerg.config.ini import ConfigError
 from uzerg.record import record
 
 
@@ -69,9 +69,6 @@ def parse_argv(argv: list[str]) -> tuple[list[CommandLineArg], list[str]]:
             index = _short_cluster(arg, argv, index, parsed)
         else:
             positional.append(arg)
-    for item in parsed:  # as an INI line's value: a path of other bytes would fail later, worse
-        if item.value is not None and has_undecodable(item.value):
-            raise ConfigError("command line", item.label, "not valid UTF-8")
     return parsed, positional
 
 

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Mapping
 
 from uzerg.config import uwsgi_options
-from uzerg.config.ini import ConfigError, Origin, read_ini, split_file_section
+from uzerg.config.ini import ConfigError, Origin, has_undecodable, read_ini, split_file_section
 from uzerg.record import field, record
 
 END_KEYS = frozenset({"end", "endif", "endfor", "end-if", "end-for"})
@@ -71,6 +71,10 @@ class Collector:
     # -- the stream -------------------------------------------------------------------------
     def add(self, key: str, value: str | None, origin: Origin, label: str = "") -> None:
         key = KEY_ALIASES.get(key, key)
+        if value and key not in LOAD_KEYS and has_undecodable(value):
+            # bytes that are not UTF-8 from argv or the environment, refused as an INI line's
+            # are; a file to load may have any name
+            raise ConfigError(str(origin), label or key, "not valid UTF-8")
         if not self._running:
             if key in END_KEYS:
                 self._block = None

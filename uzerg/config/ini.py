@@ -194,7 +194,7 @@ def _dangling_percent(line: str) -> bool:
 
 def has_undecodable(text: str) -> bool:
     """Bytes that were not UTF-8 (decoded with surrogateescape, as argv and files are)."""
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+    return not text.isascii() and any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _printable(text: str) -> str:
