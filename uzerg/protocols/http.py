@@ -421,6 +421,20 @@ class HttpRequestParser:
             self._state = self._DONE
         return data
 
+    def body_room(self) -> int:
+        """The bytes left of a Content-Length body when none are buffered (they may then be
+        received straight into the reader's buffer, see body_received()); else 0: use
+        next_event()."""
+        if self._state != self._LENGTH or self.buffer:
+            return 0
+        return self._remaining
+
+    def body_received(self, size: int) -> None:
+        """`size` bytes (at most body_room()) of the body were received past the parser."""
+        self._remaining -= size
+        if self._remaining == 0:
+            self._state = self._DONE
+
     @property
     def message_complete(self) -> bool:
         return self._state == self._DONE

@@ -58,6 +58,29 @@ class LengthBody:
         self.remaining -= len(data)
         return data
 
+    def left(self) -> int:
+        """The body bytes not handed out yet."""
+        return self.remaining + len(self.prefix)
+
+    def into(self, view: memoryview) -> int:
+        """Up to len(view) body bytes received straight into `view` (a large read, see
+        InputStream.read); 0 at the end of the body; -1: use __call__ instead."""
+        if self.prefix:
+            return -1
+        if self.remaining <= 0:
+            return 0
+        hint = len(view)
+        try:
+            got = self.conn.recv_into(view[: min(self.remaining, hint)])
+        except ClientDisconnected as exc:
+            raise _failed(exc, hint, min(hint, self.remaining), self.length,
+                          self.length - self.remaining) from None
+        if not got:
+            raise _failed(None, hint, min(hint, self.remaining), self.length,
+                          self.length - self.remaining)
+        self.remaining -= got
+        return got
+
 
 class HttpBody:
     """Body bytes of an HTTP request, decoded by the parser (Content-Length or chunked)."""
@@ -100,6 +123,34 @@ class HttpBody:
                 self.consumed += len(body)
                 return body
             parser.feed(data)
+
+    def left(self) -> int:
+        """The body bytes not handed out yet; -1 for a chunked body (not known)."""
+        head = self.parser.head
+        if head is None or head.chunked:
+            return -1
+        return max((head.content_length or 0) - self.consumed, 0)
+
+    def into(self, view: memoryview) -> int:
+        """Up to len(view) bytes of a Content-Length body received straight into `view`
+        when nothing is buffered (a large read, see InputStream.read); 0 at the end of the
+        body; -1: use __call__ instead (bytes buffered, chunked, 100 Continue owed, TLS)."""
+        parser = self.parser
+        if self.error is not None or self.expect_continue or type(self.conn) is not Connection:
+            return -1
+        room = parser.body_room()
+        if room <= 0:
+            return 0 if parser.message_complete else -1
+        hint = len(view)
+        try:
+            got = self.conn.recv_into(view[: min(room, hint)])
+        except ClientDisconnected as exc:
+            raise self._failed(exc, hint) from None
+        if not got:
+            raise self._failed(None, hint)
+        parser.body_received(got)
+        self.consumed += got
+        return got
 
     def _failed(self, exc: ClientDisconnected | None, hint: int) -> BodyReadError:
         head = self.parser.head

@@ -86,6 +86,26 @@ class Connection:
         except OSError as exc:
             raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
 
+    def recv_into(self, view: memoryview) -> int:
+        """recv() into `view` (a large request body read straight into its buffer): the
+        bytes received, 0 when the peer closed. Raises ClientDisconnected/ReadTimeout."""
+        try:
+            return self.sock.recv_into(view, 0, _DONTWAIT)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+        try:
+            if self._rcv_armed != self._rcv_tv:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._rcv_tv)
+                self._rcv_armed = self._rcv_tv
+            return self.sock.recv_into(view)
+        except BlockingIOError:
+            message = f"timeout after {self.timeout:g} s waiting for the client"
+            raise ReadTimeout(0, message) from None
+        except OSError as exc:
+            raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+
     def recv_nowait(self, size: int) -> bytes | None:
         """Up to `size` bytes if some are there now, b"" when the peer closed, None when it
         would block (the caller parks the connection instead of waiting on it)."""
