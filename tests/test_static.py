@@ -178,3 +178,19 @@ def test_a_traversal_never_opens_what_lies_outside_the_root(logs, site):
     finally:
         os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # release the writer
         thread.join(5)
+
+
+def test_a_changed_file_goes_out_with_its_new_length_and_date(logs, site):
+    # the file and its headers are remembered per (real path, size, mtime)
+    served = handler(site)
+    path = site / "static" / "css" / "site.css"
+    first, _ = exchange(served, get("/static/css/site.css"))
+    path.write_text("body { color: blue; margin: 0 }\n")
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    second, _ = exchange(served, get("/static/css/site.css"))
+    assert first.endswith(b"\r\n\r\nbody { color: red }\n") and b"Content-Length: 20\r\n" in first
+    assert second.endswith(b"\r\n\r\nbody { color: blue; margin: 0 }\n")
+    assert b"Content-Length: 32\r\n" in second
+    assert b"Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT\r\n" in second
+    third, _ = exchange(served, get("/static/css/site.css", "HEAD"))
+    assert b"Content-Length: 32\r\n" in third and third.endswith(b"close\r\n\r\n")

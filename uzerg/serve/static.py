@@ -62,6 +62,15 @@ class StaticMap:
         self._types: dict[str, str] = {}  # file name -> content type (see _content_type)
         # the real path of an open file descriptor, resolved by the kernel (Linux)
         self._fd_paths = os.path.isdir("/proc/self/fd")
+        # open_fast()'s view of the entries: (prefix, prefix + "/", root + "/" as bytes and
+        # as text, whether the prefix stays in the path)
+        self._fast = [(prefix, prefix + "/", os.fsencode(root.rstrip("/") + "/"),
+                       root.rstrip("/") + "/", keep) for prefix, root, keep in self.entries]
+        # (real path, size, mtime) -> the file and its 200 headers (see _file)
+        self._files: dict[tuple[str, int, float], tuple[StaticFile, list[tuple[str, str]]]] = {}
+        # no static-skip-ext, gzip twin or Expires rule: the file alone decides its response
+        self._plain = rules is None or not (rules.skip_ext or rules.gzip or rules.expires)
+        self._skip_ext = rules.skip_ext if rules is not None else ()
 
     @classmethod
     def from_config(cls, config: Config, headers: ResponseHeaders | None) -> StaticMap | None:
@@ -153,69 +162,93 @@ class StaticMap:
             types[name] = found
         return found
 
-    def open_fast(self, path_info: str) -> tuple[StaticFile, int] | None:
+    def open_fast(self, path_info: str) -> tuple[StaticFile, list[tuple[str, str]], int] | None:
         """The common case of lookup(), in fewer system calls: the first mapping whose prefix
         matches is a directory and holds a regular file under it. The file is opened first and
         its real path read back from /proc/self/fd (what os.path.realpath finds with an lstat
         per path component). None whenever anything else may apply (no match, a directory, a
-        symlink out of the root, an error...): lookup() then decides, as it always did."""
+        symlink out of the root, an error...): lookup() then decides, as it always did.
+        Else the file, its 200 headers (see _file) and the open descriptor."""
         if not self._fd_paths:
             return None
-        for prefix, root, keep in self.entries:
+        for prefix, prefix_dir, root_bytes, root_dir, keep in self._fast:
             if prefix == "/":
-                return self._open_under(root, path_info)
-            if path_info == prefix or path_info.startswith(prefix + "/"):
-                return self._open_under(root, path_info if keep else path_info[len(prefix) :])
+                rest = path_info
+            elif path_info == prefix or path_info.startswith(prefix_dir):
+                rest = path_info if keep else path_info[len(prefix) :]
+            else:
+                continue
+            relative = rest.lstrip("/")
+            # ".." could open a file outside the root (a device, a FIFO) before the check
+            # below rejects it: such paths, and any name holding "..", take lookup()'s way
+            if not relative or "\0" in relative or ".." in relative:
+                return None
+            try:  # the environ's latin-1 text back to the bytes sent: the file's name
+                fd = os.open(root_bytes + relative.encode("latin-1"), _OPEN_FLAGS)
+            except (OSError, ValueError):  # UnicodeEncodeError is a ValueError
+                return None
+            try:
+                st = os.fstat(fd)
+                if stat.S_ISREG(st.st_mode):
+                    real = os.readlink(f"/proc/self/fd/{fd}")
+                    # (a file unlinked meanwhile reads back as "PATH (deleted)": lookup()
+                    # decides)
+                    if real.startswith(root_dir) and not real.endswith(" (deleted)"):
+                        return (*self._file(real, st.st_size, st.st_mtime), fd)
+            except OSError:
+                pass
+            os.close(fd)
+            return None
         return None
 
-    def _open_under(self, root: str, rest: str) -> tuple[StaticFile, int] | None:
-        relative = rest.lstrip("/")
-        # ".." could open a file outside the root (a device, a FIFO) before the check below
-        # rejects it: such paths, and any name holding "..", take lookup()'s way
-        if not relative or "\0" in relative or ".." in relative:
-            return None
-        try:
-            fd = os.open(root + "/" + os.fsdecode(relative.encode("latin-1")), _OPEN_FLAGS)
-        except (OSError, ValueError):  # UnicodeEncodeError is a ValueError
-            return None
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                real = os.readlink(f"/proc/self/fd/{fd}")
-                # (a file unlinked meanwhile reads back as "PATH (deleted)": lookup() decides)
-                if real.startswith(root.rstrip("/") + "/") and not real.endswith(" (deleted)"):
-                    return (StaticFile(real, st.st_size, st.st_mtime, self._content_type(real)),
-                            fd)
-        except OSError:
-            pass
-        os.close(fd)
-        return None
+    def _file(self, path: str, size: int, mtime: float
+              ) -> tuple[StaticFile, list[tuple[str, str]]]:
+        """The StaticFile of a file and its headers for a 200 (type, length, Last-Modified),
+        remembered per (path, size, mtime): all they are made of."""
+        key = (path, size, mtime)
+        files = self._files
+        entry = files.get(key)
+        if entry is None:
+            found = StaticFile(path, size, mtime, self._content_type(path))
+            entry = (found, [("Content-Type", found.content_type), ("Content-Length", str(size)),
+                             ("Last-Modified", found.last_modified)])
+            if len(files) >= 4096:
+                files.clear()
+            files[key] = entry
+        return entry
 
-    def find_open(self, env: dict[str, Any]) -> tuple[StaticFile | None, int]:
-        """The file to send for a request (its gzip twin, when that applies) or None, and the
-        file already open when open_fast() found it (else -1): the caller closes it."""
+    def find_open(self, env: dict[str, Any]
+                  ) -> tuple[StaticFile | None, list[tuple[str, str]] | None, int]:
+        """The file to send for a request (its gzip twin, when that applies) or None; its
+        headers for a 200 when nothing but the file decides them (else None: _send_found
+        makes them); the file already open when open_fast() found it (else -1): the caller
+        closes it."""
         path_info = env.get("PATH_INFO") or ""
-        rules = self.rules
-        if rules is not None and rules.skipped(path_info):
-            return None, -1
+        skip_ext = self._skip_ext
+        if skip_ext and path_info.endswith(skip_ext):  # rules.skipped(), inlined
+            return None, None, -1
         fast = self.open_fast(path_info)
         if fast is None:
             found = self.lookup(path_info, env.get("DOCUMENT_ROOT"))
+            head = None
             fd = -1
         else:
-            found, fd = fast
+            found, head, fd = fast
+            if self._plain:
+                return found, head, fd
+        rules = self.rules
         if found is None or rules is None:
-            return found, fd
+            return found, None, fd
         if rules.skipped(found.path):
             if fd >= 0:
                 os.close(fd)
-            return None, -1
+            return None, None, -1
         sent = rules.variant(found, env.get("HTTP_ACCEPT_ENCODING"),
                              lambda path: self._within_any(path, found.path))
         if sent.path != found.path and fd >= 0:
             os.close(fd)  # its twin goes out instead
             fd = -1
-        return sent, fd
+        return sent, None, fd
 
     def _within_any(self, twin: str, original: str) -> bool:
         """A twin may be served when it is where its file is, or under a safe path."""
@@ -241,11 +274,18 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
     """Answer a GET/HEAD for a mapped file; False when the application should answer."""
     if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         return False
-    found, fd = static.find_open(env)
+    found, head, fd = static.find_open(env)
     if found is None:
         return False
     try:
-        return _send_found(static, env, response, found, fd)
+        if head is None or env.get("HTTP_IF_MODIFIED_SINCE"):
+            return _send_found(static, env, response, found, fd)
+        # the common case: the file open, no rule adds a header, not a conditional request
+        headers = static.headers
+        response.start_response("200 OK", head if headers is None else headers.apply(head))
+        response.send_file(fd, 0, found.size)
+        response.finish_body()
+        return True
     finally:
         if fd >= 0:
             os.close(fd)
