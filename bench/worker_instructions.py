@@ -2,6 +2,7 @@
 
     python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500] [--distinct]
                                         [--server uzerg|uwsgi] [--app FILE] [--cache-sim]
+                                        [--static | --post]
 
 Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
 Runs uzerg (1 master, 1 worker, bench/hello_app.py) under ``valgrind --tool=cachegrind`` (which
@@ -10,7 +11,9 @@ with SIGTERM and reads its instruction count; two runs (n/5 and n requests) are 
 start-up and shutdown cancel out. ``--app FILE``: another WSGI file than hello world (e.g.
 bench/apps/flask_app.py; its directory goes on the Python path). Kernel work (the TCP stack)
 is not counted. ``--distinct`` (uwsgi): a different REMOTE_PORT in each packet, so no packet
-repeats (the worker's cache of vars blocks never hits, as with many clients). Needs valgrind
+repeats (the worker's cache of vars blocks never hits, as with many clients). Scenario 4 of
+bench/suite.py (http): ``--static`` GETs a 1 MB file through ``--static-map``, ``--post`` sends
+a 1 MB POST to bench/apps/echo_app.py (which echoes it back). Needs valgrind
 (``apt-get install -y valgrind``); about a minute per run.
 """
 
@@ -33,15 +36,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import APP, UWSGI_VARS, free_port, kill_tree, program, uwsgi_packet  # noqa: E402
 
 HTTP_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"  # what wrk sends
+MB = 1 << 20
+STATIC_REQUEST = b"GET /static/file.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+POST_REQUEST = (b"POST / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n"
+                b"Content-Type: application/octet-stream\r\n\r\n%s" % (MB, b"x" * MB))
+ECHO_APP = Path(__file__).resolve().parent / "apps" / "echo_app.py"
 
 
 def ask(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(request)
-        data = b""
+        parts = []
         while chunk := sock.recv(65536):
-            data += chunk
-    return data
+            parts.append(chunk)
+    return b"".join(parts)
 
 
 def worker_instructions(
@@ -62,6 +70,12 @@ def worker_instructions(
     if not args.log:
         cmd.append("--disable-logging")
     request = uwsgi_packet(UWSGI_VARS) if args.protocol == "uwsgi" else HTTP_REQUEST
+    if args.static:
+        (workdir / "file.bin").write_bytes(os.urandom(MB))
+        cmd += ["--static-map", f"/static={workdir}"]
+        request = STATIC_REQUEST
+    elif args.post:
+        request = POST_REQUEST
     with open(workdir / "server.log", "ab") as log_file:
         process = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log_file,
                                    stderr=log_file, start_new_session=True)
@@ -106,13 +120,23 @@ def main() -> int:
                         help="uwsgi: each packet differs (REMOTE_PORT), as from many clients")
     parser.add_argument("--cache-sim", action="store_true",
                         help="also simulated cache misses and branch mispredicts (slower)")
+    body = parser.add_mutually_exclusive_group()
+    body.add_argument("--static", action="store_true",
+                      help="http: GET a 1 MB file served by --static-map (scenario 4)")
+    body.add_argument("--post", action="store_true",
+                      help="http: a 1 MB POST echoed back by apps/echo_app.py (scenario 4)")
     args = parser.parse_args()
+    if args.post and args.app == APP:
+        args.app = ECHO_APP
+    if (args.static or args.post) and args.protocol != "http":
+        parser.error("--static and --post are HTTP requests")
     workdir = Path(tempfile.mkdtemp(prefix="uzerg-instr-"))
     small, large = args.n // 5, args.n
     few = worker_instructions(small, args, workdir)
     many = worker_instructions(large, args, workdir)
     per_request = {name: (many[name] - few[name]) / (large - small) for name in many}
     distinct = " distinct" if args.distinct else ""
+    distinct += " static 1MB" if args.static else " post 1MB" if args.post else ""
     print(f"{args.server} {args.protocol}{distinct} log-{'on' if args.log else 'off'} "
           f"{args.app.name}: "
           f"{per_request['Ir']:,.0f} "
