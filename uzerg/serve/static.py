@@ -75,15 +75,13 @@ class StaticMap:
     @classmethod
     def from_config(cls, config: Config, headers: ResponseHeaders | None) -> StaticMap | None:
         """None when no file is served (the request path then skips static files with one
-        test); check-static DIR is `/=DIR` after the static-map entries."""
+        test: a map is never empty, and has no __bool__ to call per request); check-static
+        DIR is `/=DIR` after the static-map entries."""
         if not serves_files(config):
             return None
         return cls((*config.static_map, *(f"/={d}" for d in config.check_static)),
                    config.static_map2, rules=StaticRules(config), headers=headers,
                    docroot=config.check_static_docroot)
-
-    def __bool__(self) -> bool:
-        return bool(self.entries) or self.docroot
 
     def lookup(self, path_info: str, document_root: str | None = None) -> StaticFile | None:
         """The file for a PATH_INFO (decoded, latin-1 as in the environ), or None (the
