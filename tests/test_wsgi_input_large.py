@@ -146,3 +146,25 @@ def test_uwsgi_protocol_client_vanishing_in_a_large_read(logs):
     assert counts.exceptions == 1
     assert ("[uwsgi-body-read] Error reading 210000 bytes. Content-Length: 300000 "
             "consumed: 90000 left: 210000 message: Client closed connection") in logs.getvalue()
+
+
+def test_read_all_of_a_large_body(logs):
+    reply, _ = exchange(handler_for(reads_app(5, -1, -1)), pieces(post(BODY), 50_000))
+    assert answer(reply) == (b"5,299995,0", BODY)
+
+
+def test_a_client_vanishing_in_a_large_read_all_is_counted_as_before(logs):
+    # read() reports as it always did: its own hint, a read error in the worker's counts
+    raw = post(BODY)[: -(len(BODY) - 80_000)]
+    reply, counts = exchange(handler_for(reads_app(-1)), raw)
+    assert counts.exceptions == 1 and counts.read_errors == 1
+    assert ("[uwsgi-body-read] Error reading 65536 bytes. Content-Length: 300000 "
+            "consumed: 80000 left: 220000 message: Client closed connection") in logs.getvalue()
+    assert "error during read(65536) on wsgi.input" in logs.getvalue()
+
+
+def test_a_read_past_the_body_keeps_its_hint_in_the_error(logs):
+    raw = post(BODY)[: -(len(BODY) - 80_000)]
+    _, counts = exchange(handler_for(reads_app(1 << 20)), raw)
+    assert counts.exceptions == 1
+    assert f"error during read({(1 << 20) - 80_000}) on wsgi.input" in logs.getvalue()

@@ -62,16 +62,16 @@ class LengthBody:
         """The body bytes not handed out yet."""
         return self.remaining + len(self.prefix)
 
-    def into(self, view: memoryview) -> int:
+    def into(self, view: memoryview, hint: int) -> int:
         """Up to len(view) body bytes received straight into `view` (a large read, see
-        InputStream.read); 0 at the end of the body; -1: use __call__ instead."""
+        InputStream.read; `hint`: the read's, for the error); 0 at the end of the body; -1:
+        use __call__ instead."""
         if self.prefix:
             return -1
         if self.remaining <= 0:
             return 0
-        hint = len(view)
         try:
-            got = self.conn.recv_into(view[: min(self.remaining, hint)])
+            got = self.conn.recv_into(view[: min(self.remaining, len(view))])
         except ClientDisconnected as exc:
             raise _failed(exc, hint, min(hint, self.remaining), self.length,
                           self.length - self.remaining) from None
@@ -131,19 +131,19 @@ class HttpBody:
             return -1
         return max((head.content_length or 0) - self.consumed, 0)
 
-    def into(self, view: memoryview) -> int:
+    def into(self, view: memoryview, hint: int) -> int:
         """Up to len(view) bytes of a Content-Length body received straight into `view`
-        when nothing is buffered (a large read, see InputStream.read); 0 at the end of the
-        body; -1: use __call__ instead (bytes buffered, chunked, 100 Continue owed, TLS)."""
+        when nothing is buffered (a large read, see InputStream.read; `hint`: the read's,
+        for the error); 0 at the end of the body; -1: use __call__ instead (bytes buffered,
+        chunked, 100 Continue owed, TLS)."""
         parser = self.parser
         if self.error is not None or self.expect_continue or type(self.conn) is not Connection:
             return -1
         room = parser.body_room()
         if room <= 0:
             return 0 if parser.message_complete else -1
-        hint = len(view)
         try:
-            got = self.conn.recv_into(view[: min(room, hint)])
+            got = self.conn.recv_into(view[: min(room, len(view))])
         except ClientDisconnected as exc:
             raise self._failed(exc, hint) from None
         if not got:

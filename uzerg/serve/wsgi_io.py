@@ -84,8 +84,27 @@ class InputStream:
         if not exc.timed_out:
             self.read_errors += 1
 
+    def _known_size(self, size: int) -> int:
+        """How many bytes read(size) (-1: all) will return when the body's length is known
+        and that is more than _INTO_MIN (then _read_into() reads them), else 0."""
+        left = getattr(self._pull, "left", None)
+        if left is None or self._eof:
+            return 0
+        more = left()
+        if more < 0:  # chunked: not known
+            return 0
+        total = len(self._buf) + more
+        if 0 <= size < total:
+            total = size
+        return total if total > _INTO_MIN else 0
+
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
+            known = self._known_size(-1)
+            if known:
+                data = self._read_into(known, -1)
+                rest = b"" if self._eof else self.read()  # (the body's end: b"")
+                return data + rest if rest else data
             parts = [self._buf]
             while not self._eof:
                 try:
@@ -104,11 +123,9 @@ class InputStream:
             data, self._buf = buf[:size], buf[size:]
             return data
         if size > _INTO_MIN:
-            left = getattr(self._pull, "left", None)
-            if left is not None:
-                wanted = min(size, len(buf) + left())
-                if wanted > _INTO_MIN:
-                    return self._read_into(wanted)
+            known = self._known_size(size)
+            if known:
+                return self._read_into(known, size)
         # the pieces are joined once at the end: appending each to the buffer copied a 1 MB
         # body ~16 times over (a third of the CPU of a 1 MB POST echoed back)
         parts = [buf] if buf else []
@@ -131,22 +148,26 @@ class InputStream:
             data, self._buf = data[:size], data[size:]
         return data
 
-    def _read_into(self, size: int) -> bytes:
-        """read(size) of a body known to hold at least `size` more bytes (its end too: then
-        the stream reaches EOF on the next read, as it would have)."""
+    def _read_into(self, size: int, asked: int) -> bytes:
+        """`size` bytes of a body known to hold at least that many more (its end too: then
+        the stream reaches EOF on the next read, as it would have) for read(asked); the
+        hints of the pulls and a failed read are as that read's (read()'s when asked < 0)."""
+        whole = asked < 0
         into = self._pull.into  # type: ignore[attr-defined]
         store = _spare.pop() if _spare else None
         if store is None or len(store) < size:
             store = bytearray(size)
-        have = len(self._buf)
+        before = self._buf
+        have = len(before)
         with memoryview(store) as view:
-            view[:have] = self._buf
+            view[:have] = before
             self._buf = b""
             try:
                 while have < size:
-                    got = into(view[have:size])
+                    hint = 65536 if whole else asked - have
+                    got = into(view[have:size], hint)
                     if got < 0:  # (bytes the parser holds, ...): the pull function's way
-                        data = self._pull(size - have)
+                        data = self._pull(hint)
                         got = min(len(data), size - have)
                         view[have : have + got] = data[:got]
                         if got < len(data):
@@ -157,8 +178,12 @@ class InputStream:
                     have += got
                 data = bytes(view[:have])
             except BodyReadError as exc:
-                self._buf = bytes(view[:have])
-                log.error(exc.log_line, event_kind="body_read_error")
+                if whole:
+                    self._buf = before
+                    self._failed(exc)
+                else:
+                    self._buf = bytes(view[:have])
+                    log.error(exc.log_line, event_kind="body_read_error")
                 raise
             finally:
                 view.release()  # (before another thread may take the buffer)
