@@ -23,6 +23,10 @@ APP = '''
 import json, os
 
 def application(environ, start_response):
+    if environ["PATH_INFO"] == "/echo":
+        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [body]
     if environ["PATH_INFO"] == "/file":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](open(os.environ["BIG_FILE"], "rb"))
@@ -81,6 +85,18 @@ def _get(port: int, context: ssl.SSLContext, path: str = "/") -> tuple[bytes, st
             return data, version
 
 
+def _post(port: int, context: ssl.SSLContext, body: bytes) -> bytes:
+    """The reply to a POST /echo of `body` (the app reads it with one read(n))."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"POST /echo HTTP/1.0\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n"
+                        % len(body) + body)
+            parts = []
+            while chunk := tls.recv(65536):
+                parts.append(chunk)
+            return b"".join(parts)
+
+
 def _json(data: bytes) -> dict[str, object]:
     return json.loads(data.partition(b"\r\n\r\n")[2])
 
@@ -97,6 +113,9 @@ def test_https_with_python_ssl_and_curl(uzerg: InstanceStarter, tmp_path: Path,
     # a response sent through wsgi.file_wrapper (sendfile on plain sockets) arrives whole
     body = _get(port, _client(pki), "/file")[0].partition(b"\r\n\r\n")[2]
     assert body == (pki / "big").read_bytes()
+    # a large request body read at once (received into one buffer on plain sockets only)
+    upload = (pki / "big").read_bytes() * 2
+    assert _post(port, _client(pki), upload).partition(b"\r\n\r\n")[2] == upload
     curl = subprocess.run(["curl", "-sS", "--cacert", str(pki / "ca.pem"),
                            f"https://localhost:{port}/"], capture_output=True, timeout=30)
     assert curl.returncode == 0 and json.loads(curl.stdout)["HTTPS"] == "on"

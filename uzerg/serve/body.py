@@ -59,14 +59,16 @@ class LengthBody:
         return data
 
     def left(self) -> int:
-        """The body bytes not handed out yet."""
+        """The body bytes not handed out yet (-1 over TLS: no large reads into a buffer)."""
+        if type(self.conn) is not Connection:
+            return -1
         return self.remaining + len(self.prefix)
 
     def into(self, view: memoryview, hint: int) -> int:
         """Up to len(view) body bytes received straight into `view` (a large read, see
         InputStream.read; `hint`: the read's, for the error); 0 at the end of the body; -1:
         use __call__ instead."""
-        if self.prefix:
+        if self.prefix or type(self.conn) is not Connection:
             return -1
         if self.remaining <= 0:
             return 0
@@ -125,9 +127,10 @@ class HttpBody:
             parser.feed(data)
 
     def left(self) -> int:
-        """The body bytes not handed out yet; -1 for a chunked body (not known)."""
+        """The body bytes not handed out yet; -1 for a chunked body (not known), and over
+        TLS (no large reads into a buffer)."""
         head = self.parser.head
-        if head is None or head.chunked:
+        if head is None or head.chunked or type(self.conn) is not Connection:
             return -1
         return max((head.content_length or 0) - self.consumed, 0)
 
