@@ -168,3 +168,13 @@ def test_a_read_past_the_body_keeps_its_hint_in_the_error(logs):
     _, counts = exchange(handler_for(reads_app(1 << 20)), raw)
     assert counts.exceptions == 1
     assert f"error during read({(1 << 20) - 80_000}) on wsgi.input" in logs.getvalue()
+
+
+def test_a_huge_declared_length_reserves_nothing_up_front(logs):
+    # reads above 4 MB go piece by piece: a client's Content-Length is no allocation
+    wsgi_io._spare.clear()
+    raw = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % (1 << 40) + BODY
+    _, counts = exchange(handler_for(reads_app(-1)), raw)
+    assert counts.exceptions == 1 and counts.read_errors == 1
+    assert "consumed: 300000 left: " in logs.getvalue()
+    assert wsgi_io._spare == []

@@ -38,11 +38,11 @@ def _no_body(_hint: int) -> bytes:
     return b""
 
 
-# A read of more than _INTO_MIN bytes is received straight into one buffer and copied out
-# once, and the buffer is kept for the next such read (one per process, up to _SPARE_MAX
-# bytes). Received piece by piece and joined, a 1 MB body took 2 MB of heap per request,
-# which glibc gave back to the kernel at the end of each (its trim threshold is twice the
-# largest block it has seen) and faulted in again on the next: ~500 page faults per request.
+# A read of more than _INTO_MIN and at most _SPARE_MAX bytes is received straight into one
+# buffer and copied out once, and the buffer is kept for the next such read (one per process).
+# Received piece by piece and joined, a 1 MB body took 2 MB of heap per request, which glibc
+# gave back to the kernel at the end of each (its trim threshold is twice the largest block it
+# has seen) and faulted in again on the next: ~500 page faults per request.
 _INTO_MIN = 65536
 _SPARE_MAX = 4 << 20
 _spare: list[bytearray] = []  # (list.pop/append: atomic for the threads of a worker)
@@ -96,7 +96,9 @@ class InputStream:
         total = len(self._buf) + more
         if 0 <= size < total:
             total = size
-        return total if total > _INTO_MIN else 0
+        # (the buffer is made before the bytes arrive: never larger than _SPARE_MAX, whatever
+        # length a client declares)
+        return total if _INTO_MIN < total <= _SPARE_MAX else 0
 
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
@@ -187,7 +189,7 @@ class InputStream:
                 raise
             finally:
                 view.release()  # (before another thread may take the buffer)
-                if len(store) <= _SPARE_MAX and not _spare:
+                if not _spare:
                     _spare.append(store)
         return data
 
