@@ -1,8 +1,8 @@
 """User-space instructions per request in a real uzerg worker, counted by valgrind.
 
     python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500] [--distinct]
-                                        [--server uzerg|uwsgi] [--app FILE] [--cache-sim]
-                                        [--static | --post]
+                                        [--keepalive] [--server uzerg|uwsgi] [--app FILE]
+                                        [--cache-sim] [--static | --post]
 
 Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
 Runs uzerg (1 master, 1 worker, bench/hello_app.py) under ``valgrind --tool=cachegrind`` (which
@@ -13,7 +13,8 @@ bench/apps/flask_app.py; its directory goes on the Python path). Kernel work (th
 is not counted. ``--distinct`` (uwsgi): a different REMOTE_PORT in each packet, so no packet
 repeats (the worker's cache of vars blocks never hits, as with many clients). Scenario 4 of
 bench/suite.py (http): ``--static`` GETs a 1 MB file through ``--static-map``, ``--post`` sends
-a 1 MB POST to bench/apps/echo_app.py (which echoes it back). Needs valgrind
+a 1 MB POST to bench/apps/echo_app.py (which echoes it back). ``--keepalive`` (http): an
+``--http11-socket``, every request on one connection, as bench scenario 5. Needs valgrind
 (``apt-get install -y valgrind``); about a minute per run.
 """
 
@@ -52,6 +53,22 @@ def ask(port: int, request: bytes) -> bytes:
     return b"".join(parts)
 
 
+def ask_keepalive(sock: socket.socket, request: bytes) -> bytes:
+    """One request on a kept-alive connection: the head and a Content-Length body back."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("the server closed the keep-alive connection")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return data
+
+
 def worker_instructions(
     requests: int, args: argparse.Namespace, workdir: Path
 ) -> dict[str, int]:
@@ -59,6 +76,8 @@ def worker_instructions(
     counted in the worker process over its life, serving `requests`."""
     port = free_port()
     option = "--http-socket" if args.protocol == "http" else "--socket"
+    if args.keepalive:
+        option = "--http11-socket"
     python = os.path.realpath(sys.executable)  # a pyenv shim is a shell script: skip it
     out_pattern = str(workdir / f"cg.{requests}.%p")
     server = [python, "-m", "uzerg"] if args.server == "uzerg" else [program("uwsgi")]
@@ -90,7 +109,15 @@ def worker_instructions(
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("uzerg under valgrind did not answer")
             time.sleep(0.2)
-        for i in range(requests - 1):
+        if args.keepalive:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                for _ in range(requests - 1):
+                    # as under wrk, where the worker is not slowed down 50 times by valgrind:
+                    # it has answered and parked the idle connection before the next request
+                    # comes (without the pause the count swings with the timing)
+                    time.sleep(0.003)
+                    ask_keepalive(sock, request)
+        for i in range(0 if args.keepalive else requests - 1):
             if args.distinct:  # as from many clients: no two packets alike
                 request = uwsgi_packet({**UWSGI_VARS, "REMOTE_PORT": str(1024 + i)})
             ask(port, request)
@@ -118,6 +145,8 @@ def main() -> int:
     parser.add_argument("--app", type=Path, default=APP, help="a WSGI file (default: hello)")
     parser.add_argument("--distinct", action="store_true",
                         help="uwsgi: each packet differs (REMOTE_PORT), as from many clients")
+    parser.add_argument("--keepalive", action="store_true",
+                        help="http: all requests on one kept-alive connection (--http11-socket)")
     parser.add_argument("--cache-sim", action="store_true",
                         help="also simulated cache misses and branch mispredicts (slower)")
     body = parser.add_mutually_exclusive_group()
@@ -128,8 +157,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.post and args.app == APP:
         args.app = ECHO_APP
-    if (args.static or args.post) and args.protocol != "http":
-        parser.error("--static and --post are HTTP requests")
+    if (args.static or args.post or args.keepalive) and args.protocol != "http":
+        parser.error("--static, --post and --keepalive are HTTP requests")
     workdir = Path(tempfile.mkdtemp(prefix="uzerg-instr-"))
     small, large = args.n // 5, args.n
     few = worker_instructions(small, args, workdir)
@@ -137,6 +166,7 @@ def main() -> int:
     per_request = {name: (many[name] - few[name]) / (large - small) for name in many}
     distinct = " distinct" if args.distinct else ""
     distinct += " static 1MB" if args.static else " post 1MB" if args.post else ""
+    distinct += " keep-alive" if args.keepalive else ""
     print(f"{args.server} {args.protocol}{distinct} log-{'on' if args.log else 'off'} "
           f"{args.app.name}: "
           f"{per_request['Ir']:,.0f} "

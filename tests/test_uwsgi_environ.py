@@ -30,7 +30,7 @@ def test_a_block_seen_again_gives_the_same_environ_and_a_private_copy():
         results.append(env)
         env["PATH_INFO"] = "/changed by the app"
         env["wsgi.input"] = object()
-    assert len(environs._cache) == 1
+    assert len(environs.cache) == 1
     assert len({id(env) for env in results}) == 4
     assert BASE == {"wsgi.url_scheme": "http", "SCRIPT_NAME": ""}
     # the peer is the connection's, not the one the block was first seen with
@@ -52,13 +52,13 @@ def test_the_cache_is_bounded_and_skips_large_blocks():
     large = block(("K", "v" * uwsgi_environ.CACHED_BLOCK_MAX))
     for _ in range(3):
         assert environs.build(large, PEER)[0]["K"] == "v" * uwsgi_environ.CACHED_BLOCK_MAX
-    assert not environs._cache and not environs._seen
+    assert not environs.cache and not environs._seen
     for i in range(uwsgi_environ.CACHE_MAX + 10):
         for _ in range(2):
             assert environs.build(block(("N", str(i))), PEER)[0]["N"] == str(i)
-        assert len(environs._cache) <= uwsgi_environ.CACHE_MAX
+        assert len(environs.cache) <= uwsgi_environ.CACHE_MAX
         assert len(environs._seen) <= uwsgi_environ.CACHE_MAX
-    assert environs._cache
+    assert environs.cache
 
 
 def test_a_bad_block_is_refused_every_time():
@@ -67,4 +67,4 @@ def test_a_bad_block_is_refused_every_time():
     for _ in range(3):
         with pytest.raises(UwsgiProtocolError, match="current strsize: 9"):
             environs.build(raw, PEER)
-    assert not environs._cache
+    assert not environs.cache

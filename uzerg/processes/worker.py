@@ -28,7 +28,6 @@ import os
 import resource
 import select
 import signal
-import socket
 import sys
 import threading
 import time
@@ -221,8 +220,15 @@ class Worker:
         poller = select.epoll()
         poller.register(control_fd, select.EPOLLIN)
         listeners = self.listeners
-        entries = {item.fd: (_acceptor(item.sock), item.protocol, item.server_port,
-                             _extra(item)) for item in listeners}
+        # fd -> listener._accept (the raw accept4(): socket.accept() converts the family and
+        # type to enums on every call), the accepted sockets' family, type and proto, and what
+        # the request handler is given
+        entries = {item.fd: (item.sock._accept, int(item.sock.family), int(item.sock.type),
+                             item.sock.proto, item.protocol, item.server_port, _extra(item))
+                   for item in listeners}
+        # the accepted socket: the C ``_socket.socket`` (what socket.socket extends) has every
+        # method the request path uses, and creating and closing it runs no Python code
+        new_socket = _socket.socket
         header = self.scoreboard.header
         # this core's counters and request start (memoryview items: cheaper than ctypes
         # fields, written on every request)
@@ -274,7 +280,7 @@ class Worker:
                 for fd, _mask in events:
                     entry = entries.get(fd)
                     if entry is None:
-                        pending = parked.take(fd)
+                        pending = waiting.pop(fd, None)  # parked.take(fd), inlined
                         if pending is not None:
                             serve_one(core, None, None, "", "", core_id, parked, None, pending)
                         elif fd == control_fd:
@@ -282,15 +288,16 @@ class Worker:
                         else:
                             parked.unregister_stale(fd)
                         continue
-                    accept, protocol, port, extra = entry
+                    accept, family, kind, proto, protocol, port, extra = entry
                     try:
-                        conn, peer = accept()
+                        conn_fd, peer = accept()
                     except BlockingIOError:
                         continue  # another core or process took it
                     except OSError as exc:
                         self._accept_error(exc)
                         continue
-                    serve_one(core, conn, peer, protocol, port, core_id, parked, extra)
+                    serve_one(core, new_socket(family, kind, proto, conn_fd), peer, protocol,
+                              port, core_id, parked, extra)
         finally:
             for pending in parked:
                 pending.conn.close()
@@ -307,7 +314,7 @@ class Worker:
         request_start[0] = time.time()  # harakiri watches this
         started = time.perf_counter()
         if pending is not None:
-            counts = self.handler.resume(pending, core=core_id)
+            counts = self.handler.resume(pending, core_id)
             if counts.pending is None:
                 parked.forget(pending.fd)  # closed
         elif extra is None:
@@ -380,11 +387,12 @@ class Worker:
             return
         # An exclusive wake-up can be spent on a process that then exited without accepting;
         # a stray connection would wait for the next arrival. Look once a second.
-        for accept, protocol, port, extra in entries.values():
+        for accept, family, kind, proto, protocol, port, extra in entries.values():
             try:
-                conn, peer = accept()
+                conn_fd, peer = accept()
             except OSError:
                 continue
+            conn = _socket.socket(family, kind, proto, conn_fd)
             self._serve_one(core, conn, peer, protocol, port, core_id, parked, extra)
             if self.stopping:
                 return
@@ -424,22 +432,6 @@ class Worker:
         total = view[0] + 1  # shared by all workers; a rare lost update only skews logs
         view[0] = total
         return total
-
-
-def _acceptor(listener: socket.socket) -> Callable[[], tuple[_socket.socket, Any]]:
-    """``listener.accept()`` without its per-call family/type lookups (socket.py converts
-    them to enums every time): the raw accept4() and a socket object of known kind. The
-    object is the C ``_socket.socket`` (what socket.socket extends): it has every method the
-    request path uses, and creating and closing it runs no Python code."""
-    raw_accept = listener._accept  # type: ignore[attr-defined]
-    family, kind, proto = int(listener.family), int(listener.type), listener.proto
-    new_socket = _socket.socket
-
-    def accept() -> tuple[_socket.socket, Any]:
-        fd, peer = raw_accept()
-        return new_socket(family, kind, proto, fd), peer
-
-    return accept
 
 
 def _extra(listener: Listener) -> dict[str, Any] | None:

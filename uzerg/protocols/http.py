@@ -445,6 +445,19 @@ class HttpRequestParser:
         self.head = None
         self._state = self._HEAD
 
+    def after_head(self, head: RequestHead, rest: bytes) -> None:
+        """Go on after `head`, parsed by parse_request_head() from bytes not fed to the parser,
+        as if next_event() had returned it; `rest`: the bytes that came after it."""
+        self.buffer += rest
+        self.head = head
+        if head.chunked:
+            self._state = self._CHUNK_SIZE
+        elif head.content_length:
+            self._state = self._LENGTH
+            self._remaining = head.content_length
+        else:
+            self._state = self._DONE
+
     def next_event(self) -> Event:
         state = self._state
         buf = self.buffer
@@ -456,14 +469,7 @@ class HttpRequestParser:
             if head is None:
                 return NEED_DATA
             del buf[: head.head_size]
-            self.head = head
-            if head.chunked:
-                self._state = self._CHUNK_SIZE
-            elif head.content_length:
-                self._state = self._LENGTH
-                self._remaining = head.content_length
-            else:
-                self._state = self._DONE
+            self.after_head(head, b"")
             return head
         if state == self._LENGTH or state == self._CHUNK_DATA:
             if not buf:

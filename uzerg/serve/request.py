@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 
 log = get_logger()
 _new_tuple = tuple.__new__
+_new_object = object.__new__
+# plain ints: socket.MSG_* are IntFlag members
+_DONTWAIT = int(socket.MSG_DONTWAIT)
+# heads up to this size are kept with their environ (see _serve_http)
+MAX_CACHED_HEAD = 1024
 # the wsgi.input of every request without a body, shared: reading it returns b"" and changes
 # nothing (it never pulls, so it never fails), so no stream is built per request
 _NO_BODY = InputStream()
@@ -128,7 +133,15 @@ class RequestHandler:
         # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
         self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
         self._http_environ = self.environs.build  # bound once: one attribute load per call
-        self._uwsgi_environ = UwsgiEnvirons(self._base).build
+        uwsgi_environs = UwsgiEnvirons(self._base)
+        self._uwsgi_environ = uwsgi_environs.build
+        self._uwsgi_blocks = uwsgi_environs.cache  # looked up first, without a call
+        self._uwsgi_max_end = self.buffer_size + 4
+        # whole heads without a body, as they came -> (head, environ but wsgi.input, CGI var
+        # count, their uwsgi size but REMOTE_ADDR's (0 when not counted), server port):
+        # a client repeating a request (the same URI and headers) skips the parse and the
+        # environ's making; bounded: 256 heads of up to MAX_CACHED_HEAD bytes
+        self._heads: dict[bytes, tuple[Any, dict[str, Any], int, int, str]] = {}
 
     # -- connection -------------------------------------------------------------------------
 
@@ -160,8 +173,21 @@ class RequestHandler:
         pending = None
         try:
             if conn is None:
-                conn = Connection(sock, self.socket_timeout, self._timeval) if tls is None \
-                    else _tls_connection(tls, sock, self.socket_timeout, self.https_export_cert)
+                if tls is None:
+                    # Connection(sock, ...) without its __init__ frame: the same fields
+                    if sock.gettimeout() is not None:
+                        sock.setblocking(True)
+                    conn = _new_object(Connection)
+                    conn.sock = sock
+                    conn.fd = sock.fileno()
+                    conn.timeout = self.socket_timeout
+                    conn._rcv_tv = self._timeval
+                    conn._rcv_armed = b""
+                    conn._snd_armed = False
+                    conn.tx = 0
+                else:
+                    conn = _tls_connection(tls, sock, self.socket_timeout,
+                                           self.https_export_cert)
             if protocol == "uwsgi":
                 pending = self._serve_uwsgi(conn, peer, counts, core, data, deadline)
             elif protocol == "https-redirect":
@@ -179,17 +205,35 @@ class RequestHandler:
             _log_traceback("uzerg: unexpected error while serving a connection")
         finally:
             if pending is None:
-                if conn is not None:
-                    conn.close()
-                else:
-                    sock.close()
+                try:  # (conn.close() inlined)
+                    (sock if conn is None else conn.sock).close()
+                except OSError:
+                    pass
         # (the tuple built directly: HandledCounts(...) runs a Python-level __new__)
         return _new_tuple(HandledCounts, (
             counts.requests, counts.exceptions, conn.tx if conn else 0, counts.status,
             counts.static_requests, counts.read_errors, pending))
 
-    def resume(self, pending: PendingHead, *, core: int = 0) -> HandledCounts:
+    def resume(self, pending: PendingHead, core: int = 0) -> HandledCounts:
         """Go on with a parked connection that became readable."""
+        conn = pending.conn
+        if pending.idle and conn.tls is None:
+            # a keep-alive connection's next request (read_more() inlined: the common case);
+            # its head's deadline starts if it has to be parked again
+            try:
+                data = conn.sock.recv(self.buffer_size + 4, _DONTWAIT)
+            except BlockingIOError:  # a spurious wake-up: still waiting
+                return _new_tuple(HandledCounts, (0, 0, 0, 0, 0, 0, pending))
+            except OSError as exc:
+                log.info(f"client {peer_text(pending.peer)} disconnected: recv(): "
+                         f"{exc.strerror}", event_kind="client_gone")
+                data = b""
+            if not data:  # closed between two requests: nothing owed, nothing said
+                conn.close()
+                return _new_tuple(HandledCounts, (0, 0, 0, 0, 0, 0, None))
+            conn.tx = 0  # what was sent before is counted already
+            return self.start(conn.sock, pending.peer, pending.protocol, core,
+                              pending.server_port, conn=conn, data=data)
         more = read_more(pending, self.buffer_size + 4, self.headers_timeout)
         if not more:  # closed, or a spurious wake-up: still waiting
             return HandledCounts(0, 0, 0, 0, pending=None if more is None else pending)
@@ -210,8 +254,17 @@ class RequestHandler:
             deadline = time.monotonic() + self.idle_timeout
         elif not deadline:
             deadline = time.monotonic() + self.headers_timeout
-        return PendingHead(conn, peer, protocol, server_port, data, deadline, idle,
-                           redirect_port)
+        # PendingHead(conn, peer, ...) without its __init__ frame: the same fields
+        pending = _new_object(PendingHead)
+        pending.conn = conn
+        pending.peer = peer
+        pending.protocol = protocol
+        pending.redirect_port = redirect_port
+        pending.server_port = server_port
+        pending.data = data
+        pending.deadline = deadline
+        pending.idle = idle
+        return pending
 
     def _serve_redirect(
         self, conn: Connection, peer: Any, counts: _Counts, redirect_port: str, data: bytes,
@@ -247,18 +300,38 @@ class RequestHandler:
         """Serve the request; `data`: its bytes read so far (b"": none yet). A packet whose
         header and vars are not all there yet is returned to be parked."""
         if not data:
-            data = conn.recv_soon(self.buffer_size + 4, FIRST_BYTES_WAIT_MS)
+            if conn.tls is None:
+                try:  # (conn.recv_soon()'s first attempt inlined)
+                    data = conn.sock.recv(self.buffer_size + 4, _DONTWAIT)
+                except BlockingIOError:
+                    data = conn.recv_soon(self.buffer_size + 4, FIRST_BYTES_WAIT_MS)
+                except OSError as exc:
+                    raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+            else:
+                data = conn.recv_soon(self.buffer_size + 4, FIRST_BYTES_WAIT_MS)
             if data is None:
                 return self._park(conn, peer, "uwsgi", None, b"", deadline)
             if not data:
                 return None
         try:
             # all the bytes so far (a parked connection keeps them); buffer-size is at most
-            # 65535
-            end = uwsgi_vars_end(data, self.buffer_size)
-            if end < 0:
-                return self._park(conn, peer, "uwsgi", None, data, deadline)
-            env, var_count, length, protocol, is_head = self._uwsgi_environ(data[4:end], peer)
+            # 65535. A whole packet with modifier1 0 is seen here; anything else, an error
+            # or an incomplete packet, by uwsgi_vars_end()
+            size = len(data)
+            if size < 4 or data[0] != 0 or size < (end := 4 + (data[1] | (data[2] << 8))) \
+                    or end > self._uwsgi_max_end:
+                end = uwsgi_vars_end(data, self.buffer_size)
+                if end < 0:
+                    return self._park(conn, peer, "uwsgi", None, data, deadline)
+            block = data[4:end]
+            known = self._uwsgi_blocks.get(block)  # UwsgiEnvirons.build()'s first step
+            if known is None:
+                env, var_count, length, protocol, is_head = self._uwsgi_environ(block, peer)
+            else:
+                env = known[0].copy()
+                if "REMOTE_ADDR" not in env and type(peer) is tuple:
+                    env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
+                _, var_count, length, protocol, is_head = known
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
             return None
@@ -266,7 +339,11 @@ class RequestHandler:
             env["wsgi.input"] = InputStream(LengthBody(conn, data[end:], length))
         else:
             env["wsgi.input"] = _NO_BODY
-        response = Response(conn, protocol, is_head, False, False)
+        # Response(conn, protocol, is_head, False, False) without its __init__ frame
+        response = _new_object(Response)
+        response.conn = conn
+        response.version = protocol
+        response.is_head = is_head
         if self._respond(env, response, counts, core, var_count * 2, end - 4, data[3]) \
                 and length:
             drain_before_close(env["wsgi.input"])
@@ -279,14 +356,37 @@ class RequestHandler:
         """Serve the connection's requests; `data`: bytes read so far (b"": none yet). When a
         head is not complete, the connection is returned to be parked."""
         if not data:
-            data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
+            if conn.tls is None:
+                try:  # (conn.recv_soon()'s first attempt inlined)
+                    data = conn.sock.recv(self.buffer_size, _DONTWAIT)
+                except BlockingIOError:
+                    data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
+                except OSError as exc:
+                    raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
+            else:
+                data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
             if data is None:
                 return self._park(conn, peer, protocol, server_port, b"", deadline)
             if not data:
                 return None
-        if not keep_alive and data[:2] != b"\r\n":
-            # the common case, one request per connection with its whole head in the first
-            # recv() and no body, served without the parser's buffering and state machine
+        if server_port is None:
+            server_port = server_port_of(conn.sock)
+        # the common case: a whole head with no body, alone in the bytes read (one request
+        # per connection, or keep-alive without pipelining), served without the parser's
+        # buffering and state machine; a head seen before (the same bytes, on this port) comes
+        # with its finished environ
+        known = self._heads.get(data)
+        if known is not None and known[4] == server_port and type(peer) is tuple \
+                and conn.tls is None:
+            head, env, var_count, var_size = known[0], known[1].copy(), known[2], known[3]
+            env["REMOTE_ADDR"] = addr = peer[0]
+            env["REMOTE_PORT"] = str(peer[1])
+            if var_count:
+                var_size += len(addr)
+        else:
+            if data[:2] == b"\r\n":  # blank lines first: the parser skips them
+                return self._serve_http_parsed(conn, peer, counts, core, keep_alive,
+                                               server_port, protocol, data, deadline, None)
             try:
                 head = parse_request_head(data, self.buffer_size)
             except HttpError as exc:
@@ -294,28 +394,58 @@ class RequestHandler:
                 return None
             if head is None:
                 return self._park(conn, peer, protocol, server_port, data, deadline)
-            if not head.has_body:
-                if server_port is None:
-                    server_port = server_port_of(conn.sock)
-                env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
-                env["wsgi.input"] = _NO_BODY
-                response = Response(conn, head.version, head.method == "HEAD", False,
-                                    head.version == "HTTP/1.1")
-                self._respond(env, response, counts, core, var_count, var_size, 0)
-                return None
+            if head.has_body or (keep_alive and head.head_size != len(data)):
+                # a body, or pipelined requests: the general path
+                return self._serve_http_parsed(conn, peer, counts, core, keep_alive,
+                                               server_port, protocol, data, deadline, head)
+            env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
+            if head.head_size == len(data) <= MAX_CACHED_HEAD and type(peer) is tuple \
+                    and conn.tls is None:
+                heads = self._heads
+                if len(heads) >= 256:
+                    heads.clear()  # bounded, and it follows the traffic
+                heads[data] = (head, env.copy(), var_count,
+                               var_size - len(env["REMOTE_ADDR"]) if var_count else 0,
+                               server_port)
+        env["wsgi.input"] = _NO_BODY
+        # Response(...) without its __init__ frame: the same fields
+        response = _new_object(Response)
+        response.conn = conn
+        response.version = version = head.version
+        response.is_head = head.method == "HEAD"
+        # an unanswered Expect: 100-continue leaves the stream position unknown: no reuse
+        response.keep_alive = (keep_alive and head.keep_alive and not self.shutting_down
+                               and not head.expect_continue)
+        response.add_close = version == "HTTP/1.1"
+        if not self._respond(env, response, counts, core, var_count, var_size, 0) \
+                or not response.keep_alive or self.shutting_down:
+            return None
+        # parked at once, not read first: the next request is seldom there yet, and a recv()
+        # that would block raises (an exception costs more than the epoll round, and the
+        # epoll says at once when it is there)
+        return self._park(conn, peer, protocol, server_port, b"", 0.0, idle=True)
+
+    def _serve_http_parsed(
+        self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
+        server_port: str, protocol: str, data: bytes, deadline: float, head: Any,
+    ) -> PendingHead | None:
+        """The general path: requests with a body, pipelined ones, leading blank lines; `head`:
+        the head at the start of `data`, parsed already (None: not yet)."""
         parser = HttpRequestParser(self.buffer_size)
-        parser.feed(data)  # a body, keep-alive or leading blank lines: the general path below
+        if head is None:
+            parser.feed(data)
+        else:
+            parser.after_head(head, data[head.head_size:])
         while True:
-            try:
-                head = parser.next_event()
-            except HttpError as exc:
-                self._http_error(conn, exc, peer, counts)
-                return None
-            if head is NEED_DATA:
-                return self._park(conn, peer, protocol, server_port, bytes(parser.buffer),
-                                  deadline)
-            if server_port is None:
-                server_port = server_port_of(conn.sock)
+            if head is None:
+                try:
+                    head = parser.next_event()
+                except HttpError as exc:
+                    self._http_error(conn, exc, peer, counts)
+                    return None
+                if head is NEED_DATA:
+                    return self._park(conn, peer, protocol, server_port, bytes(parser.buffer),
+                                      deadline)
             env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
             source = None
             if head.has_body:
@@ -328,6 +458,7 @@ class RequestHandler:
                           and not head.expect_continue)
             response = Response(conn, head.version, head.method == "HEAD", wants_more,
                                 head.version == "HTTP/1.1")
+            head = None
             ok = self._respond(env, response, counts, core, var_count, var_size, 0)
             if source is None:
                 if not ok:
@@ -385,8 +516,16 @@ class RequestHandler:
             if self.static and serve_static(self.static, env, response):
                 if response.status_code != 304:  # uWSGI counts the files it sends
                     counts.static_requests += 1
-            else:
-                self._call_app(env, response)
+            else:  # the app (a call per request saved: no _call_app())
+                if self.disable_write_exception:
+                    response.quiet_writes = True
+                result = self.app(env, response.start_response)
+                try:
+                    response.send_iterable(result)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
         except InvalidBody as exc:
             # a malformed chunked body, the app let the failed read through: the client's
             # fault, so no traceback, and a 400 when no response has started
@@ -425,16 +564,6 @@ class RequestHandler:
                 0 if ok or counts.exceptions else 1, read_errors,
             )
         return ok
-
-    def _call_app(self, env: dict[str, Any], response: Response) -> None:
-        response.quiet_writes = self.disable_write_exception
-        result = self.app(env, response.start_response)
-        try:
-            response.send_iterable(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
 
 
 def _log_http_error(exc: HttpError, peer: Any) -> None:

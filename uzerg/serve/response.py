@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Sequence
 from typing import Any
 
 from uzerg.serve.connection import Connection
@@ -27,6 +26,11 @@ _JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go 
 # (b"Name: value\r\n", Content-Length or -1, closes); apps send the same few over and over
 _status_lines: dict[str, tuple[int, bytes]] = {}
 _header_lines: dict[tuple[str, str], tuple[bytes, int, bool]] = {}
+# whole header lists (as a tuple) -> (their lines joined, line count, Content-Length or None,
+# closes): an app sends the same list for a route over and over; cleared when full
+_HeaderBlock = tuple[bytes, int, "int | None", bool]
+_header_blocks: dict[tuple[Any, ...], _HeaderBlock] = {}
+_HEADER_BLOCKS_MAX = 256
 
 
 class ResponseError(ValueError):
@@ -79,6 +83,33 @@ def _header_entry(item: Any) -> tuple[bytes, int, bool]:
     return entry
 
 
+def _header_block(headers: list[Any]) -> _HeaderBlock:
+    """(lines joined, line count, Content-Length or None, closes the connection) of a valid
+    header list; raises ResponseError. Kept for the next time the same list comes."""
+    declared = None
+    app_close = False
+    lines = []
+    cache = _header_lines
+    size = 0
+    for item in headers:
+        try:
+            line, length, closes = cache[item] if type(item) is tuple else _header_entry(item)
+        except (KeyError, TypeError):  # not seen yet, or unhashable (then invalid)
+            line, length, closes = _header_entry(item)
+        lines.append(line)
+        size += len(line)
+        if length >= 0:
+            declared = length
+        if closes:
+            app_close = True
+    block = (b"".join(lines), len(lines), declared, app_close)
+    if size <= 4096:  # bounded; a list with a date or a cookie may never come back
+        if len(_header_blocks) >= _HEADER_BLOCKS_MAX:
+            _header_blocks.clear()  # it follows the traffic
+        _header_blocks[tuple(headers)] = block
+    return block
+
+
 def _latin1(text: str) -> bytes:
     try:
         return text.encode("latin-1")
@@ -94,7 +125,8 @@ class Response:
     status: str | None = None
     status_code = 0
     status_line = b""
-    headers: Sequence[bytes] = ()  # the encoded header lines of start_response
+    headers = b""  # the encoded header lines of start_response, joined
+    header_lines = 0  # how many
     headers_sent = False
     chunked = False
     declared_length: int | None = None
@@ -106,6 +138,8 @@ class Response:
     # disable-write-exception: the app's write() does not raise when the client is gone
     quiet_writes = False
     write_failed = False
+    keep_alive = False  # the connection may carry another request after this one
+    add_close = False  # say `Connection: close` when closing (HTTP/1.1 sockets)
 
     def __init__(
         self, conn: Connection, version: str, is_head: bool, keep_alive: bool, add_close: bool
@@ -132,26 +166,16 @@ class Response:
         code, status_line = entry if entry is not None else _status_entry(status)
         if type(headers) is not list:
             raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
-        declared = None
-        app_close = False
-        lines = []
-        cache = _header_lines
-        for item in headers:
-            try:
-                line, length, closes = cache[item] if type(item) is tuple else _header_entry(item)
-            except (KeyError, TypeError):  # not seen yet, or unhashable (then invalid)
-                line, length, closes = _header_entry(item)
-            lines.append(line)
-            if length >= 0:
-                declared = length
-            if closes:
-                app_close = True
+        try:  # the whole list seen before: one lookup, no loop
+            block = _header_blocks.get(tuple(headers))
+        except TypeError:  # an unhashable item: invalid, _header_block() says which
+            block = None
+        if block is None:
+            block = _header_block(headers)
         self.status = status
         self.status_code = code
         self.status_line = status_line
-        self.headers = lines
-        self.declared_length = declared
-        self.app_close = app_close
+        self.headers, self.header_lines, self.declared_length, self.app_close = block
         return self.write_quietly if self.quiet_writes else self.write
 
     def write_quietly(self, data: bytes) -> None:
@@ -192,10 +216,9 @@ class Response:
         if self.status is None:
             raise ResponseError("the application sent body data before calling start_response()")
         version = self.version
-        lines = self.headers
         extra = b""
-        code = self.status_code
         if self.keep_alive:
+            code = self.status_code
             if self.app_close:
                 self.keep_alive = False
             elif self.is_head or code < 200 or code in _NO_BODY_STATUS:
@@ -213,10 +236,10 @@ class Response:
                 extra += b"Connection: keep-alive\r\n"
         if not self.keep_alive and self.add_close and not self.app_close:
             extra += b"Connection: close\r\n"
-        head = b"%s%s%s%s\r\n" % (_VERSIONS.get(version) or _latin1(version),
-                                   self.status_line, b"".join(lines), extra)
+        head = b"".join((_VERSIONS.get(version) or _latin1(version), self.status_line,
+                         self.headers, extra, b"\r\n"))
         self.header_size = len(head)
-        self.header_count = len(self.headers)
+        self.header_count = self.header_lines
         self.headers_sent = True
         if self.is_head or not first:
             self.conn.sendall(head)

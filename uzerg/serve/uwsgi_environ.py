@@ -30,14 +30,15 @@ class UwsgiEnvirons:
     def __init__(self, common: dict[str, Any]) -> None:
         """`common`: the variables of every request (wsgi.*, SCRIPT_NAME)."""
         self._common = common
-        self._cache: dict[bytes, UwsgiRequest] = {}
+        # (the request handler looks blocks up here directly: never replaced, only cleared)
+        self.cache: dict[bytes, UwsgiRequest] = {}
         self._seen: set[int] = set()
 
     def build(self, block: bytes, peer: Any) -> UwsgiRequest:
         """The environ (a private copy) and the rest of a vars block (bytes: hashable);
         `peer`: the client's address, for REMOTE_ADDR/REMOTE_PORT when the packet has none.
         Raises UwsgiProtocolError for a bad block."""
-        cached = self._cache.get(block)
+        cached = self.cache.get(block)
         if cached is None:
             if len(block) > CACHED_BLOCK_MAX:
                 return self._decode(block, peer)
@@ -49,9 +50,9 @@ class UwsgiEnvirons:
                 seen.add(key)
                 return self._decode(block, peer)
             cached = self._decode(block, None)  # its second time: kept
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            self._cache[block] = cached
+            if len(self.cache) >= CACHE_MAX:
+                self.cache.clear()
+            self.cache[block] = cached
         env = cached[0].copy()
         if "REMOTE_ADDR" not in env and type(peer) is tuple:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
