@@ -262,16 +262,20 @@ class Worker:
                     wanted = not header.paused
                     if wanted is not accepting:
                         accepting = self._set_accepting(poller, wanted, accepting, core_id)
-                if watch_master and clock() >= next_master_check:  # busy cores too
-                    next_master_check = clock() + IDLE_POLL
+                now = clock()  # (one reading for both)
+                if watch_master and now >= next_master_check:  # busy cores too
+                    next_master_check = now + IDLE_POLL
                     self._check_master()
                 timeout = idle_poll
                 if waiting:
-                    now = clock()
                     if now >= parked.next_deadline:
                         for pending in parked.due(now):
                             self._drop(core, parked, pending, "timeout")
-                    timeout = max(0.0, min(idle_poll, parked.next_deadline - now))
+                    timeout = parked.next_deadline - now
+                    if timeout > idle_poll:
+                        timeout = idle_poll
+                    elif timeout < 0.0:
+                        timeout = 0.0
                 events = poll(timeout, max_events)
                 if not events:
                     if timeout == idle_poll and not self.stopping:
@@ -330,22 +334,24 @@ class Worker:
                 parked.forget(waiting.fd)  # closed
         counters[RUNNING_TIME] += int((time.perf_counter() - started) * 1_000_000)
         request_start[0] = 0.0
-        if counts.pending is not None:
-            oldest = parked.park(counts.pending)
+        # (one unpacking, not a field lookup each)
+        requests, exceptions, tx, _, static_requests, read_errors, waiting = counts
+        if waiting is not None:
+            oldest = parked.park(waiting)
             if oldest is not None:
                 self._drop(core, parked, oldest, "too many pending heads")
-            if not counts.requests:
+            if not requests:
                 return
-        counters[REQUESTS] += counts.requests
-        counters[TX] += counts.tx
-        if counts.exceptions:
-            counters[EXCEPTIONS] += counts.exceptions
-        if counts.static_requests:
-            counters[STATIC_REQUESTS] += counts.static_requests
-        if counts.read_errors:
-            counters[READ_ERRORS] += counts.read_errors
+        counters[REQUESTS] += requests
+        counters[TX] += tx
+        if exceptions:
+            counters[EXCEPTIONS] += exceptions
+        if static_requests:
+            counters[STATIC_REQUESTS] += static_requests
+        if read_errors:
+            counters[READ_ERRORS] += read_errors
         delta = self._delta_requests  # the worker slot's delta_requests
-        delta[0] += counts.requests
+        delta[0] += requests
         if self.max_requests and delta[0] >= self.max_requests:
             self._recycle()
         elif self.reload_on_rss and self._rss() >= self.reload_on_rss:

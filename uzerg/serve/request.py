@@ -523,9 +523,10 @@ class RequestHandler:
                 try:
                     response.send_iterable(result)
                 finally:
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
+                    if type(result) is not list:  # (a list has no close())
+                        close = getattr(result, "close", None)
+                        if close is not None:
+                            close()
         except InvalidBody as exc:
             # a malformed chunked body, the app let the failed read through: the client's
             # fault, so no traceback, and a 400 when no response has started
@@ -550,7 +551,8 @@ class RequestHandler:
             ok = _app_failed(counts, response, self._error_500)
         counts.requests += 1
         read_errors = body.read_errors
-        counts.read_errors += read_errors
+        if read_errors:
+            counts.read_errors += read_errors
         status = counts.status = response.status_code
         worker_requests = next(self._requests)
         logger = self.logger

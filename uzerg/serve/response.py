@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 from typing import Any
 
@@ -21,6 +22,8 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
 _NO_BODY_STATUS = frozenset((204, 304))
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
+# plain ints (socket.MSG_* are IntFlag members): don't wait, never SIGPIPE
+_SEND_NOW = int(socket.MSG_DONTWAIT) | int(socket.MSG_NOSIGNAL)
 _JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go by sendmsg()
 # validated statuses and headers: "200 OK" -> (200, b" 200 OK\r\n"); ("Name", "value") ->
 # (b"Name: value\r\n", Content-Length or -1, closes); apps send the same few over and over
@@ -254,7 +257,20 @@ class Response:
         elif len(first) > _JOIN_LIMIT:
             self.conn.sendall_pair(head, first)  # one syscall, no copy of a big body
         else:
-            self.conn.sendall(head + first)
+            data = head + first
+            conn = self.conn
+            if conn.tls is not None:
+                conn.sendall(data)
+                return
+            try:  # (conn.sendall()'s first attempt inlined: a small response always fits)
+                sent = conn.sock.send(data, _SEND_NOW)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
+            conn.tx += sent
+            if sent < len(data):
+                conn.sendall(data[sent:])
 
     def send_iterable(self, result: Any) -> None:
         """Send the body the application returned (closing it is the caller's job)."""
