@@ -198,7 +198,7 @@ class Response:
         if not data:
             return
         if not self.headers_sent:
-            self._send_head(data, None)
+            self.send_head(data, None)
             return
         if self.is_head:
             return
@@ -214,7 +214,7 @@ class Response:
         else:
             self.conn.sendall(data)
 
-    def _send_head(self, first: bytes, total: int | None) -> None:
+    def send_head(self, first: bytes, total: int | None) -> None:
         """Send status, headers and the first chunk. `total`: the whole body size when known."""
         if self.status is None:
             raise ResponseError("the application sent body data before calling start_response()")
@@ -278,7 +278,7 @@ class Response:
             body = result[0]
             if type(body) is bytes:
                 # the commonest case: one chunk, sent with the headers in one send()
-                self._send_head(body, len(body))
+                self.send_head(body, len(body))
                 declared = self.declared_length
                 if declared is not None and self.body_size < declared:
                     self.finish_body()  # a declared length the body falls short of
@@ -288,7 +288,7 @@ class Response:
             # the common case: the whole body known up front, sent with the headers at once
             body = result[0] if len(result) == 1 else b"".join(result)
             if not self.headers_sent:
-                self._send_head(body, len(body))
+                self.send_head(body, len(body))
             else:
                 self.write(body)
         elif type(result) is FileWrapper and self._sendfile(result):
@@ -304,7 +304,7 @@ class Response:
     def finish_body(self) -> None:
         """After the last chunk: send headers still held back, or the chunked terminator."""
         if not self.headers_sent:
-            self._send_head(b"", 0)
+            self.send_head(b"", 0)
         elif self.chunked:
             self.conn.sendall(b"0\r\n\r\n")
         if (
@@ -339,7 +339,7 @@ class Response:
             count = min(count, self.declared_length - self.body_size)
         if not self.headers_sent:
             # on keep-alive without a Content-Length from the app, the file size frames the body
-            self._send_head(b"", count if self.declared_length is None else None)
+            self.send_head(b"", count if self.declared_length is None else None)
         if self.is_head or count <= 0:
             return
         if self.chunked:
