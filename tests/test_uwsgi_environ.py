@@ -68,3 +68,47 @@ def test_a_bad_block_is_refused_every_time():
         with pytest.raises(UwsgiProtocolError, match="current strsize: 9"):
             environs.build(raw, PEER)
     assert not environs.cache
+
+
+def test_items_shared_with_the_last_block_decode_as_the_reference_reader_does():
+    """Blocks that differ from the one before in a few items (leading and trailing items are
+    taken from the last block, not decoded again), mangled ones too: the same environ, count
+    and error as parse_uwsgi_vars on the block alone."""
+    import random
+
+    from uzerg.protocols.uwsgi import parse_uwsgi_vars
+
+    rng = random.Random(13)
+    names = ["QUERY_STRING", "REQUEST_METHOD", "REQUEST_URI", "PATH_INFO", "REMOTE_ADDR",
+             "REMOTE_PORT", "SERVER_NAME", "HTTP_HOST", "HTTP_COOKIE", "A", "A", ""]
+    environs = UwsgiEnvirons(BASE)
+    items = [(name, "v") for name in names[:8]]
+    for _ in range(3000):
+        items = list(items)
+        for _ in range(rng.randint(1, 3)):  # a few changes: values, items added or dropped
+            what = rng.random()
+            where = rng.randrange(len(items) + 1)
+            if what < 0.6 and items:
+                where = min(where, len(items) - 1)
+                items[where] = (items[where][0], rng.choice(["", "x", "1" * rng.randint(1, 300)]))
+            elif what < 0.8 or not items:
+                items.insert(where, (rng.choice(names), str(rng.randint(0, 99999))))
+            else:
+                del items[min(where, len(items) - 1)]
+        raw = block(*items)
+        if rng.random() < 0.1:  # mangled: cut short, or a byte changed
+            cut = rng.randrange(len(raw) + 1)
+            raw = raw[:cut] if rng.random() < 0.5 else \
+                raw[:cut] + bytes([rng.randrange(256)]) + raw[cut + 1 :]
+        try:
+            expected = parse_uwsgi_vars(raw, dict(BASE))
+        except UwsgiProtocolError as exc:
+            with pytest.raises(UwsgiProtocolError) as caught:
+                environs._decode_vars(raw)
+            assert str(caught.value) == str(exc)
+            continue
+        got = environs._decode_vars(raw)
+        assert got == expected
+        assert list(got[0]) == list(expected[0])  # the same order too
+        if not raw or rng.random() < 0.05:
+            items = [(name, "v") for name in names[:8]]

@@ -33,6 +33,8 @@ class UwsgiEnvirons:
         # (the request handler looks blocks up here directly: never replaced, only cleared)
         self.cache: dict[bytes, UwsgiRequest] = {}
         self._seen: set[int] = set()
+        # the last block decoded: its bytes, its items' offsets (and its end), keys, values
+        self._last: tuple[bytes, list[int], list[str], list[str]] | None = None
 
     def build(self, block: bytes, peer: Any) -> UwsgiRequest:
         """The environ (a private copy) and the rest of a vars block (bytes: hashable);
@@ -59,7 +61,7 @@ class UwsgiEnvirons:
         return env, cached[1], cached[2], cached[3], cached[4]
 
     def _decode(self, block: bytes, peer: Any) -> UwsgiRequest:
-        env, count = parse_uwsgi_vars(block, self._common.copy())
+        env, count = self._decode_vars(block)
         # (SCRIPT_NAME is in the fixed part: a packet's own value replaced it)
         scheme = env.get("UWSGI_SCHEME")
         if scheme:
@@ -73,6 +75,79 @@ class UwsgiEnvirons:
         declared = env.get("CONTENT_LENGTH")  # nginx sends it empty for a GET
         return (env, count, _content_length(declared) if declared else 0,
                 env.get("SERVER_PROTOCOL") or "HTTP/1.0", env.get("REQUEST_METHOD") == "HEAD")
+
+
+    def _decode_vars(self, block: bytes) -> tuple[dict[str, Any], int]:
+        """parse_uwsgi_vars(block, <the fixed part>), with the leading and trailing items that
+        are byte for byte the last block's taken from it, not decoded again: the block of the
+        next client differs from the last one in a few variables (REMOTE_PORT, the URI...), so
+        only the items from the first to the last of those are walked. Anything bad: the
+        reference reader's error."""
+        last = self._last
+        end = len(block)
+        pos = 0
+        stop = end  # where the trailing items in common begin
+        if last is None:
+            keys: list[str] = []
+            values: list[str] = []
+            offsets: list[int] = []
+        else:
+            last_block, last_offsets, last_keys, last_values = last
+            count = len(last_keys)
+            # the most leading items in common (binary searches on item boundaries)
+            low, high = 0, count
+            while low < high:
+                middle = (low + high + 1) >> 1
+                if block.startswith(last_block[: last_offsets[middle]]):
+                    low = middle
+                else:
+                    high = middle - 1
+            keys, values, offsets = last_keys[:low], last_values[:low], last_offsets[:low]
+            pos = last_offsets[low]
+            # then the most trailing ones, after those
+            first, high = count, low + 1
+            while high < first:
+                middle = (high + first) >> 1
+                if block.endswith(last_block[last_offsets[middle] :]):
+                    first = middle
+                else:
+                    high = middle + 1
+            if first < count:
+                stop = end - (len(last_block) - last_offsets[first])
+                if stop < pos:
+                    stop = end
+        text = block.decode("latin-1")
+        add_key, add_value, add_offset = keys.append, values.append, offsets.append
+        try:
+            while pos < stop:
+                add_offset(pos)
+                key = pos + 2
+                vpos = key + block[pos] + (block[pos + 1] << 8)
+                pos = vpos + 2 + block[vpos] + (block[vpos + 1] << 8)
+                add_key(text[key:vpos])
+                add_value(text[vpos + 2 : pos])
+            if pos == stop < end:  # the last block's trailing items follow: take them
+                keys += last_keys[first:]  # type: ignore[possibly-undefined]
+                values += last_values[first:]
+                shift = stop - last_offsets[first]
+                offsets += [offset + shift for offset in last_offsets[first:-1]]
+                pos = end
+            while pos < end:  # (the walk went past their start: on to the end)
+                add_offset(pos)
+                key = pos + 2
+                vpos = key + block[pos] + (block[pos + 1] << 8)
+                pos = vpos + 2 + block[vpos] + (block[vpos + 1] << 8)
+                add_key(text[key:vpos])
+                add_value(text[vpos + 2 : pos])
+        except IndexError:
+            pos = -1
+        env = self._common.copy()
+        env.update(zip(keys, values, strict=True))
+        if pos != end or "" in env:
+            return parse_uwsgi_vars(block, self._common.copy())  # raises the first item's error
+        offsets.append(end)
+        self._last = (block, offsets, keys, values)
+        return env, len(keys)
 
 
 def _content_length(text: str) -> int:
