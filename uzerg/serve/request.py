@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
-from uzerg.protocols.http import (
-    NEED_DATA,
-    HttpError,
-    HttpRequestParser,
-    parse_request_head,
-)
-from uzerg.protocols.https_redirect import https_redirect
 from uzerg.protocols.uwsgi import UwsgiProtocolError, uwsgi_vars_end
-from uzerg.serve.body import DRAIN_LIMIT, HttpBody, InvalidBody, LengthBody, drain_before_close
-from uzerg.serve.connection import Connection, ReadTimeout, peer_text, server_port_of, timeval
+from uzerg.serve.body import InvalidBody, LengthBody, drain_before_close
+from uzerg.serve.connection import Connection, ReadTimeout, peer_text, timeval
 from uzerg.serve.environ import HttpEnvirons
 from uzerg.serve.headers import ResponseHeaders
+from uzerg.serve.http_requests import (  # (FIRST_BYTES_WAIT_MS: what worker.py refers to)
+    DONTWAIT,
+    FIRST_BYTES_WAIT_MS,
+    NO_BODY,
+    HttpRequests,
+    send_error_response,
+)
 from uzerg.serve.pending import (
     HandledCounts,
     PendingHead,
@@ -55,17 +55,6 @@ if TYPE_CHECKING:
 log = get_logger()
 _new_tuple = tuple.__new__
 _new_object = object.__new__
-# plain ints: socket.MSG_* are IntFlag members
-_DONTWAIT = int(socket.MSG_DONTWAIT)
-# heads up to this size are kept with their environ (see _serve_http)
-MAX_CACHED_HEAD = 1024
-# the wsgi.input of every request without a body, shared: reading it returns b"" and changes
-# nothing (it never pulls, so it never fails), so no stream is built per request
-_NO_BODY = InputStream()
-
-# a fresh connection with no bytes yet is waited on this long before it is parked: enough
-# for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
-FIRST_BYTES_WAIT_MS = 200
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
@@ -81,7 +70,7 @@ class _Counts:
     read_errors = 0
 
 
-class RequestHandler:
+class RequestHandler(HttpRequests):
     def __init__(
         self, app: Callable[..., Any], config: Config, worker_id: int, *,
         total_requests: Callable[[], int] | None = None,
@@ -221,7 +210,7 @@ class RequestHandler:
             # a keep-alive connection's next request (read_more() inlined: the common case);
             # its head's deadline starts if it has to be parked again
             try:
-                data = conn.sock.recv(self.buffer_size + 4, _DONTWAIT)
+                data = conn.sock.recv(self.buffer_size + 4, DONTWAIT)
             except BlockingIOError:  # a spurious wake-up: still waiting
                 return _new_tuple(HandledCounts, (0, 0, 0, 0, 0, 0, pending))
             except OSError as exc:
@@ -266,33 +255,6 @@ class RequestHandler:
         pending.idle = idle
         return pending
 
-    def _serve_redirect(
-        self, conn: Connection, peer: Any, counts: _Counts, redirect_port: str, data: bytes,
-        deadline: float,
-    ) -> PendingHead | None:
-        """http-to-https: the request gets a 301 to the same URI over https (serve/tls.py);
-        an incomplete head is returned to be parked, like any other."""
-        if not data:
-            data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
-            if data is None:
-                return self._park(conn, peer, "https-redirect", None, b"", deadline,
-                                  redirect_port=redirect_port)
-            if not data:
-                return None
-        parser = HttpRequestParser(self.buffer_size)
-        parser.feed(data)
-        try:
-            head = parser.next_event()
-        except HttpError as exc:
-            self._http_error(conn, exc, peer, counts)
-            return None
-        if head is NEED_DATA:
-            return self._park(conn, peer, "https-redirect", None, bytes(parser.buffer),
-                              deadline, redirect_port=redirect_port)
-        conn.sendall(https_redirect(head, self._hostname, redirect_port))
-        counts.requests, counts.status = 1, 301
-        return None
-
     def _serve_uwsgi(
         self, conn: Connection, peer: Any, counts: _Counts, core: int, data: bytes,
         deadline: float,
@@ -302,7 +264,7 @@ class RequestHandler:
         if not data:
             if conn.tls is None:
                 try:  # (conn.recv_soon()'s first attempt inlined)
-                    data = conn.sock.recv(self.buffer_size + 4, _DONTWAIT)
+                    data = conn.sock.recv(self.buffer_size + 4, DONTWAIT)
                 except BlockingIOError:
                     data = conn.recv_soon(self.buffer_size + 4, FIRST_BYTES_WAIT_MS)
                 except OSError as exc:
@@ -338,7 +300,7 @@ class RequestHandler:
         if length:
             env["wsgi.input"] = InputStream(LengthBody(conn, data[end:], length))
         else:
-            env["wsgi.input"] = _NO_BODY
+            env["wsgi.input"] = NO_BODY
         # Response(conn, protocol, is_head, False, False) without its __init__ frame
         response = _new_object(Response)
         response.conn = conn
@@ -348,155 +310,6 @@ class RequestHandler:
                 and length:
             drain_before_close(env["wsgi.input"])
         return None
-
-    def _serve_http(
-        self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
-        server_port: str | None, protocol: str, data: bytes, deadline: float,
-    ) -> PendingHead | None:
-        """Serve the connection's requests; `data`: bytes read so far (b"": none yet). When a
-        head is not complete, the connection is returned to be parked."""
-        if not data:
-            if conn.tls is None:
-                try:  # (conn.recv_soon()'s first attempt inlined)
-                    data = conn.sock.recv(self.buffer_size, _DONTWAIT)
-                except BlockingIOError:
-                    data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
-                except OSError as exc:
-                    raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
-            else:
-                data = conn.recv_soon(self.buffer_size, FIRST_BYTES_WAIT_MS)
-            if data is None:
-                return self._park(conn, peer, protocol, server_port, b"", deadline)
-            if not data:
-                return None
-        if server_port is None:
-            server_port = server_port_of(conn.sock)
-        # the common case: a whole head with no body, alone in the bytes read (one request
-        # per connection, or keep-alive without pipelining), served without the parser's
-        # buffering and state machine; a head seen before (the same bytes, on this port) comes
-        # with its finished environ
-        known = self._heads.get(data)
-        if known is not None and known[4] == server_port and type(peer) is tuple \
-                and conn.tls is None:
-            head, env, var_count, var_size = known[0], known[1].copy(), known[2], known[3]
-            env["REMOTE_ADDR"] = addr = peer[0]
-            env["REMOTE_PORT"] = str(peer[1])
-            if var_count:
-                var_size += len(addr)
-        else:
-            if data[:2] == b"\r\n":  # blank lines first: the parser skips them
-                return self._serve_http_parsed(conn, peer, counts, core, keep_alive,
-                                               server_port, protocol, data, deadline, None)
-            try:
-                head = parse_request_head(data, self.buffer_size)
-            except HttpError as exc:
-                self._http_error(conn, exc, peer, counts)
-                return None
-            if head is None:
-                return self._park(conn, peer, protocol, server_port, data, deadline)
-            if head.has_body or (keep_alive and head.head_size != len(data)):
-                # a body, or pipelined requests: the general path
-                return self._serve_http_parsed(conn, peer, counts, core, keep_alive,
-                                               server_port, protocol, data, deadline, head)
-            env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
-            if head.head_size == len(data) <= MAX_CACHED_HEAD and type(peer) is tuple \
-                    and conn.tls is None:
-                heads = self._heads
-                if len(heads) >= 256:
-                    heads.clear()  # bounded, and it follows the traffic
-                heads[data] = (head, env.copy(), var_count,
-                               var_size - len(env["REMOTE_ADDR"]) if var_count else 0,
-                               server_port)
-        env["wsgi.input"] = _NO_BODY
-        # Response(...) without its __init__ frame: the same fields
-        response = _new_object(Response)
-        response.conn = conn
-        response.version = version = head.version
-        response.is_head = head.method == "HEAD"
-        # an unanswered Expect: 100-continue leaves the stream position unknown: no reuse
-        response.keep_alive = (keep_alive and head.keep_alive and not self.shutting_down
-                               and not head.expect_continue)
-        response.add_close = version == "HTTP/1.1"
-        if not self._respond(env, response, counts, core, var_count, var_size, 0) \
-                or not response.keep_alive or self.shutting_down:
-            return None
-        # parked at once, not read first: the next request is seldom there yet, and a recv()
-        # that would block raises (an exception costs more than the epoll round, and the
-        # epoll says at once when it is there)
-        return self._park(conn, peer, protocol, server_port, b"", 0.0, idle=True)
-
-    def _serve_http_parsed(
-        self, conn: Connection, peer: Any, counts: _Counts, core: int, keep_alive: bool,
-        server_port: str, protocol: str, data: bytes, deadline: float, head: Any,
-    ) -> PendingHead | None:
-        """The general path: requests with a body, pipelined ones, leading blank lines; `head`:
-        the head at the start of `data`, parsed already (None: not yet)."""
-        parser = HttpRequestParser(self.buffer_size)
-        if head is None:
-            parser.feed(data)
-        else:
-            parser.after_head(head, data[head.head_size:])
-        while True:
-            if head is None:
-                try:
-                    head = parser.next_event()
-                except HttpError as exc:
-                    self._http_error(conn, exc, peer, counts)
-                    return None
-                if head is NEED_DATA:
-                    return self._park(conn, peer, protocol, server_port, bytes(parser.buffer),
-                                      deadline)
-            env, var_count, var_size = self._http_environ(head, peer, server_port, conn.tls)
-            source = None
-            if head.has_body:
-                source = HttpBody(conn, parser, head.expect_continue)
-                env["wsgi.input"] = InputStream(source)
-            else:
-                env["wsgi.input"] = _NO_BODY
-            # an unanswered Expect: 100-continue leaves the stream position unknown: no reuse
-            wants_more = (keep_alive and head.keep_alive and not self.shutting_down
-                          and not head.expect_continue)
-            response = Response(conn, head.version, head.method == "HEAD", wants_more,
-                                head.version == "HTTP/1.1")
-            head = None
-            ok = self._respond(env, response, counts, core, var_count, var_size, 0)
-            if source is None:
-                if not ok:
-                    return None
-            elif source.error is not None or not ok or source.expect_continue:
-                # a malformed body (the 400 went out unless a response had started), a failed
-                # request, or a body never asked for (no 100 Continue): it may never come
-                self._log_body_error(source, peer)
-                return None
-            if not response.keep_alive or self.shutting_down:
-                if not parser.message_complete:
-                    drain_before_close(env["wsgi.input"])
-                    self._log_body_error(source, peer)
-                return None
-            if not parser.message_complete and not env["wsgi.input"].drain(DRAIN_LIMIT):
-                self._log_body_error(source, peer)
-                return None
-            parser.start_next_request()
-            deadline = 0.0  # the next head has its own
-            if not parser.buffer:
-                more = conn.recv_nowait(self.buffer_size)
-                if more is None:  # an idle keep-alive connection
-                    return self._park(conn, peer, protocol, server_port, b"", 0.0, idle=True)
-                if not more:
-                    return None
-                parser.feed(more)
-
-    def _http_error(self, conn: Connection, exc: HttpError, peer: Any, counts: _Counts) -> None:
-        _log_http_error(exc, peer)
-        _send_error_response(conn, exc, self._error_extra)
-        counts.requests += 1
-        counts.status = exc.status
-
-    @staticmethod
-    def _log_body_error(source: Any, peer: Any) -> None:
-        """Log the malformed body of `source` (an HttpBody), if it was one."""
-        if source is not None and source.error is not None:
-            _log_http_error(source.error, peer)
 
     # -- one request ------------------------------------------------------------------------
 
@@ -543,7 +356,7 @@ class RequestHandler:
             if not response.headers_sent:
                 response.status_code = exc.http_error.status
                 try:
-                    _send_error_response(response.conn, exc.http_error, self._error_extra)
+                    send_error_response(response.conn, exc.http_error, self._error_extra)
                 except ClientDisconnected:
                     pass
         except BodyReadError:
@@ -575,24 +388,6 @@ class RequestHandler:
                 0 if ok or counts.exceptions else 1, read_errors,
             )
         return ok
-
-
-def _log_http_error(exc: HttpError, peer: Any) -> None:
-    log.error(f"invalid HTTP request from {peer_text(peer)}: {exc.message}",
-              event_kind="http_protocol_error", status=exc.status)
-
-
-def _send_error_response(conn: Connection, exc: HttpError, extra: bytes = b"") -> None:
-    """The error's response (with the `extra` header lines of add-header), then a brief read
-    of what the client still sends (see Connection.discard_input); the connection is to be
-    closed after it."""
-    body = f"{exc.status} {exc.reason}\n".encode()
-    conn.sendall(
-        f"HTTP/1.1 {exc.status} {exc.reason}\r\nContent-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n".encode() + extra + b"\r\n"
-        + body
-    )
-    conn.discard_input()
 
 
 def _app_failed(counts: _Counts, response: Response, reply: bytes | None) -> bool:
