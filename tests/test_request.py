@@ -14,6 +14,7 @@ import pytest
 from config_helpers import make_config
 from request_helpers import exchange, hello_app, logs_fixture, read_all  # noqa: F401
 
+from uzerg.protocols.http import parse_request_head
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
 from uzerg.serve.request import RequestHandler
 
@@ -857,3 +858,37 @@ def test_error_response_survives_a_client_still_sending(logs):
         client.close()
         thread.join(10)
     assert reply.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_repeated_head_gets_a_fresh_environ_with_its_own_peer_and_port(logs):
+    """The same head again comes from the handler's cache of heads: its own REMOTE_ADDR,
+    REMOTE_PORT and SERVER_PORT, nothing the app changed before, the same log counts."""
+    seen: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append({key: environ.get(key) for key in
+                     ("REMOTE_ADDR", "REMOTE_PORT", "SERVER_PORT", "PATH_INFO", "HTTP_X")})
+        environ["PATH_INFO"] = "/changed"
+        environ["HTTP_X"] = "added by the app"
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    handler = handler_for(app)
+    head = b"GET /p?q=1 HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\n\r\n"
+    calls = [(("10.0.0.1", 1), "80"), (("10.0.0.123", 2222), "80"), (("10.0.0.3", 3), "81"),
+             (("10.0.0.4", 4), "80"), (("10.0.0.5", 5), "80")]
+    for peer, port in calls:
+        server, client = socket.socketpair()
+        client.sendall(head)
+        client.shutdown(socket.SHUT_WR)
+        handler.handle(server, peer, "http", server_port=port)
+        assert read_all(client).startswith(b"HTTP/1.1 200 OK")
+        client.close()
+    assert seen == [{"REMOTE_ADDR": peer[0], "REMOTE_PORT": str(peer[1]), "SERVER_PORT": port,
+                     "PATH_INFO": "/p", "HTTP_X": None} for peer, port in calls]
+    sizes = [int(size) for size in re.findall(r"\{\d+ vars in (\d+) bytes\}", logs.getvalue())]
+    assert len(sizes) == len(calls)
+    # each line as for a head parsed afresh: the address's and the port's lengths differ
+    expected = [handler._http_environ(parse_request_head(head, 4096), peer, port)[2]
+                for peer, port in calls]
+    assert sizes == expected and sizes[1] == sizes[0] + 2
