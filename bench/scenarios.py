@@ -76,7 +76,17 @@ POST_SCRIPT = (
 
 
 def uzerg_command() -> list[str]:
-    return [sys.executable, "-m", "uzerg"]
+    """What an operator runs: the ``uzerg`` console script installed beside this Python (pip
+    writes it for ``pip install``, editable or not), else ``python -m uzerg``. Either imports
+    uzerg from PYTHONPATH first when it is set (a worktree's code)."""
+    script = Path(sys.executable).parent / "uzerg"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "uzerg"]
+
+
+def uzerg_label() -> str:
+    """How uzerg is started by the bench (printed with scenario 8)."""
+    command = uzerg_command()
+    return "the uzerg console script" if len(command) == 1 else "python -m uzerg"
 
 
 def server_command(server: str, scenario: Scenario, address: str, workdir: Path) -> list[str]:

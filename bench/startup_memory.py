@@ -24,7 +24,15 @@ from pathlib import Path
 
 import psutil
 from compare import UWSGI_VARS, free_port, kill_tree, uwsgi_packet, wait_ready
-from scenarios import FLASK, HELLO, Scenario, server_command, server_env, zergpool_command
+from scenarios import (
+    FLASK,
+    HELLO,
+    Scenario,
+    server_command,
+    server_env,
+    uzerg_label,
+    zergpool_command,
+)
 
 
 def _ask(port: int, request: bytes, deadline: float) -> bytes:
@@ -196,7 +204,8 @@ def idle_memory(servers: list[str], workdir: Path) -> dict[str, tuple[float, flo
 def print_startup(medians: dict[str, float], resumes: dict[str, float]) -> None:
     if medians:
         print("\n8  zerg start, launch -> first answer (median): " + ", ".join(
-            f"{server} {ms:.0f} ms" for server, ms in medians.items()))
+            f"{server} {ms:.0f} ms" for server, ms in medians.items())
+            + f" (uzerg: {uzerg_label()})")
     if "uzerg" in medians and "uwsgi" in medians:
         print(f"   uzerg/uwsgi {medians['uzerg'] / medians['uwsgi']:.2f}")
     if resumes:

@@ -26,7 +26,8 @@ from uzerg.config.values import NotANumber
 
 __all__ = ["Config", "ConfigError", "format_config", "load_config"]
 
-_FLAG_FALSE_WITH_COMMENT = re.compile(r"(false|off|no|0)\s+[;#].*", re.IGNORECASE)
+# compiled by re (and cached) when first needed, not at every start-up (issue 13)
+_FLAG_FALSE_WITH_COMMENT = r"(?i)(false|off|no|0)\s+[;#].*"
 _SKIP_ENV_PREFIXES = ("UWSGI_VASSAL_", "UWSGI_EMPEROR_")
 
 
@@ -157,7 +158,7 @@ def _resolve(entries: list[Entry], referenced: set[str], warnings: list[str],
     )
 
 
-_CUSTOM_ARG = re.compile(r"\$(\d+)")
+_CUSTOM_ARG = r"\$(\d+)"
 _MAX_CUSTOM_ENTRIES = 10000  # a custom option that names itself must not loop forever
 
 
@@ -177,7 +178,7 @@ def _custom_entries(entry: Entry, template: str, queued: int) -> list[Entry]:
         if not item.strip():
             continue
         key, sep, value = item.partition("=")
-        made.append(Entry(key.strip(), _CUSTOM_ARG.sub(arg, value) if sep else None,
+        made.append(Entry(key.strip(), re.sub(_CUSTOM_ARG, arg, value) if sep else None,
                           entry.origin, f"{entry.shown_key} ({key.strip()})"))
     return made
 
@@ -250,7 +251,7 @@ def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, An
     """(value as shown by --check-config, typed value), or None for a value to skip."""
     raw = entry.value
     if option.kind == "flag":
-        if raw is not None and _FLAG_FALSE_WITH_COMMENT.fullmatch(raw.strip()):
+        if raw is not None and re.fullmatch(_FLAG_FALSE_WITH_COMMENT, raw.strip()):
             resolver.warn(entry, f"value {raw!r} counts as true (uWSGI has no inline comments)")
         flag = options.parse_bool(raw)
         return flag, flag

@@ -25,12 +25,14 @@ UNSUPPORTED_HOOK_ACTIONS = {
     "retryrpc": "uzerg has no uWSGI RPC",
 }
 
-_ATOI = re.compile(r"\s*([+-]?\d+)")
+# patterns as text: compiled by re (and cached) when an option first needs one, not at
+# every start-up (issue 13)
+_ATOI = r"\s*([+-]?\d+)"
 
 
 def atoi(text: str) -> int:
     """C ``atoi``: the leading integer, 0 when there is none."""
-    match = _ATOI.match(text)
+    match = re.match(_ATOI, text)
     return int(match.group(1)) if match else 0
 
 
@@ -186,13 +188,12 @@ class CronSpec:
     harakiri: int | None = None  # seconds; None: cron-harakiri; 0: never killed
 
 
-_CRON = re.compile(r"\s*([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+(.*)",
-                   re.DOTALL)
+_CRON = r"\s*([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+([+-]?\d+)\s+(.*)"
 
 
 def parse_cron(value: str, unique: bool = False) -> CronSpec:
     """``minute hour day month weekday command`` (uWSGI's sscanf of five integers)."""
-    match = _CRON.fullmatch(value)
+    match = re.fullmatch(_CRON, value, re.DOTALL)
     if match is None or not match.group(6).strip():
         raise ValueError(f"invalid cron syntax (MINUTE HOUR DAY MONTH WEEKDAY COMMAND): {value}")
     minute, hour, day, month, week = (int(match.group(i)) for i in range(1, 6))

@@ -14,8 +14,10 @@ __all__ = [
     "parse_regexp",
 ]
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# patterns as text: compiled by re (and cached) when an option first needs one, not at
+# every start-up (issue 13)
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_BAD_VALUE = r"[\x00-\x08\x0a-\x1f\x7f]"
 # headers uzerg frames the body with: added to every response they would break it
 _FRAMING = ("content-length", "transfer-encoding")
 
@@ -23,7 +25,7 @@ _FRAMING = ("content-length", "transfer-encoding")
 def parse_header_name(value: str) -> str:
     """``del-header NAME``: the name as written (matched without regard to case)."""
     name = value.strip()
-    if not _TOKEN.fullmatch(name):
+    if not re.fullmatch(_TOKEN, name):
         raise ValueError(f"invalid header name {value!r} (expected e.g. X-Powered-By)")
     return name
 
@@ -32,9 +34,9 @@ def parse_add_header(value: str) -> tuple[str, str]:
     """``add-header NAME: VALUE`` → (name, value)."""
     name, sep, text = value.partition(":")
     name, text = name.strip(), text.strip()
-    if not sep or not _TOKEN.fullmatch(name):
+    if not sep or not re.fullmatch(_TOKEN, name):
         raise ValueError(f"expected NAME: VALUE (e.g. X-Frame-Options: DENY): {value!r}")
-    if _BAD_VALUE.search(text):
+    if re.search(_BAD_VALUE, text):
         raise ValueError(f"control character in the value of header {name!r}")
     try:
         text.encode("latin-1")

@@ -18,10 +18,11 @@ Protocol = Literal["uwsgi", "http"]
 PROTOCOLS: tuple[Protocol, ...] = ("uwsgi", "http")
 FALSE_WORDS = frozenset({"false", "off", "no", "0"})
 
-_INT = re.compile(r"[+-]?\d+")
-_INT_WITH_COMMENT = re.compile(r"([+-]?\d+)\s+[;#].*")
-_LEADING_INT = re.compile(r"[+-]?\d+")
-_MODE = re.compile(r"0?[0-7]{3}")
+# patterns as text: compiled by re (and cached) when an option first needs one, not at
+# every start-up (issue 13)
+_INT = r"[+-]?\d+"
+_INT_WITH_COMMENT = r"([+-]?\d+)\s+[;#].*"
+_MODE = r"0?[0-7]{3}"
 
 
 def parse_bool(value: str | None) -> bool:
@@ -49,10 +50,13 @@ def parse_int(value: str) -> int:
     strtol stops there). Any other text raises NotANumber carrying uWSGI's value.
     """
     text = value.strip()
-    match = _INT.fullmatch(text) or _INT_WITH_COMMENT.fullmatch(text)
+    match = re.fullmatch(_INT, text)
     if match is not None:
-        return int(match.group(1) if match.re is _INT_WITH_COMMENT else match.group(0))
-    leading = _LEADING_INT.match(text)
+        return int(match.group(0))
+    match = re.fullmatch(_INT_WITH_COMMENT, text)
+    if match is not None:
+        return int(match.group(1))
+    leading = re.match(_INT, text)
     raise NotANumber(value, int(leading.group(0)) if leading else 0)
 
 
@@ -62,7 +66,7 @@ def parse_text(value: str) -> str:
 
 def parse_mode(value: str) -> int:
     """``chmod-socket``: an octal mode such as 660 or 0660."""
-    if not _MODE.fullmatch(value.strip()):
+    if not re.fullmatch(_MODE, value.strip()):
         raise ValueError(f"invalid socket mode (expected octal like 660): {value}")
     return int(value.strip(), 8)
 

@@ -23,7 +23,7 @@ from typing import Any
 from uzerg.config.model import Config
 from uzerg.logs import get_logger, is_plain, plain_output, request_fd
 
-_FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
+_FORMAT_VAR = r"%\(([^)]+)\)"  # compiled by re when a log-format is first read
 
 # log-format names that read a request variable directly (uWSGI's "offsetof" chunks)
 _ENVIRON_VARS = {
@@ -325,7 +325,7 @@ class RequestLogger:
         """Split a log-format into literal text and value functions, once."""
         chunks: list[str | Callable[[RequestInfo], str]] = []
         pos = 0
-        for match in _FORMAT_VAR.finditer(fmt):
+        for match in re.finditer(_FORMAT_VAR, fmt):
             if match.start() > pos:
                 chunks.append(fmt[pos : match.start()])
             chunks.append(_dash(self._variable(match[1])))
