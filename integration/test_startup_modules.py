@@ -25,6 +25,7 @@ COSTLY = {
     "mimetypes": "static-map only",
     "difflib": "a mistyped option only",
     "glob": "for-glob only",
+    "ctypes": "~2 ms with libffi; the scoreboard is struct fields over its mmap",
     "encodings.idna": "getaddrinfo gets ASCII host names as bytes",
     "uzerg.config.docs": "--help only",
     "uzerg.processes.cheaper": "cheaper mode only",

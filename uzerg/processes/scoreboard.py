@@ -1,43 +1,76 @@
 """Shared memory between the master and its workers: per-worker, per-core counters and state.
 
-One anonymous shared mmap, created by the master before the first fork and mapped as arrays of
-ctypes structures. Each field has exactly one writer (a core writes its own slot, a worker its
-own worker fields, the master the instance header), so no lock is needed; readers (stats,
-harakiri, the request log's total) tolerate a value that is one request old.
+One anonymous shared mmap, created by the master before the first fork: an instance header, a
+slot per worker and one per core, each a fixed layout (C alignment, as ctypes structures would
+have it) read and written through small views. Each field has exactly one writer (a core
+writes its own slot, a worker its own worker fields, the master the instance header), so no
+lock is needed; readers (stats, harakiri, the request log's total) tolerate a value that is
+one request old. No ctypes: importing it (and loading libffi) cost ~2 ms of every start-up
+before the first fork (issue 13); the fields are ``struct`` reads and writes at an offset, and
+what a worker touches per request is a memoryview item (cheaper than either).
 """
 
 from __future__ import annotations
 
-import ctypes
 import mmap
+import struct
+from typing import Any
 
 
-class InstanceHeader(ctypes.Structure):
-    _fields_ = [
-        ("paused", ctypes.c_uint8),  # written by the master; workers follow it
-        ("total_requests", ctypes.c_uint64),  # the M of the log's "req: N/M", all workers
-    ]
+def _field(fmt: str, offset: int) -> Any:
+    """A property reading and writing one native ``fmt`` value at ``offset`` in the slot."""
+    packer = struct.Struct(fmt)
+    unpack_from, pack_into = packer.unpack_from, packer.pack_into
+
+    def get(slot: _Slot) -> Any:
+        return unpack_from(slot.buffer, slot.at + offset)[0]
+
+    def put(slot: _Slot, value: Any) -> None:
+        pack_into(slot.buffer, slot.at + offset, value)
+
+    return property(get, put)
 
 
-class WorkerSlot(ctypes.Structure):
-    _fields_ = [
-        ("pid", ctypes.c_int32),
-        ("accepting", ctypes.c_uint8),
-        ("ready", ctypes.c_uint8),  # the worker has its app and listens (takeover, systemd)
-        ("delta_requests", ctypes.c_uint64),  # since this process was spawned
-    ]
+class _Slot:
+    """A view of one slot's bytes in the scoreboard's map."""
+
+    __slots__ = ("at", "buffer")
+    SIZE = 0
+
+    def __init__(self, buffer: mmap.mmap, at: int) -> None:
+        self.buffer = buffer
+        self.at = at
 
 
-class CoreSlot(ctypes.Structure):
-    _fields_ = [
-        ("requests", ctypes.c_uint64),
-        ("static_requests", ctypes.c_uint64),  # files served by --static-map (not a 304)
-        ("read_errors", ctypes.c_uint64),  # failed reads of request bodies
-        ("exceptions", ctypes.c_uint64),
-        ("tx", ctypes.c_uint64),
-        ("running_time", ctypes.c_uint64),  # µs spent in requests
-        ("request_start", ctypes.c_double),  # wall clock of the connection in hand, 0.0: idle
-    ]
+class InstanceHeader(_Slot):
+    __slots__ = ()
+    SIZE = 16
+    paused = _field("B", 0)  # written by the master; workers follow it
+    total_requests = _field("Q", 8)  # the M of the log's "req: N/M", all workers
+    TOTAL_REQUESTS_AT = 8
+
+
+class WorkerSlot(_Slot):
+    __slots__ = ()
+    SIZE = 16
+    pid = _field("i", 0)
+    accepting = _field("B", 4)
+    ready = _field("B", 5)  # the worker has its app and listens (takeover, systemd)
+    delta_requests = _field("Q", 8)  # since this process was spawned
+    DELTA_REQUESTS_AT = 8
+
+
+class CoreSlot(_Slot):
+    __slots__ = ()
+    SIZE = 56
+    requests = _field("Q", 0)
+    static_requests = _field("Q", 8)  # files served by --static-map (not a 304)
+    read_errors = _field("Q", 16)  # failed reads of request bodies
+    exceptions = _field("Q", 24)
+    tx = _field("Q", 32)
+    running_time = _field("Q", 40)  # µs spent in requests
+    request_start = _field("d", 48)  # wall clock of the connection in hand, 0.0: idle
+    REQUEST_START_AT = 48
 
 
 # a core's counters as items of core_views()'s u64 view (CoreSlot's field order)
@@ -50,35 +83,32 @@ class Scoreboard:
     def __init__(self, capacity: int, cores: int) -> None:
         self.capacity = capacity
         self.cores = cores
-        header = ctypes.sizeof(InstanceHeader)
-        workers = ctypes.sizeof(WorkerSlot) * capacity
-        core_bytes = ctypes.sizeof(CoreSlot) * capacity * cores
-        self._map = mmap.mmap(-1, _align(header) + _align(workers) + core_bytes)
-        self.header = InstanceHeader.from_buffer(self._map, 0)
-        # header.total_requests as a memoryview item: a worker bumps it on every logged
-        # request, and an item costs less than a ctypes field (a descriptor, a conversion)
-        offset = InstanceHeader.total_requests.offset
-        self.total_view = memoryview(self._map)[offset : offset + 8].cast("Q")
-        self._views: list[memoryview] = [self.total_view]
-        self._cores_at = _align(header) + _align(workers)
-        self._workers_at = _align(header)
-        self.workers = (WorkerSlot * capacity).from_buffer(self._map, _align(header))
-        self.core_slots = (CoreSlot * (capacity * cores)).from_buffer(
-            self._map, _align(header) + _align(workers)
-        )
+        self._workers_at = _align(InstanceHeader.SIZE)
+        self._cores_at = self._workers_at + _align(WorkerSlot.SIZE * capacity)
+        self._map = mmap.mmap(-1, self._cores_at + CoreSlot.SIZE * capacity * cores)
+        self.header = InstanceHeader(self._map, 0)
+        # header.total_requests and paused as memoryview items: a worker bumps the total on
+        # every logged request and reads paused on every turn of its loop, and an item costs
+        # less than a field (a property, a struct call)
+        at = InstanceHeader.TOTAL_REQUESTS_AT
+        self.total_view = memoryview(self._map)[at : at + 8].cast("Q")
+        self.paused_view = memoryview(self._map)[0:1]
+        self._views: list[memoryview] = [self.total_view, self.paused_view]
 
     def worker(self, worker_id: int) -> WorkerSlot:
-        return self.workers[worker_id - 1]
+        if not 1 <= worker_id <= self.capacity:
+            raise IndexError(f"worker id {worker_id} outside 1..{self.capacity}")
+        return WorkerSlot(self._map, self._workers_at + WorkerSlot.SIZE * (worker_id - 1))
 
     def core(self, worker_id: int, core_id: int) -> CoreSlot:
-        return self.core_slots[(worker_id - 1) * self.cores + core_id]
+        return self.cores_of(worker_id)[core_id]
 
     def core_views(self, worker_id: int, core_id: int) -> tuple[memoryview, memoryview]:
-        """A core's slot as memoryviews, for its own writer (an item costs less than a ctypes
+        """A core's slot as memoryviews, for its own writer (an item costs less than a
         field): its u64 counters (indexed by REQUESTS, ..., RUNNING_TIME) and its
         request_start (item 0)."""
-        at = self._cores_at + ctypes.sizeof(CoreSlot) * ((worker_id - 1) * self.cores + core_id)
-        start = at + CoreSlot.request_start.offset  # type: ignore[attr-defined]
+        at = self.core(worker_id, core_id).at
+        start = at + CoreSlot.REQUEST_START_AT
         counters = memoryview(self._map)[at : at + 8 * (RUNNING_TIME + 1)].cast("Q")
         request_start = memoryview(self._map)[start : start + 8].cast("d")
         self._views += [counters, request_start]
@@ -86,15 +116,16 @@ class Scoreboard:
 
     def delta_requests_view(self, worker_id: int) -> memoryview:
         """A worker slot's delta_requests as item 0 of a memoryview (for its worker)."""
-        at = self._workers_at + ctypes.sizeof(WorkerSlot) * (worker_id - 1) \
-            + WorkerSlot.delta_requests.offset  # type: ignore[attr-defined]
+        at = self.worker(worker_id).at + WorkerSlot.DELTA_REQUESTS_AT
         view = memoryview(self._map)[at : at + 8].cast("Q")
         self._views.append(view)
         return view
 
     def cores_of(self, worker_id: int) -> list[CoreSlot]:
-        start = (worker_id - 1) * self.cores
-        return list(self.core_slots[start : start + self.cores])
+        if not 1 <= worker_id <= self.capacity:
+            raise IndexError(f"worker id {worker_id} outside 1..{self.capacity}")
+        first = self._cores_at + CoreSlot.SIZE * (worker_id - 1) * self.cores
+        return [CoreSlot(self._map, first + CoreSlot.SIZE * core) for core in range(self.cores)]
 
     def reset_for_spawn(self, worker_id: int, pid: int) -> None:
         """A new process takes the slot: cumulative counters stay, per-process ones restart."""
@@ -107,7 +138,8 @@ class Scoreboard:
             core.request_start = 0.0
 
     def total_requests(self) -> int:
-        return sum(core.requests for core in self.core_slots)
+        return sum(core.requests for wid in range(1, self.capacity + 1)
+                   for core in self.cores_of(wid))
 
     def busy_since(self, worker_id: int) -> float:
         """The oldest request start among the worker's cores (0.0: idle)."""
@@ -127,10 +159,9 @@ class Scoreboard:
         }
 
     def close(self) -> None:
-        # the ctypes views export the buffer; drop them before unmapping
+        # the memoryviews export the buffer; drop them before unmapping
         for view in self._views:
             view.release()
-        del self.header, self.workers, self.core_slots
         self._map.close()
 
 

@@ -229,7 +229,7 @@ class Worker:
         # the accepted socket: the C ``_socket.socket`` (what socket.socket extends) has every
         # method the request path uses, and creating and closing it runs no Python code
         new_socket = _socket.socket
-        header = self.scoreboard.header
+        paused = self.scoreboard.paused_view  # header.paused, as an item: read every turn
         # this core's counters and request start (memoryview items: cheaper than ctypes
         # fields, written on every request)
         core = self.scoreboard.core_views(self.worker_id, core_id)
@@ -259,7 +259,7 @@ class Worker:
                     if not waiting:
                         break
                 else:
-                    wanted = not header.paused
+                    wanted = not paused[0]
                     if wanted is not accepting:
                         accepting = self._set_accepting(poller, wanted, accepting, core_id)
                 now = clock()  # (one reading for both)
