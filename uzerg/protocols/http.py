@@ -21,7 +21,10 @@ from typing import Any, Final
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VCHAR = rb"[\x21-\x7e\x80-\xff]"
-_REQUEST_LINE = re.compile(b"(" + _TOKEN + rb") (" + _VCHAR + rb"+) HTTP/(\d)\.(\d)")
+# the patterns of rare forms (any request line but origin-form, chunk extensions, absolute-
+# and authority-form targets) are text, compiled by re (and cached) when first met: not at
+# every start-up (issue 13); the common ones are compiled here
+_REQUEST_LINE = b"(" + _TOKEN + rb") (" + _VCHAR + rb"+) HTTP/(\d)\.(\d)"
 # the common case, matched first: origin-form with no fragment, and not CONNECT (which needs
 # authority-form); any other line is matched by _REQUEST_LINE and its target checked
 _ORIGIN_REQUEST_LINE = re.compile(
@@ -32,17 +35,15 @@ _HEADER_LINE = re.compile(
 )
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 # RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
-_CHUNK_EXT = re.compile(
+_CHUNK_EXT = (
     rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
     + rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
 )
 MAX_CHUNK_LINE: Final = 4096
 # header fields in one head (and in one trailer section); uWSGI's only limit is its buffer
 MAX_HEADER_FIELDS: Final = 100
-_ABSOLUTE_FORM = re.compile(
-    r"[hH][tT][tT][pP][sS]?://([^/?@\s:][^/?@\s]*)([/?].*)?", re.DOTALL
-)
-_AUTHORITY_FORM = re.compile(r"[^/?#@\s]+:[0-9]{1,5}")
+_ABSOLUTE_FORM = r"(?s)[hH][tT][tT][pP][sS]?://([^/?@\s:][^/?@\s]*)([/?].*)?"
+_AUTHORITY_FORM = r"[^/?#@\s]+:[0-9]{1,5}"
 
 
 class HttpError(Exception):
@@ -213,7 +214,7 @@ def parse_request_head(
     match = _ORIGIN_REQUEST_LINE.fullmatch(request_line)
     origin_form = match is not None
     if not origin_form:
-        match = _REQUEST_LINE.fullmatch(request_line)
+        match = re.fullmatch(_REQUEST_LINE, request_line)
         if match is None:
             raise HttpError(400, "invalid HTTP request line")
     if known is None:
@@ -356,12 +357,12 @@ def _check_target(method: str, target: str) -> tuple[str, str | None]:
             raise HttpError(400, "asterisk request target without OPTIONS")
         return target, None
     if method == "CONNECT":
-        if _AUTHORITY_FORM.fullmatch(target) is None:
+        if re.fullmatch(_AUTHORITY_FORM, target) is None:
             raise HttpError(400, "invalid request target for CONNECT")
         return target, None
-    absolute = _ABSOLUTE_FORM.fullmatch(target)
+    absolute = re.fullmatch(_ABSOLUTE_FORM, target)
     if absolute is None:
-        if _AUTHORITY_FORM.fullmatch(target) is not None:
+        if re.fullmatch(_AUTHORITY_FORM, target) is not None:
             raise HttpError(400, "authority-form request target without CONNECT")
         raise HttpError(400, "invalid request target")
     return target, absolute.group(1)
@@ -493,7 +494,7 @@ class HttpRequestParser:
             if semicolon:  # (whitespace may come before the extension's ";")
                 size_text = size_text.rstrip(b" \t")
             if _CHUNK_SIZE.fullmatch(size_text) is None or (
-                semicolon and _CHUNK_EXT.fullmatch(b";" + ext) is None
+                semicolon and re.fullmatch(_CHUNK_EXT, b";" + ext) is None
             ):
                 raise HttpError(400, "invalid chunk size line")
             size = int(size_text, 16)
@@ -556,7 +557,7 @@ def split_target(target: str) -> tuple[str, str]:
     if target[0] != "/":
         if target == "*":
             return "*", ""
-        absolute = _ABSOLUTE_FORM.fullmatch(target)
+        absolute = re.fullmatch(_ABSOLUTE_FORM, target)
         if absolute is None:
             return "", ""
         target = absolute.group(2) or "/"
