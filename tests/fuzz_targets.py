@@ -17,13 +17,8 @@ from collections.abc import Callable
 
 from uzerg.config.ini import MAX_FILE_BYTES, ConfigError, read_ini
 from uzerg.protocols import http
-from uzerg.protocols.http import (
-    MAX_CHUNK_LINE,
-    NEED_DATA,
-    HttpError,
-    HttpRequestParser,
-    RequestHead,
-)
+from uzerg.protocols.http import NEED_DATA, HttpError, RequestHead
+from uzerg.protocols.http_stream import MAX_CHUNK_LINE, HttpRequestParser
 from uzerg.protocols.uwsgi import UwsgiPacketReader, UwsgiProtocolError
 from uzerg.zerg.handshake import HandshakeError, receive_sockets
 

@@ -11,11 +11,11 @@ from uzerg.protocols.http import (
     END,
     NEED_DATA,
     HttpError,
-    HttpRequestParser,
     RequestHead,
     parse_request_head,
     split_target,
 )
+from uzerg.protocols.http_stream import HttpRequestParser
 
 VALID = corpus("http", "valid", ".http")
 INVALID = corpus("http", "invalid", ".http")

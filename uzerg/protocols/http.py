@@ -1,7 +1,8 @@
-"""HTTP/1.0 and HTTP/1.1 request reader (SPEC §8), sans-I/O in the style of h11/waitress.
+"""HTTP/1.0 and HTTP/1.1 request heads (SPEC §8), sans-I/O in the style of h11/waitress.
 
-`HttpRequestParser.feed(bytes)` then `next_event()` returns a `RequestHead`, body `bytes`,
-`END` (message complete) or `NEED_DATA`; malformed input raises `HttpError` carrying the
+`parse_request_head(bytes)` returns a `RequestHead` (None while incomplete); the stream of a
+connection (bodies, chunked framing, trailers, pipelining) is read by
+`uzerg.protocols.http_stream.HttpRequestParser`. Malformed input raises `HttpError` carrying the
 status to answer with (400, 431, 501, 505) and a short reason. Parsing is strict on purpose:
 the ambiguities request smuggling feeds on (Content-Length with Transfer-Encoding, differing
 duplicate Content-Length, obs-fold, bare CR/LF, whitespace before the colon, control
@@ -19,27 +20,20 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _VCHAR = rb"[\x21-\x7e\x80-\xff]"
 # the patterns of rare forms (any request line but origin-form, chunk extensions, absolute-
 # and authority-form targets) are text, compiled by re (and cached) when first met: not at
 # every start-up (issue 13); the common ones are compiled here
-_REQUEST_LINE = b"(" + _TOKEN + rb") (" + _VCHAR + rb"+) HTTP/(\d)\.(\d)"
+_REQUEST_LINE = b"(" + TOKEN + rb") (" + _VCHAR + rb"+) HTTP/(\d)\.(\d)"
 # the common case, matched first: origin-form with no fragment, and not CONNECT (which needs
 # authority-form); any other line is matched by _REQUEST_LINE and its target checked
 _ORIGIN_REQUEST_LINE = re.compile(
-    b"(?!CONNECT )(" + _TOKEN + rb") (/[\x21\x22\x24-\x7e\x80-\xff]*) HTTP/(\d)\.(\d)"
+    b"(?!CONNECT )(" + TOKEN + rb") (/[\x21\x22\x24-\x7e\x80-\xff]*) HTTP/(\d)\.(\d)"
 )
-_HEADER_LINE = re.compile(
-    b"(" + _TOKEN + rb"):[ \t]*(" + _VCHAR + rb"(?:[ \t]*" + _VCHAR + rb")*)?[ \t]*"
+HEADER_LINE = re.compile(
+    b"(" + TOKEN + rb"):[ \t]*(" + _VCHAR + rb"(?:[ \t]*" + _VCHAR + rb")*)?[ \t]*"
 )
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-# RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
-_CHUNK_EXT = (
-    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN
-    + rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
-)
-MAX_CHUNK_LINE: Final = 4096
 # header fields in one head (and in one trailer section); uWSGI's only limit is its buffer
 MAX_HEADER_FIELDS: Final = 100
 _ABSOLUTE_FORM = r"(?s)[hH][tT][tT][pP][sS]?://([^/?@\s:][^/?@\s]*)([/?].*)?"
@@ -144,7 +138,7 @@ _SPECIAL_HEADERS = frozenset(
 ) | _SINGLETON_FIELDS
 # fields a trailer section must not carry (RFC 9110 §6.5.1): framing, routing, request
 # modifiers, authentication and the fields that describe the content
-_FORBIDDEN_TRAILERS = frozenset((
+FORBIDDEN_TRAILERS = frozenset((
     b"content-length", b"transfer-encoding", b"host", b"te", b"trailer", b"connection",
     b"keep-alive", b"upgrade", b"expect", b"max-forwards", b"cache-control", b"pragma",
     b"range", b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since",
@@ -157,9 +151,9 @@ _NOT_CONTROL = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 
 
 def _header_name(raw: bytes, line: bytes) -> tuple[str, str]:
-    name = raw.decode("ascii") if re.fullmatch(_TOKEN, raw) else None
+    name = raw.decode("ascii") if re.fullmatch(TOKEN, raw) else None
     if name is None:
-        raise HttpError(400, _describe_bad_header(line))
+        raise HttpError(400, describe_bad_header(line))
     known = (name, name.lower())
     if len(_HEADER_NAMES) < 512:
         _HEADER_NAMES[raw] = known
@@ -170,7 +164,7 @@ def _header_line(line: bytes) -> tuple[tuple[str, str], str]:
     """((name, value), lowercase name) of a header line whose characters were checked."""
     raw_name, colon, raw_value = line.partition(b":")
     if not colon:
-        raise HttpError(400, _describe_bad_header(line))
+        raise HttpError(400, describe_bad_header(line))
     known = _HEADER_NAMES.get(raw_name)
     name, lname = known if known is not None else _header_name(raw_name, line)
     parsed = ((name, raw_value.strip(b" \t").decode("latin-1")), lname)
@@ -282,8 +276,8 @@ def _check_controls(head: bytes, header_lines: list[bytes]) -> None:
     controls = head.translate(None, _NOT_CONTROL)
     if controls != b"\r\n" * fields and controls.replace(b"\t", b"") != b"\r\n" * fields:
         for line in header_lines:
-            if _HEADER_LINE.fullmatch(line) is None:
-                raise HttpError(400, _describe_bad_header(line))
+            if HEADER_LINE.fullmatch(line) is None:
+                raise HttpError(400, describe_bad_header(line))
         raise HttpError(400, "invalid character in the request head")
 
 
@@ -336,7 +330,7 @@ def _check_transfer_codings(codings: list[str]) -> None:
         raise HttpError(400, "invalid Transfer-Encoding: chunked is not the last coding")
     for coding in codings[:-1]:
         name = coding.partition(";")[0].strip()
-        if not name or re.fullmatch(_TOKEN, name.encode("latin-1")) is None:
+        if not name or re.fullmatch(TOKEN, name.encode("latin-1")) is None:
             raise HttpError(400, "invalid Transfer-Encoding")
         if name == "chunked":
             raise HttpError(400, "invalid Transfer-Encoding: chunked more than once")
@@ -368,7 +362,7 @@ def _check_target(method: str, target: str) -> tuple[str, str | None]:
     return target, absolute.group(1)
 
 
-def _describe_bad_header(line: bytes) -> str:
+def describe_bad_header(line: bytes) -> str:
     if line[:1] in (b" ", b"\t"):
         return "obsolete header line folding"
     if b":" not in line:
@@ -376,179 +370,9 @@ def _describe_bad_header(line: bytes) -> str:
     name = line.split(b":", 1)[0]
     if not name or name.rstrip(b" \t") != name:
         return "whitespace before the colon of a header"
-    if re.fullmatch(_TOKEN, name) is None:
+    if re.fullmatch(TOKEN, name) is None:
         return "invalid header name"
     return "invalid character in a header value"
-
-
-class HttpRequestParser:
-    """One connection's request stream: heads, body bytes and message ends, in order.
-
-    After `END`, call `start_next_request()` to parse a pipelined/keep-alive request from the
-    bytes that are already buffered.
-    """
-
-    __slots__ = ("max_head", "max_fields", "buffer", "head", "_state", "_remaining",
-                 "_trailer_fields")
-
-    # body states
-    _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILER, _DONE = range(7)
-
-    def __init__(self, max_head: int = 4096, max_fields: int = MAX_HEADER_FIELDS) -> None:
-        self.max_head = max_head
-        self.max_fields = max_fields
-        self._trailer_fields = 0
-        self.buffer = bytearray()
-        self.head: RequestHead | None = None
-        self._state = self._HEAD
-        self._remaining = 0
-
-    def feed(self, data: bytes) -> None:
-        self.buffer += data
-
-    def feed_body(self, data: bytes) -> bytes | None:
-        """feed() then next_event() for bytes received in a Content-Length body with nothing
-        buffered: the body part of `data` comes back as it is, not copied in and out of the
-        buffer (a 1 MB upload was copied three times); bytes after the body are buffered.
-        None when not in such a body: use feed()."""
-        if self._state != self._LENGTH or self.buffer:
-            return None
-        take = self._remaining
-        if len(data) > take:
-            self.buffer += data[take:]  # a pipelined request after the body
-            data = data[:take]
-        self._remaining = take - len(data)
-        if self._remaining == 0:
-            self._state = self._DONE
-        return data
-
-    def body_room(self) -> int:
-        """The bytes left of a Content-Length body when none are buffered (they may then be
-        received straight into the reader's buffer, see body_received()); else 0: use
-        next_event()."""
-        if self._state != self._LENGTH or self.buffer:
-            return 0
-        return self._remaining
-
-    def body_received(self, size: int) -> None:
-        """`size` bytes (at most body_room()) of the body were received past the parser."""
-        self._remaining -= size
-        if self._remaining == 0:
-            self._state = self._DONE
-
-    @property
-    def message_complete(self) -> bool:
-        return self._state == self._DONE
-
-    def start_next_request(self) -> None:
-        if self._state != self._DONE:
-            raise RuntimeError("the current request body has not been read to its end")
-        self.head = None
-        self._state = self._HEAD
-
-    def after_head(self, head: RequestHead, rest: bytes) -> None:
-        """Go on after `head`, parsed by parse_request_head() from bytes not fed to the parser,
-        as if next_event() had returned it; `rest`: the bytes that came after it."""
-        self.buffer += rest
-        self.head = head
-        if head.chunked:
-            self._state = self._CHUNK_SIZE
-        elif head.content_length:
-            self._state = self._LENGTH
-            self._remaining = head.content_length
-        else:
-            self._state = self._DONE
-
-    def next_event(self) -> Event:
-        state = self._state
-        buf = self.buffer
-        if state == self._HEAD:
-            # RFC 9112 §2.2: ignore blank lines before a request line
-            while buf.startswith(b"\r\n"):
-                del buf[:2]
-            head = parse_request_head(buf, self.max_head, self.max_fields)
-            if head is None:
-                return NEED_DATA
-            del buf[: head.head_size]
-            self.after_head(head, b"")
-            return head
-        if state == self._LENGTH or state == self._CHUNK_DATA:
-            if not buf:
-                return NEED_DATA
-            take = min(self._remaining, len(buf))
-            if take == len(buf):
-                data = bytes(buf)  # one copy, not a bytearray slice and then bytes()
-                buf.clear()
-            else:
-                data = bytes(buf[:take])
-                del buf[:take]
-            self._remaining -= take
-            if self._remaining == 0:
-                self._state = self._DONE if state == self._LENGTH else self._CHUNK_CRLF
-            return data
-        if state == self._CHUNK_SIZE:
-            line = self._take_line("chunk size line")
-            if line is None:
-                return NEED_DATA
-            size_text, semicolon, ext = line.partition(b";")
-            if semicolon:  # (whitespace may come before the extension's ";")
-                size_text = size_text.rstrip(b" \t")
-            if _CHUNK_SIZE.fullmatch(size_text) is None or (
-                semicolon and re.fullmatch(_CHUNK_EXT, b";" + ext) is None
-            ):
-                raise HttpError(400, "invalid chunk size line")
-            size = int(size_text, 16)
-            if size == 0:
-                self._state = self._TRAILER
-                self._remaining = 0  # counts trailer bytes from here on
-                self._trailer_fields = 0
-            else:
-                self._state = self._CHUNK_DATA
-                self._remaining = size
-            return self.next_event()
-        if state == self._CHUNK_CRLF:
-            if len(buf) < 2:
-                return NEED_DATA
-            if buf[:2] != b"\r\n":
-                raise HttpError(400, "chunk data not followed by CRLF")
-            del buf[:2]
-            self._state = self._CHUNK_SIZE
-            return self.next_event()
-        if state == self._TRAILER:
-            line = self._take_line("trailer line")
-            if line is None:
-                return NEED_DATA
-            if line == b"":
-                self._state = self._DONE
-                return END
-            self._remaining += len(line) + 2
-            self._trailer_fields += 1
-            if self._remaining > self.max_head or self._trailer_fields > self.max_fields:
-                raise HttpError(431, "trailer section too large")
-            if _HEADER_LINE.fullmatch(line) is None:
-                raise HttpError(400, _describe_bad_header(line))
-            name = line.partition(b":")[0].lower()
-            if name in _FORBIDDEN_TRAILERS:
-                raise HttpError(400, f"{name.decode('ascii')} field in a chunked trailer")
-            return self.next_event()
-        return END
-
-    def _take_line(self, what: str) -> bytes | None:
-        buf = self.buffer
-        end = buf.find(b"\r\n")
-        if end < 0:
-            if len(buf) > MAX_CHUNK_LINE:
-                raise HttpError(400, f"{what} too long")
-            if buf.find(b"\n") >= 0:
-                raise HttpError(400, f"bare LF in {what}")
-            return None
-        if end > MAX_CHUNK_LINE:
-            raise HttpError(400, f"{what} too long")
-        line = bytes(buf[:end])
-        del buf[: end + 2]
-        if b"\n" in line or b"\r" in line:
-            raise HttpError(400, f"bare CR or LF in {what}")
-        return line
 
 
 def split_target(target: str) -> tuple[str, str]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-from uzerg.protocols.http import END, HttpError, HttpRequestParser
+from uzerg.protocols.http import END, HttpError
+from uzerg.protocols.http_stream import HttpRequestParser
 from uzerg.serve.connection import Connection, ReadTimeout
 from uzerg.serve.wsgi_io import BodyReadError, ClientDisconnected, InputStream, body_read_error
 

@@ -14,9 +14,9 @@ from uzerg.logs import get_logger
 from uzerg.protocols.http import (
     NEED_DATA,
     HttpError,
-    HttpRequestParser,
     parse_request_head,
 )
+from uzerg.protocols.http_stream import HttpRequestParser
 from uzerg.protocols.https_redirect import https_redirect
 from uzerg.serve.body import DRAIN_LIMIT, HttpBody, drain_before_close
 from uzerg.serve.connection import Connection, peer_text, server_port_of
