@@ -158,3 +158,50 @@ def test_the_direct_write_gives_the_same_line_as_format(tmp_path):
                 assert path.read_text()[start:] == logger.format(record) + "\n"
         finally:
             configure_logging()
+
+
+def test_the_direct_write_keeps_repeated_lines_apart(tmp_path):
+    """log_request keeps the text of lines it wrote: a request that differs in any one value
+    (or repeats one) still gets its own line, equal to format()'s, and what it keeps stays
+    bounded."""
+    from types import SimpleNamespace
+
+    from uzerg.serve import requestlog
+
+    path = tmp_path / "log"
+    with open(path, "w") as stream:
+        configure_logging(stream=stream)
+        try:
+            logger = RequestLogger(make_config(), 1, pid=5349)
+            assert logger._fast
+            variants = [
+                {}, {"status": 404}, {"body_size": 12}, {"micros": 3001},
+                {"header_count": 2}, {"header_size": 46}, {"core": 2}, {"var_count": 26},
+                {"var_size": 258}, {"REQUEST_URI": "/other"}, {"REQUEST_METHOD": "POST"},
+                {"REMOTE_ADDR": "10.1.1.1"}, {"REMOTE_USER": "ann"},
+                {"SERVER_PROTOCOL": "HTTP/1.0"}, {}, {"status": 404},
+            ]
+            for number, changes in enumerate(variants * 2, 1):
+                fields = {"status": 200, "body_size": 11, "micros": 2345, "header_count": 1,
+                          "header_size": 45, "core": 1, "var_count": 24, "var_size": 257}
+                fields.update({k: v for k, v in changes.items() if k in fields})
+                record = info(worker_requests=number, total_requests=number + 7, **fields)
+                record.environ.update({k: v for k, v in changes.items() if k not in fields})
+                response = SimpleNamespace(
+                    body_size=fields["body_size"], header_count=fields["header_count"],
+                    header_size=fields["header_size"], via_sendfile=False)
+                start = path.stat().st_size
+                logger.log_request(record.environ, record.start, fields["micros"],
+                                   fields["status"], response, number, number + 7,
+                                   fields["core"], fields["var_count"], fields["var_size"], 0, 0)
+                stream.flush()
+                assert path.read_text()[start:] == logger.format(record) + "\n"
+            assert len(logger._parts) == len(variants) - 2
+            for number in range(requestlog._PARTS_KEPT + 5):
+                record = info(var_count=24, var_size=257, worker_requests=1, total_requests=1)
+                record.environ["REQUEST_URI"] = f"/{number}"
+                logger.log_request(record.environ, record.start, 0, 200, response, 1, 1, 0,
+                                   24, 257, 0, 0)
+            assert len(logger._parts) <= requestlog._PARTS_KEPT
+        finally:
+            configure_logging()

@@ -23,6 +23,7 @@ from typing import Any
 from uzerg.config.model import Config
 from uzerg.logs import get_logger, is_plain, plain_output, request_fd
 
+_PARTS_KEPT = 256  # texts of default lines kept for repeated requests (see log_request)
 _FORMAT_VAR = r"%\(([^)]+)\)"  # compiled by re when a log-format is first read
 
 # log-format names that read a request variable directly (uWSGI's "offsetof" chunks)
@@ -151,6 +152,7 @@ class RequestLogger:
         # log-x-forwarded-for: uWSGI logs the header's value as the client address
         self.addr_key = "HTTP_X_FORWARDED_FOR" if config.log_x_forwarded_for else "REMOTE_ADDR"
         self._times = _TimeCache()
+        self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}  # see log_request
         fmt = config.log_format
         self._chunks = self.compile(fmt) if fmt else None
         self.refresh()
@@ -272,15 +274,19 @@ class RequestLogger:
             uri = env.get("REQUEST_URI")
             if uri is None:
                 uri = _uri_of(env)
-            data = (
-                f"{self._prefix}{worker_requests}/{total_requests}] "
-                f"{env.get(self.addr_key, '')} ({env.get('REMOTE_USER', '')}) "
-                f"{{{var_count} vars in {var_size} bytes}} [{ctime}] "
-                f"{env.get('REQUEST_METHOD', '')} {uri} => generated {response.body_size} bytes "
-                f"in {micros // 1000} msecs ({env.get('SERVER_PROTOCOL', '')} {status}) "
-                f"{response.header_count} headers in {response.header_size} bytes "
-                f"(1 switches on core {core})\n"
-            ).encode(self._encoding, self._errors)
+            # all but the counts and the date, as one key: a repeated request (same client,
+            # URI, sizes, status) finds its text made, instead of 8 ints and 24 pieces joined
+            key = (
+                env.get(self.addr_key, ""), env.get("REMOTE_USER", ""), var_count, var_size,
+                env.get("REQUEST_METHOD", ""), uri, response.body_size, micros // 1000,
+                env.get("SERVER_PROTOCOL", ""), status, response.header_count,
+                response.header_size, core,
+            )
+            parts = self._parts.get(key)
+            if parts is None:
+                parts = self._new_parts(key)
+            data = f"{self._prefix}{worker_requests}/{total_requests}{parts[0]}{ctime}{parts[1]}" \
+                .encode(self._encoding, self._errors)
             self._stream.flush()  # whatever was written through the stream goes first
             written = os.write(self._fd, data)
             if written < len(data):  # a signal or a full pipe: rare
@@ -301,6 +307,21 @@ class RequestLogger:
         info.write_errors = write_errors
         info.read_errors = read_errors
         self.log(info, response.via_sendfile)
+
+    def _new_parts(self, key: tuple[Any, ...]) -> tuple[str, str]:
+        """The default line's text around the date for log_request's key, kept (bounded)."""
+        addr, user, count, size, method, uri, body_size, msecs, proto, status, header_count, \
+            header_size, core = key
+        parts = (
+            f"] {addr} ({user}) {{{count} vars in {size} bytes}} [",
+            f"] {method} {uri} => generated {body_size} bytes in {msecs} msecs ({proto} "
+            f"{status}) {header_count} headers in {header_size} bytes "
+            f"(1 switches on core {core})\n",
+        )
+        if len(self._parts) >= _PARTS_KEPT:
+            self._parts.clear()
+        self._parts[key] = parts
+        return parts
 
     def _default_line(
         self, env: dict[str, Any], count: int, size: int, start: float, micros: int,
