@@ -152,6 +152,7 @@ class RequestLogger:
         # log-x-forwarded-for: uWSGI logs the header's value as the client address
         self.addr_key = "HTTP_X_FORWARDED_FOR" if config.log_x_forwarded_for else "REMOTE_ADDR"
         self._times = _TimeCache()
+        self._date, self._date_from, self._date_to = "", 0.0, 0.0  # see log_request
         self._parts: dict[tuple[Any, ...], tuple[str, str]] = {}  # see log_request
         fmt = config.log_format
         self._chunks = self.compile(fmt) if fmt else None
@@ -269,19 +270,28 @@ class RequestLogger:
         does (a test checks they agree), and written with one os.write()."""
         # is_plain(), inlined: capture_logs() or a reconfiguration replace the renderer
         if self._fast and var_count >= 0 and self._processors[-1] is self._renderer:
-            times = self._times
-            ctime = times._ctime if int(start) == times._ctime_sec else times.ctime(start)
-            uri = env.get("REQUEST_URI")
-            if uri is None:
-                uri = _uri_of(env)
+            # the date text: made again when `start` leaves the second it was made for
+            if self._date_from <= start < self._date_to:
+                ctime = self._date
+            else:
+                ctime = self._date_of(start)
             # all but the counts and the date, as one key: a repeated request (same client,
             # URI, sizes, status) finds its text made, instead of 8 ints and 24 pieces joined
-            key = (
-                env.get(self.addr_key, ""), env.get("REMOTE_USER", ""), var_count, var_size,
-                env.get("REQUEST_METHOD", ""), uri, response.body_size, micros // 1000,
-                env.get("SERVER_PROTOCOL", ""), status, response.header_count,
-                response.header_size, core,
-            )
+            try:  # (subscripts cost less than get(); these are nearly always there)
+                key = (
+                    env.get(self.addr_key, ""), env.get("REMOTE_USER", ""), var_count, var_size,
+                    env["REQUEST_METHOD"], env["REQUEST_URI"], response.body_size,
+                    micros // 1000, env["SERVER_PROTOCOL"], status, response.header_count,
+                    response.header_size, core,
+                )
+            except KeyError:
+                uri = env.get("REQUEST_URI")
+                key = (
+                    env.get(self.addr_key, ""), env.get("REMOTE_USER", ""), var_count, var_size,
+                    env.get("REQUEST_METHOD", ""), _uri_of(env) if uri is None else uri,
+                    response.body_size, micros // 1000, env.get("SERVER_PROTOCOL", ""), status,
+                    response.header_count, response.header_size, core,
+                )
             parts = self._parts.get(key)
             if parts is None:
                 parts = self._new_parts(key)
@@ -307,6 +317,13 @@ class RequestLogger:
         info.write_errors = write_errors
         info.read_errors = read_errors
         self.log(info, response.via_sendfile)
+
+    def _date_of(self, start: float) -> str:
+        """log_request's date text for `start`, kept with the second it is valid for."""
+        self._date = self._times.ctime(start)
+        self._date_from = float(int(start))
+        self._date_to = self._date_from + 1.0
+        return self._date
 
     def _new_parts(self, key: tuple[Any, ...]) -> tuple[str, str]:
         """The default line's text around the date for log_request's key, kept (bounded)."""
