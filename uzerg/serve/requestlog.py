@@ -267,7 +267,9 @@ class RequestLogger:
         """Log one request the caller checked `wants()`; `response` has body_size,
         header_count, header_size. The default line in plain mode skips RequestInfo and
         structlog (the common case, once per request): formatted here, as _default_line
-        does (a test checks they agree), and written with one os.write()."""
+        does (tests check they agree), and written with one os.write(). The text around
+        the date is kept per request values (up to _PARTS_KEPT), so that a repeated request
+        formats only its two counts."""
         # is_plain(), inlined: capture_logs() or a reconfiguration replace the renderer
         if self._fast and var_count >= 0 and self._processors[-1] is self._renderer:
             # the date text: made again when `start` leaves the second it was made for
