@@ -44,8 +44,7 @@ def test_the_selector_follows_what_services_watch() -> None:
         watches.sync([service, other])
         assert set(selector.get_map()) == {service.mine.fileno(), other.mine.fileno()}
         service.peer.send(b"x")
-        for key, _ in selector.select(1):
-            key.data()
+        watches.dispatch(1)
         assert (service.readable, other.readable) == (1, 0)
         service.resume_at = time.monotonic() + 60  # backing off: not watched, wake up then
         watches.sync([service, other])
@@ -57,3 +56,34 @@ def test_the_selector_follows_what_services_watch() -> None:
         assert service.mine.fileno() in selector.get_map()
         for item in (service, other):
             item.shutdown(vacuum=False)
+
+
+class Writer(OneSocket):
+    """Watches its socket for writability while it has something to write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending = b"answer"
+
+    def on_writable(self) -> None:
+        self.pending = self.pending[self.mine.send(self.pending):]
+
+    def watches(self) -> Mapping[int, OnReadable]:
+        return {}
+
+    def write_watches(self) -> Mapping[int, OnReadable]:
+        return {self.mine.fileno(): self.on_writable} if self.pending else {}
+
+
+def test_write_watches_are_called_when_writable_and_dropped_after() -> None:
+    with selectors.DefaultSelector() as selector:
+        writer = Writer()
+        watches = Watches(selector)
+        watches.sync([writer])
+        assert selector.get_key(writer.mine.fileno()).events == selectors.EVENT_WRITE
+        watches.dispatch(1)
+        assert writer.pending == b""
+        assert writer.peer.recv(16) == b"answer"
+        watches.sync([writer])
+        assert writer.mine.fileno() not in selector.get_map()
+        writer.shutdown(vacuum=False)

@@ -14,7 +14,7 @@ from config_helpers import make_config
 from uzerg.processes import prometheus, takeover
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.scoreboard import Scoreboard
-from uzerg.processes.stats import _wants_prometheus
+from uzerg.processes.stats_clients import wants_prometheus as _wants_prometheus
 from uzerg.systemd import ActivatedSockets, ActivationError, Notifier, take_activated_sockets
 
 DOCUMENT = {

@@ -30,6 +30,7 @@ from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import RUNNING, STOPPING, Vassal, start_process
 from uzerg.logs import get_logger
 from uzerg.processes.guard import GUARD
+from uzerg.processes.services import MasterService, Watches
 from uzerg.processes.stats import StatsServer
 from uzerg.processes.wakeup import install_signal_wakeup, reap_children
 
@@ -60,6 +61,8 @@ class Emperor:
         self.ragnarok_at = 0.0
         self.broodlord_num = 0
         self.stats_server: StatsServer | None = None
+        self.watches = Watches(self.selector, "Emperor")
+        self.services: list[MasterService] = []  # what the Watches keep registered
         self.touch = {path: _mtime(path) for path in config.touch_reload}
 
     # -- the loop ------------------------------------------------------------------------------
@@ -70,8 +73,7 @@ class Emperor:
         if self.config.emperor_stats:
             self.stats_server = StatsServer(self.config.emperor_stats,
                                             bool(self.config.stats_http), self.stats)
-            self.selector.register(self.stats_server, selectors.EVENT_READ,
-                                   self.stats_server.handle_readable)
+            self.services.append(self.stats_server)  # it and its clients: watches
         log.info(f"*** starting uWSGI Emperor (uzerg) on {', '.join(self.monitors)} ***",
                  event_kind="emperor_start", monitors=list(self.monitors))
         while True:
@@ -79,8 +81,10 @@ class Emperor:
             if not self.ragnarok_at and now >= self.next_scan:
                 self.rescan()
                 self.next_scan = now + self.config.emperor_freq
-            for key, _ in self.selector.select(self._timeout()):
-                GUARD.call("Emperor", key.data)  # a failure costs that vassal's message
+            self.watches.sync(self.services)
+            self.watches.dispatch(self._timeout())  # a failure costs that vassal's message
+            for service in self.services:
+                GUARD.call(service.label, service.tick)
             self._dispatch_signals()
             self._reap()
             self._check_deadlines()
@@ -93,7 +97,7 @@ class Emperor:
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [self.next_scan, now + 1.0, *self.pending.values()]
-        return max(0.0, min(deadlines) - now)
+        return self.watches.timeout(self.services, max(0.0, min(deadlines) - now))
 
     def _enqueue(self, signum: int, _frame: Any) -> None:
         self.signals.append(signum)
@@ -423,7 +427,7 @@ class Emperor:
         return emperor_stats_document(
             monitors=self.monitors, tyrant=self.config.emperor_tyrant,
             throttle_ms=self.config.emperor_throttle, vassals=list(self.vassals.values()),
-            blacklist=self.blacklist,
+            blacklist=self.blacklist, cwd=self.cwd,
         )
 
     def close(self) -> None:

@@ -9,16 +9,20 @@ from typing import Any
 from uzerg import __version__
 from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import STOPPING, Vassal
+from uzerg.processes.stats import current_directory
 
 
 def emperor_stats_document(*, monitors: Sequence[str], tyrant: bool, throttle_ms: int,
-                           vassals: Iterable[Vassal], blacklist: Blacklist) -> dict[str, Any]:
+                           vassals: Iterable[Vassal], blacklist: Blacklist,
+                           cwd: str = "") -> dict[str, Any]:
+    """``cwd``: the working directory to show if the current one has been removed (the
+    Emperor's at start-up, as the master shows its own)."""
     return {
         "version": __version__,
         "pid": os.getpid(),
         "uid": os.getuid(),
         "gid": os.getgid(),
-        "cwd": os.getcwd(),
+        "cwd": current_directory(cwd),
         "emperor": list(monitors),
         "emperor_tyrant": int(tyrant),
         "throttle_level": throttle_ms // 1000,

@@ -7,6 +7,8 @@ the idle watch, the cheaper tick, daemons, cron, mules, the chain reload) subcla
 - ``watches()``: which descriptors to watch right now, and what to call when one is readable.
   Asked again after every wake-up, so a service may stop watching a descriptor for a while
   (a listener out of descriptors backs off) or switch to another one (the fifo's ``0``-``9``).
+  ``write_watches()`` (optional, none by default): the same for writability (a connection
+  with an answer the kernel could not take yet).
 - ``wake_at()`` and ``tick()``: a monotonic time at which the loop must wake up even if
   nothing is readable (the end of such a back-off, a periodic check), None for none; ``tick()``
   runs after every wake-up (at least once a second), for periodic work.
@@ -101,6 +103,10 @@ class MasterService(ABC):
     def watches(self) -> Mapping[int, OnReadable]:
         """Descriptors to watch now → what to call when readable (never blocks)."""
 
+    def write_watches(self) -> Mapping[int, OnReadable]:
+        """Descriptors to watch now for writability → what to call when writable."""
+        return {}
+
     def wake_at(self) -> float | None:
         return None
 
@@ -124,23 +130,42 @@ class MasterService(ABC):
     def shutdown(self, vacuum: bool) -> None: ...
 
 
+@record(frozen=True)
+class _Handlers:
+    """What a registered descriptor calls: ``read`` when readable, ``write`` when writable."""
+
+    read: OnReadable | None = None
+    write: OnReadable | None = None
+
+    @property
+    def events(self) -> int:
+        return ((selectors.EVENT_READ if self.read else 0)
+                | (selectors.EVENT_WRITE if self.write else 0))
+
+
 class Watches:
     """Keeps a selector registered with exactly what the services watch, and calls the
-    handlers of the readable ones (each through the guard)."""
+    handlers of the readable (or writable) ones (each through the guard). Descriptors that
+    others register in the same selector (the signal wake-up pipe) have a callable as data."""
 
-    def __init__(self, selector: selectors.BaseSelector) -> None:
+    def __init__(self, selector: selectors.BaseSelector, label: str = "master") -> None:
         self.selector = selector
-        self.registered: dict[int, OnReadable] = {}
+        self.label = label  # names a failure of a handler registered by others
+        self.registered: dict[int, _Handlers] = {}
         self.labels: dict[int, str] = {}  # fd → the label of the service that watches it
         self.cooling: dict[int, float] = {}  # fd → monotonic time it is watched again
 
     def sync(self, services: Iterable[MasterService]) -> None:
-        wanted: dict[int, OnReadable] = {}
+        reads: dict[int, OnReadable] = {}
+        writes: dict[int, OnReadable] = {}
         for service in services:
-            watched = GUARD.call(service.label, service.watches)
-            for fd, callback in (watched or {}).items():
-                wanted[fd] = callback
-                self.labels[fd] = service.label
+            for wanted_now, method in ((reads, service.watches),
+                                       (writes, service.write_watches)):
+                watched = GUARD.call(service.label, method)
+                for fd, callback in (watched or {}).items():
+                    wanted_now[fd] = callback
+                    self.labels[fd] = service.label
+        wanted = {fd: _Handlers(reads.get(fd), writes.get(fd)) for fd in reads.keys() | writes}
         if self.cooling:
             now = time.monotonic()
             for fd, until in list(self.cooling.items()):
@@ -154,20 +179,26 @@ class Watches:
                 self.selector.unregister(fd)
             except (KeyError, ValueError):
                 pass  # closed meanwhile (the fifo switched to another one)
-        for fd, callback in wanted.items():
+        for fd, handlers in wanted.items():
             if fd not in self.registered:
-                self.selector.register(fd, selectors.EVENT_READ, callback)
-                self.registered[fd] = callback
+                self.selector.register(fd, handlers.events, handlers)
+                self.registered[fd] = handlers
 
     def dispatch(self, timeout: float) -> None:
-        """Wait up to ``timeout`` and call the handlers of what is readable."""
-        for key, _ in self.selector.select(timeout):
+        """Wait up to ``timeout`` and call the handlers of what is readable or writable."""
+        for key, events in self.selector.select(timeout):
+            data = key.data
             try:
-                key.data()
+                if not isinstance(data, _Handlers):
+                    data()
+                elif events & selectors.EVENT_READ and data.read:
+                    data.read()
+                elif events & selectors.EVENT_WRITE and data.write:
+                    data.write()
             except InstanceExit:
                 raise
             except Exception as exc:
-                GUARD.failed(self.labels.get(key.fd, "master"), exc)
+                GUARD.failed(self.labels.get(key.fd, self.label), exc)
                 if key.fd in self.registered:
                     self.cooling[key.fd] = time.monotonic() + COOL_DOWN
 

@@ -6,7 +6,6 @@ Over HTTP (``stats-http``), ``?format=prometheus`` gets the same figures as Prom
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import struct
@@ -24,11 +23,11 @@ from uzerg.addresses import (
     parse_address,
 )
 from uzerg.logs import get_logger
-from uzerg.processes.guard import GUARD
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, MasterView, OnReadable
 from uzerg.processes.sockdiag import unix_listen_queue
+from uzerg.processes.stats_clients import StatsClient
 from uzerg.sockets import Listener
 
 log = get_logger()
@@ -36,7 +35,7 @@ log = get_logger()
 # struct tcp_info: 8 one-byte fields, then u32 rto, ato, snd_mss, rcv_mss, unacked, sacked.
 # For a listening socket the kernel reports the accept queue in unacked and its limit in sacked.
 _TCP_INFO_QUEUE = struct.Struct("8x4x4x4x4xII")
-EXCHANGE_SECONDS = 2.0  # reading a stats request, and writing the answer: each at most
+MAX_CLIENTS = 64  # stats clients served at once; beyond, the newest is closed unanswered
 
 
 def listen_queue(sock: socket.socket) -> tuple[int, int]:
@@ -182,38 +181,6 @@ def stats_log_text(scoreboard: Scoreboard, worker_ids: Sequence[int]) -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
-def _read_request_head(conn: socket.socket, deadline: float) -> bytes:
-    """Up to the blank line (64 KiB at most), by ``deadline`` (monotonic): a client that sends
-    a byte at a time does not hold the master longer (TimeoutError)."""
-    data = b""
-    while b"\r\n\r\n" not in data and len(data) < 65536:
-        _set_remaining(conn, deadline)
-        piece = conn.recv(65536)
-        if not piece:
-            break
-        data += piece
-    return data
-
-
-def _set_remaining(conn: socket.socket, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError("timed out")
-    conn.settimeout(left)
-
-
-def _peer_name(conn: socket.socket, peer: object) -> str:
-    """``host:port`` of a TCP client; ``pid N`` of a unix one (SO_PEERCRED)."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = str(peer[0])
-        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-    try:
-        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    except OSError:
-        return "unix peer"
-    return f"pid {struct.unpack('3i', raw)[0]}"
-
-
 def current_directory(fallback: str) -> str:
     """The working directory; ``fallback`` (the one at start-up, as uWSGI reports) when it
     has been removed since."""
@@ -223,22 +190,9 @@ def current_directory(fallback: str) -> str:
         return fallback
 
 
-# a client that went away or stalled: not the server's failure (logged at info)
-_CLIENT_GONE = (ConnectionError, TimeoutError)
-_ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n"
-              b"Connection: close\r\n\r\n")
-
-
-def _wants_prometheus(head: bytes) -> bool:
-    target = head.split(b"\r\n", 1)[0].split(b" ")
-    if len(target) < 2:
-        return False
-    query = target[1].partition(b"?")[2]
-    return b"format=prometheus" in query.split(b"&")
-
-
-class StatsServer:
-    """A listener in the master's loop; ``build`` returns the current document."""
+class StatsServer(MasterService):
+    """A listener in the master's loop (or the Emperor's), and its clients, each its own
+    watch (uzerg.processes.stats_clients); ``build`` returns the current document."""
 
     def __init__(self, address_text: str, http: bool, build: Callable[[], dict[str, Any]],
                  *, prometheus: bool = False) -> None:
@@ -262,6 +216,9 @@ class StatsServer:
                  event_kind="stats_enabled", addr=shown, fd=self.sock.fileno())
         self.resume_at = 0.0  # out of descriptors: not watched before (monotonic)
         self._short_of_resources = False  # logged once per episode
+        self.clients: dict[int, StatsClient] = {}  # fd → a client being served
+        self._full = False  # MAX_CLIENTS in hand: logged once per episode
+        self.label = f"{self.option} server {address_text}"
 
     @property
     def option(self) -> str:
@@ -286,51 +243,63 @@ class StatsServer:
                 self._short_of_resources = resources
                 return
             self._short_of_resources = False
-            try:
-                self._answer(conn)
-            except _CLIENT_GONE as exc:
-                log.info(f"stats client {_peer_name(conn, peer)} went away: "
-                         f"{exc.strerror or exc}", event_kind="stats_error")
-            except Exception as exc:  # this request's failure only: the next one is served
-                GUARD.failed(f"{self.option} server {self.address_text}", exc,
-                             _peer_name(conn, peer), "connection closed")
-            finally:
-                conn.close()
+            if len(self.clients) >= MAX_CLIENTS:
+                conn.close()  # the newest goes without an answer
+                if not self._full:
+                    log.warning(f"{self.option} server {self.address_text}: {MAX_CLIENTS} "
+                                "clients in hand, closing new ones until one is done",
+                                event_kind="stats_error")
+                self._full = True
+                continue
+            self._full = False
+            client = StatsClient(conn, peer, http=self.http, prometheus=self.prometheus,
+                                 build=self.build, done=self._forget,
+                                 where=f"{self.option} server {self.address_text}")
+            if not client.closed:
+                self.clients[client.fd] = client
 
-    def _answer(self, conn: socket.socket) -> None:
-        import json  # a stats request only: not at start-up
+    def _forget(self, client: StatsClient) -> None:
+        if self.clients.get(client.fd) is client:
+            del self.clients[client.fd]
 
-        from uzerg.processes import prometheus as prometheus_text
+    # -- as a service of the master's (or the Emperor's) loop -----------------------------------
 
-        # reading the request, then writing the answer, each within EXCHANGE_SECONDS in all: a
-        # client that sends or reads slowly cannot hold the master (and every service) long
-        deadline = time.monotonic() + EXCHANGE_SECONDS
-        conn.settimeout(EXCHANGE_SECONDS)
-        if not self.http:
-            conn.sendall(json.dumps(self.build(), indent=1).encode())
-            return
-        # read it all: unread bytes would turn our close into a reset
-        request = _read_request_head(conn, deadline)
-        conn.settimeout(EXCHANGE_SECONDS)  # sendall(): at most that long in all
-        try:
-            if self.prometheus or _wants_prometheus(request):
-                body = prometheus_text.render(self.build()).encode()
-                content_type = prometheus_text.CONTENT_TYPE
-            else:
-                body = json.dumps(self.build(), indent=1).encode()
-                content_type = "application/json"
-        except Exception:
-            with contextlib.suppress(OSError):  # the scraper sees a failure, not nothing
-                conn.sendall(_ERROR_500)
-            raise
-        head = (
-            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
-            "Access-Control-Allow-Origin: *\r\n\r\n"
-        ).encode()
-        conn.sendall(head + body)
+    def watches(self) -> Mapping[int, OnReadable]:
+        found: dict[int, OnReadable] = {
+            fd: client.on_readable for fd, client in self.clients.items()
+            if client.answer is None}
+        if self.resume_at <= time.monotonic():
+            found[self.fileno()] = self.handle_readable
+        return found
+
+    def write_watches(self) -> Mapping[int, OnReadable]:
+        return {fd: client.on_writable for fd, client in self.clients.items()
+                if client.answer is not None}
+
+    def wake_at(self) -> float | None:
+        times = [client.deadline for client in self.clients.values()]
+        if self.resume_at > time.monotonic():
+            times.append(self.resume_at)
+        return min(times) if times else None
+
+    def tick(self) -> None:
+        if self.clients:
+            now = time.monotonic()
+            for client in list(self.clients.values()):
+                client.expire(now)
+
+    def close_in_worker(self) -> None:
+        self.sock.close()
+        for client in self.clients.values():
+            client.conn.close()
+        self.clients.clear()
+
+    def shutdown(self, vacuum: bool) -> None:
+        self.close(vacuum)
 
     def close(self, vacuum: bool) -> None:
+        for client in list(self.clients.values()):
+            client.close()
         self.sock.close()
         if vacuum and self.unix_path:
             try:
@@ -369,18 +338,21 @@ class StatsService(MasterService):
                                   prometheus=self.prometheus)
 
     def watches(self) -> Mapping[int, OnReadable]:
-        server = self.server
-        if server is None or server.resume_at > time.monotonic():
-            return {}
-        return {server.fileno(): server.handle_readable}
+        return self.server.watches() if self.server is not None else {}
+
+    def write_watches(self) -> Mapping[int, OnReadable]:
+        return self.server.write_watches() if self.server is not None else {}
 
     def wake_at(self) -> float | None:
-        server = self.server
-        return server.resume_at if server and server.resume_at > time.monotonic() else None
+        return self.server.wake_at() if self.server is not None else None
+
+    def tick(self) -> None:
+        if self.server is not None:
+            self.server.tick()
 
     def close_in_worker(self) -> None:
         if self.server is not None:
-            self.server.sock.close()
+            self.server.close_in_worker()
 
     def shutdown(self, vacuum: bool) -> None:
         if self.server is not None:
