@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -170,3 +171,29 @@ def test_a_plain_stats_socket_writes_the_document_and_closes(
             data = b"".join(iter(lambda s=sock: s.recv(1 << 20), b""))
         assert data.startswith(b"{") and b'"workers"' in data
     assert read_stats(stats)["pid"] == inst.pid
+
+
+def test_the_emperor_serves_stats_clients_without_being_held(
+        uzerg: InstanceStarter, tmp_path: Path) -> None:
+    """The Emperor's stats server is the same: dribbling clients do not hold its loop; and
+    once its working directory is removed, it shows the one it started in (as the master)."""
+    release, vassals = tmp_path / "release", tmp_path / "vassals"
+    release.mkdir()
+    vassals.mkdir()
+    stats = str(tmp_path / "emperor.stats")
+    emperor = uzerg.start(["--emperor", str(vassals), "--emperor-stats", stats, "--stats-http"],
+                          wait_workers=None, cwd=release)
+    uzerg.track(emperor)
+    emperor.wait_for_log("starting uWSGI Emperor")
+    mark = emperor.mark()
+    with dribbling(stats, 10) as clients:
+        # before: 2 s each in turn (20 s here)
+        took = timed("the Emperor's stats", lambda: stats_pid(stats) == emperor.pid)
+        assert took < PROMPT
+        emperor.wait_for_log("went away: timed out", since=mark, count=10, timeout=30)
+        assert all(closed_by_server(sock) for sock in clients)
+    shutil.rmtree(release)
+    status, body = http_get(stats, timeout=10)
+    assert status == 200 and json.loads(body)["cwd"] == str(release)
+    assert "Traceback" not in emperor.log_text()
+    assert emperor.stop() == 0
