@@ -10,6 +10,7 @@ the switch-over times are printed (``pytest -s`` shows them).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import subprocess
@@ -253,7 +254,16 @@ def test_takeover_stop_stops_the_old_version(uzerg: InstanceStarter, tmp_path: P
 
 
 def _write_fifo(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    """As the recipe's `echo text > path`, whose open waits for the master to read the fifo:
+    a master that has just made it (a fifo switch) opens it a moment later (ENXIO until then)."""
+    def opened() -> int | None:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                return None
+            raise
+    fd = wait_until(opened, 20, f"a reader on {path.name}")
     try:
         os.write(fd, text.encode())
     finally:
