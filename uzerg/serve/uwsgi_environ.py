@@ -119,26 +119,23 @@ class UwsgiEnvirons:
         text = block.decode("latin-1")
         add_key, add_value, add_offset = keys.append, values.append, offsets.append
         try:
-            while pos < stop:
-                add_offset(pos)
-                key = pos + 2
-                vpos = key + block[pos] + (block[pos + 1] << 8)
-                pos = vpos + 2 + block[vpos] + (block[vpos + 1] << 8)
-                add_key(text[key:vpos])
-                add_value(text[vpos + 2 : pos])
-            if pos == stop < end:  # the last block's trailing items follow: take them
-                keys += last_keys[first:]  # type: ignore[possibly-undefined]
-                values += last_values[first:]
-                shift = stop - last_offsets[first]
-                offsets += [offset + shift for offset in last_offsets[first:-1]]
-                pos = end
-            while pos < end:  # (the walk went past their start: on to the end)
-                add_offset(pos)
-                key = pos + 2
-                vpos = key + block[pos] + (block[pos + 1] << 8)
-                pos = vpos + 2 + block[vpos] + (block[vpos + 1] << 8)
-                add_key(text[key:vpos])
-                add_value(text[vpos + 2 : pos])
+            while True:
+                while pos < stop:
+                    add_offset(pos)
+                    key = pos + 2
+                    vpos = key + block[pos] + (block[pos + 1] << 8)
+                    pos = vpos + 2 + block[vpos] + (block[vpos + 1] << 8)
+                    add_key(text[key:vpos])
+                    add_value(text[vpos + 2 : pos])
+                if pos == stop < end:  # the last block's trailing items follow: take them
+                    keys += last_keys[first:]  # type: ignore[possibly-undefined]
+                    values += last_values[first:]
+                    shift = stop - last_offsets[first]
+                    offsets += [offset + shift for offset in last_offsets[first:-1]]
+                    pos = end
+                if pos >= end:
+                    break
+                stop = end  # the walk went past their start: on to the end
         except IndexError:
             pos = -1
         env = self._common.copy()
