@@ -123,7 +123,7 @@ class RequestHandler(HttpRequests):
         self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
         self._http_environ = self.environs.build  # bound once: one attribute load per call
         uwsgi_environs = UwsgiEnvirons(self._base)
-        self._uwsgi_environ = uwsgi_environs.build
+        self._uwsgi_environ = uwsgi_environs.build_new  # (after the cache lookup below)
         self._uwsgi_blocks = uwsgi_environs.cache  # looked up first, without a call
         self._uwsgi_max_end = self.buffer_size + 4
         # whole heads without a body, as they came -> (head, environ but wsgi.input, CGI var
@@ -286,7 +286,7 @@ class RequestHandler(HttpRequests):
                 if end < 0:
                     return self._park(conn, peer, "uwsgi", None, data, deadline)
             block = data[4:end]
-            known = self._uwsgi_blocks.get(block)  # UwsgiEnvirons.build()'s first step
+            known = self._uwsgi_blocks.get(block)  # UwsgiEnvirons.build(), inlined
             if known is None:
                 env, var_count, length, protocol, is_head = self._uwsgi_environ(block, peer)
             else:

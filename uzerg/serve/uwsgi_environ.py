@@ -9,6 +9,14 @@ kept from its second time only (`_seen` holds the hashes of blocks seen once): t
 block repeats pays one hash and a set lookup. Bounded: blocks up to `CACHED_BLOCK_MAX` bytes,
 `CACHE_MAX` of them, cleared when full (it follows the traffic): at most ~256 * (2 kB + the
 variables) per handler.
+
+Behind nginx every connection a client makes has its own REMOTE_PORT, so from clients that
+connect again (or many clients) blocks seldom repeat. A block whose REMOTE_PORT item was
+decoded where the bytes of one are first found is also kept as a template, keyed by its bytes
+with that value cut out: a block with the same bytes around it and the item at the same place
+is the same walk of items with another value, so it costs the cut, a lookup, a dict copy and
+the value put in. Bounded as the cache (`CACHE_MAX` templates of up to `CACHED_BLOCK_MAX`
+bytes).
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from uzerg.protocols.uwsgi import parse_uwsgi_vars
 
 CACHE_MAX = 256
 CACHED_BLOCK_MAX = 2048
+# the first bytes of a REMOTE_PORT item (the key's length, the key); the value's length and
+# the value follow
+_PORT_ITEM = b"\x0b\x00REMOTE_PORT"
 
 
 # an environ, the block's item count (a repeated key counts each time), the body's length (0:
@@ -33,6 +44,8 @@ class UwsgiEnvirons:
         # (the request handler looks blocks up here directly: never replaced, only cleared)
         self.cache: dict[bytes, UwsgiRequest] = {}
         self._seen: set[int] = set()
+        # a block with its REMOTE_PORT value cut out -> the block's request (_client_block)
+        self.templates: dict[bytes, UwsgiRequest] = {}
         # the last block decoded: its bytes, its items' offsets (and its end), keys, values
         self._last: tuple[bytes, list[int], list[str], list[str]] | None = None
 
@@ -42,23 +55,67 @@ class UwsgiEnvirons:
         Raises UwsgiProtocolError for a bad block."""
         cached = self.cache.get(block)
         if cached is None:
-            if len(block) > CACHED_BLOCK_MAX:
-                return self._decode(block, peer)
-            seen = self._seen
-            key = hash(block)
-            if key not in seen:
-                if len(seen) >= CACHE_MAX:
-                    seen.clear()
-                seen.add(key)
-                return self._decode(block, peer)
-            cached = self._decode(block, None)  # its second time: kept
-            if len(self.cache) >= CACHE_MAX:
-                self.cache.clear()
-            self.cache[block] = cached
+            return self.build_new(block, peer)
         env = cached[0].copy()
         if "REMOTE_ADDR" not in env and type(peer) is tuple:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
         return env, cached[1], cached[2], cached[3], cached[4]
+
+    def build_new(self, block: bytes, peer: Any) -> UwsgiRequest:
+        """build() of a block not in `cache` (the request handler looked it up already): from
+        a template when it is a block seen before but for its REMOTE_PORT value, else decoded
+        (and kept as a template when it can be one); kept whole from its second time."""
+        if len(block) > CACHED_BLOCK_MAX:
+            return self._decode(block, peer)
+        seen = self._seen
+        hashed = hash(block)
+        again = hashed in seen
+        if not again:
+            if len(seen) >= CACHE_MAX:
+                seen.clear()
+            seen.add(hashed)
+        port = block.find(_PORT_ITEM)
+        value = port + 15
+        if port < 0 or value > len(block):  # none, or no room for the value's length
+            request = self._decode(block, None if again else peer)
+        else:
+            value_end = value + block[port + 13] + (block[port + 14] << 8)
+            key = block[:value] + block[value_end:]
+            request = self.templates.get(key)  # type: ignore[assignment]
+            if request is not None and value_end <= len(block):
+                # the same bytes but the value, and the item at the same place (the first
+                # bytes of a REMOTE_PORT item in the key are where they are in its block: an
+                # earlier match in the key would be one in the block): the same items
+                env = request[0].copy()
+                env["REMOTE_PORT"] = block[value:value_end].decode("latin-1")
+                request = (env, request[1], request[2], request[3], request[4])
+            else:
+                request = self._decode(block, None if again else peer)
+                self._keep_template(block, key, port, request)
+        if not again:
+            return request
+        # its second time: kept whole (without the peer: a copy gets it per request)
+        if len(self.cache) >= CACHE_MAX:
+            self.cache.clear()
+        self.cache[block] = request
+        env = request[0].copy()
+        if "REMOTE_ADDR" not in env and type(peer) is tuple:
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
+        return env, request[1], request[2], request[3], request[4]
+
+    def _keep_template(self, block: bytes, key: bytes, port: int, request: UwsgiRequest) -> None:
+        """Keep the request of a block just decoded as the template for `key` (the block but
+        its REMOTE_PORT value, whose item the first match at `port` may be) when the match is
+        that item, as the decode walked it: at an item boundary, the block's only REMOTE_PORT
+        (its value is the environ's), and REMOTE_ADDR from the block (not the peer's)."""
+        last = self._last
+        if last is None or last[0] is not block:  # (another thread decoded meanwhile)
+            return
+        offsets, keys = last[1], last[2]
+        if port in offsets and keys.count("REMOTE_PORT") == 1 and "REMOTE_ADDR" in keys:
+            if len(self.templates) >= CACHE_MAX:
+                self.templates.clear()
+            self.templates[key] = (request[0].copy(), *request[1:])
 
     def _decode(self, block: bytes, peer: Any) -> UwsgiRequest:
         env, count = self._decode_vars(block)
