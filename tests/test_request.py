@@ -619,6 +619,23 @@ def test_total_requests_callback_feeds_the_log(logs):
     assert "req: 1/100]" in logs.getvalue()
 
 
+def test_total_view_is_bumped_for_the_log(logs):
+    """The worker's way: the scoreboard's instance-wide count as a memoryview item, bumped by
+    the handler for each request it logs (other workers bump it too)."""
+    import array
+
+    count = memoryview(array.array("Q", [41]))
+    handler = RequestHandler(hello_app, make_config(), 1, total_view=count)
+    exchange(handler, GET)
+    count[0] = 99  # another worker's requests
+    exchange(handler, GET)
+    assert "req: 1/42]" in logs.getvalue() and "req: 2/100]" in logs.getvalue()
+    assert count[0] == 100
+    quiet = RequestHandler(hello_app, make_config(disable_logging=True), 1, total_view=count)
+    exchange(quiet, GET)
+    assert count[0] == 100  # only a logged request needs the count
+
+
 # -- uwsgi protocol ---------------------------------------------------------------------------
 
 

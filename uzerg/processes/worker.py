@@ -122,7 +122,7 @@ class Worker:
             run_phase(self.config, "post-fork")
             app = self.app_factory()  # with lazy-apps, the pre-app/post-app hooks run here
             self.handler = RequestHandler(
-                app, self.config, self.worker_id, total_requests=self._count_total
+                app, self.config, self.worker_id, total_view=self.scoreboard.total_view
             )
             if self.config.py_autoreload:
                 ModuleWatcher(self.config.py_autoreload, self.master_pid).start()
@@ -432,12 +432,6 @@ class Worker:
                 log.error(f"accept(): {exc.strerror}: retrying", event_kind="accept_resources",
                           worker=self.worker_id)
             time.sleep(ACCEPT_BACKOFF)  # out of descriptors/memory: let in-flight work release some
-
-    def _count_total(self) -> int:
-        view = self.scoreboard.total_view  # header.total_requests
-        total = view[0] + 1  # shared by all workers; a rare lost update only skews logs
-        view[0] = total
-        return total
 
 
 def _extra(listener: Listener) -> dict[str, Any] | None:

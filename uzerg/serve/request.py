@@ -73,10 +73,12 @@ class _Counts:
 class RequestHandler(HttpRequests):
     def __init__(
         self, app: Callable[..., Any], config: Config, worker_id: int, *,
-        total_requests: Callable[[], int] | None = None,
+        total_requests: Callable[[], int] | None = None, total_view: memoryview | None = None,
     ) -> None:
         """`total_requests()`, when given, bumps and returns the instance-wide request count
-        (the M of uWSGI's `req: N/M`); without it M is this worker's count."""
+        (the M of uWSGI's `req: N/M`); `total_view`, when given instead, is that count as a
+        memoryview item, bumped here (no call per logged request); without either M is this
+        worker's count."""
         # add-header/del-header: the app's start_response() goes through them (none: direct)
         headers = ResponseHeaders.from_config(config.add_header, config.del_header)
         self.app = app if headers is None else headers.wrap(app)
@@ -99,6 +101,7 @@ class RequestHandler(HttpRequests):
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
         self.total_requests = total_requests
+        self._total_view = total_view
         self.shutting_down = False  # set by the worker: finish the current request, then close
         self._requests = itertools.count(1)  # next() is atomic under the GIL
         self._hostname = socket.gethostname()
@@ -376,12 +379,20 @@ class RequestHandler(HttpRequests):
         if read_errors:
             counts.read_errors += read_errors
         status = counts.status = response.status_code
-        worker_requests = next(self._requests)
-        logger = self.logger
-        # (_timed is False when no line can be logged: no call per request then)
-        if self._timed and (logger.logs_all or logger.wants(status)):
-            total = self.total_requests  # the instance-wide count only feeds the log line
-            total_requests = total() if total is not None else worker_requests
+        # (_timed is False when no line can be logged: no call per request then; the counts
+        # only feed the log line)
+        if self._timed:
+            worker_requests = next(self._requests)
+            logger = self.logger
+            if not logger.logs_all and not logger.wants(status):
+                return ok
+            view = self._total_view
+            if view is not None:  # the scoreboard's instance-wide count, bumped here
+                total_requests = view[0] + 1  # (a rare lost update only skews a log line)
+                view[0] = total_requests
+            else:
+                total = self.total_requests
+                total_requests = total() if total is not None else worker_requests
             logger.log_request(
                 env, start, int((time.perf_counter() - started) * 1_000_000), status, response,
                 worker_requests, total_requests, core, var_count, var_size, modifier2,
