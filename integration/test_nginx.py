@@ -81,6 +81,33 @@ def test_get_passes_query_string_path_and_headers(start_uzerg, tmp_path: Path, k
     assert env["uzerg.test.pid"] in {str(pid) for pid in server.worker_pids(1)}
 
 
+def test_each_client_connection_gets_its_own_remote_port(start_uzerg, tmp_path: Path) -> None:
+    """Clients connecting again and again with the same request: nginx's packets differ in
+    REMOTE_PORT only (the worker builds them from the first one's environ, issue 13); each
+    request sees its own connection's port and otherwise the same environ, also when the
+    same connection asks twice."""
+    server = _start(start_uzerg, tmp_path, "tcp")
+    seen = []
+    with running_nginx(tmp_path, _upstream(server)) as nginx:
+        for _ in range(6):
+            conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+            try:
+                for _ in range(2):  # the same connection twice: the same packet again
+                    conn.request("GET", "/env/p?q=1", headers={"X-Id": "same"})
+                    response = conn.getresponse()
+                    assert response.status == 200
+                    assert conn.sock is not None
+                    seen.append((conn.sock.getsockname()[1], json.loads(response.read())))
+            finally:
+                conn.close()
+    ports = [port for port, _ in seen]
+    assert [env["REMOTE_PORT"] for _, env in seen] == [str(port) for port in ports]
+    assert len(set(ports)) == 6
+    rest = [{k: v for k, v in env.items() if k != "REMOTE_PORT"} for _, env in seen]
+    assert all(env == rest[0] for env in rest)
+    assert rest[0]["HTTP_X_ID"] == "same" and rest[0]["QUERY_STRING"] == "q=1"
+
+
 @pytest.mark.skipif(shutil.which("uwsgi") is None, reason="the uwsgi binary is not installed")
 def test_same_environ_as_real_uwsgi_behind_nginx(start_uzerg, start_uwsgi, tmp_path: Path) -> None:
     """The app sees the variables uWSGI gives it behind the same nginx config, with the same
