@@ -2,7 +2,7 @@
 
     python bench/worker_instructions.py [--protocol http|uwsgi] [--log] [-n 1500] [--distinct]
                                         [--keepalive] [--server uzerg|uwsgi] [--app FILE]
-                                        [--cache-sim] [--static | --post]
+                                        [--cache-sim] [--static | --post] [--threads N]
 
 Wall-clock req/s swing by 30% on a machine that other jobs load; an instruction count does not.
 Runs uzerg (1 master, 1 worker, bench/hello_app.py) under ``valgrind --tool=cachegrind`` (which
@@ -14,7 +14,10 @@ is not counted. ``--distinct`` (uwsgi): a different REMOTE_PORT in each packet, 
 repeats (the worker's cache of vars blocks never hits, as with many clients). Scenario 4 of
 bench/suite.py (http): ``--static`` GETs a 1 MB file through ``--static-map``, ``--post`` sends
 a 1 MB POST to bench/apps/echo_app.py (which echoes it back). ``--keepalive`` (http): an
-``--http11-socket``, every request on one connection, as bench scenario 5. Needs valgrind
+``--http11-socket``, every request on one connection, as bench scenario 5. ``--threads N``:
+N threads in the worker (scenario 6: ``--threads 4 --app bench/apps/sleep_app.py``); requests
+still come one at a time, so this counts the path, not contention (bench/syscalls.py counts
+futex calls and context switches under load). Needs valgrind
 (``apt-get install -y valgrind``); about a minute per run.
 """
 
@@ -88,6 +91,8 @@ def worker_instructions(
            "--wsgi-file", str(args.app.resolve()), "--pythonpath", str(args.app.resolve().parent)]
     if not args.log:
         cmd.append("--disable-logging")
+    if args.threads > 1:
+        cmd += ["--threads", str(args.threads)]
     request = uwsgi_packet(UWSGI_VARS) if args.protocol == "uwsgi" else HTTP_REQUEST
     if args.static:
         (workdir / "file.bin").write_bytes(os.urandom(MB))
@@ -143,6 +148,7 @@ def main() -> int:
     parser.add_argument("--log", action="store_true", help="request logging on")
     parser.add_argument("-n", type=int, default=1500)
     parser.add_argument("--app", type=Path, default=APP, help="a WSGI file (default: hello)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--distinct", action="store_true",
                         help="uwsgi: each packet differs (REMOTE_PORT), as from many clients")
     parser.add_argument("--keepalive", action="store_true",
@@ -167,6 +173,7 @@ def main() -> int:
     distinct = " distinct" if args.distinct else ""
     distinct += " static 1MB" if args.static else " post 1MB" if args.post else ""
     distinct += " keep-alive" if args.keepalive else ""
+    distinct += f" threads={args.threads}" if args.threads > 1 else ""
     print(f"{args.server} {args.protocol}{distinct} log-{'on' if args.log else 'off'} "
           f"{args.app.name}: "
           f"{per_request['Ir']:,.0f} "
