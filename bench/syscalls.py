@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -154,7 +155,7 @@ def main() -> int:
                         requests, counts = measure(server, scenario, args, workdir)
                         print(report(scenario, server, round_no, requests, counts), flush=True)
     finally:
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
