@@ -41,7 +41,10 @@ def test_config_fields_mirror_the_option_table() -> None:
     for option in options.OPTIONS:
         assert option.attr in fields, option.name
         assert fields[option.attr].default == option.initial, option.name
-    hints = typing.get_type_hints(Config)
+    # the names uzerg.config.model imports for type checkers only (typing is not loaded at
+    # run time: start-up time, issue 13)
+    hints = typing.get_type_hints(Config, localns={
+        "Any": typing.Any, "Protocol": typing.Literal["uwsgi", "http"]})
     assert hints["processes"] is int and hints["master"] is bool
     assert hints["chmod_socket"] == int | None
     assert hints["zergpool"] == tuple[ZergPoolEntry, ...]

@@ -35,3 +35,16 @@ def test_ini_reader_reads_or_raises_config_error(data: bytes) -> None:
 @given(zerg_handshakes() | st.binary(max_size=64))
 def test_zerg_receiver_accepts_or_raises_handshake_error_and_leaks_nothing(data: bytes) -> None:
     zerg_receiver(data)
+
+
+@QUICK
+@given(st.lists(st.sampled_from([b"%", b"%2f", b"%2F", b"%e9", b"%zz", b"%4", b"a", b"/", b"\xe9",
+                                 b"%%", b"%25", b"%00"]) | st.binary(max_size=8), max_size=12)
+       .map(b"".join))
+def test_the_path_unquoting_is_urllib_s(data: bytes) -> None:
+    # uzerg's own copy (urllib.parse, with the ipaddress it imports, is start-up time: issue 13)
+    from urllib.parse import unquote_to_bytes as urllib_unquote
+
+    from uzerg.serve.environ import unquote_to_bytes
+
+    assert unquote_to_bytes(data) == urllib_unquote(data)

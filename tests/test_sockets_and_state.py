@@ -19,6 +19,7 @@ from uzerg.sockets import (
     check_listen_backlog,
     close_listener,
     configured_sockets,
+    is_loopback_address,
 )
 
 
@@ -188,3 +189,16 @@ def test_ipv6_socket_log_line() -> None:
     line = out.getvalue()
     assert "uwsgi socket 0 bound to TCP6 address [::1]:" in line
     assert "(port auto-assigned) fd " in line
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.255.1.2", "128.0.0.1", "0.0.0.0", "10.0.0.1",
+                                  "::1", "::", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "fe80::1",
+                                  "fe80::1%lo", "::2", "::127.0.0.1", "2001:db8::1"])
+def test_the_loopback_check_is_ipaddress_s(host: str) -> None:
+    import ipaddress
+
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    assert is_loopback_address(family, host) is address.is_loopback

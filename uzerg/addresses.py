@@ -12,11 +12,14 @@ import errno
 import os
 import socket
 import stat
-from typing import Literal
 
 from uzerg.record import record
 
-Kind = Literal["inet", "inet6", "unix", "abstract"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Literal
+
+    Kind = Literal["inet", "inet6", "unix", "abstract"]
 
 
 class AddressError(ValueError):

@@ -11,11 +11,14 @@ import select
 import socket
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from uzerg.addresses import AddressError, describe_socket, parse_address
 from uzerg.processes.takeover import TakeoverError, rollback
 from uzerg.zerg.handshake import HandshakeError, fetch_sockets
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STATS_TIMEOUT = 5.0
 RAW_STATS_WAIT = 0.3  # a raw stats server talks first; an HTTP one waits for our request

@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 def _plain_renderer(_logger: Any, _name: str, event_dict: dict[str, Any]) -> str:

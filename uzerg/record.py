@@ -23,11 +23,22 @@ from __future__ import annotations
 import reprlib
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform, overload
 
 __all__ = ["MISSING", "Field", "FrozenInstanceError", "field", "fields", "record", "replace"]
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    T = TypeVar("T")
+else:
+    # typing is not imported at run time (a zerg's start-up time, issue 13): these two
+    # decorators only speak to type checkers
+    def overload(function: Any) -> Any:
+        return function
+
+    def dataclass_transform(**_specifiers: Any) -> Any:
+        return overload
 
 
 class _Missing:
@@ -98,11 +109,13 @@ def record(cls: type[T], /) -> type[T]: ...
 
 
 @overload
-def record(*, frozen: bool = False, slots: bool = False) -> Callable[[type[T]], type[T]]: ...
+def record(  # noqa: F811 - an overload (ruff does not see the run-time stand-in as one)
+    *, frozen: bool = False, slots: bool = False,
+) -> Callable[[type[T]], type[T]]: ...
 
 
 @dataclass_transform(field_specifiers=(field,))
-def record(cls: type[T] | None = None, /, *, frozen: bool = False,
+def record(cls: type[T] | None = None, /, *, frozen: bool = False,  # noqa: F811 - see above
            slots: bool = False) -> type[T] | Callable[[type[T]], type[T]]:
     """``@dataclass``, ``@dataclass(frozen=True)``, ``@dataclass(slots=True)``... without
     generated code (see the module docstring)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from uzerg.addresses import (
     AddressError,
@@ -28,8 +27,10 @@ from uzerg.processes.process import StartupError, parse_owner
 from uzerg.record import record, replace
 from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl  # ~10 ms: an HTTPS socket's context loads it (uzerg.serve.tls)
+    from typing import Any
 
 log = get_logger()
 
@@ -303,12 +304,22 @@ def _is_loopback(sock: socket.socket) -> bool:
     """A unix socket, or a TCP one bound to a loopback address (not 0.0.0.0 / ::)."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         return True
-    import ipaddress
+    return is_loopback_address(sock.family, sock.getsockname()[0])
 
-    host = ipaddress.ip_address(sock.getsockname()[0])
-    if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
-        host = host.ipv4_mapped
-    return host.is_loopback
+
+_V4_MAPPED = bytes(10) + b"\xff\xff"  # ::ffff:a.b.c.d
+_V6_LOOPBACK = bytes(15) + b"\x01"  # ::1
+
+
+def is_loopback_address(family: int, host: str) -> bool:
+    """127.0.0.0/8, ::1 or ::ffff:127.x.y.z, as ipaddress's ``is_loopback`` (of the IPv4
+    address an IPv4-mapped one holds), without importing ipaddress (start-up time, issue 13)."""
+    packed = socket.inet_pton(family, host.partition("%")[0])
+    if family == socket.AF_INET6:
+        if packed[:12] != _V4_MAPPED:
+            return packed == _V6_LOOPBACK
+        packed = packed[12:]
+    return packed[0] == 127
 
 
 def _log_socket(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from uzerg.config import options, uwsgi_options
 from uzerg.config.argv import parse_argv
@@ -23,6 +22,10 @@ from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
 from uzerg.config.model import Config
 from uzerg.config.options import Option
 from uzerg.config.values import NotANumber
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Config", "ConfigError", "format_config", "load_config"]
 

@@ -7,18 +7,21 @@ Build one with ``load_config`` (or ``Config()`` for the defaults, plus ``uzerg.r
 
 from __future__ import annotations
 
-from typing import Any
-
 from uzerg.config.ini import Origin
 from uzerg.config.service_values import CronSpec, DaemonSpec, TlsSocketSpec
 from uzerg.config.values import (
     EncoderSpec,
     LoggerSpec,
-    Protocol,
     RouteSpec,
     ZergPoolEntry,
 )
 from uzerg.record import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from uzerg.config.values import Protocol
 
 __all__ = ["Config"]
 

@@ -5,14 +5,17 @@ value."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
 
 from uzerg.config.values import parse_bool, parse_int, parse_text
 from uzerg.record import record
 
-__all__ = ["Kind", "Option"]
+__all__ = ["Option"]
 
-Kind = Literal["flag", "int", "string", "list"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Any, Literal
+
+    Kind = Literal["flag", "int", "string", "list"]
 
 
 @record(frozen=True, slots=True)

@@ -19,9 +19,11 @@ Classification of a known uWSGI option that uzerg lacks:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Any, Literal
 
-Severity = Literal["silent", "warning", "error"]
+    Severity = Literal["silent", "warning", "error"]
 TABLE = "uwsgi_options.tsv"
 
 

@@ -9,12 +9,16 @@ numbers with C ``atoi``; issue 10) is applied in one place.
 from __future__ import annotations
 
 import re
-from typing import Literal, cast
 
 from uzerg.addresses import AddressError, parse_address
 from uzerg.record import record
 
-Protocol = Literal["uwsgi", "http"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Literal
+
+    Protocol = Literal["uwsgi", "http"]
+
 PROTOCOLS: tuple[Protocol, ...] = ("uwsgi", "http")
 FALSE_WORDS = frozenset({"false", "off", "no", "0"})
 
@@ -74,7 +78,7 @@ def parse_mode(value: str) -> int:
 def parse_protocol(value: str) -> Protocol:
     if value.strip() not in PROTOCOLS:
         raise ValueError(f"unsupported protocol (uzerg speaks uwsgi and http): {value}")
-    return cast(Protocol, value.strip())
+    return value.strip()  # type: ignore[return-value] # one of PROTOCOLS
 
 
 def pair_parser(form: str) -> _PairParser:

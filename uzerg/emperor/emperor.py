@@ -13,7 +13,6 @@ import selectors
 import signal
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.emperor import broodlord, channel
@@ -33,6 +32,10 @@ from uzerg.processes.guard import GUARD
 from uzerg.processes.services import MasterService, Watches
 from uzerg.processes.stats import StatsServer
 from uzerg.processes.wakeup import install_signal_wakeup, reap_children
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 

@@ -13,8 +13,12 @@ from collections.abc import Mapping
 from uzerg.config.model import Config
 from uzerg.emperor import channel
 from uzerg.logs import get_logger
-from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.processes.stats import listen_queue
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

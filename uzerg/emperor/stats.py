@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from uzerg import __version__
 from uzerg.emperor.throttle import Blacklist
 from uzerg.emperor.vassal import STOPPING, Vassal
 from uzerg.processes.stats import current_directory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def emperor_stats_document(*, monitors: Sequence[str], tyrant: bool, throttle_ms: int,

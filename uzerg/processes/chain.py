@@ -19,7 +19,11 @@ from collections.abc import Mapping, Sequence
 
 from uzerg.logs import get_logger
 from uzerg.processes.checks import TouchReload
-from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.services import MasterService, OnReadable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

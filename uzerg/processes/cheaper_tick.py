@@ -17,9 +17,13 @@ from typing import Any, Protocol, cast
 from uzerg.logs import get_logger
 from uzerg.processes.cheaper import ALGORITHMS, CheaperPolicy, CheaperSettings, Slot, Snapshot
 from uzerg.processes.scoreboard import Scoreboard
-from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.services import MasterService, OnReadable
 from uzerg.processes.stats import listen_queue, process_memory
 from uzerg.sockets import Listener
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

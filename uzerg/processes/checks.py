@@ -6,11 +6,14 @@ instance)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from uzerg.logs import get_logger
 from uzerg.processes.process import file_mtime
 from uzerg.processes.scoreboard import Scoreboard
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 

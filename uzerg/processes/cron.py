@@ -19,8 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 from uzerg.config.service_values import CronSpec
 from uzerg.logs import get_logger
-from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.services import MasterService, OnReadable
 from uzerg.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

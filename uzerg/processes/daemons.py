@@ -27,8 +27,12 @@ from collections.abc import Mapping, Sequence
 from uzerg.config.service_values import DaemonSpec
 from uzerg.logs import get_logger
 from uzerg.processes.process import file_mtime
-from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

@@ -16,7 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from uzerg.logs import get_logger
 from uzerg.processes.guard import GUARD
 from uzerg.processes.process import StartupError
-from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.services import MasterService, OnReadable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

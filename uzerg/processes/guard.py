@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from uzerg.logs import debug_enabled, get_logger
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 log = get_logger()
 
-T = TypeVar("T")
 QUIET_SECONDS = 10.0
 MAX_TEXT = 300  # characters of the exception's message in the line
 

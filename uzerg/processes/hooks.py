@@ -27,8 +27,12 @@ from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.guard import InstanceExit, one_line
 from uzerg.processes.process import StartupError, file_mtime
-from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

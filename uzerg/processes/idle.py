@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
-from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.services import MasterService, OnReadable
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from uzerg.emperor.link import EmperorLink
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

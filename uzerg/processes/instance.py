@@ -9,12 +9,12 @@ instead of being bound, attached or spawned again.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from uzerg import __version__
 from uzerg.addresses import describe_socket
@@ -41,7 +41,7 @@ from uzerg.processes.process import (
 )
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService
-from uzerg.processes.worker import EXIT_NEED_APP, Worker
+from uzerg.processes.worker import EXIT_NEED_APP, Worker, load_thread_support
 from uzerg.processes.zerg_listeners import ZergListeners
 
 # Imported before privileges are dropped: the target uid may not be able to read our own
@@ -59,7 +59,10 @@ from uzerg.sockets import (
 )
 from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from uzerg.config.service_values import CronSpec, DaemonSpec
     from uzerg.processes.cheaper_tick import CheaperTick
 
@@ -91,7 +94,7 @@ def run(config: Config) -> int:
 # under /root, tox's 0700 .tox): an import there fails, and in the master it would be fatal.
 # tests/test_lazy_imports.py checks that every function-level import is here or start-up only.
 LOADED_WHEN_NEEDED = (
-    "json", "subprocess", "traceback", "psutil",
+    "json", "subprocess", "traceback", "psutil", "threading",
     "uzerg.processes.stats", "uzerg.processes.prometheus", "uzerg.processes.fifo",
     "uzerg.processes.chain", "uzerg.processes.mules", "uzerg.processes.hook_actions",
     "uzerg.processes.logmaster", "uzerg.processes.daemons", "uzerg.processes.cron",
@@ -183,6 +186,7 @@ class Instance:
         if config.http:
             log.info(NO_ROUTER, event_kind="no_http_router")
         load_title_support(config)
+        load_thread_support(config)
         if serves_files(config):
             load_file_support()
         run_startup_phase(config, "as-root")
@@ -206,6 +210,9 @@ class Instance:
         log.info(f"your mercy for graceful operations on workers is "
                  f"{config.worker_reload_mercy} seconds", event_kind="mercy")
         set_process_title(config, "uzerg master")
+        # uzerg's own start-up is done: the app (and everything after, the master's loop, the
+        # workers it forks) runs with the cyclic collector on (uzerg.cli.main turned it off)
+        gc.enable()
         try:
             prepare_interpreter(config)  # pyargv, pymodule-alias, shared-import
         except PythonOptionError as exc:

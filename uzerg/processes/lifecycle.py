@@ -19,9 +19,13 @@ from collections.abc import Mapping
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
-from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.processes.takeover import TakeoverError, take_over
 from uzerg.systemd import Notifier
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
@@ -38,7 +37,10 @@ from uzerg.processes.worker import (
 from uzerg.record import record as _record
 from uzerg.sockets import Listener
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from uzerg.processes.cheaper_tick import CheaperTick
 
 log = get_logger()

@@ -29,14 +29,19 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.checks import TouchReload
 from uzerg.processes.mule import END_CODE, run_mule
-from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

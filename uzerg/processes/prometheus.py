@@ -10,7 +10,10 @@ zergs attached to them, pause) are ``uzerg_*``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 US = 1_000_000.0  # the stats document's times are in microseconds

@@ -16,7 +16,6 @@ import signal
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from uzerg.addresses import socket_key
 from uzerg.logs import get_logger
@@ -24,7 +23,10 @@ from uzerg.processes.services import Kept, MasterService
 from uzerg.record import field, record
 from uzerg.sockets import Listener
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from uzerg.zerg.server import ListenerHandover
 
 log = get_logger()

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _field(fmt: str, offset: int) -> Any:

@@ -37,14 +37,51 @@ import selectors
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
 
 from uzerg.processes.guard import GUARD, InstanceExit
 from uzerg.record import field, record
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from uzerg.processes.scoreboard import Scoreboard
     from uzerg.sockets import Listener
+
+    # (for type checkers only: typing is not imported at run time, a zerg's start-up time)
+    class MasterView(Protocol):
+        """What a service may use of the master."""
+
+        scoreboard: Scoreboard
+        listeners: list[Listener]
+        desired: int  # the number of worker slots (in cheaper mode: processes)
+        stopping: bool
+        graceful_stop: bool  # while stopping: a graceful stop (SIGTERM), not a fast one
+        cheap: bool  # idle/cheap mode: no workers until a connection arrives
+
+        @property
+        def wanted(self) -> int:
+            """The number of workers wanted now (cheaper mode keeps some slots empty)."""
+            ...
+
+        def worker_records(self) -> Sequence[Any]: ...
+
+        def cheap_records(self) -> Sequence[Any]: ...
+
+        def fifo_command(self, char: str) -> None: ...
+
+        def close_in_child(self) -> None:
+            """In a process forked from the master (a mule): close what only the master uses."""
+            ...
+
+        def reload(self) -> None: ...
+
+        def shutdown(self, graceful: bool) -> None: ...
+
+        def enter_cheap(self) -> None: ...
+
+        def leave_cheap(self) -> None: ...
+
 
 OnReadable = Callable[[], object]
 COOL_DOWN = 0.5  # seconds a descriptor whose handler failed is not watched
@@ -57,40 +94,6 @@ class Kept:
 
     fds: tuple[int, ...] = ()
     state: Mapping[str, Any] = field(default_factory=dict)
-
-
-class MasterView(Protocol):
-    """What a service may use of the master."""
-
-    scoreboard: Scoreboard
-    listeners: list[Listener]
-    desired: int  # the number of worker slots (in cheaper mode: processes)
-    stopping: bool
-    graceful_stop: bool  # while stopping: a graceful stop (SIGTERM), not a fast one
-    cheap: bool  # idle/cheap mode: no workers until a connection arrives
-
-    @property
-    def wanted(self) -> int:
-        """The number of workers wanted now (cheaper mode keeps some slots empty)."""
-        ...
-
-    def worker_records(self) -> Sequence[Any]: ...
-
-    def cheap_records(self) -> Sequence[Any]: ...
-
-    def fifo_command(self, char: str) -> None: ...
-
-    def close_in_child(self) -> None:
-        """In a process forked from the master (a mule): close what only the master uses."""
-        ...
-
-    def reload(self) -> None: ...
-
-    def shutdown(self, graceful: bool) -> None: ...
-
-    def enter_cheap(self) -> None: ...
-
-    def leave_cheap(self) -> None: ...
 
 
 class MasterService(ABC):

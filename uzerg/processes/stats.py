@@ -11,7 +11,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from uzerg import __version__
 from uzerg.addresses import (
@@ -25,10 +24,16 @@ from uzerg.addresses import (
 from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError
 from uzerg.processes.scoreboard import Scoreboard
-from uzerg.processes.services import MasterService, MasterView, OnReadable
+from uzerg.processes.services import MasterService, OnReadable
 from uzerg.processes.sockdiag import unix_listen_queue
 from uzerg.processes.stats_clients import StatsClient
 from uzerg.sockets import Listener
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from uzerg.processes.services import MasterView
 
 log = get_logger()
 

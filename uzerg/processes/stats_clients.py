@@ -11,10 +11,13 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
 
 from uzerg.logs import get_logger
 from uzerg.processes.guard import GUARD
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 

@@ -8,7 +8,10 @@ import os
 import selectors
 import signal
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def install_signal_wakeup(selector: selectors.BaseSelector, names: Iterable[str],

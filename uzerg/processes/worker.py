@@ -29,10 +29,8 @@ import resource
 import select
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from uzerg.addresses import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS
 from uzerg.config.model import Config
@@ -53,6 +51,10 @@ from uzerg.serve.pending import PendingHead, add_counts
 from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.sockets import Listener
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 
@@ -188,6 +190,8 @@ class Worker:
     # -- threads -------------------------------------------------------------------------------
 
     def _run_threads(self) -> None:
+        import threading  # loaded by the master before the fork (load_thread_support)
+
         threads = []
         for core_id in range(self.threads):
             read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -432,6 +436,14 @@ class Worker:
                 log.error(f"accept(): {exc.strerror}: retrying", event_kind="accept_resources",
                           worker=self.worker_id)
             time.sleep(ACCEPT_BACKOFF)  # out of descriptors/memory: let in-flight work release some
+
+
+def load_thread_support(config: Config) -> None:
+    """Import threading in the master, before the fork, when workers run threads (threads > 1,
+    py-autoreload): loaded once and shared, not in every worker. Otherwise it is not loaded at
+    all (a zerg's start-up time, issue 13)."""
+    if config.threads > 1 or config.py_autoreload:
+        import threading  # noqa: F401 - loaded for the workers
 
 
 def _extra(listener: Listener) -> dict[str, Any] | None:

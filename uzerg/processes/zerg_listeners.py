@@ -12,16 +12,17 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from uzerg.addresses import AddressError, normalise, parse_address
 from uzerg.config.model import Config
 from uzerg.processes.process import StartupError
 from uzerg.processes.reexec import InheritedState, describe_zerg_side
-from uzerg.processes.services import Kept, MasterService, MasterView, OnReadable
+from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.systemd import ActivatedSockets
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from uzerg.processes.services import MasterView
     from uzerg.zerg.server import ListenerHandover, ZergServer
 
 

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import re
-from typing import Final
 
 from uzerg.protocols.http import (
     END,
@@ -24,6 +23,10 @@ from uzerg.protocols.http import (
     describe_bad_header,
     parse_request_head,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Final
 
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 # RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ); rare,

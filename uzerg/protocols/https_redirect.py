@@ -3,7 +3,9 @@ workers serving such a socket need not load it)."""
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def https_redirect(head: Any, hostname: str, port: str) -> bytes:

@@ -7,9 +7,11 @@ bytes) on the same stream. Error messages keep uWSGI 2.0's wording.
 
 from __future__ import annotations
 
-from typing import Any
-
 from uzerg.record import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER_SIZE = 4
 MAX_BLOCK_SIZE = 65535

@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
@@ -26,9 +25,13 @@ from uzerg.serve.pyoptions import (
     paste_application,
 )
 
-log = get_logger()
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Any
 
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+    WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+log = get_logger()
 
 
 class AppLoadError(Exception):

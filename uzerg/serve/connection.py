@@ -13,9 +13,12 @@ import select
 import socket
 import struct
 import time
-from typing import Any
 
 from uzerg.serve.wsgi_io import ClientDisconnected
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # plain ints: socket.MSG_* are IntFlag members, and `|` on those is a slow Python call
 _DONTWAIT = int(socket.MSG_DONTWAIT)

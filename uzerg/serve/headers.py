@@ -16,9 +16,12 @@ application is called directly, not through `wrap()`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Any
+
+    WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
 class ResponseHeaders:

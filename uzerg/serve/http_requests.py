@@ -8,7 +8,6 @@ the per-request `_respond()`; it is split out to keep modules small.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
 
 from uzerg.logs import get_logger
 from uzerg.protocols.http import (
@@ -23,7 +22,10 @@ from uzerg.serve.connection import Connection, peer_text, server_port_of
 from uzerg.serve.response import Response
 from uzerg.serve.wsgi_io import ClientDisconnected, InputStream
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from uzerg.serve.pending import PendingHead
 
 log = get_logger()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import select
 import time
-from typing import Any, NamedTuple, Protocol
+from collections import namedtuple
 
 from uzerg.logs import get_logger
 from uzerg.serve.connection import Connection, peer_text
 from uzerg.serve.wsgi_io import ClientDisconnected
+
+TYPE_CHECKING = False
 
 log = get_logger()
 
@@ -48,22 +50,33 @@ class PendingHead:
         return self.conn.fd
 
 
-class HandledCounts(NamedTuple):
-    """What serving (part of) a connection did, for the worker's counters."""
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, Protocol
 
-    requests: int  # requests answered on this connection (errors included)
-    exceptions: int  # application exceptions
-    tx: int  # bytes written
-    status: int  # status of the last response (0: none)
-    static_requests: int = 0  # files served by --static-map
-    read_errors: int = 0  # failed reads of request bodies
-    pending: PendingHead | None = None  # not closed: waiting for the rest of a request head
+    class HandledCounts(NamedTuple):
+        """What serving (part of) a connection did, for the worker's counters."""
 
+        requests: int  # requests answered on this connection (errors included)
+        exceptions: int  # application exceptions
+        tx: int  # bytes written
+        status: int  # status of the last response (0: none)
+        static_requests: int = 0  # files served by --static-map
+        read_errors: int = 0  # failed reads of request bodies
+        pending: PendingHead | None = None  # not closed: waiting for the rest of a request head
 
-class _ConnectionHandler(Protocol):
-    def resume(self, pending: PendingHead, *, core: int = 0) -> HandledCounts: ...
+    class _ConnectionHandler(Protocol):
+        def resume(self, pending: PendingHead, *, core: int = 0) -> HandledCounts: ...
 
-    def expire(self, pending: PendingHead, why: str = "timeout") -> HandledCounts: ...
+        def expire(self, pending: PendingHead, why: str = "timeout") -> HandledCounts: ...
+else:
+    # the same class as typing.NamedTuple makes (a collections.namedtuple), without importing
+    # typing at run time (a zerg's start-up time, issue 13); the fields are described above
+    HandledCounts = namedtuple(
+        "HandledCounts",
+        ("requests", "exceptions", "tx", "status", "static_requests", "read_errors", "pending"),
+        defaults=(0, 0, None), module=__name__,
+    )
+    HandledCounts.__doc__ = "What serving (part of) a connection did, for the worker's counters."
 
 
 def serve_blocking(handler: _ConnectionHandler, counts: HandledCounts, core: int) -> HandledCounts:

@@ -18,12 +18,14 @@ import importlib.util
 import os
 import signal
 import sys
-import threading
 import types
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 
@@ -124,9 +126,13 @@ class ModuleWatcher:
         self.interval = interval
         self.master_pid = master_pid
         self.mtimes: dict[str, float] = {}
+        import threading  # loaded by the master before the fork (load_thread_support)
+
         self.stopped = threading.Event()
 
     def start(self) -> None:
+        import threading
+
         self.scan()
         threading.Thread(target=self._run, name="uzerg-py-autoreload", daemon=True).start()
 

@@ -14,7 +14,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
@@ -49,8 +48,10 @@ from uzerg.serve.wsgi_io import (
     InputStream,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    from typing import Any
 
 log = get_logger()
 _new_tuple = tuple.__new__

@@ -18,10 +18,13 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger, is_plain, plain_output, request_fd
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _PARTS_KEPT = 256  # texts of default lines kept for repeated requests (see log_request)
 _FORMAT_VAR = r"%\(([^)]+)\)"  # compiled by re when a log-format is first read

@@ -12,10 +12,13 @@ import os
 import re
 import socket
 import stat
-from typing import Any
 
 from uzerg.serve.connection import Connection
 from uzerg.serve.wsgi_io import ClientDisconnected, FileWrapper
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.response import Response
 from uzerg.serve.static_rules import StaticFile, StaticRules
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["StaticFile", "StaticMap", "load_file_support", "serve_static", "serves_files"]
 

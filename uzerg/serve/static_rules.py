@@ -21,11 +21,14 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.record import record, replace
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 

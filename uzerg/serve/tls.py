@@ -19,11 +19,14 @@ import select
 import socket
 import ssl
 import time
-from typing import Any
 
 from uzerg.config.service_values import TlsSocketSpec
 from uzerg.serve.connection import Connection, ReadTimeout
 from uzerg.serve.wsgi_io import ClientDisconnected
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["TlsConnection", "TlsError", "handshake", "server_context",
            "tls_connection"]

@@ -21,9 +21,15 @@ bytes).
 
 from __future__ import annotations
 
-from typing import Any
-
 from uzerg.protocols.uwsgi import parse_uwsgi_vars
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from typing import Any
+
+    # an environ, the block's item count (a repeated key counts each time), the body's length
+    # (0: none), SERVER_PROTOCOL (HTTP/1.0 when missing) and whether the method is HEAD
+    UwsgiRequest = tuple[dict[str, Any], int, int, str, bool]
 
 CACHE_MAX = 256
 CACHED_BLOCK_MAX = 2048
@@ -31,10 +37,6 @@ CACHED_BLOCK_MAX = 2048
 # the value follow
 _PORT_ITEM = b"\x0b\x00REMOTE_PORT"
 
-
-# an environ, the block's item count (a repeated key counts each time), the body's length (0:
-# none), SERVER_PROTOCOL (HTTP/1.0 when missing) and whether the method is HEAD
-UwsgiRequest = tuple[dict[str, Any], int, int, str, bool]
 
 
 class UwsgiEnvirons:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import threading
+import _thread
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from uzerg.logs import get_logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 
@@ -257,7 +260,7 @@ class ErrorStream:
 
     def __init__(self) -> None:
         self._partial = ""
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading.Lock, without importing threading
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from uzerg.config.values import ZergPoolEntry
 from uzerg.zerg.client import ReceivedSocket, attach_to_zerg_servers
 from uzerg.zerg.handshake import HandshakeError, Received, fetch_sockets
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from uzerg.zerg.pool import build_zergpools
     from uzerg.zerg.server import Attachment, ListenerHandover, ZergServer, dedupe_sockets
 

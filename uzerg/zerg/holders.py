@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable, Sequence
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def socket_inodes(sockets: Sequence[socket.socket]) -> dict[int, int]:

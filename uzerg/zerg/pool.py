@@ -22,12 +22,15 @@ import errno
 import os
 import socket
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any
 
 from uzerg.addresses import Address, AddressError, bind_listener, normalise, parse_address
 from uzerg.config.values import ZergPoolEntry
 from uzerg.logs import get_logger
 from uzerg.zerg.server import ListenerHandover, ZergServer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 log = get_logger()
 

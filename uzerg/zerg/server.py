@@ -27,7 +27,6 @@ import socket
 import struct
 import time
 from collections.abc import Iterable, Sequence
-from typing import Literal
 
 from uzerg.addresses import (
     ACCEPT_BACKOFF,
@@ -43,6 +42,10 @@ from uzerg.logs import get_logger
 from uzerg.record import record
 from uzerg.zerg.handshake import SCM_MAX_FD, send_sockets
 from uzerg.zerg.holders import live_zergs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
 log = get_logger()
 
