@@ -9,7 +9,7 @@ uWSGI loads them after every option, and so do we. Abbreviated long names are no
 
 from __future__ import annotations
 
-from uzerg.config import options, uwsgi_options
+from uzerg.config import options
 from uzerg.config.ini import ConfigError
 from uzerg.record import record
 
@@ -28,12 +28,16 @@ def _arg_kind(name: str) -> str | None:
         if not option.takes_value:
             return "none"
         return "optional" if option.bare is not None else "required"
+    from uzerg.config import uwsgi_options  # unknown keys only: not at start-up (issue 13)
+
     return uwsgi_options.UWSGI_ARGS.get(name) or (
         "required" if name in uwsgi_options.EXTRA_OPTIONS else None
     )
 
 
 def _unknown(label: str, name: str) -> ConfigError:
+    from uzerg.config import uwsgi_options  # unknown keys only: not at start-up (issue 13)
+
     known = [*options.BY_NAME, *uwsgi_options.KNOWN]
     hint = uwsgi_options.closest(name, known)
     suffix = f" (did you mean --{hint}?)" if hint else ""
@@ -79,7 +83,12 @@ def _short_cluster(arg: str, argv: list[str], index: int, parsed: list[CommandLi
         position += 1
         label = f"-{letter}"
         option = options.BY_SHORT.get(letter)
-        name = option.name if option else uwsgi_options.UWSGI_SHORTS.get(letter)
+        if option is not None:
+            name: str | None = option.name
+        else:
+            from uzerg.config import uwsgi_options  # unknown keys only: not at start-up (issue 13)
+
+            name = uwsgi_options.UWSGI_SHORTS.get(letter)
         if name is None:
             raise ConfigError("command line", label, "unrecognized option")
         kind = _arg_kind(name)

@@ -12,7 +12,6 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 
-from uzerg.config import uwsgi_options
 from uzerg.config.ini import ConfigError, Origin, has_undecodable, read_ini, split_file_section
 from uzerg.record import field, record
 
@@ -203,6 +202,8 @@ class Collector:
         elif test == "if-reload":
             holds = False  # a configuration being read is never a reload
         else:  # if-plugin: the Python plugin is the one uzerg has
+            from uzerg.config import uwsgi_options  # not at start-up (issue 13)
+
             holds = uwsgi_options.plugins_are_python(arg) and bool(arg.strip())
         return arg if holds != negate else None
 

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 
-from uzerg.config import options, uwsgi_options
+from uzerg.config import options
 from uzerg.config.argv import parse_argv
 from uzerg.config.collect import Collector, Entry
 from uzerg.config.expand import expand_entries
@@ -79,8 +79,11 @@ def _env_key(name: str) -> str | None:
     if not name.startswith(("UWSGI_", "UZERG_")) or name.startswith(_SKIP_ENV_PREFIXES):
         return None
     key = name[6:].lower().replace("_", "-")
-    if options.lookup(key) is None and key not in uwsgi_options.KNOWN:
-        return None  # build and internal variables (UWSGI_PROFILE, UWSGI_RELOADS, ...)
+    if options.lookup(key) is None:
+        from uzerg.config import uwsgi_options  # unknown keys only: not at start-up (issue 13)
+
+        if key not in uwsgi_options.KNOWN:
+            return None  # build and internal variables (UWSGI_PROFILE, UWSGI_RELOADS, ...)
     return key
 
 
@@ -214,6 +217,8 @@ def _check_emperor(resolver: _Resolver) -> None:
 
 
 def _unknown_key(entry: Entry, referenced: set[str], resolver: _Resolver) -> None:
+    from uzerg.config import uwsgi_options  # unknown keys only: not at start-up (issue 13)
+
     key = entry.key
     where = str(entry.origin)
     if not key:
@@ -247,7 +252,11 @@ def _unknown_key(entry: Entry, referenced: set[str], resolver: _Resolver) -> Non
 
 def _known_key(key: str) -> bool:
     """Whether uWSGI knows the key: uWSGI's strict fails on the others only."""
-    return options.lookup(key) is not None or uwsgi_options.is_uwsgi_option(key)
+    if options.lookup(key) is not None:
+        return True
+    from uzerg.config import uwsgi_options  # unknown keys only: not at start-up (issue 13)
+
+    return uwsgi_options.is_uwsgi_option(key)
 
 
 def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, Any] | None:

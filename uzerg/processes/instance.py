@@ -48,7 +48,7 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
 from uzerg.serve.pyoptions import PythonOptionError, prepare_interpreter
-from uzerg.serve.static import load_file_support, serves_files
+from uzerg.serve.request import serves_files
 from uzerg.sockets import (
     Listener,
     build_listeners,
@@ -187,7 +187,9 @@ class Instance:
             log.info(NO_ROUTER, event_kind="no_http_router")
         load_title_support(config)
         load_thread_support(config)
-        if serves_files(config):
+        if serves_files(config):  # the workers' module, loaded once before the fork
+            from uzerg.serve.static import load_file_support
+
             load_file_support()
         run_startup_phase(config, "as-root")
         if (config.uid or config.gid) and os.getuid() == 0:

@@ -38,7 +38,6 @@ from uzerg.serve.pending import (
 )
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
-from uzerg.serve.static import StaticMap, serve_static
 from uzerg.serve.uwsgi_environ import UwsgiEnvirons
 from uzerg.serve.wsgi_io import (
     BodyReadError,
@@ -53,6 +52,8 @@ if TYPE_CHECKING:
     import ssl
     from typing import Any
 
+    from uzerg.serve.static import StaticMap
+
 log = get_logger()
 _new_tuple = tuple.__new__
 _new_object = object.__new__
@@ -60,6 +61,13 @@ _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
 )
+
+
+def serves_files(config: Config) -> bool:
+    """Whether the workers serve files (static-map and its family): only then is
+    uzerg.serve.static loaded (in the master, load_file_support; start-up time, issue 13)."""
+    return bool(config.static_map or config.static_map2 or config.check_static
+                or config.check_static_docroot)
 
 
 class _Counts:
@@ -95,7 +103,12 @@ class RequestHandler(HttpRequests):
         # uWSGI's http router: http-headers-timeout, default socket-timeout
         self.headers_timeout = float(config.http_headers_timeout or self.socket_timeout)
         self.http_keepalive = config.http_keepalive
-        self.static = StaticMap.from_config(config, headers)
+        self.static: StaticMap | None = None
+        if serves_files(config):  # uzerg.serve.static: loaded by the master before the fork
+            from uzerg.serve.static import StaticMap, serve_static
+
+            self.static = StaticMap.from_config(config, headers)
+            self._serve_static = serve_static
         self.logger = RequestLogger(config, worker_id)
         # the clocks read around a request only feed its log line
         self._timed = self.logger.may_log
@@ -330,7 +343,7 @@ class RequestHandler(HttpRequests):
         ok = True
         body = env["wsgi.input"]  # ours: the application may replace it in the environ
         try:
-            if self.static and serve_static(self.static, env, response):
+            if self.static and self._serve_static(self.static, env, response):
                 if response.status_code != 304:  # uWSGI counts the files it sends
                     counts.static_requests += 1
             else:  # the app (a call per request saved: no _call_app())

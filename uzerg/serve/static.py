@@ -16,6 +16,7 @@ import stat
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.serve.headers import ResponseHeaders
+from uzerg.serve.request import serves_files
 from uzerg.serve.response import Response
 from uzerg.serve.static_rules import StaticFile, StaticRules
 
@@ -29,11 +30,6 @@ log = get_logger()
 
 # O_NONBLOCK: opening a FIFO must not wait for a writer (only regular files are sent)
 _OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-def serves_files(config: Config) -> bool:
-    return bool(config.static_map or config.static_map2 or config.check_static
-                or config.check_static_docroot)
 
 
 def load_file_support() -> None:
