@@ -4,11 +4,16 @@ with its worker's ``sys.modules``: what the master loaded before the fork, and t
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from support.clients import get
-from support.processes import InstanceStarter, start_zerg
+from support.clients import get, http_get
+from support.processes import InstanceStarter, start_zerg, wait_until
+
+import uzerg
 
 # module -> why a plain zerg start must not load it
 COSTLY = {
@@ -38,6 +43,16 @@ COSTLY = {
     "uzerg.logsinks": "log-master, loggers, log routes and encoders only",
     "uzerg.zerg.server": "zerg-server and zergpool only",
     "uzerg.zerg.pool": "zergpool only",
+    "typing": "~3 ms: type checkers' names only, in `if TYPE_CHECKING:` blocks",
+    "urllib.parse": "imports ipaddress; uzerg.serve.environ has its own unquote",
+    "ipaddress": "~1.5 ms; the loopback check packs the address",
+    "threading": "threads > 1 and py-autoreload only (load_thread_support)",
+    "uzerg.emperor.main": "the Emperor only",
+    "uzerg.emperor.emperor": "the Emperor only",
+    "uzerg.processes.takeover": "takeover only",
+    "uzerg.serve.static": "static-map and its family only",
+    "uzerg.serve.static_rules": "static-map and its family only",
+    "uzerg.config.uwsgi_options": "an option uzerg does not have only",
 }
 APP = '''
 import sys
@@ -63,5 +78,65 @@ def test_a_zerg_answers_without_loading_costly_modules(uzerg: InstanceStarter,
     loaded = set(get(tcp, "uwsgi").split())
     assert "uzerg.processes.worker" in loaded  # the list is a worker's
     assert "modules_app" in loaded or any("modules_app" in name for name in loaded)
+    # what the interpreter loads before any of uzerg (site's .pth files: an editable install's
+    # finder loads pathlib, typing, urllib...) is not uzerg's doing
+    costly = (loaded - _interpreter_modules()) & COSTLY.keys()
+    assert not costly, {name: COSTLY[name] for name in costly}
+
+
+def _interpreter_modules() -> set[str]:
+    out = subprocess.run([sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, check=True, timeout=30)
+    return set(out.stdout.split())
+
+
+def test_the_start_up_path_imports_none_of_them_without_site() -> None:
+    # the same modules as a zerg's start (the command, the configuration, the instance with
+    # the master, worker and request path, the zerg client), in an interpreter without site
+    # (-S: no .pth file loads anything first), so every costly module would be uzerg's
+    package_root = str(Path(uzerg.__file__).resolve().parents[1])
+    code = ("import gc, sys; gc.disable(); import uzerg.cli, uzerg.config.load, "
+            "uzerg.processes.instance, uzerg.zerg.client; print(' '.join(sys.modules))")
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         check=True, timeout=30, env={**os.environ, "PYTHONPATH": package_root})
+    loaded = set(out.stdout.split())
+    assert "uzerg.processes.worker" in loaded and "uzerg.serve.request" in loaded
     costly = loaded & COSTLY.keys()
     assert not costly, {name: COSTLY[name] for name in costly}
+
+
+GC_PROBE = '''
+import gc, os
+
+
+def mark(phase=None):
+    with open(os.environ["GC_LOG"], "a") as out:
+        out.write(f"{phase} {gc.isenabled()}\\n")
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{gc.isenabled()} {gc.get_freeze_count() > 0}".encode()]
+'''
+
+
+def test_the_collector_is_off_while_uzerg_starts_and_on_where_code_runs(
+        uzerg: InstanceStarter, tmp_path: Path) -> None:
+    # issue 13: uzerg.cli.main turns gc off for uzerg's own start-up (imports, the option
+    # table); the app, the master's loop and the workers run with it on
+    (tmp_path / "gc_probe.py").write_text(GC_PROBE)
+    trace = tmp_path / "gc.log"
+    env = {"GC_LOG": str(trace), "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    inst = uzerg.start(["--master", "--processes", "2", "--http-socket", "127.0.0.1:0",
+                        "--module", "gc_probe", "--hook-asap", "call:gc_probe.mark asap",
+                        "--call-post-app", "gc_probe.mark",
+                        "--hook-master-start", "call:gc_probe.mark master-start",
+                        "--hook-post-fork", "call:gc_probe.mark post-fork"],
+                       wait_workers=2, env=env)
+    # a worker: on, with the master's start-up objects frozen before the fork
+    assert http_get(inst.address())[1] == b"True True"
+    wait_until(lambda: trace.exists() and "master-start" in trace.read_text()
+               and trace.read_text().count("post-fork") == 2, 15, "the hooks")
+    marks = trace.read_text().splitlines()
+    assert marks[0] == "asap False"  # uzerg's start-up: off
+    assert set(marks[1:]) == {"None True", "master-start True", "post-fork True"}, marks

@@ -18,6 +18,12 @@ LAZY = {
     "email": "static-map only (static.load_file_support)",
     "difflib": "a mistyped option only",
     "asyncio": "nothing in uzerg needs it",
+    # issue 13: a zerg's start-up imports none of these (integration/test_startup_modules.py)
+    "typing": "~3 ms with its classes; names for type checkers go in `if TYPE_CHECKING:` "
+              "(a local TYPE_CHECKING = False), NamedTuple/Protocol are plain classes at run time",
+    "urllib": "urllib.parse imports ipaddress (~3 ms): uzerg.serve.environ has its unquote",
+    "ipaddress": "~1.5 ms; uzerg.sockets.is_loopback_address packs the address instead",
+    "threading": "imported in the master only when workers run threads (load_thread_support)",
 }
 
 
@@ -43,3 +49,36 @@ def test_costly_modules_are_imported_where_used(path: Path) -> None:
 def test_the_package_is_scanned() -> None:
     assert len(MODULES) > 30
     assert "structlog" not in top_level_imports(PACKAGE / "logs.py")
+
+
+def test_type_checking_blocks_are_off_at_run_time() -> None:
+    # `TYPE_CHECKING = False` stands for typing.TYPE_CHECKING: a module that forgot it would
+    # fail with a NameError at import, one that imported it from typing would load typing
+    for path in MODULES:
+        tree = ast.parse(path.read_text())
+        guarded = any(isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+                      and node.test.id == "TYPE_CHECKING" for node in tree.body)
+        if guarded:
+            assert "\nTYPE_CHECKING = False\n" in path.read_text(), path
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--check-config", "--socket", "127.0.0.1:0"],
+                                  ["--no-such-option"]])
+def test_the_command_turns_the_collector_back_on(argv: list[str],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # uzerg.cli.main runs uzerg's start-up with gc off (issue 13); whatever path returns, the
+    # collector is as it was (on), and importing uzerg.cli alone changes nothing
+    import gc
+
+    from uzerg import cli
+
+    assert gc.isenabled()
+    cli.main(argv)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        cli.main(argv)  # a caller that had it off keeps it off
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    capsys.readouterr()

@@ -5,12 +5,15 @@ zergs started with their workers paused, resumed at once on an sos)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 from uzerg.emperor.vassal import RUNNING, Vassal
 from uzerg.record import record
 
-Action = Literal["resume", "spawn", "limit", "ignore"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time (start-up time, issue 13)
+    from typing import Literal
+
+    Action = Literal["resume", "spawn", "limit", "ignore"]
 
 
 @record(frozen=True, slots=True)

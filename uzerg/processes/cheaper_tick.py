@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol, cast
 
 from uzerg.logs import get_logger
 from uzerg.processes.cheaper import ALGORITHMS, CheaperPolicy, CheaperSettings, Slot, Snapshot
@@ -22,29 +21,31 @@ from uzerg.processes.stats import listen_queue, process_memory
 from uzerg.sockets import Listener
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing is not imported at run time (start-up time, issue 13)
+    from typing import Any, Protocol
+
     from uzerg.processes.services import MasterView
+
+    class CheaperMaster(Protocol):
+        """What the cheaper tick uses of the master (uzerg.processes.master.Master)."""
+
+        workers: dict[int, Any]  # worker id → record (pid, spawned_mono)
+        retiring: dict[int, Any]  # pid → record of a process asked to stop
+        cheaped: set[int]
+        listeners: list[Listener]
+        scoreboard: Scoreboard
+        stopping: bool
+        reload_requested: bool
+        cheap: bool  # idle/cheap mode: no workers until a connection arrives
+
+        def cheap_worker(self, worker_id: int) -> None: ...
+
+        def decheap_worker(self, worker_id: int) -> None: ...
+
 
 log = get_logger()
 
 CYCLE = 1.0  # seconds between two decisions (uWSGI's master-interval)
-
-
-class CheaperMaster(Protocol):
-    """What the cheaper tick uses of the master (uzerg.processes.master.Master)."""
-
-    workers: dict[int, Any]  # worker id → record (pid, spawned_mono)
-    retiring: dict[int, Any]  # pid → record of a process asked to stop
-    cheaped: set[int]
-    listeners: list[Listener]
-    scoreboard: Scoreboard
-    stopping: bool
-    reload_requested: bool
-    cheap: bool  # idle/cheap mode: no workers until a connection arrives
-
-    def cheap_worker(self, worker_id: int) -> None: ...
-
-    def decheap_worker(self, worker_id: int) -> None: ...
 
 
 class CheaperTick(MasterService):
@@ -71,7 +72,7 @@ class CheaperTick(MasterService):
             log.info(line, event_kind="cheaper_note")
 
     def start(self, master: MasterView) -> None:
-        self.master = cast(CheaperMaster, master)
+        self.master = master  # type: ignore[assignment] # the Master is a CheaperMaster
         self.next_cycle = time.monotonic() + CYCLE
 
     def watches(self) -> Mapping[int, OnReadable]:

@@ -100,6 +100,7 @@ LOADED_WHEN_NEEDED = (
     "uzerg.processes.logmaster", "uzerg.processes.daemons", "uzerg.processes.cron",
     "uzerg.processes.cheaper", "uzerg.processes.cheaper_busyness",
     "uzerg.processes.cheaper_tick", "uzerg.zerg.server", "uzerg.emperor.link",
+    "uzerg.processes.takeover",
 )
 
 

@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService, OnReadable
-from uzerg.processes.takeover import TakeoverError, take_over
 from uzerg.systemd import Notifier
 
 TYPE_CHECKING = False
@@ -95,6 +94,10 @@ class LifecycleService(MasterService):
         pidfile = self.config.takeover
         if not pidfile:
             return
+        # loaded when configured (a plain start-up does not: issue 13), before the privilege
+        # drop by import_before_privilege_drop
+        from uzerg.processes.takeover import TakeoverError, take_over
+
         try:
             take_over(pidfile, stop=self.config.takeover_stop)
             self.took_over = True
