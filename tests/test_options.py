@@ -126,3 +126,21 @@ def test_uwsgi_table_classification() -> None:
                  "log-drain", "harakiri-verbose"):
         assert classify(name, "x") == "warning", name
     assert uwsgi_options.closest("proesses", sorted(uwsgi_options.KNOWN)) == "processes"
+
+
+def test_the_written_out_option_init_matches_the_fields() -> None:
+    # Option writes its own __init__ (start-up time, issue 13): same names, order and defaults
+    # as its record fields, and the instance it builds equals one field by field
+    import inspect
+
+    from uzerg.config.option import Option
+    from uzerg.record import MISSING, fields
+
+    params = list(inspect.signature(Option.__init__).parameters.values())[1:]
+    assert [(p.name, p.default) for p in params] == [
+        (f.name, inspect.Parameter.empty if f.default is MISSING else f.default)
+        for f in fields(Option)]
+    option = Option("x", "int", "help", "cat", 3, ("y",), "X", "1", "N", True, 1, 9, "w", int)
+    assert [getattr(option, f.name) for f in fields(Option)] == [
+        "x", "int", "help", "cat", 3, ("y",), "X", "1", "N", True, 1, 9, "w", int]
+    assert option == Option(**{f.name: getattr(option, f.name) for f in fields(Option)})

@@ -41,6 +41,30 @@ class Option:
     # None: the kind's parser (parse_bool, parse_int, the text as written)
     parse: Callable[[str], Any] | None = None
 
+    def __init__(self, name: str, kind: Kind, help: str, category: str,  # noqa: A002
+                 default: object = None, aliases: tuple[str, ...] = (),
+                 short: str | None = None, bare: str | None = None, metavar: str = "VALUE",
+                 accepted_only: bool = False, minimum: int | None = None,
+                 maximum: int | None = None, warns: str | None = None,
+                 parse: Callable[[str], Any] | None = None) -> None:
+        # written out (record keeps it): every start builds ~240 options, and record's shared
+        # __init__ takes ~4x longer (issue 13). tests/test_options.py checks it against the fields
+        setter = object.__setattr__
+        setter(self, "name", name)
+        setter(self, "kind", kind)
+        setter(self, "help", help)
+        setter(self, "category", category)
+        setter(self, "default", default)
+        setter(self, "aliases", aliases)
+        setter(self, "short", short)
+        setter(self, "bare", bare)
+        setter(self, "metavar", metavar)
+        setter(self, "accepted_only", accepted_only)
+        setter(self, "minimum", minimum)
+        setter(self, "maximum", maximum)
+        setter(self, "warns", warns)
+        setter(self, "parse", parse)
+
     @property
     def parser(self) -> Callable[[str], Any]:
         if self.parse is not None:
