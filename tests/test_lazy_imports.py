@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "uzerg"
 
 # imported inside functions that run only before the drop (config, binding, start-up, tools)
 START_UP_ONLY = {
-    "difflib", "glob", "importlib", "ipaddress", "logging.config", "paste.deploy", "re",
+    "difflib", "glob", "importlib", "logging.config", "paste.deploy", "re",
     "setproctitle", "structlog", "sys", "email.utils", "mimetypes",  # load_file_support()
     "uzerg.addresses", "uzerg.commands", "uzerg.config.docs", "uzerg.config.load",
     "uzerg.config.options", "uzerg.config.uwsgi_options",
