@@ -33,10 +33,10 @@ def _err(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The command; returns its exit status. The cyclic garbage collector is off while uzerg
-    starts: the imports and the option table allocate thousands of objects and free none, so
-    its passes find nothing (~8% of a zerg's import time, issue 13). The instance turns it back
-    on before it loads the app (uzerg.processes.instance), the Emperor as it starts, and it is
-    on again whenever main returns."""
+    starts: the imports and the option table allocate thousands of objects and free almost
+    none, so its passes find next to nothing (~8% of a zerg's import time, issue 13). The
+    instance turns it back on before it loads the app (uzerg.processes.instance), the Emperor
+    as it starts, and it is on again whenever main returns."""
     enabled = gc.isenabled()
     gc.disable()
     try:
