@@ -241,6 +241,12 @@ class Worker:
         waiting = parked.waiting
         idle_poll = IDLE_POLL
         serve_one = self._serve_one
+        # what _serve_one() does, inlined below for a plain new connection (a frame less)
+        counters, request_start = core
+        start = self.handler.start
+        wall, perf = time.time, time.perf_counter
+        max_requests = self.max_requests
+        delta = self._delta_requests  # the worker slot's delta_requests
         poll = poller.poll
         # room for the listeners and some parked connections at once; the default (1023)
         # makes each poll() allocate a 12 KB event array
@@ -304,8 +310,38 @@ class Worker:
                     except OSError as exc:
                         self._accept_error(exc)
                         continue
-                    serve_one(core, new_socket(family, kind, proto, conn_fd), peer, protocol,
-                              port, core_id, parked, extra)
+                    if extra is not None:  # HTTPS, http-to-https
+                        serve_one(core, new_socket(family, kind, proto, conn_fd), peer,
+                                  protocol, port, core_id, parked, extra)
+                        continue
+                    # _serve_one(core, conn, peer, protocol, port, core_id, parked) inlined:
+                    # the same steps, keep both in step (no TLS here: nothing is buffered)
+                    request_start[0] = wall()  # harakiri watches this
+                    started = perf()
+                    counts = start(new_socket(family, kind, proto, conn_fd), peer, protocol,
+                                   core_id, port)
+                    counters[RUNNING_TIME] += int((perf() - started) * 1_000_000)
+                    request_start[0] = 0.0
+                    requests, exceptions, tx, _, static_requests, read_errors, left = counts
+                    if left is not None:
+                        oldest = parked.park(left)
+                        if oldest is not None:
+                            self._drop(core, parked, oldest, "too many pending heads")
+                        if not requests:
+                            continue
+                    counters[REQUESTS] += requests
+                    counters[TX] += tx
+                    if exceptions:
+                        counters[EXCEPTIONS] += exceptions
+                    if static_requests:
+                        counters[STATIC_REQUESTS] += static_requests
+                    if read_errors:
+                        counters[READ_ERRORS] += read_errors
+                    delta[0] += requests
+                    if max_requests and delta[0] >= max_requests:
+                        self._recycle()
+                    elif self.reload_on_rss and self._rss() >= self.reload_on_rss:
+                        self._recycle()
         finally:
             for pending in parked:
                 pending.conn.close()

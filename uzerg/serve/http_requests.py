@@ -47,6 +47,7 @@ class HttpRequests:
 
     buffer_size: int
     shutting_down: bool
+    disable_write_exception: bool
     _hostname: str
     _error_extra: bytes
     _heads: dict[bytes, tuple[Any, dict[str, Any], int, int, str]]
@@ -149,6 +150,10 @@ class HttpRequests:
         response.keep_alive = (keep_alive and head.keep_alive and not self.shutting_down
                                and not head.expect_continue)
         response.add_close = version == "HTTP/1.1"
+        # the class defaults read on the way, in the instance (see request._serve_uwsgi)
+        response.status = None
+        response.headers_sent = response.chunked = False
+        response.quiet_writes = self.disable_write_exception
         if not self._respond(env, response, counts, core, var_count, var_size, 0) \
                 or not response.keep_alive or self.shutting_down:
             return None
@@ -190,6 +195,7 @@ class HttpRequests:
                           and not head.expect_continue)
             response = Response(conn, head.version, head.method == "HEAD", wants_more,
                                 head.version == "HTTP/1.1")
+            response.quiet_writes = self.disable_write_exception
             head = None
             ok = self._respond(env, response, counts, core, var_count, var_size, 0)
             if source is None:

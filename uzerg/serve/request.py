@@ -71,12 +71,10 @@ def serves_files(config: Config) -> bool:
 
 
 class _Counts:
-    # one per connection: the class defaults are its starting values (no __init__ to run)
-    requests = 0
-    exceptions = 0
-    status = 0
-    static_requests = 0
-    read_errors = 0
+    # one per connection, its fields set by start() (no __init__ frame to run). Slots, not
+    # class defaults: CPython 3.11 cannot specialise reading a class attribute through an
+    # instance (a generic lookup, ~200 instructions each), and it can a slot
+    __slots__ = ("requests", "exceptions", "status", "static_requests", "read_errors")
 
 
 class RequestHandler(HttpRequests):
@@ -143,6 +141,10 @@ class RequestHandler(HttpRequests):
         self._uwsgi_environ = uwsgi_environs.build_new  # (after the cache lookup below)
         self._uwsgi_blocks = uwsgi_environs.cache  # looked up first, without a call
         self._uwsgi_max_end = self.buffer_size + 4
+        # (packet, its end, its entry in _uwsgi_blocks) of the last packet found there whole,
+        # without a body byte: a proxy sends the same packet for repeated requests, and
+        # comparing it costs less than hashing its vars block for the lookup
+        self._last_packet: tuple[bytes | None, int, Any] = (None, 0, None)
         # whole heads without a body, as they came -> (head, environ but wsgi.input, CGI var
         # count, their uwsgi size but REMOTE_ADDR's (0 when not counted), server port):
         # a client repeating a request (the same URI and headers) skips the parse and the
@@ -175,7 +177,9 @@ class RequestHandler(HttpRequests):
         the thread's number for the log line; `server_port`: the listening port as text;
         `tls`: an HTTPS socket's context (the handshake is done here, bounded by
         socket-timeout). (`conn`, `data`, `deadline`: for resume().) Never raises."""
-        counts = _Counts()
+        counts = _new_object(_Counts)
+        counts.requests = counts.exceptions = counts.status = counts.static_requests = 0
+        counts.read_errors = 0
         pending = None
         try:
             if conn is None:
@@ -191,6 +195,7 @@ class RequestHandler(HttpRequests):
                     conn._rcv_armed = b""
                     conn._snd_armed = False
                     conn.tx = 0
+                    conn.tls = None
                 else:
                     conn = _tls_connection(tls, sock, self.socket_timeout,
                                            self.https_export_cert)
@@ -293,17 +298,23 @@ class RequestHandler(HttpRequests):
             if not data:
                 return None
         try:
-            # all the bytes so far (a parked connection keeps them); buffer-size is at most
-            # 65535. A whole packet with modifier1 0 is seen here; anything else, an error
-            # or an incomplete packet, by uwsgi_vars_end()
-            size = len(data)
-            if size < 4 or data[0] != 0 or size < (end := 4 + (data[1] | (data[2] << 8))) \
-                    or end > self._uwsgi_max_end:
-                end = uwsgi_vars_end(data, self.buffer_size)
-                if end < 0:
-                    return self._park(conn, peer, "uwsgi", None, data, deadline)
-            block = data[4:end]
-            known = self._uwsgi_blocks.get(block)  # UwsgiEnvirons.build(), inlined
+            last = self._last_packet
+            if data == last[0]:  # the packet of the last request again (a memcmp, no hash)
+                end, known = last[1], last[2]
+            else:
+                # all the bytes so far (a parked connection keeps them); buffer-size is at
+                # most 65535. A whole packet with modifier1 0 is seen here; anything else, an
+                # error or an incomplete packet, by uwsgi_vars_end()
+                size = len(data)
+                if size < 4 or data[0] != 0 or size < (end := 4 + (data[1] | (data[2] << 8))) \
+                        or end > self._uwsgi_max_end:
+                    end = uwsgi_vars_end(data, self.buffer_size)
+                    if end < 0:
+                        return self._park(conn, peer, "uwsgi", None, data, deadline)
+                block = data[4:end]
+                known = self._uwsgi_blocks.get(block)  # UwsgiEnvirons.build(), inlined
+                if known is not None and end == size:
+                    self._last_packet = (data, end, known)
             if known is None:
                 env, var_count, length, protocol, is_head = self._uwsgi_environ(block, peer)
             else:
@@ -323,6 +334,12 @@ class RequestHandler(HttpRequests):
         response.conn = conn
         response.version = protocol
         response.is_head = is_head
+        # the class defaults read on the way stored in the instance: reading a class
+        # attribute through an instance is a generic lookup in CPython 3.11 (Response)
+        response.status = None
+        response.headers_sent = response.chunked = response.keep_alive = False
+        response.add_close = False
+        response.quiet_writes = self.disable_write_exception
         if self._respond(env, response, counts, core, var_count * 2, end - 4, data[3]) \
                 and length:
             drain_before_close(env["wsgi.input"])
@@ -347,9 +364,9 @@ class RequestHandler(HttpRequests):
                 if response.status_code != 304:  # uWSGI counts the files it sends
                     counts.static_requests += 1
             else:  # the app (a call per request saved: no _call_app())
-                if self.disable_write_exception:
-                    response.quiet_writes = True
-                result = self.app(env, response.start_response)
+                # (quiet_writes: disable-write-exception, set where the Response is made)
+                app = self.app  # (a load, not a method lookup that fails every time)
+                result = app(env, response.start_response)
                 try:
                     # the commonest body, one bytes in a list: send_iterable()'s first case
                     # (a call saved), sent with the headers in one send()

@@ -136,7 +136,7 @@ class TlsConnection(Connection):
     """``Connection`` over TLS: the same methods, through the SSLSocket (which has a timeout
     of its own; no MSG_* flags, no sendmsg, no kernel sendfile)."""
 
-    __slots__ = ("tls",)
+    __slots__ = ()  # (tls: Connection's slot)
 
     def __init__(self, sock: ssl.SSLSocket, timeout: float, export_cert: bool = False) -> None:
         super().__init__(sock, timeout)
