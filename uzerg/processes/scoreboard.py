@@ -76,8 +76,36 @@ class CoreSlot(_Slot):
     REQUEST_START_AT = 48
 
 
-# a core's counters as items of core_views()'s u64 view (CoreSlot's field order)
+# a core's counters as items of CoreTally.counters, a u64 view (CoreSlot's field order)
 REQUESTS, STATIC_REQUESTS, READ_ERRORS, EXCEPTIONS, TX, RUNNING_TIME = range(6)
+
+
+class CoreTally:
+    """A core's counters for their only writer, the core's own thread: their values as plain
+    ints, each stored to the slot when it changes (an item stored; with the value kept here
+    no item is read back to add to it, which costs as much again): ``counters`` is the slot's
+    u64 counters as a memoryview (indexed by REQUESTS, ..., RUNNING_TIME), ``request_start``
+    its request_start as item 0 of one (set when a request begins: harakiri watches it)."""
+
+    __slots__ = ("requests", "static_requests", "read_errors", "exceptions", "tx",
+                 "running_time", "counters", "request_start")
+
+    def __init__(self, counters: memoryview, request_start: memoryview) -> None:
+        self.counters = counters
+        self.request_start = request_start
+        # cumulative across respawns: go on from what the slot holds
+        (self.requests, self.static_requests, self.read_errors, self.exceptions, self.tx,
+         self.running_time) = counters.tolist()
+
+    def write(self) -> None:
+        """Every counter to the slot."""
+        counters = self.counters
+        counters[REQUESTS] = self.requests
+        counters[STATIC_REQUESTS] = self.static_requests
+        counters[READ_ERRORS] = self.read_errors
+        counters[EXCEPTIONS] = self.exceptions
+        counters[TX] = self.tx
+        counters[RUNNING_TIME] = self.running_time
 
 
 class Scoreboard:
@@ -106,16 +134,14 @@ class Scoreboard:
     def core(self, worker_id: int, core_id: int) -> CoreSlot:
         return self.cores_of(worker_id)[core_id]
 
-    def core_views(self, worker_id: int, core_id: int) -> tuple[memoryview, memoryview]:
-        """A core's slot as memoryviews, for its own writer (an item costs less than a
-        field): its u64 counters (indexed by REQUESTS, ..., RUNNING_TIME) and its
-        request_start (item 0)."""
+    def core_tally(self, worker_id: int, core_id: int) -> CoreTally:
+        """A core's slot for its own writer (see CoreTally)."""
         at = self.core(worker_id, core_id).at
         start = at + CoreSlot.REQUEST_START_AT
         counters = memoryview(self._map)[at : at + 8 * (RUNNING_TIME + 1)].cast("Q")
         request_start = memoryview(self._map)[start : start + 8].cast("d")
         self._views += [counters, request_start]
-        return counters, request_start
+        return CoreTally(counters, request_start)
 
     def delta_requests_view(self, worker_id: int) -> memoryview:
         """A worker slot's delta_requests as item 0 of a memoryview (for its worker)."""

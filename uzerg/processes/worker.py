@@ -45,6 +45,7 @@ from uzerg.processes.scoreboard import (
     RUNNING_TIME,
     STATIC_REQUESTS,
     TX,
+    CoreTally,
     Scoreboard,
 )
 from uzerg.serve.pending import PendingHead, add_counts
@@ -234,15 +235,16 @@ class Worker:
         # method the request path uses, and creating and closing it runs no Python code
         new_socket = _socket.socket
         paused = self.scoreboard.paused_view  # header.paused, as an item: read every turn
-        # this core's counters and request start (memoryview items: cheaper than ctypes
+        # this core's counters (their values kept as ints, stored as memoryview items) and
+        # its request start (an item)
         # fields, written on every request)
-        core = self.scoreboard.core_views(self.worker_id, core_id)
+        core = self.scoreboard.core_tally(self.worker_id, core_id)
         parked = ParkedConnections(poller, self.pending_limit)
         waiting = parked.waiting
         idle_poll = IDLE_POLL
         serve_one = self._serve_one
         # what _serve_one() does, inlined below for a plain new connection (a frame less)
-        counters, request_start = core
+        counters, request_start = core.counters, core.request_start
         start = self.handler.start
         wall, perf = time.time, time.perf_counter
         max_requests = self.max_requests
@@ -320,23 +322,28 @@ class Worker:
                     started = perf()
                     counts = start(new_socket(family, kind, proto, conn_fd), peer, protocol,
                                    core_id, port)
-                    counters[RUNNING_TIME] += int((perf() - started) * 1_000_000)
+                    core.running_time = counters[RUNNING_TIME] = \
+                        core.running_time + int((perf() - started) * 1_000_000)
                     request_start[0] = 0.0
                     requests, exceptions, tx, _, static_requests, read_errors, left = counts
+                    if requests or left is None:  # (a head parked before any: none)
+                        core.requests = counters[REQUESTS] = core.requests + requests
+                        if tx:
+                            core.tx = counters[TX] = core.tx + tx
+                        if exceptions:
+                            core.exceptions = counters[EXCEPTIONS] = core.exceptions + exceptions
+                        if static_requests:
+                            core.static_requests = counters[STATIC_REQUESTS] = \
+                                core.static_requests + static_requests
+                        if read_errors:
+                            core.read_errors = counters[READ_ERRORS] = \
+                                core.read_errors + read_errors
                     if left is not None:
                         oldest = parked.park(left)
                         if oldest is not None:
                             self._drop(core, parked, oldest, "too many pending heads")
                         if not requests:
                             continue
-                    counters[REQUESTS] += requests
-                    counters[TX] += tx
-                    if exceptions:
-                        counters[EXCEPTIONS] += exceptions
-                    if static_requests:
-                        counters[STATIC_REQUESTS] += static_requests
-                    if read_errors:
-                        counters[READ_ERRORS] += read_errors
                     delta[0] += requests
                     if max_requests and delta[0] >= max_requests:
                         self._recycle()
@@ -349,12 +356,12 @@ class Worker:
             self._wake_cores()  # a core that stops (max-requests) stops its siblings
 
     def _serve_one(
-        self, core: tuple[memoryview, memoryview], conn: Any, peer: Any, protocol: str,
+        self, core: CoreTally, conn: Any, peer: Any, protocol: str,
         port: str, core_id: int, parked: ParkedConnections, extra: dict[str, Any] | None = None,
         pending: PendingHead | None = None,
     ) -> None:
         """Serve a new connection, or go on with a `pending` one that became readable."""
-        counters, request_start = core
+        counters, request_start = core.counters, core.request_start
         request_start[0] = time.time()  # harakiri watches this
         started = time.perf_counter()
         if pending is not None:
@@ -372,24 +379,28 @@ class Worker:
             counts = add_counts(counts, self.handler.resume(waiting, core=core_id))
             if counts.pending is None:
                 parked.forget(waiting.fd)  # closed
-        counters[RUNNING_TIME] += int((time.perf_counter() - started) * 1_000_000)
+        core.running_time = counters[RUNNING_TIME] = \
+            core.running_time + int((time.perf_counter() - started) * 1_000_000)
         request_start[0] = 0.0
         # (one unpacking, not a field lookup each)
         requests, exceptions, tx, _, static_requests, read_errors, waiting = counts
+        if requests or waiting is None:  # (a head parked before any request: none)
+            core.requests = counters[REQUESTS] = core.requests + requests
+            if tx:
+                core.tx = counters[TX] = core.tx + tx
+            if exceptions:
+                core.exceptions = counters[EXCEPTIONS] = core.exceptions + exceptions
+            if static_requests:
+                core.static_requests = counters[STATIC_REQUESTS] = \
+                    core.static_requests + static_requests
+            if read_errors:
+                core.read_errors = counters[READ_ERRORS] = core.read_errors + read_errors
         if waiting is not None:
             oldest = parked.park(waiting)
             if oldest is not None:
                 self._drop(core, parked, oldest, "too many pending heads")
             if not requests:
                 return
-        counters[REQUESTS] += requests
-        counters[TX] += tx
-        if exceptions:
-            counters[EXCEPTIONS] += exceptions
-        if static_requests:
-            counters[STATIC_REQUESTS] += static_requests
-        if read_errors:
-            counters[READ_ERRORS] += read_errors
         delta = self._delta_requests  # the worker slot's delta_requests
         delta[0] += requests
         if self.max_requests and delta[0] >= self.max_requests:
@@ -398,14 +409,14 @@ class Worker:
             self._recycle()
 
     def _drop(
-        self, core: tuple[memoryview, memoryview], parked: ParkedConnections,
+        self, core: CoreTally, parked: ParkedConnections,
         pending: PendingHead, why: str,
     ) -> None:
         counts = self.handler.expire(pending, why)
         parked.forget(pending.fd)
-        counters = core[0]
-        counters[REQUESTS] += counts.requests
-        counters[TX] += counts.tx
+        core.requests += counts.requests
+        core.tx += counts.tx
+        core.write()
 
     def _set_accepting(
         self, poller: select.epoll, accepting: bool, before: bool | None, core_id: int
@@ -426,7 +437,7 @@ class Worker:
         return accepting
 
     def _on_idle(
-        self, accepting: bool, entries: dict[int, Any], core: tuple[memoryview, memoryview],
+        self, accepting: bool, entries: dict[int, Any], core: CoreTally,
         core_id: int, parked: ParkedConnections,
     ) -> None:
         if not accepting:

@@ -25,6 +25,7 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
 _NO_BODY_STATUS = frozenset((204, 304))
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
+_CLOSE = b"Connection: close\r\n"
 # plain ints (socket.MSG_* are IntFlag members): don't wait, never SIGPIPE
 _SEND_NOW = int(socket.MSG_DONTWAIT) | int(socket.MSG_NOSIGNAL)
 _JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go by sendmsg()
@@ -240,27 +241,34 @@ class Response:
                 self.keep_alive = False
             if self.keep_alive and version == "HTTP/1.0":
                 extra += b"Connection: keep-alive\r\n"
-        if not self.keep_alive and self.add_close and not self.app_close:
-            extra += b"Connection: close\r\n"
-        head = b"".join((_VERSIONS.get(version) or _latin1(version), self.status_line,
-                         self.headers, extra, b"\r\n"))
-        self.header_size = len(head)
+        # the head's parts; joined once, with a small first chunk (no second copy)
+        parts = [_VERSIONS.get(version) or _latin1(version), self.status_line, self.headers,
+                 extra, _CLOSE if not self.keep_alive and self.add_close and not self.app_close
+                 else b"", b"\r\n"]
         self.header_count = self.header_lines
-        self.headers_sent = True
         if self.is_head or not first:
+            head = b"".join(parts)
+            self.header_size = len(head)
+            self.headers_sent = True
             self.conn.sendall(head)
             return
         declared = self.declared_length
         if declared is not None and len(first) > declared:
             first = first[:declared]
             self.keep_alive = False
-        self.body_size = len(first)
-        if self.chunked:
-            self.conn.sendall(b"%s%x\r\n%s\r\n" % (head, len(first), first))
-        elif len(first) > _JOIN_LIMIT:
-            self.conn.sendall_pair(head, first)  # one syscall, no copy of a big body
+        self.body_size = size = len(first)
+        self.headers_sent = True
+        if self.chunked or size > _JOIN_LIMIT:
+            head = b"".join(parts)
+            self.header_size = len(head)
+            if self.chunked:
+                self.conn.sendall(b"%s%x\r\n%s\r\n" % (head, size, first))
+            else:
+                self.conn.sendall_pair(head, first)  # one syscall, no copy of a big body
         else:
-            data = head + first
+            parts.append(first)
+            data = b"".join(parts)
+            self.header_size = len(data) - size
             conn = self.conn
             if conn.tls is not None:
                 conn.sendall(data)
