@@ -116,6 +116,9 @@ def test_a_core_tally_goes_on_from_the_slot_and_stores_what_it_counts() -> None:
         tally.static_requests += 3
         tally.write()
         assert (slot.requests, slot.exceptions, slot.static_requests, slot.tx) == (9, 1, 3, 700)
+        tally.add_seldom(2, 0, 4)
+        assert (slot.exceptions, slot.static_requests, slot.read_errors) == (3, 3, 5)
+        assert (tally.exceptions, tally.static_requests, tally.read_errors) == (3, 3, 5)
         tally.request_start[0] = 12.5
         assert slot.request_start == 12.5 and board.busy_since(2) == 12.5
         # the other cores' slots are untouched

@@ -97,6 +97,17 @@ class CoreTally:
         (self.requests, self.static_requests, self.read_errors, self.exceptions, self.tx,
          self.running_time) = counters.tolist()
 
+    def add_seldom(self, exceptions: int, static_requests: int, read_errors: int) -> None:
+        """Count the rarer events of a request (and store those that changed)."""
+        counters = self.counters
+        if exceptions:
+            self.exceptions = counters[EXCEPTIONS] = self.exceptions + exceptions
+        if static_requests:
+            self.static_requests = counters[STATIC_REQUESTS] = \
+                self.static_requests + static_requests
+        if read_errors:
+            self.read_errors = counters[READ_ERRORS] = self.read_errors + read_errors
+
     def write(self) -> None:
         """Every counter to the slot."""
         counters = self.counters

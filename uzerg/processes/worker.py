@@ -38,16 +38,7 @@ from uzerg.logs import get_logger
 from uzerg.processes.hooks import HookExit, HookFailed, run_phase
 from uzerg.processes.parked import ParkedConnections
 from uzerg.processes.process import set_process_title
-from uzerg.processes.scoreboard import (
-    EXCEPTIONS,
-    READ_ERRORS,
-    REQUESTS,
-    RUNNING_TIME,
-    STATIC_REQUESTS,
-    TX,
-    CoreTally,
-    Scoreboard,
-)
+from uzerg.processes.scoreboard import REQUESTS, RUNNING_TIME, TX, CoreTally, Scoreboard
 from uzerg.serve.pending import PendingHead, add_counts
 from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
@@ -237,7 +228,6 @@ class Worker:
         paused = self.scoreboard.paused_view  # header.paused, as an item: read every turn
         # this core's counters (their values kept as ints, stored as memoryview items) and
         # its request start (an item)
-        # fields, written on every request)
         core = self.scoreboard.core_tally(self.worker_id, core_id)
         parked = ParkedConnections(poller, self.pending_limit)
         waiting = parked.waiting
@@ -246,7 +236,8 @@ class Worker:
         # what _serve_one() does, inlined below for a plain new connection (a frame less)
         counters, request_start = core.counters, core.request_start
         start = self.handler.start
-        wall, perf = time.time, time.perf_counter
+        # (nanoseconds: the µs of running_time by an integer division, no float to convert)
+        wall, perf_ns = time.time, time.perf_counter_ns
         max_requests = self.max_requests
         delta = self._delta_requests  # the worker slot's delta_requests
         poll = poller.poll
@@ -319,25 +310,19 @@ class Worker:
                     # _serve_one(core, conn, peer, protocol, port, core_id, parked) inlined:
                     # the same steps, keep both in step (no TLS here: nothing is buffered)
                     request_start[0] = wall()  # harakiri watches this
-                    started = perf()
+                    started = perf_ns()
                     counts = start(new_socket(family, kind, proto, conn_fd), peer, protocol,
                                    core_id, port)
                     core.running_time = counters[RUNNING_TIME] = \
-                        core.running_time + int((perf() - started) * 1_000_000)
+                        core.running_time + (perf_ns() - started) // 1000
                     request_start[0] = 0.0
                     requests, exceptions, tx, _, static_requests, read_errors, left = counts
                     if requests or left is None:  # (a head parked before any: none)
                         core.requests = counters[REQUESTS] = core.requests + requests
                         if tx:
                             core.tx = counters[TX] = core.tx + tx
-                        if exceptions:
-                            core.exceptions = counters[EXCEPTIONS] = core.exceptions + exceptions
-                        if static_requests:
-                            core.static_requests = counters[STATIC_REQUESTS] = \
-                                core.static_requests + static_requests
-                        if read_errors:
-                            core.read_errors = counters[READ_ERRORS] = \
-                                core.read_errors + read_errors
+                        if exceptions or static_requests or read_errors:
+                            core.add_seldom(exceptions, static_requests, read_errors)
                     if left is not None:
                         oldest = parked.park(left)
                         if oldest is not None:
@@ -363,7 +348,7 @@ class Worker:
         """Serve a new connection, or go on with a `pending` one that became readable."""
         counters, request_start = core.counters, core.request_start
         request_start[0] = time.time()  # harakiri watches this
-        started = time.perf_counter()
+        started = time.perf_counter_ns()
         if pending is not None:
             counts = self.handler.resume(pending, core_id)
             if counts.pending is None:
@@ -380,7 +365,7 @@ class Worker:
             if counts.pending is None:
                 parked.forget(waiting.fd)  # closed
         core.running_time = counters[RUNNING_TIME] = \
-            core.running_time + int((time.perf_counter() - started) * 1_000_000)
+            core.running_time + (time.perf_counter_ns() - started) // 1000
         request_start[0] = 0.0
         # (one unpacking, not a field lookup each)
         requests, exceptions, tx, _, static_requests, read_errors, waiting = counts
@@ -388,13 +373,8 @@ class Worker:
             core.requests = counters[REQUESTS] = core.requests + requests
             if tx:
                 core.tx = counters[TX] = core.tx + tx
-            if exceptions:
-                core.exceptions = counters[EXCEPTIONS] = core.exceptions + exceptions
-            if static_requests:
-                core.static_requests = counters[STATIC_REQUESTS] = \
-                    core.static_requests + static_requests
-            if read_errors:
-                core.read_errors = counters[READ_ERRORS] = core.read_errors + read_errors
+            if exceptions or static_requests or read_errors:
+                core.add_seldom(exceptions, static_requests, read_errors)
         if waiting is not None:
             oldest = parked.park(waiting)
             if oldest is not None:
