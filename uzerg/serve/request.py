@@ -354,9 +354,10 @@ class RequestHandler(HttpRequests):
         """Run the app (or a static file) and write the response; False: close the connection."""
         if self._timed:
             start = time.time()
-            started = time.perf_counter()
+            started = time.perf_counter_ns()  # (µs by an integer division at the end)
         else:  # logging off: nothing reads them
-            start = started = 0.0
+            start = 0.0
+            started = 0
         ok = True
         body = env["wsgi.input"]  # ours: the application may replace it in the environ
         try:
@@ -425,7 +426,7 @@ class RequestHandler(HttpRequests):
                 total = self.total_requests
                 total_requests = total() if total is not None else worker_requests
             logger.log_request(
-                env, start, int((time.perf_counter() - started) * 1_000_000), status, response,
+                env, start, (time.perf_counter_ns() - started) // 1000, status, response,
                 worker_requests, total_requests, core, var_count, var_size, modifier2,
                 0 if ok or counts.exceptions else 1, read_errors,
             )
