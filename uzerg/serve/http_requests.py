@@ -113,7 +113,7 @@ class HttpRequests:
                 and conn.tls is None:
             head, env, var_count, var_size = known[0], known[1].copy(), known[2], known[3]
             env["REMOTE_ADDR"] = addr = peer[0]
-            env["REMOTE_PORT"] = str(peer[1])
+            env["REMOTE_PORT"] = f"{peer[1]}"  # (an int: its str, without a type call)
             if var_count:
                 var_size += len(addr)
         else:

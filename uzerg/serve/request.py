@@ -320,7 +320,7 @@ class RequestHandler(HttpRequests):
             else:
                 env = known[0].copy()
                 if "REMOTE_ADDR" not in env and type(peer) is tuple:
-                    env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
+                    env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], f"{peer[1]}"
                 _, var_count, length, protocol, is_head = known
         except UwsgiProtocolError as exc:
             log.error(str(exc), event_kind="uwsgi_protocol_error")
