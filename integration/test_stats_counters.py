@@ -75,3 +75,35 @@ def test_a_loaded_app_still_says_ready(uzerg: InstanceStarter, app_file: Path) -
     inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file)])
     assert "WSGI app 0 (mountpoint='') ready" in inst.log_text()
     assert "no app loaded" not in inst.log_text()
+
+
+def test_a_cores_requests_tx_and_running_time_as_the_worker_counts_them(
+    uzerg: InstanceStarter, app_file: Path, tmp_path: Path
+) -> None:
+    """The worker keeps its core's counters as ints and stores them per request (issue 13):
+    the stats see each request, the bytes sent, the µs spent (the app sleeps 0.2 s), idle
+    again after, and a respawned worker goes on from the slot's counts."""
+    stats = str(tmp_path / "stats.sock")
+    inst = uzerg.start(["--http-socket", "127.0.0.1:0", "--wsgi-file", str(app_file),
+                        "--processes", "1", "--stats", stats, "--max-requests", "3"])
+    address = inst.address()
+    for _ in range(2):
+        assert http_get(address, "/slow?seconds=0.2")[0] == 200
+    core = wait_until(lambda: (c := _core(stats)) and c["requests"] == 2 and c, 10,
+                      "two requests counted")
+    assert isinstance(core, dict) and core["in_request"] == 0
+    (worker,) = read_stats(stats)["workers"]
+    assert worker["requests"] == 2 and worker["delta_requests"] == 2 and worker["tx"] > 0
+    assert 400_000 <= worker["running_time"] < 60_000_000  # µs: two sleeps of 0.2 s
+    assert worker["avg_rt"] == worker["running_time"] // 2
+    tx, running_time, pid = worker["tx"], worker["running_time"], worker["pid"]
+    assert http_get(address)[0] == 200  # the third: max-requests recycles the worker
+    respawned = wait_until(lambda: (w := read_stats(stats)["workers"][0])["pid"] != pid
+                           and w["accepting"] and w, 20, "a respawned worker")
+    assert isinstance(respawned, dict)
+    assert respawned["requests"] == 3 and respawned["tx"] > tx
+    assert respawned["running_time"] >= running_time and respawned["delta_requests"] == 0
+    assert http_get(address)[0] == 200
+    after = wait_until(lambda: (w := read_stats(stats)["workers"][0])["requests"] == 4 and w,
+                       10, "the respawned worker counting on")
+    assert isinstance(after, dict) and after["delta_requests"] == 1
