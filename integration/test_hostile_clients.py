@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.clients import http_get, read_stats, uwsgi_request
+from support.clients import connect_to, http_get, read_stats, uwsgi_request
 from support.processes import InstanceStarter, wait_until
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
@@ -205,6 +205,38 @@ def test_a_client_that_never_reads_frees_the_worker_at_the_socket_timeout(
         assert worker.is_running()
     finally:
         stuck.close()
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_a_client_that_never_reads_a_static_file_frees_the_worker(
+    uzerg: InstanceStarter, app_file: Path, tmp_path: Path, family: str
+) -> None:
+    # the file goes out with a blocking sendfile(): bounded by SO_SNDTIMEO, which a TCP
+    # connection inherits from its listener (set once by the worker) and a unix one gets set
+    site = tmp_path / "site"
+    site.mkdir()
+    with open(site / "big.bin", "wb") as big:
+        big.truncate(64 << 20)  # more than any socket buffer holds
+    (site / "small.txt").write_bytes(b"small")
+    where = "127.0.0.1:0" if family == "tcp" else str(tmp_path / "http.sock")
+    instance = uzerg.start(["--http-socket", where, "--wsgi-file", str(app_file),
+                            "--master", "--processes", "1", "--socket-timeout", "1",
+                            "--static-map", f"/static={site}"])
+    address = instance.address(0)
+    for round_ in range(2):  # the second time on a connection of the same listener
+        stuck = connect_to(address, 10)
+        try:
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda n=round_: instance.log_text().count(
+                "timeout writing the response") > n, 10, "the worker's send timeout")
+            started = time.monotonic()
+            status, body = http_get(address, "/static/small.txt", timeout=10)
+            assert (status, body) == (200, b"small")
+            assert time.monotonic() - started < 3
+        finally:
+            stuck.close()
+    assert psutil.Process(instance.worker_pids(1)[0]).is_running()
 
 
 GRABBER = '''

@@ -118,6 +118,7 @@ class Worker:
             self.handler = RequestHandler(
                 app, self.config, self.worker_id, total_view=self.scoreboard.total_view
             )
+            self.handler.preset_timeouts(self.listeners)
             if self.config.py_autoreload:
                 ModuleWatcher(self.config.py_autoreload, self.master_pid).start()
             for phase in self._accepting_phases():

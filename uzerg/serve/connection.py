@@ -4,6 +4,12 @@ Python's `settimeout()` makes every recv/send a poll() plus the call; instead th
 blocking, the first attempt uses MSG_DONTWAIT (a small request is usually already there, a
 small response always fits the send buffer), and only when it would block is
 SO_RCVTIMEO/SO_SNDTIMEO set, so a slow client is still bounded by the timeout.
+
+Cheaper still: Linux copies a TCP listener's SO_RCVTIMEO/SO_SNDTIMEO to every socket accept()
+returns (not a unix one's), so the worker sets both once on the TCP listeners this instance
+owns (preset_timeouts()) and their connections start armed: no setsockopt() per request
+(CPython's setsockopt() with a timeval costs ~8k instructions: it formats two TypeErrors
+trying other argument forms first).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import time
 
 from uzerg.serve.wsgi_io import ClientDisconnected
@@ -25,6 +32,7 @@ _DONTWAIT = int(socket.MSG_DONTWAIT)
 # never die of SIGPIPE on a vanished client, even if someone reset SIGPIPE to SIG_DFL
 _NOSIGNAL = int(socket.MSG_NOSIGNAL)
 _SEND_NOW = _DONTWAIT | _NOSIGNAL
+_SENDFILE_MAX = 1 << 30  # bytes per sendfile() call
 
 
 class ReadTimeout(ClientDisconnected):
@@ -35,6 +43,30 @@ def timeval(seconds: float) -> bytes:
     """A struct timeval for SO_RCVTIMEO/SO_SNDTIMEO."""
     whole = int(seconds)
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def preset_timeouts(listeners: Any, packed: bytes) -> bool:
+    """Set SO_RCVTIMEO and SO_SNDTIMEO to `packed` (timeval(socket-timeout)) on the TCP
+    listeners of `listeners` (sockets.Listener); True when every TCP connection accepted from
+    them comes with both set (then Connection need not set them). Not on a listener received
+    from a zerg server: other processes accept from it and may set their own values (and no
+    TLS listener needs them: its connections have Python timeouts). Linux only."""
+    if not sys.platform.startswith("linux"):
+        return False
+    preset = True
+    for item in listeners:
+        sock = item.sock
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or item.tls is not None:
+            continue  # a unix socket's connections do not inherit them
+        if item.origin == "received":
+            preset = False
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+        except OSError:
+            preset = False
+    return preset
 
 
 def peer_text(peer: Any) -> str:
@@ -194,14 +226,17 @@ class Connection:
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """os.sendfile `count` bytes of `fd` from `offset`; returns the bytes sent."""
-        try:
-            self._arm_send()
-        except OSError as exc:
-            raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
+        if not self._snd_armed:
+            try:
+                self._arm_send()
+            except OSError as exc:
+                raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
         total = 0
         while total < count:
+            left = count - total
             try:
-                sent = os.sendfile(self.fd, fd, offset + total, min(count - total, 1 << 30))
+                sent = os.sendfile(self.fd, fd, offset + total,
+                                   left if left < _SENDFILE_MAX else _SENDFILE_MAX)
             except BlockingIOError:
                 raise ClientDisconnected(0, "timeout writing the response") from None
             except OSError as exc:

@@ -19,7 +19,13 @@ from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.protocols.uwsgi import UwsgiProtocolError, uwsgi_vars_end
 from uzerg.serve.body import InvalidBody, LengthBody, drain_before_close
-from uzerg.serve.connection import Connection, ReadTimeout, peer_text, timeval
+from uzerg.serve.connection import (
+    Connection,
+    ReadTimeout,
+    peer_text,
+    preset_timeouts,
+    timeval,
+)
 from uzerg.serve.environ import HttpEnvirons
 from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.http_requests import (  # (FIRST_BYTES_WAIT_MS: what worker.py refers to)
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
 log = get_logger()
 _new_tuple = tuple.__new__
 _new_object = object.__new__
+AF_UNIX = int(socket.AF_UNIX)
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
@@ -97,6 +104,9 @@ class RequestHandler(HttpRequests):
         self.socket_timeout = float(config.socket_timeout)
         self.https_export_cert = config.https_export_cert
         self._timeval = timeval(self.socket_timeout)
+        # the worker set _timeval as SO_RCVTIMEO/SO_SNDTIMEO on every TCP listener it accepts
+        # from (connection.preset_timeouts): its TCP connections start with both set
+        self.timeouts_preset = False
         self.idle_timeout = float(config.http_timeout)
         # uWSGI's http router: http-headers-timeout, default socket-timeout
         self.headers_timeout = float(config.http_headers_timeout or self.socket_timeout)
@@ -151,6 +161,12 @@ class RequestHandler(HttpRequests):
         # environ's making; bounded: 256 heads of up to MAX_CACHED_HEAD bytes
         self._heads: dict[bytes, tuple[Any, dict[str, Any], int, int, str]] = {}
 
+    def preset_timeouts(self, listeners: Any) -> None:
+        """Set socket-timeout on the TCP listeners the worker accepts from (sockets.Listener),
+        so that their connections start with SO_RCVTIMEO/SO_SNDTIMEO set (see
+        connection.preset_timeouts)."""
+        self.timeouts_preset = preset_timeouts(listeners, self._timeval)
+
     # -- connection -------------------------------------------------------------------------
 
     def handle(
@@ -191,9 +207,15 @@ class RequestHandler(HttpRequests):
                     conn.sock = sock
                     conn.fd = sock.fileno()
                     conn.timeout = self.socket_timeout
-                    conn._rcv_tv = self._timeval
-                    conn._rcv_armed = b""
-                    conn._snd_armed = False
+                    conn._rcv_tv = packed = self._timeval
+                    if self.timeouts_preset and sock.family != AF_UNIX:
+                        # a TCP listener of ours: accept() copied its timeouts (see
+                        # connection.preset_timeouts)
+                        conn._rcv_armed = packed
+                        conn._snd_armed = True
+                    else:
+                        conn._rcv_armed = b""
+                        conn._snd_armed = False
                     conn.tx = 0
                     conn.tls = None
                 else:
