@@ -1,6 +1,7 @@
 """Where a request's Python time goes: bytecodes executed per function for one request.
 
     python bench/request_bytecodes.py [--mode http|uwsgi] [--no-log] [--lines] [--app FILE]
+                                      [--static]
 
 One request (the same as bench/request_path.py's) goes through RequestHandler.handle() over a
 socketpair under sys.settrace with opcode events, after a few warm-up requests (caches full);
@@ -8,7 +9,8 @@ prints the bytecodes executed and the calls, per function (or per line with --li
 bytecode costs some tens of CPU instructions; function calls cost several hundred each. The
 count is exact and does not move with the machine's load, unlike a timing. ``--app FILE``
 serves that WSGI file's ``application`` (e.g. bench/apps/flask_app.py) instead of hello
-world, and splits the count between uzerg's frames and the app's.
+world, and splits the count between uzerg's frames and the app's. ``--static``: GET a 1 KB
+file through ``--static-map`` (scenario 4's path; a 1 MB file would not fit the socketpair).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import importlib.util
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,8 +29,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import request_path  # noqa: E402
 
+from uzerg import record  # noqa: E402
 from uzerg.logs import configure_logging  # noqa: E402
 from uzerg.serve.request import RequestHandler  # noqa: E402
+from uzerg.serve.static import load_file_support  # noqa: E402
 
 
 def main() -> int:
@@ -38,6 +43,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--app", type=Path, help="a WSGI file (its `application`)")
     parser.add_argument("--path", default="/hello?name=world", help="the URL (http mode)")
+    parser.add_argument("--static", action="store_true",
+                        help="GET /static/file.bin, a 1 KB file served by --static-map")
     args = parser.parse_args()
     configure_logging(stream=open(os.devnull, "w"))  # for the process's life
     app = request_path.hello
@@ -47,7 +54,14 @@ def main() -> int:
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         app = module.application
-    handler = RequestHandler(app, request_path.config(args.no_log), 1)
+    config = request_path.config(args.no_log)
+    if args.static:  # the path of scenario 4's file (a small one: it fits a socketpair)
+        workdir = tempfile.mkdtemp(prefix="uzerg-bytecodes-")
+        Path(workdir, "file.bin").write_bytes(os.urandom(1024))
+        config = record.replace(config, static_map=(f"/static={workdir}",))
+        args.path = "/static/file.bin"
+        load_file_support()
+    handler = RequestHandler(app, config, 1)
     request = request_path.HTTP_REQUEST if args.mode == "http" else request_path.UWSGI_REQUEST
     request = request.replace(b" /hello?name=world ", f" {args.path} ".encode())
     peer = ("127.0.0.1", 50000)

@@ -194,3 +194,49 @@ def test_a_changed_file_goes_out_with_its_new_length_and_date(logs, site):
     assert b"Last-Modified: Sun, 09 Sep 2001 01:46:40 GMT\r\n" in second
     third, _ = exchange(served, get("/static/css/site.css", "HEAD"))
     assert b"Content-Length: 32\r\n" in third and third.endswith(b"close\r\n\r\n")
+
+
+def test_keepalive_framing_of_a_file_per_http_version(logs, site):
+    # HTTP/1.0 asking keep-alive is told so; HTTP/1.1 keeps it silently; both serve on
+    served = handler(site)
+    old = b"GET /static/css/site.css HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    reply, counts = exchange(served, old + get("/app"), "http11")
+    assert reply.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert b"Content-Length: 20\r\nLast-Modified: " in reply
+    assert b"\r\nConnection: keep-alive\r\n\r\nbody { color: red }\nHTTP/1.1 200 OK" in reply
+    assert reply.endswith(b"Hello World") and counts.requests == 2
+    reply, _ = exchange(served, get("/static/css/site.css") + get("/app"), "http11")
+    assert b"Connection:" not in reply.split(b"Hello World")[0]
+    assert reply.count(b"HTTP/1.1 200 OK") == 2
+    # without keep-alive (http-socket) an HTTP/1.1 client is told the connection closes,
+    # an HTTP/1.0 one not
+    reply, _ = exchange(served, get("/static/css/site.css"))
+    assert reply.endswith(b"\r\nConnection: close\r\n\r\nbody { color: red }\n")
+    reply, _ = exchange(served, b"GET /static/css/site.css HTTP/1.0\r\n\r\n")
+    assert b"Connection" not in reply and reply.endswith(b"\r\n\r\nbody { color: red }\n")
+
+
+def test_add_and_del_header_on_a_file(logs, site):
+    # the file's encoded headers include add-header's; without its Content-Length (del-header)
+    # the file's size is still given on keep-alive, the close frames it otherwise
+    served = handler(site, add_header=(("X-Frame-Options", "DENY"),),
+                     del_header=("last-modified",))
+    reply, _ = exchange(served, get("/static/css/site.css"))
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert b"\r\nX-Frame-Options: DENY\r\n" in head and b"Last-Modified" not in head
+    assert b"Content-Length: 20\r\n" in head and body == b"body { color: red }\n"
+    unframed = handler(site, del_header=("content-length",))
+    reply, _ = exchange(unframed, get("/static/css/site.css") + get("/app"), "http11")
+    assert b"\r\nContent-Length: 20\r\n\r\nbody { color: red }\nHTTP/1.1 200 OK\r\n" in reply
+    assert reply.endswith(b"Hello World")
+    reply, _ = exchange(unframed, get("/static/css/site.css"))
+    assert b"Content-Length" not in reply and reply.endswith(b"\r\n\r\nbody { color: red }\n")
+
+
+def test_a_head_request_for_a_file_on_keepalive(logs, site):
+    reply, counts = exchange(handler(site), get("/static/big.bin", "HEAD") + get("/app"),
+                             "http11")
+    assert b"Content-Length: 100000\r\n" in reply
+    head, rest = reply.split(b"\r\n\r\n", 1)
+    assert rest.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"Hello World")
+    assert counts.requests == 2

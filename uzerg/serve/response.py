@@ -37,6 +37,7 @@ _header_lines: dict[tuple[str, str], tuple[bytes, int, bool]] = {}
 # closes): an app sends the same list for a route over and over; cleared when full
 _HeaderBlock = tuple[bytes, int, "int | None", bool]
 _header_blocks: dict[tuple[Any, ...], _HeaderBlock] = {}
+_OK_LINE = b" 200 OK\r\n"
 _HEADER_BLOCKS_MAX = 256
 
 
@@ -115,6 +116,9 @@ def _header_block(headers: list[Any]) -> _HeaderBlock:
             _header_blocks.clear()  # it follows the traffic
         _header_blocks[tuple(headers)] = block
     return block
+
+
+header_block = _header_block  # static files encode their headers once (serve/static.py)
 
 
 def _latin1(text: str) -> bytes:
@@ -362,6 +366,54 @@ class Response:
             self.conn.sendall(b"\r\n")
         if sent < count:
             self.keep_alive = False
+
+    def send_whole_file(self, block: _HeaderBlock, fd: int, size: int) -> None:
+        """start_response("200 OK", headers), send_file(fd, 0, size) and finish_body() in one
+        call, for a static file: `block` is header_block() of its headers, which declare
+        Content-Length: `size` (the caller checks: no chunking, no length to cut to)."""
+        if self.status is not None:
+            raise ResponseError("start_response() called a second time without exc_info")
+        self.status = "200 OK"
+        self.status_code = 200
+        self.status_line = _OK_LINE
+        self.headers, lines, self.declared_length, app_close = block
+        self.header_lines = self.header_count = lines
+        self.app_close = app_close
+        version = self.version
+        # send_head()'s framing for a response with a Content-Length: a close the app asked
+        # for ends keep-alive; else HTTP/1.0 keep-alive says so, a close on HTTP/1.1 too
+        extra = b""
+        if self.keep_alive:
+            if app_close:
+                self.keep_alive = False
+            elif version == "HTTP/1.0":
+                extra = b"Connection: keep-alive\r\n"
+        if not self.keep_alive and self.add_close and not app_close:
+            extra = b"Connection: close\r\n"
+        head = b"".join((_VERSIONS.get(version) or _latin1(version), _OK_LINE, block[0],
+                         extra, b"\r\n"))
+        self.header_size = len(head)
+        self.headers_sent = True
+        conn = self.conn
+        if conn.tls is None:
+            try:  # (conn.sendall()'s first attempt inlined: a head always fits)
+                sent = conn.sock.send(head, _SEND_NOW)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
+            conn.tx += sent
+            if sent < len(head):
+                conn.sendall(head[sent:])
+        else:
+            conn.sendall(head)
+        if self.is_head or size <= 0:
+            return
+        sent = conn.sendfile(fd, 0, size)
+        self.via_sendfile = True
+        self.body_size = sent
+        if sent < size:
+            self.keep_alive = False  # the file shrank: the client waits for bytes not coming
 
 
 def _all_bytes(items: list[Any] | tuple[Any, ...]) -> bool:

@@ -17,7 +17,7 @@ from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.request import serves_files
-from uzerg.serve.response import Response
+from uzerg.serve.response import Response, ResponseError, header_block
 from uzerg.serve.static_rules import StaticFile, StaticRules
 
 TYPE_CHECKING = False
@@ -65,10 +65,10 @@ class StaticMap:
         # as text, whether the prefix stays in the path)
         self._fast = [(prefix, prefix + "/", os.fsencode(root.rstrip("/") + "/"),
                        root.rstrip("/") + "/", keep) for prefix, root, keep in self.entries]
-        # (real path, size, mtime) -> the file and its 200 headers (see _file)
-        self._files: dict[tuple[str, int, float], tuple[StaticFile, list[tuple[str, str]]]] = {}
+        # (real path, size, mtime) -> the file and its encoded 200 headers (see _file)
+        self._files: dict[tuple[str, int, float], tuple[StaticFile, Any]] = {}
         # no static-skip-ext, gzip twin or Expires rule: the file alone decides its response
-        self._plain = rules is None or not (rules.skip_ext or rules.gzip or rules.expires)
+        self.plain = rules is None or not (rules.skip_ext or rules.gzip or rules.expires)
         self._skip_ext = rules.skip_ext if rules is not None else ()
 
     @classmethod
@@ -159,13 +159,13 @@ class StaticMap:
             types[name] = found
         return found
 
-    def open_fast(self, path_info: str) -> tuple[StaticFile, list[tuple[str, str]], int] | None:
+    def open_fast(self, path_info: str) -> tuple[StaticFile, Any, int] | None:
         """The common case of lookup(), in fewer system calls: the first mapping whose prefix
         matches is a directory and holds a regular file under it. The file is opened first and
         its real path read back from /proc/self/fd (what os.path.realpath finds with an lstat
         per path component). None whenever anything else may apply (no match, a directory, a
         symlink out of the root, an error...): lookup() then decides, as it always did.
-        Else the file, its 200 headers (see _file) and the open descriptor."""
+        Else the file, its encoded 200 headers (see _file) and the open descriptor."""
         if not self._fd_paths:
             return None
         for prefix, prefix_dir, root_bytes, root_dir, keep in self._fast:
@@ -191,35 +191,47 @@ class StaticMap:
                     # (a file unlinked meanwhile reads back as "PATH (deleted)": lookup()
                     # decides)
                     if real.startswith(root_dir) and not real.endswith(" (deleted)"):
-                        return (*self._file(real, st.st_size, st.st_mtime), fd)
+                        size = st.st_size
+                        entry = self._files.get((real, size, st.st_mtime))  # _file(), inlined
+                        if entry is None:
+                            entry = self._file(real, size, st.st_mtime)
+                        return entry[0], entry[1], fd
             except OSError:
                 pass
             os.close(fd)
             return None
         return None
 
-    def _file(self, path: str, size: int, mtime: float
-              ) -> tuple[StaticFile, list[tuple[str, str]]]:
-        """The StaticFile of a file and its headers for a 200 (type, length, Last-Modified),
+    def _file(self, path: str, size: int, mtime: float) -> tuple[StaticFile, Any]:
+        """The StaticFile of a file and its headers for a 200 (type, length, Last-Modified,
+        then add-header/del-header's), encoded (response.header_block(); None when they do
+        not declare `size` as the length, or do not encode: then _send_found() makes them),
         remembered per (path, size, mtime): all they are made of."""
         key = (path, size, mtime)
         files = self._files
         entry = files.get(key)
         if entry is None:
             found = StaticFile(path, size, mtime, self._content_type(path))
-            entry = (found, [("Content-Type", found.content_type), ("Content-Length", str(size)),
-                             ("Last-Modified", found.last_modified)])
+            head = [("Content-Type", found.content_type), ("Content-Length", str(size)),
+                    ("Last-Modified", found.last_modified)]
+            headers = self.headers
+            try:
+                block = header_block(head if headers is None else headers.apply(head))
+            except ResponseError:  # an add-header start_response() rejects
+                block = None
+            if block is not None and block[2] != size:
+                block = None
+            entry = (found, block)
             if len(files) >= 4096:
                 files.clear()
             files[key] = entry
         return entry
 
-    def find_open(self, env: dict[str, Any]
-                  ) -> tuple[StaticFile | None, list[tuple[str, str]] | None, int]:
+    def find_open(self, env: dict[str, Any]) -> tuple[StaticFile | None, Any, int]:
         """The file to send for a request (its gzip twin, when that applies) or None; its
-        headers for a 200 when nothing but the file decides them (else None: _send_found
-        makes them); the file already open when open_fast() found it (else -1): the caller
-        closes it."""
+        encoded headers for a 200 when nothing but the file decides them (else None:
+        _send_found makes them); the file already open when open_fast() found it (else -1):
+        the caller closes it."""
         path_info = env.get("PATH_INFO") or ""
         skip_ext = self._skip_ext
         if skip_ext and path_info.endswith(skip_ext):  # rules.skipped(), inlined
@@ -231,7 +243,7 @@ class StaticMap:
             fd = -1
         else:
             found, head, fd = fast
-            if self._plain:
+            if self.plain:
                 return found, head, fd
         rules = self.rules
         if found is None or rules is None:
@@ -271,17 +283,26 @@ def serve_static(static: StaticMap, env: dict[str, Any], response: Response) -> 
     """Answer a GET/HEAD for a mapped file; False when the application should answer."""
     if env.get("REQUEST_METHOD") not in ("GET", "HEAD"):
         return False
-    found, head, fd = static.find_open(env)
-    if found is None:
-        return False
+    if static.plain:  # find_open()'s way when only the file decides, without its call
+        path_info = env.get("PATH_INFO") or ""
+        fast = static.open_fast(path_info)
+        if fast is None:
+            found = static.lookup(path_info, env.get("DOCUMENT_ROOT"))
+            if found is None:
+                return False
+            head = None
+            fd = -1
+        else:
+            found, head, fd = fast
+    else:
+        found, head, fd = static.find_open(env)
+        if found is None:
+            return False
     try:
         if head is None or env.get("HTTP_IF_MODIFIED_SINCE"):
             return _send_found(static, env, response, found, fd)
         # the common case: the file open, no rule adds a header, not a conditional request
-        headers = static.headers
-        response.start_response("200 OK", head if headers is None else headers.apply(head))
-        response.send_file(fd, 0, found.size)
-        response.finish_body()
+        response.send_whole_file(head, fd, found.size)
         return True
     finally:
         if fd >= 0:
