@@ -36,6 +36,7 @@ from suite import serving, wrk, wrk_script  # noqa: E402
 
 # the calls of a request's path in either server (uzerg: recvfrom/sendto, uWSGI: read/writev)
 NAMED = ("accept4", "epoll_wait", "futex", "recvfrom", "read", "sendto", "writev", "write",
+         "sendfile64", "openat", "newfstatat", "readlink", "setsockopt",
          "close", "clock_nanosleep", "getsockname", "poll", "pselect6")
 
 
@@ -142,6 +143,7 @@ def main() -> int:
     only = {int(n) for n in args.only.split(",") if n}
     servers = [s for s in args.servers.split(",") if s]
     workdir = Path(tempfile.mkdtemp(prefix="uzerg-syscalls-"))
+    (workdir / "file.bin").write_bytes(os.urandom(1 << 20))  # scenario 4's static file
     try:
         for scenario in SCENARIOS:
             if scenario.number not in only:

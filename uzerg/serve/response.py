@@ -38,6 +38,7 @@ _header_lines: dict[tuple[str, str], tuple[bytes, int, bool]] = {}
 _HeaderBlock = tuple[bytes, int, "int | None", bool]
 _header_blocks: dict[tuple[Any, ...], _HeaderBlock] = {}
 _OK_LINE = b" 200 OK\r\n"
+_SENDFILE_ONCE = 1 << 30  # Connection.sendfile()'s bytes per call
 _HEADER_BLOCKS_MAX = 256
 
 
@@ -371,9 +372,7 @@ class Response:
         """start_response("200 OK", headers), send_file(fd, 0, size) and finish_body() in one
         call, for a static file: `block` is header_block() of its headers, which declare
         Content-Length: `size` (the caller checks: no chunking, no length to cut to)."""
-        if self.status is not None:
-            raise ResponseError("start_response() called a second time without exc_info")
-        self.status = "200 OK"
+        self.status = "200 OK"  # (a fresh response: the static file answers before any app)
         self.status_code = 200
         self.status_line = _OK_LINE
         self.headers, lines, self.declared_length, app_close = block
@@ -409,7 +408,20 @@ class Response:
             conn.sendall(head)
         if self.is_head or size <= 0:
             return
-        sent = conn.sendfile(fd, 0, size)
+        if conn.tls is None and conn._snd_armed and size <= _SENDFILE_ONCE:
+            # (conn.sendfile()'s first call inlined: on a connection whose send timeout is
+            # set, one blocking sendfile() usually sends it all)
+            try:
+                sent = os.sendfile(conn.fd, fd, 0, size)
+            except BlockingIOError:
+                raise ClientDisconnected(0, "timeout writing the response") from None
+            except OSError as exc:
+                raise ClientDisconnected(exc.errno, f"sendfile(): {exc.strerror}") from None
+            conn.tx += sent
+            if 0 < sent < size:
+                sent += conn.sendfile(fd, sent, size - sent)
+        else:
+            sent = conn.sendfile(fd, 0, size)
         self.via_sendfile = True
         self.body_size = sent
         if sent < size:
