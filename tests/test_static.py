@@ -240,3 +240,17 @@ def test_a_head_request_for_a_file_on_keepalive(logs, site):
     head, rest = reply.split(b"\r\n\r\n", 1)
     assert rest.startswith(b"HTTP/1.1 200 OK") and reply.endswith(b"Hello World")
     assert counts.requests == 2
+
+
+def test_a_served_path_that_becomes_a_symlink_out_of_the_root_is_refused(logs, site):
+    # the name a path opens is remembered, never what it resolves to: checked every time
+    served = handler(site)
+    path = site / "static" / "css" / "site.css"
+    assert exchange(served, get("/static/css/site.css"))[0].endswith(b"body { color: red }\n")
+    path.unlink()
+    path.symlink_to(site / "secret.txt")
+    reply, _ = exchange(served, get("/static/css/site.css"))
+    assert reply.endswith(b"Hello World") and b"secret" not in reply
+    path.unlink()
+    path.write_text("back\n")
+    assert exchange(served, get("/static/css/site.css"))[0].endswith(b"\r\n\r\nback\n")

@@ -65,6 +65,10 @@ class StaticMap:
         # as text, whether the prefix stays in the path)
         self._fast = [(prefix, prefix + "/", os.fsencode(root.rstrip("/") + "/"),
                        root.rstrip("/") + "/", keep) for prefix, root, keep in self.entries]
+        # PATH_INFO -> the name open_fast() opens and its root (see _target); descriptor ->
+        # its /proc/self/fd path
+        self._targets: dict[str, tuple[bytes, str]] = {}
+        self._fd_links: dict[int, str] = {}
         # (real path, size, mtime) -> the file and its encoded 200 headers (see _file)
         self._files: dict[tuple[str, int, float], tuple[StaticFile, Any]] = {}
         # no static-skip-ext, gzip twin or Expires rule: the file alone decides its response
@@ -166,6 +170,39 @@ class StaticMap:
         per path component). None whenever anything else may apply (no match, a directory, a
         symlink out of the root, an error...): lookup() then decides, as it always did.
         Else the file, its encoded 200 headers (see _file) and the open descriptor."""
+        target = self._targets.get(path_info)
+        if target is None:
+            target = self._target(path_info)
+            if target is None:
+                return None
+        name, root_dir = target
+        try:
+            fd = os.open(name, _OPEN_FLAGS)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                link = self._fd_links.get(fd)
+                if link is None:
+                    link = self._fd_link(fd)
+                real = os.readlink(link)
+                # (a file unlinked meanwhile reads back as "PATH (deleted)": lookup() decides)
+                if real.startswith(root_dir) and not real.endswith(" (deleted)"):
+                    size = st.st_size
+                    entry = self._files.get((real, size, st.st_mtime))  # _file(), inlined
+                    if entry is None:
+                        entry = self._file(real, size, st.st_mtime)
+                    return entry[0], entry[1], fd
+        except OSError:
+            pass
+        os.close(fd)
+        return None
+
+    def _target(self, path_info: str) -> tuple[bytes, str] | None:
+        """open_fast()'s file name for a PATH_INFO (under the first mapping whose prefix
+        matches) and that mapping's root + "/", remembered (the first time a path comes, per
+        path); None when lookup() must decide."""
         if not self._fd_paths:
             return None
         for prefix, prefix_dir, root_bytes, root_dir, keep in self._fast:
@@ -177,30 +214,27 @@ class StaticMap:
                 continue
             relative = rest.lstrip("/")
             # ".." could open a file outside the root (a device, a FIFO) before the check
-            # below rejects it: such paths, and any name holding "..", take lookup()'s way
+            # in open_fast() rejects it: such paths, and any name holding "..", take lookup()'s
             if not relative or "\0" in relative or ".." in relative:
                 return None
             try:  # the environ's latin-1 text back to the bytes sent: the file's name
-                fd = os.open(root_bytes + relative.encode("latin-1"), _OPEN_FLAGS)
-            except (OSError, ValueError):  # UnicodeEncodeError is a ValueError
+                target = (root_bytes + relative.encode("latin-1"), root_dir)
+            except UnicodeEncodeError:
                 return None
-            try:
-                st = os.fstat(fd)
-                if stat.S_ISREG(st.st_mode):
-                    real = os.readlink(f"/proc/self/fd/{fd}")
-                    # (a file unlinked meanwhile reads back as "PATH (deleted)": lookup()
-                    # decides)
-                    if real.startswith(root_dir) and not real.endswith(" (deleted)"):
-                        size = st.st_size
-                        entry = self._files.get((real, size, st.st_mtime))  # _file(), inlined
-                        if entry is None:
-                            entry = self._file(real, size, st.st_mtime)
-                        return entry[0], entry[1], fd
-            except OSError:
-                pass
-            os.close(fd)
-            return None
+            targets = self._targets
+            if len(targets) >= 4096:
+                targets.clear()
+            targets[path_info] = target
+            return target
         return None
+
+    def _fd_link(self, fd: int) -> str:
+        """/proc/self/fd/N, remembered (a worker reuses the same few descriptor numbers)."""
+        links = self._fd_links
+        if len(links) >= 1024:
+            links.clear()
+        link = links[fd] = f"/proc/self/fd/{fd}"
+        return link
 
     def _file(self, path: str, size: int, mtime: float) -> tuple[StaticFile, Any]:
         """The StaticFile of a file and its headers for a 200 (type, length, Last-Modified,
