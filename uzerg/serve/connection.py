@@ -7,7 +7,8 @@ SO_RCVTIMEO/SO_SNDTIMEO set, so a slow client is still bounded by the timeout.
 
 Cheaper still: Linux copies a TCP listener's SO_RCVTIMEO/SO_SNDTIMEO to every socket accept()
 returns (not a unix one's), so the worker sets both once on the TCP listeners this instance
-owns (preset_timeouts()) and their connections start armed: no setsockopt() per request
+owns (preset_timeouts()) and, when it accepts from no other kind, its connections start
+armed: no setsockopt() per request
 (CPython's setsockopt() with a timeval costs ~8k instructions: it formats two TypeErrors
 trying other argument forms first).
 """
@@ -47,18 +48,20 @@ def timeval(seconds: float) -> bytes:
 
 def preset_timeouts(listeners: Any, packed: bytes) -> bool:
     """Set SO_RCVTIMEO and SO_SNDTIMEO to `packed` (timeval(socket-timeout)) on the TCP
-    listeners of `listeners` (sockets.Listener); True when every TCP connection accepted from
-    them comes with both set (then Connection need not set them). Not on a listener received
-    from a zerg server: other processes accept from it and may set their own values (and no
-    TLS listener needs them: its connections have Python timeouts). Linux only."""
+    listeners of `listeners` (sockets.Listener); True when every plain connection accepted
+    from them comes with both set (then Connection need not set them): False with a unix
+    listener (its connections inherit nothing; one test per connection would cost every
+    request) or one received from a zerg server (other processes accept from it and may set
+    their own values: left alone). TLS listeners do not count: their connections have Python
+    timeouts. Linux only."""
     if not sys.platform.startswith("linux"):
         return False
     preset = True
     for item in listeners:
+        if item.tls is not None:
+            continue
         sock = item.sock
-        if sock.family not in (socket.AF_INET, socket.AF_INET6) or item.tls is not None:
-            continue  # a unix socket's connections do not inherit them
-        if item.origin == "received":
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or item.origin == "received":
             preset = False
             continue
         try:

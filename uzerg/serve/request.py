@@ -63,7 +63,6 @@ if TYPE_CHECKING:
 log = get_logger()
 _new_tuple = tuple.__new__
 _new_object = object.__new__
-AF_UNIX = int(socket.AF_UNIX)
 _ERROR_500 = (
     b" 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
     b"Connection: close\r\n\r\nInternal Server Error"
@@ -104,8 +103,8 @@ class RequestHandler(HttpRequests):
         self.socket_timeout = float(config.socket_timeout)
         self.https_export_cert = config.https_export_cert
         self._timeval = timeval(self.socket_timeout)
-        # the worker set _timeval as SO_RCVTIMEO/SO_SNDTIMEO on every TCP listener it accepts
-        # from (connection.preset_timeouts): its TCP connections start with both set
+        # the worker set _timeval as SO_RCVTIMEO/SO_SNDTIMEO on every listener it accepts
+        # plain connections from, all TCP (connection.preset_timeouts): they start with both
         self.timeouts_preset = False
         self.idle_timeout = float(config.http_timeout)
         # uWSGI's http router: http-headers-timeout, default socket-timeout
@@ -208,9 +207,9 @@ class RequestHandler(HttpRequests):
                     conn.fd = sock.fileno()
                     conn.timeout = self.socket_timeout
                     conn._rcv_tv = packed = self._timeval
-                    if self.timeouts_preset and sock.family != AF_UNIX:
-                        # a TCP listener of ours: accept() copied its timeouts (see
-                        # connection.preset_timeouts)
+                    if self.timeouts_preset:
+                        # from a TCP listener of ours: accept() copied its timeouts (see
+                        # connection.preset_timeouts; never set for a socketpair)
                         conn._rcv_armed = packed
                         conn._snd_armed = True
                     else:
