@@ -92,11 +92,27 @@ class MasterFifo:
 
 def _unlink_if_same(path: str, inode: tuple[int, int] | None) -> None:
     """Remove our fifo file, unless another instance has created its own at that path since
-    (the zerg dance: the new instance takes running.fifo while the old one leaves it)."""
+    (the zerg dance: the new instance takes running.fifo while the old one leaves it).
+
+    Checked on the file moved aside, not on the path: between an lstat() of the path and its
+    unlink(), the new instance may replace the file, and the unlink would then remove the new
+    instance's fifo (seen in the deploy recipe's test under load: the next step found no
+    running.fifo). A rename is atomic; a file that turns out not to be ours goes back, unless
+    an even newer one is there already."""
+    aside = f"{path}.{os.getpid()}.old"
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return  # gone already: the new instance unlinked it before making its own
+    try:
+        info = os.lstat(aside)
+        if (info.st_dev, info.st_ino) != inode:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+    except OSError:
+        pass
     with contextlib.suppress(OSError):
-        info = os.lstat(path)
-        if (info.st_dev, info.st_ino) == inode:
-            os.unlink(path)
+        os.unlink(aside)
 
 
 class FifoService(MasterService):
