@@ -3,10 +3,8 @@ services (zerg server and pools, stats server, master fifo: uzerg.processes.serv
 
 Signal handlers only enqueue; the loop dispatches ``handle_<signal>`` by name. Reload (SIGHUP)
 re-executes the master with the same pid, handing over the listening sockets and the old
-workers (processes/reexec.py): the new master loads fresh code, spawns new workers, then
-asks the old ones to finish their request and exit. Connections never wait on a closed queue
-meanwhile.
-"""
+workers (processes/reexec.py): the new master loads fresh code, spawns new workers, then asks
+the old ones to finish their request and exit (no connection waits on a closed queue)."""
 
 from __future__ import annotations
 
