@@ -190,8 +190,19 @@ def answering_pid(address: str, protocol: str = "uwsgi") -> int:
 
 
 def read_stats(address: str, timeout: float = 10) -> dict[str, Any]:
-    """The stats server's JSON document (raw or wrapped in HTTP)."""
-    with connect_to(address, timeout) as sock:
+    """The stats server's JSON document (raw or wrapped in HTTP). A stats server comes up
+    with the master's loop, a moment after the workers it reports on may already serve: a
+    socket not there yet, or not listening yet, is waited for (up to ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock = connect_to(address, timeout)
+            break
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)  # polling for the socket, bounded by the deadline
+    with sock:
         data = read_all(sock)
     if data.startswith(b"HTTP/"):
         data = data.partition(b"\r\n\r\n")[2]
