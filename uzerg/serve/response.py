@@ -394,18 +394,7 @@ class Response:
         self.header_size = len(head)
         self.headers_sent = True
         conn = self.conn
-        if conn.tls is None:
-            try:  # (conn.sendall()'s first attempt inlined: a head always fits)
-                sent = conn.sock.send(head, _SEND_NOW)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise ClientDisconnected(exc.errno, f"write: {exc.strerror}") from None
-            conn.tx += sent
-            if sent < len(head):
-                conn.sendall(head[sent:])
-        else:
-            conn.sendall(head)
+        conn.sendall(head)  # (a frame more than inlined, next to a 1 MB sendfile: nothing)
         if self.is_head or size <= 0:
             return
         if conn.tls is None and conn._snd_armed and size <= _SENDFILE_ONCE:
