@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support.clients import connect_to, http_get, read_stats, uwsgi_request
+from support.clients import connect_to, dribbling, http_get, read_stats, uwsgi_request
 from support.processes import InstanceStarter, wait_until
 
 from uzerg.protocols.uwsgi import encode_uwsgi_packet
@@ -31,31 +31,11 @@ def slow_loris(address: str, first: bytes, drip: bytes) -> Iterator[list[socket.
     """LORIS connections that each send `first`, then `drip` once a second, until the block
     ends. Yields once every connection has dripped twice (its head is still incomplete)."""
     socks = [socket.create_connection(_host_port(address), timeout=5) for _ in range(LORIS)]
-    stop = threading.Event()
-    rounds = [0]
-
-    def dribble() -> None:
-        while not stop.is_set():
-            for sock in socks:
-                try:
-                    sock.send(drip, socket.MSG_DONTWAIT)
-                except OSError:
-                    pass  # closed by the server (deadline): fine
-            rounds[0] += 1
-            stop.wait(1.0)
-
     for sock in socks:
         sock.sendall(first)
-    thread = threading.Thread(target=dribble, daemon=True)
-    thread.start()
-    try:
+    with dribbling(socks, drip, every=1.0) as rounds:
         wait_until(lambda: rounds[0] >= 2, 10, "two drips on every slow connection")
         yield socks
-    finally:
-        stop.set()
-        thread.join(5)
-        for sock in socks:
-            sock.close()
 
 
 def _still_open(sock: socket.socket) -> bool:

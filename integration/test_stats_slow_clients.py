@@ -16,13 +16,12 @@ import os
 import shutil
 import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.clients import connect_to, http_get, read_stats
+from support.clients import connect_to, dribbling, http_get, read_stats
 from support.processes import Instance, InstanceStarter, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -70,29 +69,11 @@ def assert_master_responsive(inst: Instance, metrics: str) -> None:
 
 
 @contextlib.contextmanager
-def dribbling(address: str, count: int) -> Iterator[list[socket.socket]]:
+def dribbling_clients(address: str, count: int) -> Iterator[list[socket.socket]]:
     """``count`` clients that each send one byte of a request every 0.3 s, never its end."""
     clients = [connect_to(address, 30) for _ in range(count)]
-    stop = threading.Event()
-
-    def dribble() -> None:
-        alive = list(clients)
-        while alive and not stop.wait(0.3):
-            for sock in list(alive):
-                try:
-                    sock.send(b"G")
-                except OSError:
-                    alive.remove(sock)
-
-    thread = threading.Thread(target=dribble, daemon=True)
-    thread.start()
-    try:
+    with dribbling(clients, b"G", every=0.3):
         yield clients
-    finally:
-        stop.set()
-        thread.join(30)
-        for sock in clients:
-            sock.close()
 
 
 def stats_pid(address: str) -> int:
@@ -116,7 +97,7 @@ def test_eighty_dribbling_clients_do_not_hold_the_master(
     inst, stats = start(uzerg, tmp_path, app_file)
     metrics = metrics_address(inst)
     mark = inst.mark()
-    with dribbling(stats, 80) as clients:
+    with dribbling_clients(stats, 80) as clients:
         # before: the master read each one for 2 s in turn (64 per wake-up: over 2 minutes)
         assert_master_responsive(inst, metrics)
         # 64 held, the 16 newest closed unanswered, logged once
@@ -186,7 +167,7 @@ def test_the_emperor_serves_stats_clients_without_being_held(
     uzerg.track(emperor)
     emperor.wait_for_log("starting uWSGI Emperor")
     mark = emperor.mark()
-    with dribbling(stats, 10) as clients:
+    with dribbling_clients(stats, 10) as clients:
         # before: 2 s each in turn (20 s here)
         took = timed("the Emperor's stats", lambda: stats_pid(stats) == emperor.pid)
         assert took < PROMPT

@@ -11,7 +11,8 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from support.processes import wait_until
@@ -187,6 +188,36 @@ def answering_pid(address: str, protocol: str = "uwsgi") -> int:
     """The pid in the answer of an app whose body ends with its pid (write_app and
     write_version_app)."""
     return int(get(address, protocol).rsplit(" ", 1)[1])
+
+
+@contextmanager
+def dribbling(socks: list[socket.socket], drip: bytes, every: float) -> Iterator[list[int]]:
+    """A thread sends ``drip`` on each of ``socks`` (never blocking) every ``every`` seconds
+    until the block ends, then the sockets are closed. A socket the server has closed is left
+    out from then on. Yields the number of rounds done so far (a one-item list)."""
+    stop = threading.Event()
+    rounds = [0]
+
+    def dribble() -> None:
+        alive = list(socks)
+        while alive and not stop.is_set():
+            for sock in list(alive):
+                try:
+                    sock.send(drip, socket.MSG_DONTWAIT)
+                except OSError:
+                    alive.remove(sock)
+            rounds[0] += 1
+            stop.wait(every)
+
+    thread = threading.Thread(target=dribble, daemon=True)
+    thread.start()
+    try:
+        yield rounds
+    finally:
+        stop.set()
+        thread.join(30)
+        for sock in socks:
+            sock.close()
 
 
 def read_stats(address: str, timeout: float = 10) -> dict[str, Any]:
