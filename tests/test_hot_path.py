@@ -125,3 +125,94 @@ def test_a_core_tally_goes_on_from_the_slot_and_stores_what_it_counts() -> None:
         assert board.core(2, 0).requests == 0 and board.core(1, 1).requests == 0
     finally:
         board.close()
+
+
+def _cgi(environ: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in environ.items() if not key.startswith(("wsgi.", "uwsgi."))}
+
+
+def test_a_packet_like_the_last_templates_but_for_its_port_is_that_template(logs):
+    """A packet of the last template's size with its bytes around the REMOTE_PORT value is
+    the template's environ with that value (compared in place, no hash); a byte changed
+    anywhere else, or the header's modifier, is another packet: the reference reader's."""
+    from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_vars
+
+    seen: list[dict[str, Any]] = []
+    handler = RequestHandler(_recording_app(seen), make_config(), 1)
+    items = [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/t"), ("SERVER_PROTOCOL", "HTTP/1.1"),
+             ("REMOTE_ADDR", "192.0.2.1"), ("REMOTE_PORT", "50000"), ("HTTP_HOST", "h")]
+
+    def packet(port: str) -> bytes:
+        return encode_uwsgi_packet([(k, port if k == "REMOTE_PORT" else v) for k, v in items])
+
+    exchange(handler, packet("50000"), "uwsgi")
+    exchange(handler, packet("50001"), "uwsgi")
+    assert handler._near_packet[0] == len(packet("50001"))  # the template is the near packet
+    assert _cgi(seen[-1]) == dict(_cgi(seen[0]), REMOTE_PORT="50001")
+    raw = packet("50002")
+    value = raw.index(b"50002")
+    for where in (0, 3, 6, value - 3, value - 2, value - 1, value + 5, len(raw) - 1):
+        changed = raw[:where] + bytes([raw[where] ^ 0x21]) + raw[where + 1:]
+        before = len(seen)
+        reply, _ = exchange(handler, changed, "uwsgi", peer=("198.51.100.9", 9))
+        try:
+            if changed[0] != 0:
+                raise UwsgiProtocolError("modifier1")
+            expected, _count = parse_uwsgi_vars(changed[4:], {"SCRIPT_NAME": ""})
+        except UwsgiProtocolError:
+            assert len(seen) == before, where  # refused: the app did not run
+            continue
+        expected.setdefault("REMOTE_ADDR", "198.51.100.9")
+        if expected["REMOTE_ADDR"] == "198.51.100.9":
+            expected["REMOTE_PORT"] = "9"
+        assert _cgi(seen[-1]) == expected, where
+    # a changed byte inside the value is another port of the same template
+    inside = raw[:value + 1] + b"7" + raw[value + 2:]
+    exchange(handler, inside, "uwsgi")
+    assert _cgi(seen[-1]) == dict(_cgi(seen[0]), REMOTE_PORT="57002")
+    # the template's own packet, seen again, is kept whole and then compared whole
+    exchange(handler, packet("50000"), "uwsgi")
+    exchange(handler, packet("50000"), "uwsgi")
+    exchange(handler, packet("50000"), "uwsgi")
+    assert handler._last_packet[0] == packet("50000")
+    assert _cgi(seen[-1]) == _cgi(seen[0]) and "MUTATED" not in seen[-1]
+
+
+def test_packets_through_the_near_packet_give_the_reference_readers_environ(logs):
+    """Random packets (a few shapes, REMOTE_PORT values of every length, bytes changed):
+    what the app sees is parse_uwsgi_vars's, whichever shortcut served it."""
+    import random
+
+    from uzerg.protocols.uwsgi import UwsgiProtocolError, parse_uwsgi_vars
+
+    rng = random.Random(11)
+    seen: list[dict[str, Any]] = []
+    handler = RequestHandler(_recording_app(seen), make_config(), 1)
+    shapes = [[("REQUEST_METHOD", "GET"), ("PATH_INFO", p), ("REMOTE_ADDR", "192.0.2.1"),
+               ("REMOTE_PORT", "1"), ("HTTP_X", x)] for p in ("/", "/a") for x in ("", "y")]
+    shape = shapes[0]
+    near_hits = 0
+    for _ in range(400):
+        if rng.random() < 0.3:
+            shape = rng.choice(shapes)
+        port = str(rng.choice((rng.randint(1000, 9999), rng.randint(0, 70000))))
+        raw = encode_uwsgi_packet([(k, port if k == "REMOTE_PORT" else v) for k, v in shape])
+        if rng.random() < 0.15:
+            where = rng.randrange(len(raw))
+            raw = raw[:where] + bytes([rng.randrange(256)]) + raw[where + 1:]
+        near = handler._near_packet
+        before = len(seen)
+        exchange(handler, raw, "uwsgi", peer=("198.51.100.9", 9))
+        try:
+            end = 4 + (raw[1] | raw[2] << 8)  # (bytes after it: a body's, CONTENT_LENGTH's)
+            if raw[0] != 0 or end > len(raw):
+                raise UwsgiProtocolError("header")
+            expected, _count = parse_uwsgi_vars(raw[4:end], {"SCRIPT_NAME": ""})
+        except UwsgiProtocolError:
+            assert len(seen) == before
+            continue
+        if "REMOTE_ADDR" not in expected:
+            expected["REMOTE_ADDR"], expected["REMOTE_PORT"] = "198.51.100.9", "9"
+        assert _cgi(seen[-1]) == expected
+        near_hits += len(raw) == near[0] and raw.startswith(near[1]) and raw.endswith(near[2])
+    assert near_hits > 100  # (the shortcut was taken)

@@ -44,7 +44,7 @@ from uzerg.serve.pending import (
 )
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
-from uzerg.serve.uwsgi_environ import UwsgiEnvirons
+from uzerg.serve.uwsgi_environ import NO_NEAR_PACKET, UwsgiEnvirons, near_packet
 from uzerg.serve.wsgi_io import (
     BodyReadError,
     ClientDisconnected,
@@ -147,8 +147,10 @@ class RequestHandler(HttpRequests):
         self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
         self._http_environ = self.environs.build  # bound once: one attribute load per call
         uwsgi_environs = UwsgiEnvirons(self._base)
+        self._uwsgi_environs = uwsgi_environs
         self._uwsgi_environ = uwsgi_environs.build_new  # (after the cache lookup below)
         self._uwsgi_blocks = uwsgi_environs.cache  # looked up first, without a call
+        self._near_packet: tuple[Any, ...] = NO_NEAR_PACKET  # (uwsgi_environ.near_packet)
         self._uwsgi_max_end = self.buffer_size + 4
         # (packet, its end, its entry in _uwsgi_blocks) of the last packet found there whole,
         # without a body byte: a proxy sends the same packet for repeated requests, and
@@ -320,8 +322,15 @@ class RequestHandler(HttpRequests):
                 return None
         try:
             last = self._last_packet
+            near = self._near_packet
             if data == last[0]:  # the packet of the last request again (a memcmp, no hash)
                 end, known = last[1], last[2]
+            elif len(data) == near[0] and data.startswith(near[1]) and data.endswith(near[2]) \
+                    and (port := data[near[3]:near[4]].decode("latin-1")) != near[5]:
+                end, known, template = near[0], None, near[6]  # (see near_packet)
+                env = template[0].copy()
+                env["REMOTE_PORT"] = port
+                _, var_count, length, protocol, is_head = template
             else:
                 # all the bytes so far (a parked connection keeps them); buffer-size is at
                 # most 65535. A whole packet with modifier1 0 is seen here; anything else, an
@@ -334,11 +343,14 @@ class RequestHandler(HttpRequests):
                         return self._park(conn, peer, "uwsgi", None, data, deadline)
                 block = data[4:end]
                 known = self._uwsgi_blocks.get(block)  # UwsgiEnvirons.build(), inlined
-                if known is not None and end == size:
+                if known is None:
+                    env, var_count, length, protocol, is_head = self._uwsgi_environ(block, peer)
+                    recent = self._uwsgi_environs.recent
+                    if recent is not near[7] and recent is not None:
+                        self._near_packet = near_packet(data[:4], recent)
+                elif end == size:
                     self._last_packet = (data, end, known)
-            if known is None:
-                env, var_count, length, protocol, is_head = self._uwsgi_environ(block, peer)
-            else:
+            if known is not None:
                 env = known[0].copy()
                 if "REMOTE_ADDR" not in env and type(peer) is tuple:
                     env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], f"{peer[1]}"

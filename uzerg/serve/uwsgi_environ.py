@@ -16,7 +16,10 @@ decoded where the bytes of one are first found is also kept as a template, keyed
 with that value cut out: a block with the same bytes around it and the item at the same place
 is the same walk of items with another value, so it costs the cut, a lookup, a dict copy and
 the value put in. Bounded as the cache (`CACHE_MAX` templates of up to `CACHED_BLOCK_MAX`
-bytes).
+bytes). The template used or made last is `recent`: the request handler compares a packet's
+bytes around the value with its own in place (uzerg.serve.request): a proxy's next
+connection is most often its last one's again (the same client, or clients of the same
+page), and that costs neither a hash, nor the search for the item, nor a call.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class UwsgiEnvirons:
         self.templates: dict[bytes, UwsgiRequest] = {}
         # the last block decoded: its bytes, its items' offsets (and its end), keys, values
         self._last: tuple[bytes, list[int], list[str], list[str]] | None = None
+        # the template used or made last: the bytes before its REMOTE_PORT value (the value's
+        # length included), those after it, where the value ends, the block's length, request
+        # (its environ has the value of the block that made the template)
+        self.recent: tuple[bytes, bytes, int, int, UwsgiRequest] | None = None
 
     def build(self, block: bytes, peer: Any) -> UwsgiRequest:
         """The environ (a private copy) and the rest of a vars block (bytes: hashable);
@@ -88,12 +95,14 @@ class UwsgiEnvirons:
                 # the same bytes but the value, and the item at the same place (the first
                 # bytes of a REMOTE_PORT item in the key are where they are in its block: an
                 # earlier match in the key would be one in the block): the same items
+                self.recent = (block[:value], block[value_end:], value_end, len(block),
+                               request)  # type: ignore[assignment]
                 env = request[0].copy()
                 env["REMOTE_PORT"] = block[value:value_end].decode("latin-1")
                 request = (env, request[1], request[2], request[3], request[4])
             else:
                 request = self._decode(block, None if again else peer)
-                self._keep_template(block, key, port, request)
+                self._keep_template(block, key, port, value, value_end, request)
         if not again:
             return request
         # its second time: kept whole (without the peer: a copy gets it per request)
@@ -105,7 +114,8 @@ class UwsgiEnvirons:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
         return env, request[1], request[2], request[3], request[4]
 
-    def _keep_template(self, block: bytes, key: bytes, port: int, request: UwsgiRequest) -> None:
+    def _keep_template(self, block: bytes, key: bytes, port: int, value: int, value_end: int,
+                       request: UwsgiRequest) -> None:
         """Keep the request of a block just decoded as the template for `key` (the block but
         its REMOTE_PORT value, whose item the first match at `port` may be) when the match is
         that item, as the decode walked it: at an item boundary, the block's only REMOTE_PORT
@@ -117,7 +127,10 @@ class UwsgiEnvirons:
         if port in offsets and keys.count("REMOTE_PORT") == 1 and "REMOTE_ADDR" in keys:
             if len(self.templates) >= CACHE_MAX:
                 self.templates.clear()
-            self.templates[key] = (request[0].copy(), *request[1:])
+            template = (request[0].copy(), *request[1:])
+            self.templates[key] = template  # type: ignore[assignment]
+            self.recent = (block[:value], block[value_end:], value_end, len(block),
+                           template)  # type: ignore[assignment]
 
     def _decode(self, block: bytes, peer: Any) -> UwsgiRequest:
         env, count = self._decode_vars(block)
@@ -204,6 +217,24 @@ class UwsgiEnvirons:
         offsets.append(end)
         self._last = (block, offsets, keys, values)
         return env, len(keys)
+
+
+# a near_packet() that no packet matches
+NO_NEAR_PACKET = (-1, b"", b"", 0, 0, "", None, None)
+
+
+def near_packet(head: bytes, recent: tuple[bytes, bytes, int, int, UwsgiRequest]
+                ) -> tuple[Any, ...]:
+    """What the request handler compares a packet with, for UwsgiEnvirons.recent (a template)
+    and the 4 bytes of a packet's header (with its length: the same for the template's
+    packets): the packet's size, its bytes before the REMOTE_PORT value (the value's length
+    included) and after it, where the value starts and ends, the template's own value, the
+    template, and `recent`. A packet of that size with those bytes around the value has the
+    template's items with another value. The template's own value again is not matched: it
+    takes the long way, where a block seen twice is kept whole (then compared whole)."""
+    before, after, value_end, size, template = recent
+    return (4 + size, head + before, after, 4 + len(before), 4 + value_end,
+            template[0]["REMOTE_PORT"], template, recent)
 
 
 def _content_length(text: str) -> int:
