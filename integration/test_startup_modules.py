@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.clients import get, http_get
 from support.processes import InstanceStarter, start_zerg, wait_until
 
@@ -53,6 +54,13 @@ COSTLY = {
     "uzerg.serve.static": "static-map and its family only",
     "uzerg.serve.static_rules": "static-map and its family only",
     "uzerg.config.uwsgi_options": "an option uzerg does not have only",
+    # the HTTP side: loaded by the master when a socket speaks HTTP (preload.load_http_support)
+    "uzerg.serve.http_requests": "HTTP sockets only (a uwsgi zerg's handler is http=False)",
+    "uzerg.serve.http_body": "HTTP sockets only",
+    "uzerg.serve.environ": "HTTP sockets only (uwsgi requests: uzerg.serve.uwsgi_environ)",
+    "uzerg.protocols.http": "HTTP sockets only",
+    "uzerg.protocols.http_stream": "HTTP sockets only",
+    "uzerg.protocols.https_redirect": "http-to-https sockets only",
 }
 APP = '''
 import sys
@@ -103,6 +111,51 @@ def test_the_start_up_path_imports_none_of_them_without_site() -> None:
     assert "uzerg.processes.worker" in loaded and "uzerg.serve.request" in loaded
     costly = loaded & COSTLY.keys()
     assert not costly, {name: COSTLY[name] for name in costly}
+
+
+FORK_PROBE = '''
+import os, sys
+
+
+def mark(*_args):
+    with open(os.environ["FORK_LOG"], "a") as out:
+        out.write(f"{'uzerg.serve.http_requests' in sys.modules}\\n")
+'''
+
+
+@pytest.mark.parametrize("given_by", ["hint", "protocol"])
+def test_a_zerg_of_http_sockets_has_the_http_side_loaded_before_the_fork(
+        uzerg: InstanceStarter, tmp_path: Path, given_by: str) -> None:
+    # a received socket speaks HTTP by the zerg server's hint (its --http-socket) or by the
+    # zerg's --protocol http (a zergpool gives no hint): the master loads the HTTP side before
+    # forking, so a worker has it at post-fork already (no import before its first answer)
+    (tmp_path / "fork_probe.py").write_text(FORK_PROBE)
+    app = tmp_path / "modules_app.py"
+    app.write_text(APP)
+    trace = tmp_path / "fork.log"
+    server = str(tmp_path / "z.sock")
+    if given_by == "hint":
+        holder = uzerg.start(["--wsgi-file", str(app), "--zerg-server", server,
+                              "--http-socket", "127.0.0.1:0"])
+        holder.wait_for_log(f"*** Zerg server enabled on {server} ***")
+        address, extra = holder.address(0), []
+    else:
+        holder = uzerg.start(["--master", "--zergpool", f"{server}:127.0.0.1:0"],
+                             wait_workers=None)
+        holder.wait_for_log("spawned uWSGI master process")
+        address = BOUND.search(holder.log_text()).group(1)  # type: ignore[union-attr]
+        extra = ["--protocol", "http"]
+    env = {"FORK_LOG": str(trace),
+           "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    zerg = uzerg.start(["--wsgi-file", str(app), "--processes", "1", "--zerg", server,
+                        "--hook-post-fork", "call:fork_probe.mark", *extra],
+                       wait_workers=1, env=env)
+    zerg.wait_for_log("zerg sockets attached")
+    wait_until(lambda: trace.exists() and trace.read_text(), 15, "the post-fork hook")
+    assert trace.read_text().split() == ["True"]
+    if given_by == "hint":
+        holder.stop()  # only the zerg answers now
+    assert "uzerg.serve.http_requests" in get(address, "http").split()
 
 
 GC_PROBE = '''

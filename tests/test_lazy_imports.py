@@ -22,6 +22,8 @@ START_UP_ONLY = {
     "uzerg.processes.instance",
     "uzerg.serve.tls",  # loaded when an https socket is bound
     "uzerg.serve.static",  # loaded by the master when files are served (load_file_support)
+    # loaded by the master when a socket speaks HTTP (preload.load_http_support)
+    "uzerg.serve.http_requests",
     "uzerg.zerg",  # the attach, at start-up
 }
 

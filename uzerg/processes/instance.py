@@ -47,8 +47,8 @@ from uzerg.processes.zerg_listeners import ZergListeners
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
 from uzerg.serve.apps import AppLoadError, load_application, no_application
+from uzerg.serve.preload import load_http_support, serves_files
 from uzerg.serve.pyoptions import PythonOptionError, prepare_interpreter
-from uzerg.serve.request import serves_files
 from uzerg.sockets import (
     Listener,
     build_listeners,
@@ -188,6 +188,7 @@ class Instance:
             log.info(NO_ROUTER, event_kind="no_http_router")
         load_title_support(config)
         load_thread_support(config)
+        load_http_support(self.listeners)  # the HTTP side if a socket speaks it (received too)
         if serves_files(config):  # the workers' module, loaded once before the fork
             from uzerg.serve.static import load_file_support
 

@@ -40,6 +40,7 @@ from uzerg.processes.parked import ParkedConnections
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import REQUESTS, RUNNING_TIME, TX, CoreTally, Scoreboard
 from uzerg.serve.pending import PendingHead, add_counts
+from uzerg.serve.preload import speaks_http
 from uzerg.serve.pyoptions import ModuleWatcher
 from uzerg.serve.request import RequestHandler  # imported by the master: shared, and before setuid
 from uzerg.sockets import Listener
@@ -116,7 +117,8 @@ class Worker:
             run_phase(self.config, "post-fork")
             app = self.app_factory()  # with lazy-apps, the pre-app/post-app hooks run here
             self.handler = RequestHandler(
-                app, self.config, self.worker_id, total_view=self.scoreboard.total_view
+                app, self.config, self.worker_id, total_view=self.scoreboard.total_view,
+                http=speaks_http(self.listeners),  # (the master loaded it if so)
             )
             self.handler.preset_timeouts(self.listeners)
             if self.config.py_autoreload:

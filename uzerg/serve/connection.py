@@ -34,6 +34,10 @@ _DONTWAIT = int(socket.MSG_DONTWAIT)
 _NOSIGNAL = int(socket.MSG_NOSIGNAL)
 _SEND_NOW = _DONTWAIT | _NOSIGNAL
 _SENDFILE_MAX = 1 << 30  # bytes per sendfile() call
+DONTWAIT = _DONTWAIT  # (for the request handler's inlined first recv())
+# a fresh connection with no bytes yet is waited on this long before it is parked: enough
+# for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
+FIRST_BYTES_WAIT_MS = 200
 
 
 class ReadTimeout(ClientDisconnected):

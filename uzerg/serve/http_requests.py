@@ -1,13 +1,13 @@
 """The HTTP side of the request handler: the requests of an HTTP connection (one, or kept
 alive, pipelined, with bodies), http-to-https redirects, and the error responses of bad heads.
 
-`HttpRequests` is a part of `RequestHandler` (uzerg.serve.request), which has the state and
-the per-request `_respond()`; it is split out to keep modules small.
+`HttpRequestHandler` is the `RequestHandler` (uzerg.serve.request) that also serves HTTP:
+`RequestHandler(...)` makes one unless given `http=False` (a worker whose sockets all speak
+uwsgi). This module and the HTTP parsers are loaded only then: by the master, before the fork,
+when a socket speaks HTTP (preload.load_http_support; start-up time, issue 13).
 """
 
 from __future__ import annotations
-
-import socket
 
 from uzerg.logs import get_logger
 from uzerg.protocols.http import (
@@ -17,43 +17,53 @@ from uzerg.protocols.http import (
 )
 from uzerg.protocols.http_stream import HttpRequestParser
 from uzerg.protocols.https_redirect import https_redirect
-from uzerg.serve.body import DRAIN_LIMIT, HttpBody, drain_before_close
-from uzerg.serve.connection import Connection, peer_text, server_port_of
+from uzerg.serve.body import DRAIN_LIMIT, drain_before_close, send_error_response
+from uzerg.serve.connection import (
+    DONTWAIT,
+    FIRST_BYTES_WAIT_MS,
+    Connection,
+    peer_text,
+    server_port_of,
+)
+from uzerg.serve.environ import HttpEnvirons
+from uzerg.serve.http_body import HttpBody
+from uzerg.serve.request import RequestHandler
 from uzerg.serve.response import Response
-from uzerg.serve.wsgi_io import ClientDisconnected, InputStream
+from uzerg.serve.wsgi_io import NO_BODY, ClientDisconnected, InputStream
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
+    from uzerg.config.model import Config
     from uzerg.serve.pending import PendingHead
 
 log = get_logger()
 _new_object = object.__new__
-# plain ints: socket.MSG_* are IntFlag members
-DONTWAIT = int(socket.MSG_DONTWAIT)
 # heads up to this size are kept with their environ (see _serve_http)
 MAX_CACHED_HEAD = 1024
-# the wsgi.input of every request without a body, shared: reading it returns b"" and changes
-# nothing (it never pulls, so it never fails), so no stream is built per request
-NO_BODY = InputStream()
-# a fresh connection with no bytes yet is waited on this long before it is parked: enough
-# for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
-FIRST_BYTES_WAIT_MS = 200
 
 
-class HttpRequests:
-    """RequestHandler's HTTP methods (the attributes below are RequestHandler's)."""
+class HttpRequestHandler(RequestHandler):
+    """RequestHandler with the HTTP methods and their state."""
 
-    buffer_size: int
-    shutting_down: bool
-    disable_write_exception: bool
-    _hostname: str
-    _error_extra: bytes
-    _heads: dict[bytes, tuple[Any, dict[str, Any], int, int, str]]
-    _http_environ: Any
-    _respond: Any
-    _park: Any
+    def __init__(
+        self, app: Callable[..., Any], config: Config, worker_id: int, *,
+        total_requests: Callable[[], int] | None = None, total_view: memoryview | None = None,
+        http: bool = True,
+    ) -> None:
+        super().__init__(app, config, worker_id, total_requests=total_requests,
+                         total_view=total_view)
+        # the CGI variable count/size of the log line are only worth computing when a request
+        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
+        self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
+        self._http_environ = self.environs.build  # bound once: one attribute load per call
+        # whole heads without a body, as they came -> (head, environ but wsgi.input, CGI var
+        # count, their uwsgi size but REMOTE_ADDR's (0 when not counted), server port):
+        # a client repeating a request (the same URI and headers) skips the parse and the
+        # environ's making; bounded: 256 heads of up to MAX_CACHED_HEAD bytes
+        self._heads: dict[bytes, tuple[Any, dict[str, Any], int, int, str]] = {}
 
     def _serve_redirect(
         self, conn: Connection, peer: Any, counts: Any, redirect_port: str, data: bytes,
@@ -240,16 +250,3 @@ class HttpRequests:
 def log_http_error(exc: HttpError, peer: Any) -> None:
     log.error(f"invalid HTTP request from {peer_text(peer)}: {exc.message}",
               event_kind="http_protocol_error", status=exc.status)
-
-
-def send_error_response(conn: Connection, exc: HttpError, extra: bytes = b"") -> None:
-    """The error's response (with the `extra` header lines of add-header), then a brief read
-    of what the client still sends (see Connection.discard_input); the connection is to be
-    closed after it."""
-    body = f"{exc.status} {exc.reason}\n".encode()
-    conn.sendall(
-        f"HTTP/1.1 {exc.status} {exc.reason}\r\nContent-Type: text/plain\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n".encode() + extra + b"\r\n"
-        + body
-    )
-    conn.discard_input()

@@ -18,23 +18,17 @@ from collections.abc import Callable
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.protocols.uwsgi import UwsgiProtocolError, uwsgi_vars_end
-from uzerg.serve.body import InvalidBody, LengthBody, drain_before_close
-from uzerg.serve.connection import (
+from uzerg.serve.body import InvalidBody, LengthBody, drain_before_close, send_error_response
+from uzerg.serve.connection import (  # (FIRST_BYTES_WAIT_MS: what worker.py refers to)
+    DONTWAIT,
+    FIRST_BYTES_WAIT_MS,
     Connection,
     ReadTimeout,
     peer_text,
     preset_timeouts,
     timeval,
 )
-from uzerg.serve.environ import HttpEnvirons
 from uzerg.serve.headers import ResponseHeaders
-from uzerg.serve.http_requests import (  # (FIRST_BYTES_WAIT_MS: what worker.py refers to)
-    DONTWAIT,
-    FIRST_BYTES_WAIT_MS,
-    NO_BODY,
-    HttpRequests,
-    send_error_response,
-)
 from uzerg.serve.pending import (
     HandledCounts,
     PendingHead,
@@ -42,10 +36,12 @@ from uzerg.serve.pending import (
     read_more,
     serve_blocking,
 )
+from uzerg.serve.preload import serves_files
 from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.uwsgi_environ import NO_NEAR_PACKET, UwsgiEnvirons, near_packet
 from uzerg.serve.wsgi_io import (
+    NO_BODY,
     BodyReadError,
     ClientDisconnected,
     ErrorStream,
@@ -69,13 +65,6 @@ _ERROR_500 = (
 )
 
 
-def serves_files(config: Config) -> bool:
-    """Whether the workers serve files (static-map and its family): only then is
-    uzerg.serve.static loaded (in the master, load_file_support; start-up time, issue 13)."""
-    return bool(config.static_map or config.static_map2 or config.check_static
-                or config.check_static_docroot)
-
-
 class _Counts:
     # one per connection, its fields set by start() (no __init__ frame to run). Slots, not
     # class defaults: CPython 3.11 cannot specialise reading a class attribute through an
@@ -83,15 +72,30 @@ class _Counts:
     __slots__ = ("requests", "exceptions", "status", "static_requests", "read_errors")
 
 
-class RequestHandler(HttpRequests):
+class RequestHandler:
+    # the HTTP side's (HttpRequestHandler): a handler built with http=False has neither, and
+    # is given uwsgi connections only
+    _serve_http: Callable[..., PendingHead | None]
+    _serve_redirect: Callable[..., PendingHead | None]
+
+    def __new__(cls, *args: Any, http: bool = True, **kwargs: Any) -> RequestHandler:
+        """`RequestHandler(..., http=False)`: one that serves the uwsgi protocol only, without
+        the HTTP side (not loaded); else an HttpRequestHandler (uzerg.serve.http_requests)."""
+        if http and cls is RequestHandler:
+            from uzerg.serve.http_requests import HttpRequestHandler
+
+            cls = HttpRequestHandler
+        return object.__new__(cls)
+
     def __init__(
         self, app: Callable[..., Any], config: Config, worker_id: int, *,
         total_requests: Callable[[], int] | None = None, total_view: memoryview | None = None,
+        http: bool = True,
     ) -> None:
         """`total_requests()`, when given, bumps and returns the instance-wide request count
         (the M of uWSGI's `req: N/M`); `total_view`, when given instead, is that count as a
         memoryview item, bumped here (no call per logged request); without either M is this
-        worker's count."""
+        worker's count. `http`: see __new__."""
         # add-header/del-header: the app's start_response() goes through them (none: direct)
         headers = ResponseHeaders.from_config(config.add_header, config.del_header)
         self.app = app if headers is None else headers.wrap(app)
@@ -142,10 +146,6 @@ class RequestHandler(HttpRequests):
         }
         if config.wsgi_disable_file_wrapper:
             del self._base["wsgi.file_wrapper"]
-        # the CGI variable count/size of the log line are only worth computing when a request
-        # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
-        self.environs = HttpEnvirons(self._base, self._hostname, self.logger.may_log)
-        self._http_environ = self.environs.build  # bound once: one attribute load per call
         uwsgi_environs = UwsgiEnvirons(self._base)
         self._uwsgi_environs = uwsgi_environs
         self._uwsgi_environ = uwsgi_environs.build_new  # (after the cache lookup below)
@@ -156,11 +156,6 @@ class RequestHandler(HttpRequests):
         # without a body byte: a proxy sends the same packet for repeated requests, and
         # comparing it costs less than hashing its vars block for the lookup
         self._last_packet: tuple[bytes | None, int, Any] = (None, 0, None)
-        # whole heads without a body, as they came -> (head, environ but wsgi.input, CGI var
-        # count, their uwsgi size but REMOTE_ADDR's (0 when not counted), server port):
-        # a client repeating a request (the same URI and headers) skips the parse and the
-        # environ's making; bounded: 256 heads of up to MAX_CACHED_HEAD bytes
-        self._heads: dict[bytes, tuple[Any, dict[str, Any], int, int, str]] = {}
 
     def preset_timeouts(self, listeners: Any) -> None:
         """Set socket-timeout on the TCP listeners the worker accepts from (sockets.Listener),

@@ -16,7 +16,7 @@ import stat
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.serve.headers import ResponseHeaders
-from uzerg.serve.request import serves_files
+from uzerg.serve.preload import serves_files
 from uzerg.serve.response import Response, ResponseError, header_block
 from uzerg.serve.static_rules import StaticFile, StaticRules
 

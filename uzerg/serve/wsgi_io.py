@@ -255,6 +255,11 @@ class InputStream:
         return True
 
 
+# the wsgi.input of every request without a body, shared: reading it returns b"" and changes
+# nothing (it never pulls, so it never fails), so no stream is built per request
+NO_BODY = InputStream()
+
+
 class ErrorStream:
     """`wsgi.errors`: a text stream whose lines go to the log (one log event per line)."""
 
