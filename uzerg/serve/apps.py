@@ -11,7 +11,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable
 
@@ -109,12 +108,24 @@ def _import_module(modname: str) -> Any:
         raise AppLoadError(f"unable to import module '{modname}': {_one_line(exc)}") from None
 
 
+# what stays of a path in its module's name (no regular expression: compiling one cost every
+# start; tests/test_regex_free_checks.py holds the old one)
+_NAME_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+
+def wsgi_file_module_name(abspath: str) -> str:
+    """uWSGI's name for a wsgi-file's module: uwsgi_file_<its path, each character but
+    [0-9A-Za-z_] made "_">."""
+    return "uwsgi_file_" + "".join(char if char in _NAME_CHARS else "_"
+                                   for char in abspath.lstrip("/"))
+
+
 def _import_file(path: str) -> Any:
     if not os.path.isfile(path):
         raise AppLoadError(f"unable to load wsgi file {path}: no such file")
     abspath = os.path.abspath(path)
     # uWSGI names such modules uwsgi_file_<mangled path>; keep that (it shows in tracebacks)
-    modname = "uwsgi_file_" + re.sub(r"[^0-9A-Za-z_]", "_", abspath.lstrip("/"))
+    modname = wsgi_file_module_name(abspath)
     loader = importlib.machinery.SourceFileLoader(modname, abspath)
     spec = importlib.util.spec_from_file_location(modname, abspath, loader=loader)
     assert spec is not None

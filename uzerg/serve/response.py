@@ -9,7 +9,6 @@ chunked (HTTP/1.1), else the connection closes.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import stat
 
@@ -20,9 +19,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
+# the checks of names, values and statuses: plain string operations, no regular expression
+# (compiling them cost every start; tests/test_regex_free_checks.py holds the old ones).
+# RFC 9110 tchar, ASCII only: a name is valid when strip() leaves nothing of it
+_TOKEN_CHARS = ("!#$%&'*+-.^_`|~0123456789"
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+# the control characters a header value must not hold (HTAB may be there), a status none
+_BAD_VALUE_CHARS = frozenset(map(chr, (*range(0x09), *range(0x0a, 0x20), 0x7f)))
+_BAD_STATUS_CHARS = frozenset(map(chr, (*range(0x20), 0x7f)))
 _NO_BODY_STATUS = frozenset((204, 304))
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
 _CLOSE = b"Connection: close\r\n"
@@ -55,7 +59,7 @@ def _status_entry(status: Any) -> tuple[int, bytes]:
         raise ResponseError(f"status must be a str, not {type(status).__name__}")
     if len(status) < 5 or not status[:3].isdigit() or status[3] != " " or not status[:3].isascii():
         raise ResponseError(f"invalid status line {status!r} (expected like '200 OK')")
-    if _BAD_STATUS.search(status):
+    if not _BAD_STATUS_CHARS.isdisjoint(status):
         raise ResponseError(f"control character in status {status!r}")
     code = int(status[:3])
     if code < 100:
@@ -74,9 +78,9 @@ def _header_entry(item: Any) -> tuple[bytes, int, bool]:
     name, value = item
     if type(name) is not str or type(value) is not str:
         raise ResponseError(f"header {item!r}: name and value must be str")
-    if _TOKEN.fullmatch(name) is None:
+    if not name or name.strip(_TOKEN_CHARS):
         raise ResponseError(f"invalid header name {name!r}")
-    if _BAD_VALUE.search(value):
+    if not _BAD_VALUE_CHARS.isdisjoint(value):
         raise ResponseError(f"control character in the value of header {name!r}")
     length = -1
     lname = name.lower()

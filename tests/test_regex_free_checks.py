@@ -1,0 +1,84 @@
+"""The response's header and status checks and the wsgi-file module name are plain string
+operations (compiling regular expressions cost every start, issue 13): they decide exactly as
+the regular expressions they replaced, kept here, on every character and on many strings."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from uzerg.serve.apps import wsgi_file_module_name
+from uzerg.serve.response import ResponseError, _header_entry, _status_entry
+
+OLD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+OLD_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+OLD_BAD_STATUS = re.compile(r"[\x00-\x1f\x7f]")
+OLD_NAME = re.compile(r"[^0-9A-Za-z_]")
+
+# every latin-1 character, the first non-latin-1 ones, and some far beyond (surrogates too)
+CHARS = [chr(code) for code in (*range(0x180), 0x2028, 0x212A, 0x130, 0x131, 0xFF10, 0xD800,
+                                0x10FFFF, 0x1D7CE)]
+SAMPLES = ["", "a", "X-Foo", "Content-Length", "a b", "a\tb", "\tx", "x\r\n", "a:b", "é",
+           "Set-Cookie", "x\x00", "\x7f", "-", "~!", "K", "\u212a", "ab\nc", "a\x0bb"]
+texts = st.text(alphabet=st.sampled_from(CHARS), max_size=12) | st.text(max_size=12)
+
+
+def name_refused(name: str) -> bool:
+    try:
+        _header_entry((name, "v"))
+    except ResponseError as exc:
+        return str(exc).startswith("invalid header name")
+    return False
+
+
+def value_refused(value: str) -> bool:
+    try:
+        _header_entry(("X-A", value))
+    except ResponseError as exc:
+        return str(exc).startswith("control character")
+    return False
+
+
+def status_refused(reason: str) -> bool:
+    try:
+        _status_entry(f"200 {reason}")
+    except ResponseError as exc:
+        return str(exc).startswith("control character")
+    return False
+
+
+def check_all(text: str) -> None:
+    assert name_refused(text) == (OLD_TOKEN.fullmatch(text) is None), repr(text)
+    assert value_refused(text) == (OLD_BAD_VALUE.search(text) is not None), repr(text)
+    assert status_refused(text) == (OLD_BAD_STATUS.search(f"200 {text}") is not None), \
+        repr(text)
+    path = f"/{text}"
+    assert wsgi_file_module_name(path) == \
+        "uwsgi_file_" + OLD_NAME.sub("_", path.lstrip("/")), repr(text)
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_samples(text: str) -> None:
+    check_all(text)
+
+
+def test_every_character_alone_and_in_the_middle() -> None:
+    for char in CHARS:
+        check_all(char)
+        check_all(f"ab{char}cd")
+        check_all(f"{char}{char}")
+
+
+@given(texts)
+def test_any_string(text: str) -> None:
+    check_all(text)
+
+
+def test_the_checks_can_refuse() -> None:
+    assert name_refused("a b") and name_refused("") and not name_refused("X-Ok")
+    assert value_refused("a\nb") and not value_refused("a\tb")
+    assert status_refused("O\rK") and not status_refused("OK")
+    assert wsgi_file_module_name("/srv/my-app.py") == "uwsgi_file_srv_my_app_py"
