@@ -1,6 +1,7 @@
-"""The response's header and status checks and the wsgi-file module name are plain string
-operations (compiling regular expressions cost every start, issue 13): they decide exactly as
-the regular expressions they replaced, kept here, on every character and on many strings."""
+"""The response's header and status checks, the wsgi-file module name and the log-format
+variables are plain string operations (compiling regular expressions cost every start, issue
+13): they decide exactly as the regular expressions they replaced, kept here, on every
+character and on many strings."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from uzerg.serve.apps import wsgi_file_module_name
+from uzerg.serve.requestlog import format_variables
 from uzerg.serve.response import ResponseError, _header_entry, _status_entry
 
 OLD_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -82,3 +84,24 @@ def test_the_checks_can_refuse() -> None:
     assert value_refused("a\nb") and not value_refused("a\tb")
     assert status_refused("O\rK") and not status_refused("OK")
     assert wsgi_file_module_name("/srv/my-app.py") == "uwsgi_file_srv_my_app_py"
+
+
+OLD_FORMAT_VAR = re.compile(r"%\(([^)]+)\)")
+FORMATS = ["", "%(addr)", "%(addr) - %(user) [%(ltime)] \"%(method) %(uri)\" %(status)",
+           "%()", "%()x)", "%(a%(b)", "%(", "%(a", "100%", "%%(a)", "(%(a))", "%(a\nb)c",
+           "%(%())", "%)(a)", "%()%(b)", "a%(b)c%(d", "%(()", "%%()(x)"]
+
+
+def check_format(fmt: str) -> None:
+    old = [(m.start(), m.end(), m[1]) for m in OLD_FORMAT_VAR.finditer(fmt)]
+    assert format_variables(fmt) == old, repr(fmt)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_log_format_samples(fmt: str) -> None:
+    check_format(fmt)
+
+
+@given(st.text(alphabet=st.sampled_from("%()ab\n"), max_size=16) | st.text(max_size=16))
+def test_any_log_format(fmt: str) -> None:
+    check_format(fmt)

@@ -15,7 +15,6 @@ line (not of a `--log-format` line, as uWSGI), reading /proc/self/statm only whe
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 _PARTS_KEPT = 256  # texts of default lines kept for repeated requests (see log_request)
-_FORMAT_VAR = r"%\(([^)]+)\)"  # compiled by re when a log-format is first read
 
 # log-format names that read a request variable directly (uWSGI's "offsetof" chunks)
 _ENVIRON_VARS = {
@@ -368,11 +366,11 @@ class RequestLogger:
         """Split a log-format into literal text and value functions, once."""
         chunks: list[str | Callable[[RequestInfo], str]] = []
         pos = 0
-        for match in re.finditer(_FORMAT_VAR, fmt):
-            if match.start() > pos:
-                chunks.append(fmt[pos : match.start()])
-            chunks.append(_dash(self._variable(match[1])))
-            pos = match.end()
+        for start, end, name in format_variables(fmt):
+            if start > pos:
+                chunks.append(fmt[pos:start])
+            chunks.append(_dash(self._variable(name)))
+            pos = end
         if pos < len(fmt):
             chunks.append(fmt[pos:])
         return chunks
@@ -421,6 +419,23 @@ class RequestLogger:
             "ioerr": lambda i: i.write_errors + i.read_errors,
         }
         return table.get(name, lambda i: "")
+
+
+def format_variables(fmt: str) -> list[tuple[int, int, str]]:
+    r"""(start, end, name) of each %(name) of a log-format, left to right: what the regular
+    expression %\(([^)]+)\) found (tests/test_regex_free_checks.py), without loading re."""
+    found: list[tuple[int, int, str]] = []
+    pos = 0
+    while (start := fmt.find("%(", pos)) >= 0:
+        close = fmt.find(")", start + 2)
+        if close < 0:  # no ")" left: no more variables
+            break
+        if close == start + 2:  # "%()": not one; the search goes on after its "%"
+            pos = start + 1
+            continue
+        found.append((start, close + 1, fmt[start + 2:close]))
+        pos = close + 1
+    return found
 
 
 def _uri_of(env: dict[str, Any]) -> str:
