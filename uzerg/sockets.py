@@ -21,7 +21,6 @@ from uzerg.addresses import (
     socket_key,
 )
 from uzerg.config.model import Config
-from uzerg.config.service_values import TlsSocketSpec
 from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError, parse_owner
 from uzerg.record import record, replace
@@ -31,6 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl  # ~10 ms: an HTTPS socket's context loads it (uzerg.serve.tls)
     from typing import Any
+
+    from uzerg.config.service_values import TlsSocketSpec
 
 log = get_logger()
 

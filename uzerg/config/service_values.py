@@ -6,8 +6,8 @@ typed record, or raises ValueError with a one-line message (uWSGI's syntax, uWSG
 
 from __future__ import annotations
 
+import _signal  # the numbers only: loaded with the interpreter (signal wraps it in enums)
 import re
-import signal
 
 from uzerg.record import record
 
@@ -90,7 +90,7 @@ class DaemonSpec:
     daemonize: bool = False  # the master daemonizes it and writes the pidfile
     freq: int = 10  # pidfile checks before a smart daemon that did not daemonize is reported
     control: bool = False  # its death stops the instance
-    stop_signal: int = int(signal.SIGTERM)
+    stop_signal: int = _signal.SIGTERM
     reload_signal: int = 0
     touch: tuple[str, ...] = ()  # files whose touch sends it stop_signal (and respawns it)
     honour_stdin: bool = False
@@ -159,7 +159,7 @@ def parse_attach_daemon2(value: str) -> DaemonSpec:
         daemonize=get("daemonize", "daemon") is not None,
         freq=atoi(pairs["freq"]) if "freq" in pairs else 10,
         control=get("control") is not None,
-        stop_signal=atoi(stop) if stop is not None else int(signal.SIGTERM),
+        stop_signal=atoi(stop) if stop is not None else _signal.SIGTERM,
         reload_signal=atoi(reload) if reload is not None else 0,
         touch=tuple(t for t in touch.split(";") if t) if touch else (),
         honour_stdin=get("stdin") is not None,

@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
+import _signal  # SIGHUP's number only: loaded with the interpreter (signal wraps it in enums)
 import importlib
 import importlib.util
 import os
-import signal
 import sys
 import types
 
@@ -142,7 +142,7 @@ class ModuleWatcher:
             if changed:
                 log.info(f"[uwsgi-python-reloader] module/file {changed} has been modified",
                          event_kind="py_autoreload", path=changed)
-                os.kill(self.master_pid, signal.SIGHUP)
+                os.kill(self.master_pid, _signal.SIGHUP)
                 return
 
     def scan(self) -> str | None:
