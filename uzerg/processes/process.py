@@ -7,9 +7,7 @@ caller (uzerg.processes.instance) logs it and exits with its status.
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import resource
 import site
 import sys
@@ -81,6 +79,8 @@ def daemonize(logfile: str) -> None:
 def _lookup_uid(value: str) -> int:
     if value.isdigit():
         return int(value)
+    import pwd  # a user's name: uid, chown-socket (start-up, before the privilege drop)
+
     try:
         return pwd.getpwnam(value).pw_uid
     except KeyError:
@@ -90,6 +90,8 @@ def _lookup_uid(value: str) -> int:
 def _lookup_gid(value: str) -> int:
     if value.isdigit():
         return int(value)
+    import grp  # a group's name: gid, chown-socket (start-up, before the privilege drop)
+
     try:
         return grp.getgrnam(value).gr_gid
     except KeyError:
@@ -123,6 +125,8 @@ def drop_privileges(uid: str | None, gid: str | None) -> None:
         new_uid = _lookup_uid(uid)
         if not gid:
             # take the user's groups, as uWSGI's initgroups does
+            import pwd  # the user's groups (uid without gid: before the drop)
+
             entry = pwd.getpwuid(new_uid) if _has_user(new_uid) else None
             if entry is not None:
                 os.initgroups(entry.pw_name, entry.pw_gid)
@@ -132,6 +136,8 @@ def drop_privileges(uid: str | None, gid: str | None) -> None:
 
 
 def _has_user(uid: int) -> bool:
+    import pwd  # drop_privileges only
+
     try:
         pwd.getpwuid(uid)
     except KeyError:
