@@ -61,6 +61,10 @@ COSTLY = {
     "uzerg.protocols.http": "HTTP sockets only",
     "uzerg.protocols.http_stream": "HTTP sockets only",
     "uzerg.protocols.https_redirect": "http-to-https sockets only",
+    "uzerg.emperor": "the Emperor and a vassal only",
+    "uzerg.emperor.channel": "the Emperor and a vassal only (the instance spells its names)",
+    "uzerg.processes.idle": "idle and cheap only",
+    "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",
 }
 APP = '''
 import sys

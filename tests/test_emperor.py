@@ -118,6 +118,13 @@ def test_vassal_environment() -> None:
                    channel.ENV_STANDBY: "1"}
 
 
+def test_an_instance_reads_the_channel_variables_by_their_names() -> None:
+    # the instance spells them itself so that a plain start does not load the channel
+    from uzerg.processes import instance
+
+    assert (instance.ENV_FD, instance.ENV_STANDBY) == (channel.ENV_FD, channel.ENV_STANDBY)
+
+
 def test_check_vassal_reports_the_file_in_one_line(tmp_path: Path) -> None:
     config = emperor_config()
     (tmp_path / "ok.ini").write_text("[uwsgi]\nsocket = /tmp/x.sock\n[zerg]\nzerg = /z\n")

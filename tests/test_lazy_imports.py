@@ -25,6 +25,7 @@ START_UP_ONLY = {
     # loaded by the master when a socket speaks HTTP (preload.load_http_support)
     "uzerg.serve.http_requests",
     "uzerg.zerg",  # the attach, at start-up
+    "uzerg.systemd",  # LISTEN_FDS, fd:// or NOTIFY_SOCKET: the sockets, the readiness service
     "grp", "pwd",  # names in uid, gid and chown-socket: resolved before the drop
 }
 

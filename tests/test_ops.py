@@ -12,6 +12,7 @@ import pytest
 from config_helpers import make_config
 
 from uzerg.processes import prometheus, takeover
+from uzerg.processes.instance import LISTEN_VARIABLES
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.stats_clients import wants_prometheus as _wants_prometheus
@@ -83,6 +84,8 @@ def test_notifier_without_socket_or_listener_never_fails(tmp_path: Path) -> None
 
 def test_listen_fds_for_another_pid_are_ignored_and_removed() -> None:
     environ = {"LISTEN_PID": "1", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:b"}
+    # the instance loads uzerg.systemd only when one of these is set
+    assert set(environ) == set(LISTEN_VARIABLES)
     assert not take_activated_sockets(environ)
     assert environ == {}
     with pytest.raises(ActivationError, match="LISTEN_FDS: not a number"):

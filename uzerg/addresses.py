@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13
 
     Kind = Literal["inet", "inet6", "unix", "abstract"]
 
+# a socket option naming a descriptor passed by systemd: fd://N or fd://NAME (uzerg.systemd)
+FD_SCHEME = "fd://"
+
 
 class AddressError(ValueError):
     """An address that cannot be parsed, resolved or bound; the message names it."""

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Sequence
 
 from uzerg.addresses import (
+    FD_SCHEME,
     AddressError,
     bind_listener,
     describe_socket,
@@ -24,7 +25,6 @@ from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.process import StartupError, parse_owner
 from uzerg.record import record, replace
-from uzerg.systemd import FD_SCHEME, ActivatedSockets, ActivationError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from uzerg.config.service_values import TlsSocketSpec
+    from uzerg.systemd import ActivatedSockets
 
 log = get_logger()
 
@@ -218,6 +219,8 @@ def _by_reference(
             item.protocol = protocol
             _log_socket(index, item.sock, "inherited")
             return item
+    from uzerg.systemd import ActivatedSockets, ActivationError  # fd:// only (start-up)
+
     try:
         sock = (activated or ActivatedSockets([])).claim_reference(text)
     except ActivationError as exc:
@@ -226,10 +229,12 @@ def _by_reference(
     return Listener(sock, protocol, "activated")
 
 
-def passed_listeners(config: Config, activated: ActivatedSockets, first_index: int
+def passed_listeners(config: Config, activated: ActivatedSockets | None, first_index: int
                      ) -> list[Listener]:
     """The passed sockets nothing configured claimed: served with the default protocol, as
     uWSGI serves every socket systemd passes."""
+    if activated is None:
+        return []
     protocol = config.protocol or "uwsgi"
     rest = [Listener(sock, protocol, "activated") for sock in activated.take_rest()]
     for offset, item in enumerate(rest):

@@ -20,14 +20,13 @@ import stat
 import time
 from collections.abc import MutableMapping
 
-from uzerg.addresses import AddressError, socket_key
+from uzerg.addresses import FD_SCHEME, AddressError, socket_key
 from uzerg.logs import get_logger
 from uzerg.record import record
 
 log = get_logger()
 
 FIRST_FD = 3  # SD_LISTEN_FDS_START
-FD_SCHEME = "fd://"
 
 
 class ActivationError(ValueError):

@@ -19,11 +19,9 @@ from collections.abc import Callable
 from uzerg import __version__
 from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
-from uzerg.emperor.channel import ENV_FD, ENV_STANDBY
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
 from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
-from uzerg.processes.idle import IdleService
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
@@ -57,7 +55,6 @@ from uzerg.sockets import (
     passed_listeners,
     unreferenced_shared_sockets,
 )
-from uzerg.systemd import ActivatedSockets, ActivationError, take_activated_sockets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,8 +62,16 @@ if TYPE_CHECKING:
 
     from uzerg.config.service_values import CronSpec, DaemonSpec
     from uzerg.processes.cheaper_tick import CheaperTick
+    from uzerg.systemd import ActivatedSockets
 
 log = get_logger()
+
+# uzerg.emperor.channel's ENV_FD and ENV_STANDBY (tests/test_emperor.py checks they match),
+# spelt here: the channel loads with uzerg.emperor.link, for a vassal only
+ENV_FD = "UWSGI_EMPEROR_FD"
+ENV_STANDBY = "UZERG_BROODLORD_STANDBY"
+# socket activation's (uzerg.systemd.take_activated_sockets): without them it is not loaded
+LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 
 NO_ROUTER = (
     "uzerg has no separate HTTP router process: --http sockets are served directly by the "
@@ -100,7 +105,7 @@ LOADED_WHEN_NEEDED = (
     "uzerg.processes.logmaster", "uzerg.processes.daemons", "uzerg.processes.cron",
     "uzerg.processes.cheaper", "uzerg.processes.cheaper_busyness",
     "uzerg.processes.cheaper_tick", "uzerg.zerg.server", "uzerg.emperor.link",
-    "uzerg.processes.takeover",
+    "uzerg.processes.takeover", "uzerg.processes.idle",
 )
 
 
@@ -278,7 +283,10 @@ class Instance:
             link = EmperorLink.from_environ(os.environ, config)
         if link is not None:
             services.append(link)
-        services.append(IdleService(config, link))
+        if config.idle or config.cheap:  # loaded when configured: it only watches for them
+            from uzerg.processes.idle import IdleService
+
+            services.append(IdleService(config, link))
         context = reexec.Context(self.origin_cwd, self.daemonized, self.state is not None)
 
         master_pid = os.getpid()  # read before any fork: see Worker's master_pid
@@ -344,13 +352,18 @@ class Instance:
             # uWSGI's line, then why (uWSGI says nothing more; an operator needs the reason)
             raise StartupError(f"{exc} ({exc.detail})" if exc.detail else str(exc)) from None
 
-    def _activated_sockets(self) -> ActivatedSockets:
+    def _activated_sockets(self) -> ActivatedSockets | None:
         """Sockets passed by systemd (LISTEN_FDS); after a reload they are inherited like
-        the others (the variables were removed at the first start)."""
+        the others (the variables were removed at the first start). None without the
+        variables: uzerg.systemd is not loaded then."""
+        if not any(name in os.environ for name in LISTEN_VARIABLES):
+            return None
         if self.state is not None:
-            for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            for name in LISTEN_VARIABLES:
                 os.environ.pop(name, None)
-            return ActivatedSockets([])
+            return None
+        from uzerg.systemd import ActivationError, take_activated_sockets
+
         try:
             return take_activated_sockets(os.environ)
         except ActivationError as exc:

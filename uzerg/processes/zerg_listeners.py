@@ -18,11 +18,11 @@ from uzerg.config.model import Config
 from uzerg.processes.process import StartupError
 from uzerg.processes.reexec import InheritedState, describe_zerg_side
 from uzerg.processes.services import Kept, MasterService, OnReadable
-from uzerg.systemd import ActivatedSockets
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from uzerg.processes.services import MasterView
+    from uzerg.systemd import ActivatedSockets
     from uzerg.zerg.server import ListenerHandover, ZergServer
 
 
