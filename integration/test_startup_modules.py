@@ -64,6 +64,7 @@ COSTLY = {
     "uzerg.emperor": "the Emperor and a vassal only",
     "uzerg.emperor.channel": "the Emperor and a vassal only (the instance spells its names)",
     "uzerg.processes.idle": "idle and cheap only",
+    "uzerg.processes.hooks": "hook-, exec- and call- phases and hook-touch only (hook_phases)",
     "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",
 }
 APP = '''

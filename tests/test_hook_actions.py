@@ -7,13 +7,32 @@ import stat
 from pathlib import Path
 
 import pytest
+from config_helpers import make_config
 
+from uzerg.config.options import HOOK_PHASES
 from uzerg.config.service_values import HOOK_ACTIONS, parse_hook
 from uzerg.processes.hook_actions import ACTIONS, HookActionError, HookExit
+from uzerg.processes.hook_phases import hooks_configured, phase_configured
+from uzerg.processes.hooks import PHASES
 
 
 def test_the_config_knows_exactly_the_actions_the_runner_has() -> None:
     assert set(ACTIONS) == HOOK_ACTIONS
+
+
+def test_the_runner_loads_for_a_configured_phase_only() -> None:
+    # uzerg.processes.hooks loads when hook_phases sees a step: every option of every phase
+    # must be seen (a missed one would never run)
+    assert {name for name, _when, _exec in HOOK_PHASES} == set(PHASES)
+    plain = make_config("--socket", "127.0.0.1:0")
+    assert not hooks_configured(plain)
+    for name, _when, has_exec in HOOK_PHASES:
+        assert not phase_configured(plain, name)
+        for kind in ("hook", "exec", "call") if has_exec else ("hook",):
+            value = "print:x" if kind == "hook" else "x"
+            config = make_config("--socket", "127.0.0.1:0", f"--{kind}-{name}", value)
+            assert phase_configured(config, name) and hooks_configured(config), (kind, name)
+    assert hooks_configured(make_config("--socket", "127.0.0.1:0", "--hook-touch", "/f print:x"))
 
 
 @pytest.mark.parametrize("value, message", [

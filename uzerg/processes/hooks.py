@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.guard import InstanceExit, one_line
+from uzerg.processes.hook_phases import HookExit, HookFailed
 from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.record import record
@@ -43,20 +44,6 @@ __all__ = [
 
 class HookActionError(Exception):
     """A hook action failed; the message says why in one line."""
-
-
-class HookExit(InstanceExit):  # the exit action was asked for: the loop's guard lets it by
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class HookFailed(Exception):
-    """A fatal phase failed; ``str()`` is the one line to show."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @record(frozen=True, slots=True)
@@ -94,7 +81,8 @@ def _steps(config: Config, phase: Phase) -> list[tuple[str, str]]:
 
 def run_phase(config: Config, name: str) -> None:
     """Run every step of a phase; raises HookFailed for a failure in a fatal one (and
-    HookExit for an ``exit:`` action)."""
+    HookExit for an ``exit:`` action). Callers go through uzerg.processes.hook_phases, which
+    loads this module only when the phase has a step."""
     phase = PHASES[name]
     for option, value in _steps(config, phase):
         try:

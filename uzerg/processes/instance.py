@@ -21,7 +21,7 @@ from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
 from uzerg.logs import configure_logging, get_logger
 from uzerg.processes import reexec
-from uzerg.processes.hooks import HookExit, HookFailed, HooksService, run_phase
+from uzerg.processes.hook_phases import HookExit, HookFailed, hooks_configured, run_phase
 from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
@@ -105,7 +105,7 @@ LOADED_WHEN_NEEDED = (
     "uzerg.processes.logmaster", "uzerg.processes.daemons", "uzerg.processes.cron",
     "uzerg.processes.cheaper", "uzerg.processes.cheaper_busyness",
     "uzerg.processes.cheaper_tick", "uzerg.zerg.server", "uzerg.emperor.link",
-    "uzerg.processes.takeover", "uzerg.processes.idle",
+    "uzerg.processes.takeover", "uzerg.processes.idle", "uzerg.processes.hooks",
 )
 
 
@@ -261,7 +261,10 @@ class Instance:
             from uzerg.processes.fifo import FifoService
 
             services.append(FifoService(config.master_fifo))
-        services.append(HooksService(config))
+        if hooks_configured(config):  # loaded when configured, before the fork
+            from uzerg.processes.hooks import HooksService
+
+            services.append(HooksService(config))
         if configured_daemons(config):
             from uzerg.processes.daemons import Daemons
 

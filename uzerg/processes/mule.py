@@ -24,7 +24,7 @@ from types import FrameType
 
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
-from uzerg.processes.hooks import HookExit, HookFailed, run_phase
+from uzerg.processes.hook_phases import HookExit, HookFailed, run_phase
 from uzerg.processes.process import set_process_title
 
 log = get_logger()

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from uzerg.addresses import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
-from uzerg.processes.hooks import HookExit, HookFailed, run_phase
+from uzerg.processes.hook_phases import HookExit, HookFailed, run_phase
 from uzerg.processes.parked import ParkedConnections
 from uzerg.processes.process import set_process_title
 from uzerg.processes.scoreboard import REQUESTS, RUNNING_TIME, TX, CoreTally, Scoreboard
