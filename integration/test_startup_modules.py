@@ -44,6 +44,7 @@ COSTLY = {
     "uzerg.logsinks": "log-master, loggers, log routes and encoders only",
     "uzerg.zerg.server": "zerg-server and zergpool only",
     "uzerg.zerg.pool": "zergpool only",
+    "uzerg.processes.zerg_listeners": "zerg-server and zergpool only",
     "typing": "~3 ms: type checkers' names only, in `if TYPE_CHECKING:` blocks",
     "urllib.parse": "imports ipaddress; uzerg.serve.environ has its own unquote",
     "ipaddress": "~1.5 ms; the loopback check packs the address",

@@ -26,6 +26,7 @@ START_UP_ONLY = {
     "uzerg.serve.http_requests",
     "uzerg.zerg",  # the attach, at start-up
     "uzerg.systemd",  # LISTEN_FDS, fd:// or NOTIFY_SOCKET: the sockets, the readiness service
+    "uzerg.processes.zerg_listeners",  # zerg-server and zergpool: built with the instance
     "grp", "pwd",  # names in uid, gid and chown-socket: resolved before the drop
 }
 

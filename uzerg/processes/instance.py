@@ -40,7 +40,6 @@ from uzerg.processes.process import (
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService
 from uzerg.processes.worker import EXIT_NEED_APP, Worker, load_thread_support
-from uzerg.processes.zerg_listeners import ZergListeners
 
 # Imported before privileges are dropped: the target uid may not be able to read our own
 # installation (a tox or root-owned virtualenv), only the application's files.
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
 
     from uzerg.config.service_values import CronSpec, DaemonSpec
     from uzerg.processes.cheaper_tick import CheaperTick
+    from uzerg.processes.zerg_listeners import ZergListeners
     from uzerg.systemd import ActivatedSockets
 
 log = get_logger()
@@ -146,7 +146,13 @@ class Instance:
         self.origin_cwd = state.origin_cwd if state else os.getcwd()
         self.daemonized = bool(state and state.daemonized)
         self.listeners: list[Listener] = []
-        self.zerg = ZergListeners(config, state)
+        # the zerg server and zergpools (and what a reload left of them) only
+        self.zerg: ZergListeners | None = None
+        if config.zerg_server or config.zergpool or (
+                state and (state.pool_sockets or state.zerg_listeners)):
+            from uzerg.processes.zerg_listeners import ZergListeners
+
+            self.zerg = ZergListeners(config, state)
         self.lifecycle = LifecycleService(config)
         self.pidfile_written = False
         self.pidfile2_written = False
@@ -173,19 +179,21 @@ class Instance:
         if config.pidfile and not _same_file(config.pidfile, config.takeover):
             write_pidfile(config.pidfile)  # takeover writes its pidfile once it took over
             self.pidfile_written = True
-        self.zerg.drop_unconfigured()
+        if self.zerg is not None:
+            self.zerg.drop_unconfigured()
         activated = self._activated_sockets()
         self.listeners = build_listeners(
             config, self._attach(), self.state.listeners if self.state else (), activated
         )
-        self.zerg.bind_pools(activated)
+        if self.zerg is not None:
+            self.zerg.bind_pools(activated)
         self.listeners += passed_listeners(config, activated, len(self.listeners))
         self._warn_unshared_takeover()
         check_http_to(config, self.listeners)
         for text in unreferenced_shared_sockets(config):
             log.warning(f"shared-socket {text}: no socket option uses it (=N): not bound",
                         event_kind="shared_socket_unused", addr=text)
-        if not self.listeners and not self.zerg.pools:
+        if not self.listeners and not (self.zerg and self.zerg.pools):
             raise StartupError(
                 "no socket to serve: use --socket, --http-socket, --http, --zerg or zergpool"
             )
@@ -243,7 +251,10 @@ class Instance:
                      if broodlord_standby else "warm standby: workers start paused until "
                      "resumed (SIGTSTP, --resume PIDFILE or the master fifo's p)",
                      event_kind="standby")
-        services.extend([self.zerg, self.lifecycle])
+        if self.zerg is not None:
+            services.append(self.zerg)
+        services.append(self.lifecycle)
+        zerg_stats = self.zerg.stats if self.zerg is not None else _no_zerg_servers
         mules = None
         if config.mule:  # loaded when configured (start-up time)
             from uzerg.processes.mules import Mules
@@ -252,10 +263,10 @@ class Instance:
         if config.stats or config.stats_prometheus:  # the services load when configured
             from uzerg.processes.stats import StatsService
         if config.stats:
-            services.append(StatsService(config.stats, bool(config.stats_http), self.zerg.stats,
+            services.append(StatsService(config.stats, bool(config.stats_http), zerg_stats,
                                          mules=mules.stats if mules else None))
         if config.stats_prometheus:
-            services.append(StatsService(config.stats_prometheus, True, self.zerg.stats,
+            services.append(StatsService(config.stats_prometheus, True, zerg_stats,
                                          prometheus=True))
         if config.master_fifo:
             from uzerg.processes.fifo import FifoService
@@ -428,7 +439,8 @@ class Instance:
         """Start-up failed: undo what this process created."""
         for listener in self.listeners:
             close_listener(listener, vacuum=listener.origin == "bound")
-        self.zerg.abort()
+        if self.zerg is not None:
+            self.zerg.abort()
         if self.pidfile_written and self.config.vacuum:
             remove_pidfile(self.config.pidfile)
         if self.pidfile2_written and self.config.vacuum:
@@ -448,6 +460,10 @@ class Instance:
 
 def _same_file(path: str, other: str | None) -> bool:
     return bool(path) and other is not None and os.path.abspath(path) == os.path.abspath(other)
+
+
+def _no_zerg_servers() -> list[dict[str, object]]:
+    return []  # the stats of an instance without zerg-server and zergpool
 
 
 def _no_app_needed() -> Callable[..., Any]:
