@@ -65,6 +65,7 @@ COSTLY = {
     "uzerg.emperor": "the Emperor and a vassal only",
     "uzerg.emperor.channel": "the Emperor and a vassal only (the instance spells its names)",
     "uzerg.processes.idle": "idle and cheap only",
+    "uzerg.serve.requestlog": "request lines only (off: disable-logging without log-4xx...)",
     "uzerg.processes.hooks": "hook-, exec- and call- phases and hook-touch only (hook_phases)",
     "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",
 }
@@ -88,7 +89,8 @@ def test_a_zerg_answers_without_loading_costly_modules(uzerg: InstanceStarter,
                        wait_workers=None)
     pool.wait_for_log("spawned uWSGI master process")
     tcp = BOUND.search(pool.log_text()).group(1)  # type: ignore[union-attr]
-    start_zerg(uzerg, app, pool_address, workers=1, extra=("--master",))
+    # request logging off, as the benchmarks' zerg (bench/start_instructions.py)
+    start_zerg(uzerg, app, pool_address, workers=1, extra=("--master", "--disable-logging"))
     loaded = set(get(tcp, "uwsgi").split())
     assert "uzerg.processes.worker" in loaded  # the list is a worker's
     assert "modules_app" in loaded or any("modules_app" in name for name in loaded)

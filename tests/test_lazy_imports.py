@@ -27,6 +27,7 @@ START_UP_ONLY = {
     "uzerg.zerg",  # the attach, at start-up
     "uzerg.systemd",  # LISTEN_FDS, fd:// or NOTIFY_SOCKET: the sockets, the readiness service
     "uzerg.processes.zerg_listeners",  # zerg-server and zergpool: built with the instance
+    "uzerg.serve.requestlog",  # loaded by the master before the fork when lines can be logged
     "grp", "pwd",  # names in uid, gid and chown-socket: resolved before the drop
 }
 

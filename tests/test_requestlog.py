@@ -9,7 +9,7 @@ import time
 
 from config_helpers import make_config
 
-from uzerg.logs import configure_logging
+from uzerg.logs import configure_logging, logs_requests, request_logger
 from uzerg.serve.requestlog import RequestInfo, RequestLogger
 
 # the environ real uWSGI 2.0.31 built for `curl http://127.0.0.1:9192/a/b?x=1` on --http-socket;
@@ -205,3 +205,15 @@ def test_the_direct_write_keeps_repeated_lines_apart(tmp_path):
             assert len(logger._parts) <= requestlog._PARTS_KEPT
         finally:
             configure_logging()
+
+
+def test_a_worker_gets_a_request_logger_exactly_when_a_line_can_be_written() -> None:
+    # logs_requests decides from the configuration whether uzerg.serve.requestlog loads at all
+    for argv in ([], ["--disable-logging"], ["--disable-logging", "--log-4xx"],
+                 ["--disable-logging", "--log-5xx"], ["--disable-logging", "--log-slow", "100"],
+                 ["--disable-logging", "--log-big", "1000"], ["--disable-logging", "--log-zero"],
+                 ["--disable-logging", "--log-sendfile"], ["--disable-logging", "--log-ioerror"]):
+        config = make_config("--socket", "127.0.0.1:0", *argv)
+        assert logs_requests(config) == RequestLogger(config, 1).may_log, argv
+        assert (request_logger(config, 1) is not None) == logs_requests(config), argv
+    assert not logs_requests(make_config("--socket", "127.0.0.1:0", "--disable-logging"))

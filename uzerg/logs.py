@@ -22,6 +22,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TextIO
 
+    from uzerg.config.model import Config
+    from uzerg.serve.requestlog import RequestLogger
+
 
 def _plain_renderer(_logger: Any, _name: str, event_dict: dict[str, Any]) -> str:
     return str(event_dict.get("event", ""))
@@ -52,6 +55,24 @@ def set_request_fd(fd: int) -> None:
 
 def request_fd() -> int:
     return _request_fd[0]
+
+
+def logs_requests(config: Config) -> bool:
+    """A request line can be written (RequestLogger.may_log, from the configuration): request
+    logging on, or one of uWSGI's conditional logs."""
+    return bool(not config.disable_logging or config.log_4xx or config.log_5xx
+                or config.log_slow or config.log_big or config.log_zero or config.log_sendfile
+                or config.log_ioerror)
+
+
+def request_logger(config: Config, worker_id: int) -> RequestLogger | None:
+    """A worker's request logger; None when no line can be written: uzerg.serve.requestlog is
+    not loaded then (the master loads it before the fork otherwise)."""
+    if not logs_requests(config):
+        return None
+    from uzerg.serve.requestlog import RequestLogger
+
+    return RequestLogger(config, worker_id)
 
 
 def _structlog() -> Any:

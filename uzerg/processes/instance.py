@@ -19,7 +19,7 @@ from collections.abc import Callable
 from uzerg import __version__
 from uzerg.addresses import describe_socket
 from uzerg.config.model import Config
-from uzerg.logs import configure_logging, get_logger
+from uzerg.logs import configure_logging, get_logger, logs_requests
 from uzerg.processes import reexec
 from uzerg.processes.hook_phases import HookExit, HookFailed, hooks_configured, run_phase
 from uzerg.processes.lifecycle import LifecycleService
@@ -202,6 +202,8 @@ class Instance:
         load_title_support(config)
         load_thread_support(config)
         load_http_support(self.listeners)  # the HTTP side if a socket speaks it (received too)
+        if logs_requests(config):  # the workers' request lines: loaded once, before the fork
+            import uzerg.serve.requestlog  # noqa: F401
         if serves_files(config):  # the workers' module, loaded once before the fork
             from uzerg.serve.static import load_file_support
 

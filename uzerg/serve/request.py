@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from uzerg.config.model import Config
-from uzerg.logs import get_logger
+from uzerg.logs import get_logger, request_logger
 from uzerg.protocols.uwsgi import UwsgiProtocolError, uwsgi_vars_end
 from uzerg.serve.body import InvalidBody, LengthBody, drain_before_close, send_error_response
 from uzerg.serve.connection import (  # (FIRST_BYTES_WAIT_MS: what worker.py refers to)
@@ -37,7 +37,6 @@ from uzerg.serve.pending import (
     serve_blocking,
 )
 from uzerg.serve.preload import serves_files
-from uzerg.serve.requestlog import RequestLogger
 from uzerg.serve.response import Response
 from uzerg.serve.uwsgi_environ import NO_NEAR_PACKET, UwsgiEnvirons, near_packet
 from uzerg.serve.wsgi_io import (
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
     import ssl
     from typing import Any
 
+    from uzerg.serve.requestlog import RequestLogger
     from uzerg.serve.static import StaticMap
 
 log = get_logger()
@@ -120,9 +120,9 @@ class RequestHandler:
 
             self.static = StaticMap.from_config(config, headers)
             self._serve_static = serve_static
-        self.logger = RequestLogger(config, worker_id)
-        # the clocks read around a request only feed its log line
-        self._timed = self.logger.may_log
+        self.logger: RequestLogger = request_logger(config, worker_id)  # type: ignore[assignment]
+        # the clocks read around a request only feed its log line (None: no line can be)
+        self._timed = self.logger is not None
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
         self.total_requests = total_requests
