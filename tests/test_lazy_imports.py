@@ -28,6 +28,7 @@ START_UP_ONLY = {
     "uzerg.systemd",  # LISTEN_FDS, fd:// or NOTIFY_SOCKET: the sockets, the readiness service
     "uzerg.processes.zerg_listeners",  # zerg-server and zergpool: built with the instance
     "uzerg.serve.requestlog",  # loaded by the master before the fork when lines can be logged
+    "uzerg.processes.lifecycle",  # takeover and NOTIFY_SOCKET: built with the instance
     "grp", "pwd",  # names in uid, gid and chown-socket: resolved before the drop
 }
 

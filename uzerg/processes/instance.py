@@ -22,7 +22,6 @@ from uzerg.config.model import Config
 from uzerg.logs import configure_logging, get_logger, logs_requests
 from uzerg.processes import reexec
 from uzerg.processes.hook_phases import HookExit, HookFailed, hooks_configured, run_phase
-from uzerg.processes.lifecycle import LifecycleService
 from uzerg.processes.master import SIGNALS, Master
 from uzerg.processes.process import (
     StartupError,
@@ -61,6 +60,7 @@ if TYPE_CHECKING:
 
     from uzerg.config.service_values import CronSpec, DaemonSpec
     from uzerg.processes.cheaper_tick import CheaperTick
+    from uzerg.processes.lifecycle import LifecycleService
     from uzerg.processes.zerg_listeners import ZergListeners
     from uzerg.systemd import ActivatedSockets
 
@@ -153,7 +153,12 @@ class Instance:
             from uzerg.processes.zerg_listeners import ZergListeners
 
             self.zerg = ZergListeners(config, state)
-        self.lifecycle = LifecycleService(config)
+        # readiness: what a takeover and systemd's Type=notify wait for, for them only
+        self.lifecycle: LifecycleService | None = None
+        if config.takeover or os.environ.get("NOTIFY_SOCKET"):
+            from uzerg.processes.lifecycle import LifecycleService
+
+            self.lifecycle = LifecycleService(config)
         self.pidfile_written = False
         self.pidfile2_written = False
 
@@ -255,7 +260,8 @@ class Instance:
                      event_kind="standby")
         if self.zerg is not None:
             services.append(self.zerg)
-        services.append(self.lifecycle)
+        if self.lifecycle is not None:
+            services.append(self.lifecycle)
         zerg_stats = self.zerg.stats if self.zerg is not None else _no_zerg_servers
         mules = None
         if config.mule:  # loaded when configured (start-up time)
@@ -452,8 +458,8 @@ class Instance:
         """At exit, after the master's services: the sockets and the pidfile."""
         for listener in self.listeners:
             close_listener(listener, vacuum=vacuum and listener.origin == "bound")
-        took_over = self.lifecycle.took_over and _same_file(self.config.pidfile or "",
-                                                            self.config.takeover)
+        took_over = bool(self.lifecycle and self.lifecycle.took_over) and _same_file(
+            self.config.pidfile or "", self.config.takeover)
         if vacuum and (self.pidfile_written or took_over):
             remove_pidfile(self.config.pidfile or "")  # only while it still names us
         if vacuum and self.pidfile2_written:
