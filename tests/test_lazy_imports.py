@@ -68,3 +68,9 @@ def test_the_list_names_importable_modules() -> None:
 
     for name in LOADED_WHEN_NEEDED:
         assert importlib.import_module(name).__name__ == name
+
+
+def test_each_module_is_listed_once() -> None:
+    # a module in both lists, or twice in one, is a list nobody checked
+    assert len(set(LOADED_WHEN_NEEDED)) == len(LOADED_WHEN_NEEDED)
+    assert not set(LOADED_WHEN_NEEDED) & START_UP_ONLY
