@@ -31,6 +31,7 @@ COSTLY = {
     "mimetypes": "static-map only",
     "difflib": "a mistyped option only",
     "glob": "for-glob only",
+    "resource": "max-fd only; a worker reads its descriptor limit with os.sysconf",
     "ctypes": "~2 ms with libffi; the scoreboard is struct fields over its mmap",
     "encodings.idna": "getaddrinfo gets ASCII host names as bytes",
     "uzerg.config.docs": "--help only",

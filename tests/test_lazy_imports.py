@@ -29,7 +29,7 @@ START_UP_ONLY = {
     "uzerg.processes.zerg_listeners",  # zerg-server and zergpool: built with the instance
     "uzerg.serve.requestlog",  # loaded by the master before the fork when lines can be logged
     "uzerg.processes.lifecycle",  # takeover and NOTIFY_SOCKET: built with the instance
-    "grp", "pwd",  # names in uid, gid and chown-socket: resolved before the drop
+    "grp", "pwd", "resource",  # names in uid, gid and chown-socket: resolved before the drop
 }
 
 

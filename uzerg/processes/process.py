@@ -8,7 +8,6 @@ caller (uzerg.processes.instance) logs it and exits with its status.
 from __future__ import annotations
 
 import os
-import resource
 import site
 import sys
 
@@ -194,6 +193,8 @@ def prepare_environment(config: Config) -> None:
 def set_max_fd(limit: int) -> None:
     """--max-fd: soft and hard RLIMIT_NOFILE to ``limit`` (raising it needs root); as uWSGI,
     a refusal is logged and the instance runs with the limit it has."""
+    import resource  # max-fd only (start-up)
+
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     except (OSError, ValueError) as exc:

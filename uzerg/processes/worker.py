@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import _socket
 import os
-import resource
 import select
 import signal
 import sys
@@ -91,9 +90,10 @@ class Worker:
         self.threads = config.threads
         self.max_requests = config.max_requests
         self.reload_on_rss = config.reload_on_rss * 1024 * 1024
-        # each parked head holds a descriptor: never more than half of them
-        soft_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft_nofile == resource.RLIM_INFINITY:
+        # each parked head holds a descriptor: never more than half of them (sysconf: the soft
+        # RLIMIT_NOFILE, -1 for unlimited, without loading the resource module)
+        soft_nofile = os.sysconf("SC_OPEN_MAX")
+        if soft_nofile < 0:
             soft_nofile = 1 << 20
         self.pending_limit = max(
             1, min(config.max_pending_heads, soft_nofile // 2) // self.threads
