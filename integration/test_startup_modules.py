@@ -67,6 +67,7 @@ COSTLY = {
     "uzerg.emperor.channel": "the Emperor and a vassal only (the instance spells its names)",
     "uzerg.processes.idle": "idle and cheap only",
     "uzerg.processes.lifecycle": "takeover and NOTIFY_SOCKET (readiness) only",
+    "uzerg.serve.headers": "add-header and del-header only",
     "uzerg.serve.requestlog": "request lines only (off: disable-logging without log-4xx...)",
     "uzerg.processes.hooks": "hook-, exec- and call- phases and hook-touch only (hook_phases)",
     "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",

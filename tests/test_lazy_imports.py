@@ -28,6 +28,7 @@ START_UP_ONLY = {
     "uzerg.systemd",  # LISTEN_FDS, fd:// or NOTIFY_SOCKET: the sockets, the readiness service
     "uzerg.processes.zerg_listeners",  # zerg-server and zergpool: built with the instance
     "uzerg.serve.requestlog",  # loaded by the master before the fork when lines can be logged
+    "uzerg.serve.headers",  # add-header, del-header: loaded by the master before the fork
     "uzerg.processes.lifecycle",  # takeover and NOTIFY_SOCKET: built with the instance
     "grp", "pwd", "resource",  # names in uid, gid and chown-socket: resolved before the drop
 }

@@ -209,6 +209,8 @@ class Instance:
         load_http_support(self.listeners)  # the HTTP side if a socket speaks it (received too)
         if logs_requests(config):  # the workers' request lines: loaded once, before the fork
             import uzerg.serve.requestlog  # noqa: F401
+        if config.add_header or config.del_header:  # the workers' header rules: the same
+            import uzerg.serve.headers  # noqa: F401
         if serves_files(config):  # the workers' module, loaded once before the fork
             from uzerg.serve.static import load_file_support
 

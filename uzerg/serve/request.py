@@ -28,7 +28,6 @@ from uzerg.serve.connection import (  # (FIRST_BYTES_WAIT_MS: what worker.py ref
     preset_timeouts,
     timeval,
 )
-from uzerg.serve.headers import ResponseHeaders
 from uzerg.serve.pending import (
     HandledCounts,
     PendingHead,
@@ -97,7 +96,11 @@ class RequestHandler:
         memoryview item, bumped here (no call per logged request); without either M is this
         worker's count. `http`: see __new__."""
         # add-header/del-header: the app's start_response() goes through them (none: direct)
-        headers = ResponseHeaders.from_config(config.add_header, config.del_header)
+        headers = None
+        if config.add_header or config.del_header:  # loaded by the master before the fork
+            from uzerg.serve.headers import ResponseHeaders
+
+            headers = ResponseHeaders.from_config(config.add_header, config.del_header)
         self.app = app if headers is None else headers.wrap(app)
         self._error_extra = b"" if headers is None else headers.error_lines
         head, _, text = _ERROR_500.partition(b"\r\n\r\n")
