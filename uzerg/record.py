@@ -127,88 +127,124 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False,  # noqa: F811
 
 
 def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
-    body = dict(cls.__dict__)
-    record_fields = _collect(cls)
-    if slots:
-        cls = _with_slots(cls, record_fields)
+    # One pass over the annotations, and the Field objects of the fields declared without
+    # field() made only when fields() asks for them: Config has ~260 fields (issue 13).
+    body = cls.__dict__
+    annotations = body.get("__annotations__", {})
+    names = tuple(annotations)
+    defaults: dict[str, Any] = {}  # init fields with a default (_FACTORY: a default_factory)
+    specials: dict[str, Field] = {}  # the fields declared with field()
+    seen_default = False
+    for name, annotation in annotations.items():
+        if isinstance(annotation, str) and annotation.startswith(("ClassVar", "InitVar")):
+            raise TypeError(f"{cls.__qualname__}.{name}: record has no ClassVar/InitVar")
+        value = body.get(name, MISSING)
+        if isinstance(value, Field):
+            value.name = name
+            specials[name] = value
+            init = value.init
+            has_default = value.default is not MISSING or value.default_factory is not MISSING
+            if init and has_default:
+                defaults[name] = value.default if value.default is not MISSING else _FACTORY
+            value = value.default
+        else:
+            init = True
+            has_default = value is not MISSING
+            if has_default:
+                defaults[name] = value
+        if value is not MISSING and type(value).__hash__ is None:
+            raise ValueError(f"mutable default {type(value)} for field {name} is not "
+                             "allowed: use default_factory")
+        if init and not has_default and seen_default:
+            raise TypeError(f"non-default argument {name!r} follows default argument")
+        seen_default = seen_default or (init and has_default)
+    if specials:
+        init_names = tuple(n for n in names if n not in specials or specials[n].init)
+        repr_names = tuple(n for n in names if n not in specials or specials[n].repr)
+        compared = [n for n in names if n not in specials or specials[n].compare]
     else:
-        for f in record_fields:  # as dataclass: the class attribute is the plain default
-            if isinstance(body.get(f.name), Field):
-                if f.default is MISSING:
-                    delattr(cls, f.name)
-                else:
-                    setattr(cls, f.name, f.default)
-    cls.__record_fields__ = record_fields  # type: ignore[attr-defined]
-    if "__match_args__" not in body:
-        cls.__match_args__ = tuple(f.name for f in record_fields if f.init)  # type: ignore[attr-defined]
-    if cls.__doc__ is None:
-        cls.__doc__ = f"{cls.__name__}({', '.join(f.name for f in record_fields)})"
-    _set(cls, body, "__init__", _init(cls, record_fields))
-    _set(cls, body, "__repr__", _repr(record_fields))
-    _set(cls, body, "__eq__", _eq(record_fields))
+        init_names = repr_names = names
+        compared = list(names)
+    qualname = cls.__qualname__
+    methods: dict[str, Any] = {"__record_fields__": _Fields(names, defaults, specials)}
+
+    def add(name: str, function: Any) -> None:
+        if name not in body:  # else the class wrote its own, as dataclass leaves it
+            function.__qualname__ = f"{qualname}.{name}"
+            methods[name] = function
+
+    add("__init__", _init(cls, init_names, defaults, specials))
+    add("__repr__", _repr(repr_names))
+    add("__eq__", _eq(compared))
     if frozen:
-        _set(cls, body, "__setattr__", _frozen_setattr(cls, record_fields))
-        _set(cls, body, "__delattr__", _frozen_delattr(cls, record_fields))
+        add("__setattr__", _frozen_setattr(cls, names))
+        add("__delattr__", _frozen_delattr(cls, names))
         if slots:
-            _set(cls, body, "__getstate__", _getstate)
-            _set(cls, body, "__setstate__", _setstate)
+            add("__getstate__", _getstate)
+            add("__setstate__", _setstate)
     class_hash = body.get("__hash__", MISSING)
     if class_hash is MISSING or (class_hash is None and "__eq__" in body):
         # dataclass: eq and frozen → hash of the compared fields; eq alone → unhashable
-        hashed = [f.name for f in record_fields if (f.compare if f.hash is None else f.hash)]
-        cls.__hash__ = _hash(hashed) if frozen else None  # type: ignore[assignment]
+        methods["__hash__"] = None
+        if frozen:
+            hashed = [n for n in names if n not in specials or (
+                specials[n].compare if specials[n].hash is None else specials[n].hash)]
+            methods["__hash__"] = _hash(hashed)
+            methods["__hash__"].__qualname__ = f"{qualname}.__hash__"
+    if "__match_args__" not in body:
+        methods["__match_args__"] = init_names
+    if cls.__doc__ is None:
+        methods["__doc__"] = f"{cls.__name__}({', '.join(names)})"
+    if slots:
+        # a class's slots are fixed at its creation: the class is made again, in one call
+        new_body = dict(body)
+        for name in (*names, "__dict__", "__weakref__"):
+            new_body.pop(name, None)
+        new_body.update(methods)
+        new_body["__slots__"] = names
+        new_body["__qualname__"] = qualname
+        return type(cls)(cls.__name__, cls.__bases__, new_body)  # type: ignore[no-any-return]
+    for name, f in specials.items():  # as dataclass: the class attribute is the plain default
+        if f.default is MISSING:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, f.default)
+    for name, value in methods.items():
+        setattr(cls, name, value)
     return cls
 
 
-def _collect(cls: type) -> tuple[Field, ...]:
-    collected = []
-    seen_default = False
-    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
-        if isinstance(annotation, str) and annotation.startswith(("ClassVar", "InitVar")):
-            raise TypeError(f"{cls.__qualname__}.{name}: record has no ClassVar/InitVar")
-        value = cls.__dict__.get(name, MISSING)
-        f = value if isinstance(value, Field) else Field(default=value)
-        f.name = name
-        if f.default is not MISSING and type(f.default).__hash__ is None:
-            raise ValueError(f"mutable default {type(f.default)} for field {name} is not "
-                             "allowed: use default_factory")
-        has_default = f.default is not MISSING or f.default_factory is not MISSING
-        if f.init and not has_default and seen_default:
-            raise TypeError(f"non-default argument {name!r} follows default argument")
-        seen_default = seen_default or (f.init and has_default)
-        collected.append(f)
-    return tuple(collected)
+class _Fields:
+    """A record's ``__record_fields__``: its Field objects, made when first asked for."""
+
+    __slots__ = ("built", "defaults", "names", "specials")
+
+    def __init__(self, names: tuple[str, ...], defaults: dict[str, Any],
+                 specials: dict[str, Field]) -> None:
+        self.names = names
+        self.defaults = defaults
+        self.specials = specials
+        self.built: tuple[Field, ...] | None = None
+
+    def __get__(self, obj: Any, owner: Any = None) -> tuple[Field, ...]:
+        if self.built is None:
+            made = []
+            for name in self.names:
+                f = self.specials.get(name)
+                if f is None:  # a field declared with a plain default (always an init field)
+                    f = Field(default=self.defaults.get(name, MISSING))
+                    f.name = name
+                made.append(f)
+            self.built = tuple(made)
+        return self.built
 
 
-def _with_slots(cls: type[T], record_fields: tuple[Field, ...]) -> type[T]:
-    """The class made again with ``__slots__`` (a class's slots are fixed at its creation)."""
-    names = tuple(f.name for f in record_fields)
-    body = dict(cls.__dict__)
-    body["__slots__"] = names
-    for name in (*names, "__dict__", "__weakref__"):
-        body.pop(name, None)
-    new = type(cls)(cls.__name__, cls.__bases__, body)
-    new.__qualname__ = cls.__qualname__
-    return new
-
-
-def _set(cls: type, body: dict[str, Any], name: str, function: Any) -> None:
-    if name in body:  # the class wrote its own, as dataclass leaves it
-        return
-    if hasattr(function, "__qualname__"):
-        function.__qualname__ = f"{cls.__qualname__}.{name}"
-    setattr(cls, name, function)
-
-
-def _init(cls: type, record_fields: tuple[Field, ...]) -> Callable[..., None]:
-    specs = [f for f in record_fields if f.init]
-    names = tuple(f.name for f in specs)
-    defaults = {f.name: f.default if f.default is not MISSING else _FACTORY
-                for f in specs if f.default is not MISSING or f.default_factory is not MISSING}
-    factories = tuple((f.name, f.default_factory) for f in specs
-                      if f.default is MISSING and f.default_factory is not MISSING)
+def _init(cls: type, names: tuple[str, ...], defaults: dict[str, Any],
+          specials: dict[str, Field]) -> Callable[..., None]:
+    factories = tuple((n, f.default_factory) for n, f in specials.items()
+                      if f.init and f.default is MISSING and f.default_factory is not MISSING)
     # init=False fields with a default or factory are set too, as dataclass does
-    unset = tuple((f.name, f.default, f.default_factory) for f in record_fields
+    unset = tuple((n, f.default, f.default_factory) for n, f in specials.items()
                   if not f.init and (f.default is not MISSING or f.default_factory is not MISSING))
     post_init = hasattr(cls, "__post_init__")
     qualname = cls.__qualname__
@@ -258,9 +294,7 @@ def _raise_bad_arguments(qualname: str, names: tuple[str, ...], defaults: dict[s
                     f"'{missing}'")
 
 
-def _repr(record_fields: tuple[Field, ...]) -> Callable[[Any], str]:
-    names = tuple(f.name for f in record_fields if f.repr)
-
+def _repr(names: tuple[str, ...]) -> Callable[[Any], str]:
     @reprlib.recursive_repr()
     def __repr__(self: Any) -> str:  # noqa: N807
         values = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
@@ -279,8 +313,8 @@ def _values(names: list[str]) -> Callable[[Any], Any]:
     return attrgetter(*names)
 
 
-def _eq(record_fields: tuple[Field, ...]) -> Callable[[Any, Any], Any]:
-    values = _values([f.name for f in record_fields if f.compare])
+def _eq(names: list[str]) -> Callable[[Any, Any], Any]:
+    values = _values(names)
 
     def __eq__(self: Any, other: Any) -> Any:  # noqa: N807
         if other.__class__ is self.__class__:
@@ -299,10 +333,8 @@ def _hash(names: list[str]) -> Callable[[Any], int]:
     return __hash__
 
 
-def _frozen_setattr(cls: type, record_fields: tuple[Field, ...]) \
-        -> Callable[[Any, str, Any], None]:
-    names = frozenset(f.name for f in record_fields)
-
+# names: a tuple, searched only for an instance of a subclass (uzerg has none)
+def _frozen_setattr(cls: type, names: tuple[str, ...]) -> Callable[[Any, str, Any], None]:
     def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
         if type(self) is cls or name in names:
             raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -311,9 +343,7 @@ def _frozen_setattr(cls: type, record_fields: tuple[Field, ...]) \
     return __setattr__
 
 
-def _frozen_delattr(cls: type, record_fields: tuple[Field, ...]) -> Callable[[Any, str], None]:
-    names = frozenset(f.name for f in record_fields)
-
+def _frozen_delattr(cls: type, names: tuple[str, ...]) -> Callable[[Any, str], None]:
     def __delattr__(self: Any, name: str) -> None:  # noqa: N807
         if type(self) is cls or name in names:
             raise FrozenInstanceError(f"cannot delete field {name!r}")
