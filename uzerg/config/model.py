@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 __all__ = ["Config"]
 
 
-@record(frozen=True, slots=True)
+# not slotted: a class with ~260 slots costs ~1.1M instructions more to build at every start
+# (issue 13); one Config is built, and read only at start-up
+@record(frozen=True)
 class Config:
     """The resolved configuration: one attribute per option (``-`` → ``_``)."""
 

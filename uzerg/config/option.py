@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13
     Kind = Literal["flag", "int", "string", "list"]
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)  # not slotted: see __init__
 class Option:
     name: str
     kind: Kind
@@ -47,23 +47,15 @@ class Option:
                  accepted_only: bool = False, minimum: int | None = None,
                  maximum: int | None = None, warns: str | None = None,
                  parse: Callable[[str], Any] | None = None) -> None:
-        # written out (record keeps it): every start builds ~240 options, and record's shared
-        # __init__ takes ~4x longer (issue 13). tests/test_options.py checks it against the fields
-        setter = object.__setattr__
-        setter(self, "name", name)
-        setter(self, "kind", kind)
-        setter(self, "help", help)
-        setter(self, "category", category)
-        setter(self, "default", default)
-        setter(self, "aliases", aliases)
-        setter(self, "short", short)
-        setter(self, "bare", bare)
-        setter(self, "metavar", metavar)
-        setter(self, "accepted_only", accepted_only)
-        setter(self, "minimum", minimum)
-        setter(self, "maximum", maximum)
-        setter(self, "warns", warns)
-        setter(self, "parse", parse)
+        # written out (record keeps it), the instance's dict filled in one call: every start
+        # builds ~240 options, and record's shared __init__ takes ~4x longer, 14 slot or
+        # attribute sets each ~2.5M instructions more (issue 13; why Option has no slots).
+        # tests/test_options.py checks it against the fields
+        self.__dict__.update({
+            "name": name, "kind": kind, "help": help, "category": category,
+            "default": default, "aliases": aliases, "short": short, "bare": bare,
+            "metavar": metavar, "accepted_only": accepted_only, "minimum": minimum,
+            "maximum": maximum, "warns": warns, "parse": parse})
 
     @property
     def parser(self) -> Callable[[str], Any]:
