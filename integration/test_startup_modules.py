@@ -71,6 +71,7 @@ COSTLY = {
     "uzerg.serve.requestlog": "request lines only (off: disable-logging without log-4xx...)",
     "uzerg.processes.hooks": "hook-, exec- and call- phases and hook-touch only (hook_phases)",
     "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",
+    "uzerg.config.expand": "a value with $(...), @(...) or %(...) only",
 }
 APP = '''
 import sys

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from uzerg.config import options
 from uzerg.config.argv import parse_argv
 from uzerg.config.collect import Collector, Entry
-from uzerg.config.expand import expand_entries
 from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
 from uzerg.config.model import Config
 from uzerg.config.options import Option
@@ -71,8 +70,21 @@ def _load(argv: list[str], environ: Mapping[str, str], warnings: list[str],
             collector.load(arg, None)
         else:
             raise ConfigError("command line", arg, "unexpected argument (expected FILE.ini)")
-    referenced = expand_entries(collector.entries, environ, warnings.append)
+    referenced: set[str] = set()
+    if any(_has_reference(e) for e in collector.entries):
+        # $(...), @(...), %(...): loaded only when a value has one, not at every start (issue 13)
+        from uzerg.config.expand import expand_entries
+
+        referenced = expand_entries(collector.entries, environ, warnings.append)
     return _resolve(collector.entries, referenced, warnings, write)
+
+
+def _has_reference(entry: Entry) -> bool:
+    """Whether expand_entries may change the entry (a value without one is left as it is)."""
+    value = entry.value
+    if not value or entry.immediate:
+        return False
+    return "$(" in value or "@(" in value or "%(" in value
 
 
 def _env_key(name: str) -> str | None:
