@@ -43,8 +43,14 @@ def test_config_fields_mirror_the_option_table() -> None:
         assert fields[option.attr].default == option.initial, option.name
     # the names uzerg.config.model imports for type checkers only (typing is not loaded at
     # run time: start-up time, issue 13)
+    from uzerg.config import ini, service_values, values
+
     hints = typing.get_type_hints(Config, localns={
-        "Any": typing.Any, "Protocol": typing.Literal["uwsgi", "http"]})
+        "Any": typing.Any, "Protocol": typing.Literal["uwsgi", "http"],
+        **{name: getattr(module, name) for module, names in (
+            (ini, ("Origin",)), (service_values, ("CronSpec", "DaemonSpec", "TlsSocketSpec")),
+            (values, ("EncoderSpec", "LoggerSpec", "RouteSpec", "ZergPoolEntry")))
+           for name in names}})
     assert hints["processes"] is int and hints["master"] is bool
     assert hints["chmod_socket"] == int | None
     assert hints["zergpool"] == tuple[ZergPoolEntry, ...]

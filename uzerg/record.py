@@ -21,13 +21,13 @@ between records (uzerg has none).
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Callable
 from operator import attrgetter
 
 __all__ = ["MISSING", "Field", "FrozenInstanceError", "field", "fields", "record", "replace"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform, overload
 
     T = TypeVar("T")

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
 
 from uzerg.config.ini import ConfigError, Origin, has_undecodable, read_ini, split_file_section
 from uzerg.record import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: not imported at run time (issue 13)
+    from collections.abc import Callable, Mapping
 
 END_KEYS = frozenset({"end", "endif", "endfor", "end-if", "end-for"})
 IF_KEYS = frozenset({

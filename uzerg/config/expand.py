@@ -6,13 +6,17 @@ cannot be resolved is kept as written (log-format variables like ``%(addr)`` rel
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
-from uzerg.config.collect import Entry
 from uzerg.config.ini import ConfigError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: not imported at run time (issue 13)
+    from collections.abc import Callable, Mapping
+
+    from uzerg.config.collect import Entry
+
+    Hook = Callable[[str], str | None]
+
 MAX_EXPANSIONS = 1000  # per value: more means a reference loop (a = %(b), b = %(a))
-Hook = Callable[[str], str | None]
 
 
 def expand_entries(entries: list[Entry], environ: Mapping[str, str],

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Mapping
 
 from uzerg.config import options
 from uzerg.config.argv import parse_argv
 from uzerg.config.collect import Collector, Entry
-from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError, Origin
+from uzerg.config.ini import COMMAND_LINE, ENVIRONMENT, ConfigError
 from uzerg.config.model import Config
-from uzerg.config.options import Option
 from uzerg.config.values import NotANumber
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: not imported at run time (issue 13)
+    from collections.abc import Callable, Mapping
     from typing import Any
+
+    from uzerg.config.ini import Origin
+    from uzerg.config.options import Option
 
 __all__ = ["Config", "ConfigError", "format_config", "load_config"]
 

@@ -7,21 +7,21 @@ Build one with ``load_config`` (or ``Config()`` for the defaults, plus ``uzerg.r
 
 from __future__ import annotations
 
-from uzerg.config.ini import Origin
-from uzerg.config.service_values import CronSpec, DaemonSpec, TlsSocketSpec
-from uzerg.config.values import (
-    EncoderSpec,
-    LoggerSpec,
-    RouteSpec,
-    ZergPoolEntry,
-)
 from uzerg.record import field, record
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: not imported at run time (issue 13)
     from typing import Any
 
-    from uzerg.config.values import Protocol
+    from uzerg.config.ini import Origin
+    from uzerg.config.service_values import CronSpec, DaemonSpec, TlsSocketSpec
+    from uzerg.config.values import (
+        EncoderSpec,
+        LoggerSpec,
+        Protocol,
+        RouteSpec,
+        ZergPoolEntry,
+    )
 
 __all__ = ["Config"]
 

@@ -4,8 +4,6 @@ value."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from uzerg.config.values import parse_bool, parse_int, parse_text
 from uzerg.record import record
 
@@ -13,6 +11,7 @@ __all__ = ["Option"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    from collections.abc import Callable
     from typing import Any, Literal
 
     Kind = Literal["flag", "int", "string", "list"]
