@@ -111,3 +111,55 @@ def test_replace_and_fields_refuse_what_is_not_a_record() -> None:
         rec.fields(object())
     with pytest.raises(TypeError):
         rec.replace(object())
+
+
+def wide(kind: SimpleNamespace, changes: dict[str, Any] | None = None, **options: Any) -> type:
+    # more fields than record's plain loop takes (Config's size: its C loops), two without a
+    # default first; `changes`: field name → (annotation, value), value None: no default
+    annotations: dict[str, Any] = {f"f{i}": "int" for i in range(120)}
+    body: dict[str, Any] = {f"f{i}": i for i in range(2, 120)}
+    body["f7"] = kind.field(default_factory=list, compare=False)
+    body["f8"] = kind.field(default=(), repr=False)
+    for name, (annotation, value) in (changes or {}).items():
+        annotations[name] = annotation
+        if value is None:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return kind.decorator(**options)(  # type: ignore[no-any-return]
+        type("Wide", (), {"__annotations__": annotations, **body}))
+
+
+@pytest.mark.parametrize("options", [{}, {"frozen": True}, {"frozen": True, "slots": True}])
+@pytest.mark.parametrize("kind", KINDS, ids=["dataclass", "record"])
+def test_a_wide_class_as_dataclass(kind: SimpleNamespace, options: dict[str, bool]) -> None:
+    cls = wide(kind, **options)
+    a = cls(0, 1)
+    assert repr(a).startswith("Wide(f0=0, f1=1, f2=2, f3=3, f4=4, f5=5, f6=6, f7=[], f9=9, ")
+    assert cls(0, 1, f7=["x"]) == a != cls(0, 1, f9=0)
+    assert [f.name for f in kind.fields(cls)] == [f"f{i}" for i in range(120)]
+    missing = dataclasses.MISSING if kind is DATACLASSES else rec.MISSING
+    assert [f.default for f in kind.fields(cls)][:4] == [missing, missing, 2, 3]
+    assert kind.replace(a, f119=0).f119 == 0
+    assert a.__match_args__ == tuple(f"f{i}" for i in range(120))
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'f0'"):
+        cls(f1=1)
+    if options.get("frozen"):
+        assert hash(a) == hash(cls(0, 1, f7=["other"]))
+        with pytest.raises(kind.frozen_error):
+            a.f3 = 1
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=["dataclass", "record"])
+def test_a_wide_class_declaration_errors(kind: SimpleNamespace) -> None:
+    with pytest.raises(ValueError, match="mutable default <class 'list'> for field f50"):
+        wide(kind, {"f50": ("int", [])})
+    with pytest.raises(TypeError, match="non-default argument 'f60' follows default argument"):
+        wide(kind, {"f60": ("int", None)})
+    late = wide(kind, {"f60": ("int", kind.field(init=False))})  # no order: not in __init__
+    assert "f60" not in late.__match_args__
+
+
+def test_a_wide_record_refuses_classvar() -> None:
+    with pytest.raises(TypeError, match=r"Wide.f70: record has no ClassVar/InitVar"):
+        wide(RECORD, {"f70": ("ClassVar[int]", 1)})

@@ -21,7 +21,8 @@ between records (uzerg has none).
 from __future__ import annotations
 
 import reprlib
-from operator import attrgetter
+from itertools import compress, filterfalse, repeat
+from operator import attrgetter, itemgetter
 
 __all__ = ["MISSING", "Field", "FrozenInstanceError", "field", "fields", "record", "replace"]
 
@@ -127,11 +128,120 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False,  # noqa: F811
 
 
 def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
-    # One pass over the annotations, and the Field objects of the fields declared without
-    # field() made only when fields() asks for them: Config has ~260 fields (issue 13).
+    # The Field objects of the fields declared without field() are made only when fields()
+    # asks for them, and a wide class is checked by C loops (join, set, itemgetter) rather than
+    # field by field: Config has ~260 fields, built at every start (issue 13).
     body = cls.__dict__
     annotations = body.get("__annotations__", {})
     names = tuple(annotations)
+    # (measured: up to dozens of fields, the plain loop costs less than the C loops' set-up)
+    found = _usual_fields(body, annotations, names) if len(names) > _FEW else None
+    defaults, specials = found if found is not None else _checked_fields(cls, body, annotations)
+    if specials and not all(f.init for f in specials.values()):
+        init_names = tuple(n for n in names if n not in specials or specials[n].init)
+    else:
+        init_names = names
+    if specials and not all(f.repr for f in specials.values()):
+        repr_names = tuple(n for n in names if n not in specials or specials[n].repr)
+    else:
+        repr_names = names
+    if specials and not all(f.compare for f in specials.values()):
+        uncompared = {n for n, f in specials.items() if not f.compare}
+        compared = list(filterfalse(uncompared.__contains__, names))
+    else:
+        compared = list(names)
+    qualname = cls.__qualname__
+    methods: dict[str, Any] = {"__record_fields__": _Fields(names, defaults, specials)}
+
+    def add(name: str, function: Any) -> None:
+        if name not in body:  # else the class wrote its own, as dataclass leaves it
+            function.__qualname__ = f"{qualname}.{name}"
+            methods[name] = function
+
+    add("__init__", _init(cls, init_names, defaults, specials))
+    add("__repr__", _repr(repr_names))
+    add("__eq__", _eq(compared))
+    if frozen:
+        add("__setattr__", _frozen_setattr(cls, names))
+        add("__delattr__", _frozen_delattr(cls, names))
+        if slots:
+            add("__getstate__", _getstate)
+            add("__setstate__", _setstate)
+    class_hash = body.get("__hash__", MISSING)
+    if class_hash is MISSING or (class_hash is None and "__eq__" in body):
+        # dataclass: eq and frozen → hash of the compared fields; eq alone → unhashable
+        methods["__hash__"] = None
+        if frozen:
+            hashed = compared
+            if any(f.hash is not None for f in specials.values()):
+                hashed = [n for n in names if n not in specials or (
+                    specials[n].compare if specials[n].hash is None else specials[n].hash)]
+            methods["__hash__"] = _hash(hashed)
+            methods["__hash__"].__qualname__ = f"{qualname}.__hash__"
+    if "__match_args__" not in body:
+        methods["__match_args__"] = init_names
+    if cls.__doc__ is None:
+        methods["__doc__"] = f"{cls.__name__}({', '.join(names)})"
+    if slots:
+        # a class's slots are fixed at its creation: the class is made again, in one call
+        new_body = dict(body)
+        for name in (*names, "__dict__", "__weakref__"):
+            new_body.pop(name, None)
+        new_body.update(methods)
+        new_body["__slots__"] = names
+        new_body["__qualname__"] = qualname
+        return type(cls)(cls.__name__, cls.__bases__, new_body)  # type: ignore[no-any-return]
+    for name, f in specials.items():  # as dataclass: the class attribute is the plain default
+        if f.default is MISSING:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, f.default)
+    for name, value in methods.items():
+        setattr(cls, name, value)
+    return cls
+
+
+_FEW = 100
+
+
+def _usual_fields(body: Any, annotations: dict[str, Any], names: tuple[str, ...]) \
+        -> tuple[dict[str, Any], dict[str, Field]] | None:
+    """(defaults, specials) of a class that needs none of _checked_fields' errors, by C loops
+    (join, set and itemgetter); None for one that may (then _checked_fields finds which, in
+    field order)."""
+    try:
+        text = "\0" + "\0".join(annotations.values())
+    except TypeError:  # an annotation that is not text
+        return None
+    if "\0ClassVar" in text or "\0InitVar" in text:
+        return None
+    present = body.keys() & annotations.keys()
+    required = len(names) - len(present)
+    tail = names[required:]
+    if not present.issuperset(tail):  # a field without a default comes after one with
+        return None
+    got = itemgetter(*tail)(body) if len(tail) > 1 else tuple(body[n] for n in tail)
+    try:
+        hash(got)
+    except Exception:  # noqa: BLE001 - a mutable default, maybe: _checked_fields says
+        return None
+    specials: dict[str, Field] = {}
+    for name in compress(tail, map(isinstance, got, repeat(Field))):
+        f = body[name]
+        if not f.init or (f.default is MISSING and f.default_factory is MISSING) or (
+                f.default is not MISSING and type(f.default).__hash__ is None):
+            return None
+        specials[name] = f
+    defaults = dict(zip(tail, got, strict=True))
+    for name, f in specials.items():
+        f.name = name
+        defaults[name] = f.default if f.default is not MISSING else _FACTORY
+    return defaults, specials
+
+
+def _checked_fields(cls: type, body: Any, annotations: dict[str, Any]) \
+        -> tuple[dict[str, Any], dict[str, Field]]:
+    """(defaults, specials), field by field, raising dataclass's errors."""
     defaults: dict[str, Any] = {}  # init fields with a default (_FACTORY: a default_factory)
     specials: dict[str, Field] = {}  # the fields declared with field()
     seen_default = False
@@ -158,60 +268,7 @@ def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
         if init and not has_default and seen_default:
             raise TypeError(f"non-default argument {name!r} follows default argument")
         seen_default = seen_default or (init and has_default)
-    if specials:
-        init_names = tuple(n for n in names if n not in specials or specials[n].init)
-        repr_names = tuple(n for n in names if n not in specials or specials[n].repr)
-        compared = [n for n in names if n not in specials or specials[n].compare]
-    else:
-        init_names = repr_names = names
-        compared = list(names)
-    qualname = cls.__qualname__
-    methods: dict[str, Any] = {"__record_fields__": _Fields(names, defaults, specials)}
-
-    def add(name: str, function: Any) -> None:
-        if name not in body:  # else the class wrote its own, as dataclass leaves it
-            function.__qualname__ = f"{qualname}.{name}"
-            methods[name] = function
-
-    add("__init__", _init(cls, init_names, defaults, specials))
-    add("__repr__", _repr(repr_names))
-    add("__eq__", _eq(compared))
-    if frozen:
-        add("__setattr__", _frozen_setattr(cls, names))
-        add("__delattr__", _frozen_delattr(cls, names))
-        if slots:
-            add("__getstate__", _getstate)
-            add("__setstate__", _setstate)
-    class_hash = body.get("__hash__", MISSING)
-    if class_hash is MISSING or (class_hash is None and "__eq__" in body):
-        # dataclass: eq and frozen → hash of the compared fields; eq alone → unhashable
-        methods["__hash__"] = None
-        if frozen:
-            hashed = [n for n in names if n not in specials or (
-                specials[n].compare if specials[n].hash is None else specials[n].hash)]
-            methods["__hash__"] = _hash(hashed)
-            methods["__hash__"].__qualname__ = f"{qualname}.__hash__"
-    if "__match_args__" not in body:
-        methods["__match_args__"] = init_names
-    if cls.__doc__ is None:
-        methods["__doc__"] = f"{cls.__name__}({', '.join(names)})"
-    if slots:
-        # a class's slots are fixed at its creation: the class is made again, in one call
-        new_body = dict(body)
-        for name in (*names, "__dict__", "__weakref__"):
-            new_body.pop(name, None)
-        new_body.update(methods)
-        new_body["__slots__"] = names
-        new_body["__qualname__"] = qualname
-        return type(cls)(cls.__name__, cls.__bases__, new_body)  # type: ignore[no-any-return]
-    for name, f in specials.items():  # as dataclass: the class attribute is the plain default
-        if f.default is MISSING:
-            delattr(cls, name)
-        else:
-            setattr(cls, name, f.default)
-    for name, value in methods.items():
-        setattr(cls, name, value)
-    return cls
+    return defaults, specials
 
 
 class _Fields:
