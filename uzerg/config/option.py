@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13
     Kind = Literal["flag", "int", "string", "list"]
 
 
-@record(frozen=True)  # not slotted: see __init__
+@record  # neither frozen nor slotted: see __init__
 class Option:
     name: str
     kind: Kind
@@ -46,15 +46,25 @@ class Option:
                  accepted_only: bool = False, minimum: int | None = None,
                  maximum: int | None = None, warns: str | None = None,
                  parse: Callable[[str], Any] | None = None) -> None:
-        # written out (record keeps it), the instance's dict filled in one call: every start
-        # builds ~240 options, and record's shared __init__ takes ~4x longer, 14 slot or
-        # attribute sets each ~2.5M instructions more (issue 13; why Option has no slots).
-        # tests/test_options.py checks it against the fields
-        self.__dict__.update({
-            "name": name, "kind": kind, "help": help, "category": category,
-            "default": default, "aliases": aliases, "short": short, "bare": bare,
-            "metavar": metavar, "accepted_only": accepted_only, "minimum": minimum,
-            "maximum": maximum, "warns": warns, "parse": parse})
+        # written out (record keeps it), plain attribute sets: every start builds ~240 options,
+        # and record's shared __init__ takes ~4x longer; a frozen record's sets (through its
+        # __setattr__, object.__setattr__ or the instance's dict) ~1.1M instructions more, a
+        # slotted one's ~2.5M (issue 13: why Option is neither frozen nor slotted; nothing
+        # changes an option). tests/test_options.py checks it against the fields
+        self.name = name
+        self.kind = kind
+        self.help = help
+        self.category = category
+        self.default = default
+        self.aliases = aliases
+        self.short = short
+        self.bare = bare
+        self.metavar = metavar
+        self.accepted_only = accepted_only
+        self.minimum = minimum
+        self.maximum = maximum
+        self.warns = warns
+        self.parse = parse
 
     @property
     def parser(self) -> Callable[[str], Any]:
