@@ -72,6 +72,8 @@ COSTLY = {
     "uzerg.processes.hooks": "hook-, exec- and call- phases and hook-touch only (hook_phases)",
     "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",
     "uzerg.config.expand": "a value with $(...), @(...) or %(...) only",
+    "uzerg.config.service_values": "hooks, daemons, cron, https and mules only",
+    "uzerg.config.serving_values": "header and static-file options only",
 }
 APP = '''
 import sys

@@ -207,3 +207,37 @@ def test_tuning_options_keep_a_warning_that_says_what_uzerg_does(tmp_path: Path)
 def test_a_tuning_note_does_not_fail_strict_mode(tmp_path: Path) -> None:
     config, warnings = load_warnings(tmp_path, "strict = true", "thunder-lock = true")
     assert config.thunder_lock and warnings[0].startswith("3: thunder-lock: no effect")
+
+
+LAZY_PROBE = """
+import sys
+from uzerg.config.load import ConfigError, load_config
+config = load_config(sys.argv[1:], {}, write=lambda _t: None)
+print(sorted(name for name in ("uzerg.config.service_values", "uzerg.config.serving_values")
+             if name in sys.modules))
+print(repr(config.cron), repr(config.add_header))
+"""
+
+
+@pytest.mark.parametrize(("argv", "loaded", "values"), [
+    ([], [], "() ()"),
+    (["--cron", "0 -1 -1 -1 -1 true"], ["uzerg.config.service_values"], "(CronSpec(minute=0,"),
+    (["--add-header", "X-A: b"], ["uzerg.config.serving_values"], "() (('X-A', 'b'),)"),
+])
+def test_the_parsers_of_options_a_plain_start_does_not_set_load_with_them(
+        argv: list[str], loaded: list[str], values: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", LAZY_PROBE, *argv], capture_output=True,
+                         text=True, check=True, timeout=30,
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    found, typed = out.stdout.splitlines()
+    assert found == repr(loaded)
+    assert typed.startswith(values)
+
+
+def test_a_lazy_parser_gives_the_same_errors() -> None:
+    with pytest.raises(ConfigError, match="cron"):
+        load_config(["--cron", "not a cron line"], {}, write=lambda _t: None)
+    assert "service_values.parse_cron" in repr(options.BY_NAME["cron"].parse)

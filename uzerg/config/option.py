@@ -7,7 +7,7 @@ from __future__ import annotations
 from uzerg.config.values import parse_bool, parse_int, parse_text
 from uzerg.record import record
 
-__all__ = ["Option"]
+__all__ = ["LazyParser", "Option"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13
     from typing import Any, Literal
 
     Kind = Literal["flag", "int", "string", "list"]
+    LazyModule = Literal["service_values", "serving_values"]
 
 
 @record  # neither frozen nor slotted: see __init__
@@ -88,3 +89,26 @@ class Option:
         if self.kind == "flag":
             return bool(self.default)
         return self.default
+
+
+class LazyParser:
+    """A parser of ``uzerg.config.service_values`` (hooks, daemons, cron, https, mules) or
+    ``serving_values`` (headers, static files), imported when an option that needs it is first
+    set: a plain start sets none, and the two modules cost ~2M instructions (issue 13)."""
+
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: LazyModule, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    def __call__(self, value: str) -> Any:
+        if self.module == "service_values":
+            from uzerg.config import service_values as module
+        else:
+            from uzerg.config import serving_values as module
+        parser: Callable[[str], Any] = getattr(module, self.name)
+        return parser(value)
+
+    def __repr__(self) -> str:
+        return f"<parser uzerg.config.{self.module}.{self.name}>"

@@ -12,23 +12,7 @@ that turns one written value into the typed value stored on ``Config``; the attr
 
 from __future__ import annotations
 
-from uzerg.config.option import Option
-from uzerg.config.service_values import (
-    parse_attach_control_daemon,
-    parse_attach_daemon,
-    parse_attach_daemon2,
-    parse_command,
-    parse_cron,
-    parse_cron2,
-    parse_hook,
-    parse_hook_touch,
-    parse_https,
-    parse_https2,
-    parse_mule,
-    parse_smart_attach_daemon,
-    parse_smart_attach_daemon2,
-    parse_unique_cron,
-)
+from uzerg.config.option import LazyParser, Option
 from uzerg.config.serving_options import SERVING_OPTIONS
 from uzerg.config.values import (
     FALSE_WORDS,
@@ -45,6 +29,23 @@ from uzerg.config.values import (
 )
 
 __all__ = ["FALSE_WORDS", "OPTIONS", "Option", "lookup", "parse_bool"]
+
+# hooks, daemons, cron, https and mules: parsed by uzerg.config.service_values, imported when
+# one of these options is first set (issue 13)
+parse_attach_control_daemon = LazyParser("service_values", "parse_attach_control_daemon")
+parse_attach_daemon = LazyParser("service_values", "parse_attach_daemon")
+parse_attach_daemon2 = LazyParser("service_values", "parse_attach_daemon2")
+parse_command = LazyParser("service_values", "parse_command")
+parse_cron = LazyParser("service_values", "parse_cron")
+parse_cron2 = LazyParser("service_values", "parse_cron2")
+parse_hook = LazyParser("service_values", "parse_hook")
+parse_hook_touch = LazyParser("service_values", "parse_hook_touch")
+parse_https = LazyParser("service_values", "parse_https")
+parse_https2 = LazyParser("service_values", "parse_https2")
+parse_mule = LazyParser("service_values", "parse_mule")
+parse_smart_attach_daemon = LazyParser("service_values", "parse_smart_attach_daemon")
+parse_smart_attach_daemon2 = LazyParser("service_values", "parse_smart_attach_daemon2")
+parse_unique_cron = LazyParser("service_values", "parse_unique_cron")
 
 P, S, Z, L, K, E, V, G, C, M, U = (
     "processes and apps",

@@ -4,17 +4,17 @@ spliced into the option table (``uzerg.config.options``) after ``static-map``.""
 
 from __future__ import annotations
 
-from uzerg.config.option import Option
-from uzerg.config.serving_values import (
-    parse_add_header,
-    parse_expires_regexp,
-    parse_expires_type,
-    parse_header_name,
-    parse_regexp,
-)
+from uzerg.config.option import LazyParser, Option
 from uzerg.config.values import pair_parser
 
 V = "serving"
+# parsed by uzerg.config.serving_values, imported when one of these options is first set
+# (issue 13)
+parse_add_header = LazyParser("serving_values", "parse_add_header")
+parse_expires_regexp = LazyParser("serving_values", "parse_expires_regexp")
+parse_expires_type = LazyParser("serving_values", "parse_expires_type")
+parse_header_name = LazyParser("serving_values", "parse_header_name")
+parse_regexp = LazyParser("serving_values", "parse_regexp")
 
 
 def _expires(suffix: str, what: str) -> tuple[Option, Option]:
