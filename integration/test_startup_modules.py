@@ -74,6 +74,7 @@ COSTLY = {
     "uzerg.config.expand": "a value with $(...), @(...) or %(...) only",
     "uzerg.config.service_values": "hooks, daemons, cron, https and mules only",
     "uzerg.config.serving_values": "header and static-file options only",
+    "uzerg.config.log_values": "loggers, log routes and encoders, log-date only",
 }
 APP = '''
 import sys

@@ -12,12 +12,12 @@ import pytest
 from uzerg import record
 from uzerg.config import options
 from uzerg.config.load import ConfigError, format_config, load_config
+from uzerg.config.log_values import parse_logger
 from uzerg.config.model import Config
 from uzerg.config.values import (
     NotANumber,
     ZergPoolEntry,
     parse_int,
-    parse_logger,
     parse_mode,
     parse_protocol,
 )
@@ -43,13 +43,13 @@ def test_config_fields_mirror_the_option_table() -> None:
         assert fields[option.attr].default == option.initial, option.name
     # the names uzerg.config.model imports for type checkers only (typing is not loaded at
     # run time: start-up time, issue 13)
-    from uzerg.config import ini, service_values, values
+    from uzerg.config import ini, log_values, service_values, values
 
     hints = typing.get_type_hints(Config, localns={
         "Any": typing.Any, "Protocol": typing.Literal["uwsgi", "http"],
         **{name: getattr(module, name) for module, names in (
             (ini, ("Origin",)), (service_values, ("CronSpec", "DaemonSpec", "TlsSocketSpec")),
-            (values, ("EncoderSpec", "LoggerSpec", "RouteSpec", "ZergPoolEntry")))
+            (log_values, ("EncoderSpec", "LoggerSpec", "RouteSpec")), (values, ("ZergPoolEntry",)))
            for name in names}})
     assert hints["processes"] is int and hints["master"] is bool
     assert hints["chmod_socket"] == int | None
@@ -213,16 +213,17 @@ LAZY_PROBE = """
 import sys
 from uzerg.config.load import ConfigError, load_config
 config = load_config(sys.argv[1:], {}, write=lambda _t: None)
-print(sorted(name for name in ("uzerg.config.service_values", "uzerg.config.serving_values")
-             if name in sys.modules))
-print(repr(config.cron), repr(config.add_header))
+print(sorted(name for name in ("uzerg.config.service_values", "uzerg.config.serving_values",
+                                "uzerg.config.log_values") if name in sys.modules))
+print(repr(config.cron), repr(config.add_header), repr(config.logger))
 """
 
 
 @pytest.mark.parametrize(("argv", "loaded", "values"), [
-    ([], [], "() ()"),
+    ([], [], "() () ()"),
     (["--cron", "0 -1 -1 -1 -1 true"], ["uzerg.config.service_values"], "(CronSpec(minute=0,"),
-    (["--add-header", "X-A: b"], ["uzerg.config.serving_values"], "() (('X-A', 'b'),)"),
+    (["--add-header", "X-A: b"], ["uzerg.config.serving_values"], "() (('X-A', 'b'),) ()"),
+    (["--logger", "fd:7"], ["uzerg.config.log_values"], "() () (LoggerSpec(name=None, "),
 ])
 def test_the_parsers_of_options_a_plain_start_does_not_set_load_with_them(
         argv: list[str], loaded: list[str], values: str) -> None:

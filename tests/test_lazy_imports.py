@@ -18,7 +18,7 @@ START_UP_ONLY = {
     "setproctitle", "structlog", "sys", "email.utils", "mimetypes",  # load_file_support()
     "uzerg.addresses", "uzerg.commands", "uzerg.config.docs", "uzerg.config.load",
     "uzerg.config.expand", "uzerg.config.options", "uzerg.config.uwsgi_options",
-    "uzerg.config.service_values", "uzerg.config.serving_values",
+    "uzerg.config.log_values", "uzerg.config.service_values", "uzerg.config.serving_values",
     "uzerg.config.values", "uzerg.emperor", "uzerg.emperor.emperor", "uzerg.emperor.main",
     "uzerg.processes.instance",
     "uzerg.serve.tls",  # loaded when an https socket is bound

@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 
-from uzerg.config.values import EncoderSpec, LoggerSpec, RouteSpec
+from uzerg.config.log_values import EncoderSpec, LoggerSpec, RouteSpec
 from uzerg.record import field, record
 
 SYSLOG_PATH = "/dev/log"

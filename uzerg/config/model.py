@@ -14,14 +14,9 @@ if TYPE_CHECKING:  # annotations only: not imported at run time (issue 13)
     from typing import Any
 
     from uzerg.config.ini import Origin
+    from uzerg.config.log_values import EncoderSpec, LoggerSpec, RouteSpec
     from uzerg.config.service_values import CronSpec, DaemonSpec, TlsSocketSpec
-    from uzerg.config.values import (
-        EncoderSpec,
-        LoggerSpec,
-        Protocol,
-        RouteSpec,
-        ZergPoolEntry,
-    )
+    from uzerg.config.values import Protocol, ZergPoolEntry
 
 __all__ = ["Config"]
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13
     from typing import Any, Literal
 
     Kind = Literal["flag", "int", "string", "list"]
-    LazyModule = Literal["service_values", "serving_values"]
+    LazyModule = Literal["service_values", "serving_values", "log_values"]
 
 
 @record  # neither frozen nor slotted: see __init__
@@ -92,9 +92,10 @@ class Option:
 
 
 class LazyParser:
-    """A parser of ``uzerg.config.service_values`` (hooks, daemons, cron, https, mules) or
-    ``serving_values`` (headers, static files), imported when an option that needs it is first
-    set: a plain start sets none, and the two modules cost ~2M instructions (issue 13)."""
+    """A parser of ``uzerg.config.service_values`` (hooks, daemons, cron, https, mules),
+    ``serving_values`` (headers, static files) or ``log_values`` (loggers, log routes and
+    encoders, log-date), imported when an option that needs it is first set: a plain start
+    sets none, and the three modules cost ~3M instructions (issue 13)."""
 
     __slots__ = ("module", "name")
 
@@ -105,8 +106,10 @@ class LazyParser:
     def __call__(self, value: str) -> Any:
         if self.module == "service_values":
             from uzerg.config import service_values as module
-        else:
+        elif self.module == "serving_values":
             from uzerg.config import serving_values as module
+        else:
+            from uzerg.config import log_values as module
         parser: Callable[[str], Any] = getattr(module, self.name)
         return parser(value)
 

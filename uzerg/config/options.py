@@ -18,18 +18,20 @@ from uzerg.config.values import (
     FALSE_WORDS,
     pair_parser,
     parse_bool,
-    parse_encoder,
     parse_int,
-    parse_log_date,
-    parse_logger,
     parse_mode,
     parse_protocol,
-    parse_route,
     parse_zergpool,
 )
 
 __all__ = ["FALSE_WORDS", "OPTIONS", "Option", "lookup", "parse_bool"]
 
+# loggers, log routes and encoders, log-date: parsed by uzerg.config.log_values, imported when
+# one of these options is first set (issue 13)
+parse_encoder = LazyParser("log_values", "parse_encoder")
+parse_log_date = LazyParser("log_values", "parse_log_date")
+parse_logger = LazyParser("log_values", "parse_logger")
+parse_route = LazyParser("log_values", "parse_route")
 # hooks, daemons, cron, https and mules: parsed by uzerg.config.service_values, imported when
 # one of these options is first set (issue 13)
 parse_attach_control_daemon = LazyParser("service_values", "parse_attach_control_daemon")
