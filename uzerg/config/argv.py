@@ -14,7 +14,7 @@ from uzerg.config.ini import ConfigError
 from uzerg.record import record
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class CommandLineArg:
     key: str
     value: str | None

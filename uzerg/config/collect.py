@@ -34,7 +34,7 @@ KEY_ALIASES = {"ifenv": "if-env", "ifexists": "if-exists", "ifdir": "if-dir",
                "ifplugin": "if-plugin", "if-directory": "if-dir"}
 
 
-@record(slots=True)
+@record
 class Entry:
     """One ``key = value`` as it arrived. ``value`` None: a flag given bare on the command line."""
 
@@ -50,7 +50,7 @@ class Entry:
         return self.label or self.key
 
 
-@record(slots=True)
+@record
 class _Block:
     kind: str
     arg: str

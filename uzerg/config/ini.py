@@ -38,7 +38,7 @@ class ConfigError(Exception):
         super().__init__(": ".join([*parts, message]))
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class Origin:
     """Where a setting came from: a file and line, the command line or the environment."""
 
@@ -53,14 +53,14 @@ COMMAND_LINE = Origin("command line")
 ENVIRONMENT = Origin("environment")
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class IniLine:
     key: str
     value: str
     line: int
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class IniFile:
     path: str
     section: str

@@ -86,7 +86,7 @@ def pair_parser(form: str) -> _PairParser:
     return _PairParser(form)
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class _PairParser:
     form: str
 
@@ -96,7 +96,7 @@ class _PairParser:
         return value
 
 
-@record(frozen=True, slots=True)
+@record(frozen=True)
 class ZergPoolEntry:
     """One ``zergpool`` value: the pool's unix address and the sockets it hands out, in order."""
 
