@@ -58,10 +58,10 @@ def _stdout(text: str) -> None:
 def _load(argv: list[str], environ: Mapping[str, str], warnings: list[str],
           write: Callable[[str], None]) -> Config:
     collector = Collector(environ, warnings.append)
-    for name, value in environ.items():
+    for name in environ:  # a value read only for an option's variable: os.environ decodes it
         key = _env_key(name)
         if key is not None:
-            collector.add(key, value, ENVIRONMENT, name)
+            collector.add(key, environ[name], ENVIRONMENT, name)
     parsed, positional = parse_argv(argv)
     for arg in parsed:
         collector.add(arg.key, arg.value, COMMAND_LINE, arg.label)
