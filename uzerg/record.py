@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import reprlib
 from itertools import compress, filterfalse, repeat
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 
 __all__ = ["MISSING", "Field", "FrozenInstanceError", "field", "fields", "record", "replace"]
 
@@ -132,7 +132,7 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False,  # noqa: F811
 
 def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
     # The Field objects of the fields declared without field() are made only when fields()
-    # asks for them, and a wide class is checked by C loops (join, set, itemgetter) rather than
+    # asks for them, and a wide class is checked by C loops (join, set, dict copy) rather than
     # field by field: Config has ~260 fields, built at every start (issue 13).
     body = cls.__dict__
     annotations = body.get("__annotations__", {})
@@ -210,7 +210,7 @@ _FEW = 100
 def _usual_fields(body: Any, annotations: dict[str, Any], names: tuple[str, ...]) \
         -> tuple[dict[str, Any], dict[str, Field]] | None:
     """(defaults, specials) of a class that needs none of _checked_fields' errors, by C loops
-    (join, set and itemgetter); None for one that may (then _checked_fields finds which, in
+    (join, set and dict copy); None for one that may (then _checked_fields finds which, in
     field order)."""
     try:
         text = "\0" + "\0".join(annotations.values())
@@ -223,19 +223,21 @@ def _usual_fields(body: Any, annotations: dict[str, Any], names: tuple[str, ...]
     tail = names[required:]
     if not present.issuperset(tail):  # a field without a default comes after one with
         return None
-    got = itemgetter(*tail)(body) if len(tail) > 1 else tuple(body[n] for n in tail)
+    defaults = body.copy()  # the class's dict; its names that are not fields deleted
+    for name in defaults.keys() - present:
+        del defaults[name]
+    got = tuple(defaults.values())
     try:
         hash(got)
     except Exception:  # noqa: BLE001 - a mutable default, maybe: _checked_fields says
         return None
     specials: dict[str, Field] = {}
-    for name in compress(tail, map(isinstance, got, repeat(Field))):
+    for name in compress(defaults, map(isinstance, got, repeat(Field))):
         f = body[name]
         if not f.init or (f.default is MISSING and f.default_factory is MISSING) or (
                 f.default is not MISSING and type(f.default).__hash__ is None):
             return None
         specials[name] = f
-    defaults = dict(zip(tail, got, strict=True))
     for name, f in specials.items():
         f.name = name
         defaults[name] = f.default if f.default is not MISSING else _FACTORY
