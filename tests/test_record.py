@@ -144,6 +144,12 @@ def test_a_wide_class_as_dataclass(kind: SimpleNamespace, options: dict[str, boo
     assert a.__match_args__ == tuple(f"f{i}" for i in range(120))
     with pytest.raises(TypeError, match="missing 1 required positional argument: 'f0'"):
         cls(f1=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'zz'"):
+        cls(f1=1, zz=0)  # one unknown, one missing: as many values as fields
+    if options.get("slots"):
+        assert not hasattr(a, "__dict__")
+    else:
+        assert vars(a) == {f"f{i}": getattr(a, f"f{i}") for i in range(120)}
     if options.get("frozen"):
         assert hash(a) == hash(cls(0, 1, f7=["other"]))
         with pytest.raises(kind.frozen_error):

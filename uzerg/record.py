@@ -161,7 +161,7 @@ def _build(cls: type[T], frozen: bool, slots: bool) -> type[T]:
             function.__qualname__ = f"{qualname}.{name}"
             methods[name] = function
 
-    add("__init__", _init(cls, init_names, defaults, specials))
+    add("__init__", _init(cls, init_names, defaults, specials, not slots and len(names) > _FEW))
     add("__repr__", _repr(repr_names))
     add("__eq__", _eq(compared))
     if frozen:
@@ -302,7 +302,7 @@ class _Fields:
 
 
 def _init(cls: type, names: tuple[str, ...], defaults: dict[str, Any],
-          specials: dict[str, Field]) -> Callable[..., None]:
+          specials: dict[str, Field], wide: bool) -> Callable[..., None]:
     factories = tuple((n, f.default_factory) for n, f in specials.items()
                       if f.init and f.default is MISSING and f.default_factory is not MISSING)
     # init=False fields with a default or factory are set too, as dataclass does
@@ -311,6 +311,9 @@ def _init(cls: type, names: tuple[str, ...], defaults: dict[str, Any],
     post_init = hasattr(cls, "__post_init__")
     qualname = cls.__qualname__
     setter = object.__setattr__
+    # a wide class without slots gets its instance's dict filled in one step: Config's 260
+    # attribute sets cost ~0.5M instructions at every start (issue 13)
+    known = frozenset(names) if wide else None
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         if args:
@@ -321,11 +324,16 @@ def _init(cls: type, names: tuple[str, ...], defaults: dict[str, Any],
         for name, factory in factories:
             if values[name] is _FACTORY:
                 values[name] = factory()
-        try:
-            for name in names:
-                setter(self, name, values[name])
-        except KeyError:  # as many values as fields, but one unknown and one missing
-            _raise_bad_arguments(qualname, names, defaults, kwargs)
+        if known is not None:
+            if values.keys() != known:  # as many values as fields, one unknown, one missing
+                _raise_bad_arguments(qualname, names, defaults, kwargs)
+            self.__dict__.update(values)
+        else:
+            try:
+                for name in names:
+                    setter(self, name, values[name])
+            except KeyError:  # as many values as fields, but one unknown and one missing
+                _raise_bad_arguments(qualname, names, defaults, kwargs)
         for name, default, factory in unset:
             setter(self, name, default if default is not MISSING else factory())
         if post_init:
