@@ -466,15 +466,23 @@ DIRECTIVES = frozenset({"ini", "include", "print"})
 MANAGEMENT = ("reload", "stop", "pause", "resume")
 CATEGORIES = (P, S, Z, L, K, E, V, G, C, M, U)
 
-BY_NAME: dict[str, Option] = {}
-BY_SHORT: dict[str, Option] = {}
-for _opt in OPTIONS:
-    for _name in (_opt.name, *_opt.aliases):
-        assert _name not in BY_NAME, _name
-        BY_NAME[_name] = _opt
-    if _opt.short:
-        assert _opt.short not in BY_SHORT, _opt.short
-        BY_SHORT[_opt.short] = _opt
+
+def _index(table: tuple[Option, ...]) -> tuple[dict[str, Option], dict[str, Option]]:
+    """The options by name and alias, and by short letter (a function: its local names cost
+    less than the module's, ~0.4M instructions at every start, issue 13)."""
+    by_name: dict[str, Option] = {}
+    by_short: dict[str, Option] = {}
+    for opt in table:
+        for name in (opt.name, *opt.aliases):
+            assert name not in by_name, name
+            by_name[name] = opt
+        if opt.short:
+            assert opt.short not in by_short, opt.short
+            by_short[opt.short] = opt
+    return by_name, by_short
+
+
+BY_NAME, BY_SHORT = _index(OPTIONS)
 
 
 def lookup(name: str) -> Option | None:
