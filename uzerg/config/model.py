@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: not imported at run time (issue 13)
 __all__ = ["Config"]
 
 
-# not slotted: a class with ~260 slots costs ~1.1M instructions more to build at every start
+# not slotted: a class with ~240 slots costs ~1.1M instructions more to build at every start
 # (issue 13); one Config is built, and read only at start-up
 @record(frozen=True)
 class Config:
