@@ -71,6 +71,8 @@ COSTLY = {
     "uzerg.serve.requestlog": "request lines only (off: disable-logging without log-4xx...)",
     "uzerg.processes.hooks": "hook-, exec- and call- phases and hook-touch only (hook_phases)",
     "uzerg.systemd": "socket activation (LISTEN_FDS), fd:// sockets and NOTIFY_SOCKET only",
+    "grp": "a user or group name only (uid, gid, chown-socket, %U/%G)",
+    "pwd": "a user or group name only (uid, gid, chown-socket, %U/%G)",
     "uzerg.config.expand": "a value with $(...), @(...) or %(...) only",
     "uzerg.config.service_values": "hooks, daemons, cron, https and mules only",
     "uzerg.config.serving_values": "header and static-file options only",

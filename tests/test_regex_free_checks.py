@@ -1,7 +1,7 @@
-"""The response's header and status checks, the wsgi-file module name and the log-format
-variables are plain string operations (compiling regular expressions cost every start, issue
-13): they decide exactly as the regular expressions they replaced, kept here, on every
-character and on many strings."""
+"""The response's header and status checks, the wsgi-file module name, the log-format
+variables and the common case of reading a number are plain string operations (compiling
+regular expressions cost every start, issue 13): they decide exactly as the regular
+expressions they replaced, kept here, on every character and on many strings."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from uzerg.config.values import NotANumber, parse_int
 from uzerg.serve.apps import wsgi_file_module_name
 from uzerg.serve.requestlog import format_variables
 from uzerg.serve.response import ResponseError, _header_entry, _status_entry
@@ -105,3 +106,37 @@ def test_log_format_samples(fmt: str) -> None:
 @given(st.text(alphabet=st.sampled_from("%()ab\n"), max_size=16) | st.text(max_size=16))
 def test_any_log_format(fmt: str) -> None:
     check_format(fmt)
+
+
+def old_parse_int(text: str) -> tuple[str, int]:
+    # uzerg.config.values.parse_int before its fast path: the patterns alone decide
+    stripped = text.strip()
+    if (whole := re.fullmatch(r"[+-]?\d+", stripped)) is not None:
+        return "ok", int(whole.group(0))
+    if (commented := re.fullmatch(r"([+-]?\d+)\s+[;#].*", stripped)) is not None:
+        return "ok", int(commented.group(1))
+    leading = re.match(r"[+-]?\d+", stripped)
+    return "not a number", int(leading.group(0)) if leading else 0
+
+
+def new_parse_int(text: str) -> tuple[str, int]:
+    try:
+        return "ok", parse_int(text)
+    except NotANumber as exc:
+        return "not a number", exc.value
+
+
+DIGITS = st.text(alphabet=st.sampled_from([*"0123456789+- ;#x\t", "\u0663", "\uff11", "\u00b2"]),
+                 max_size=8)
+
+
+@pytest.mark.parametrize("text", ["0", "12", "+7", "-3", "007", " 8 ", "+", "-", "", "+-1",
+                                  "1 ; x", "\u0663", "1\u0663", "-\u0663", "\uff11", "1_000",
+                                  "\u00b2", "1\u00b2"])
+def test_parse_int_reads_as_its_patterns(text: str) -> None:
+    assert new_parse_int(text) == old_parse_int(text)
+
+
+@given(DIGITS | texts)
+def test_parse_int_reads_as_its_patterns_on_any_text(text: str) -> None:
+    assert new_parse_int(text) == old_parse_int(text)

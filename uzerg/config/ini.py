@@ -12,9 +12,7 @@ and a ``%`` ending a line swallows the line break (uWSGI joins the two lines).
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import socket
 import struct
 import time
@@ -209,6 +207,8 @@ def _djb33x(text: str) -> int:
 
 
 def _user_name() -> str:
+    import pwd  # the %U magic variable only: not at every start (issue 13)
+
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
@@ -216,6 +216,8 @@ def _user_name() -> str:
 
 
 def _group_name() -> str:
+    import grp  # the %G magic variable only: not at every start (issue 13)
+
     try:
         return grp.getgrgid(os.getgid()).gr_name
     except KeyError:

@@ -277,7 +277,8 @@ def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, An
     """(value as shown by --check-config, typed value), or None for a value to skip."""
     raw = entry.value
     if option.kind == "flag":
-        if raw is not None and re.fullmatch(_FLAG_FALSE_WITH_COMMENT, raw.strip()):
+        if raw is not None and (";" in raw or "#" in raw) \
+                and re.fullmatch(_FLAG_FALSE_WITH_COMMENT, raw.strip()):
             resolver.warn(entry, f"value {raw!r} counts as true (uWSGI has no inline comments)")
         flag = options.parse_bool(raw)
         return flag, flag

@@ -54,6 +54,10 @@ def parse_int(value: str) -> int:
     strtol stops there). Any other text raises NotANumber carrying uWSGI's value.
     """
     text = value.strip()
+    # the common case without a pattern's compile at every start (issue 13); isascii keeps
+    # other digits (isdigit takes "²", which neither \d nor int() does) on the patterns' path
+    if text.isascii() and (text.isdigit() or (text[1:].isdigit() and text[0] in "+-")):
+        return int(text)
     match = re.fullmatch(_INT, text)
     if match is not None:
         return int(match.group(0))
