@@ -6,9 +6,9 @@ stderr and exit status 1; warnings go to stderr as ``uzerg: warning: ...``.
 
 from __future__ import annotations
 
+import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import gc
 import os
-import signal
 import sys
 
 from uzerg import __version__
@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 
 # uWSGI: --reload sends SIGHUP, --stop SIGINT, --pause/--resume SIGTSTP (it toggles)
 MANAGEMENT_SIGNALS = {
-    "reload": signal.SIGHUP,
-    "stop": signal.SIGINT,
-    "pause": signal.SIGTSTP,
-    "resume": signal.SIGTSTP,
+    "reload": _signal.SIGHUP,
+    "stop": _signal.SIGINT,
+    "pause": _signal.SIGTSTP,
+    "resume": _signal.SIGTSTP,
 }
 
 

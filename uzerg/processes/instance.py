@@ -9,9 +9,9 @@ instead of being bound, attached or spawned again.
 
 from __future__ import annotations
 
+import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import gc
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -170,10 +170,10 @@ class Instance:
         # a SIGHUP or SIGTERM meanwhile must not kill the instance half-way)
         early_signals: list[int] = []
         for name in SIGNALS:
-            signal.signal(getattr(signal, "SIG" + name),
+            _signal.signal(getattr(_signal, "SIG" + name),
                           lambda signum, _frame: early_signals.append(signum))
         # after a reload they were blocked across exec() (uzerg.processes.reexec): deliver them now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, reexec.RELOAD_BLOCKED_SIGNALS)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, reexec.RELOAD_BLOCKED_SIGNALS)
         log.info(f"*** Starting uzerg {__version__} (pid: {os.getpid()}) on "
                  f"[{time.ctime()}] ***", event_kind="starting", pid=os.getpid())
         cheaper = self._cheaper()

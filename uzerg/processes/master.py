@@ -8,11 +8,11 @@ the old ones to finish their request and exit (no connection waits on a closed q
 
 from __future__ import annotations
 
+import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import contextlib
 import gc
 import os
 import selectors
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +25,7 @@ from uzerg.processes.guard import GUARD
 from uzerg.processes.process import StartupError, open_log_file
 from uzerg.processes.scoreboard import Scoreboard
 from uzerg.processes.services import MasterService, Watches
-from uzerg.processes.wakeup import install_signal_wakeup, reap_children
+from uzerg.processes.wakeup import install_signal_wakeup, reap_children, signal_name
 from uzerg.processes.worker import (
     EXIT_HOOK_FAILED,
     EXIT_NEED_APP,
@@ -150,7 +150,7 @@ class Master:
 
     def _dispatch_signals(self) -> None:
         while self.signals:
-            name = signal.Signals(self.signals.pop(0)).name[3:].lower()
+            name = signal_name(self.signals.pop(0))[3:].lower()
             GUARD.call(f"SIG{name.upper()}", getattr(self, "handle_" + name))
 
     def _timeout(self) -> float:
@@ -234,7 +234,7 @@ class Master:
             self._retire(self.workers.pop(record.worker_id), graceful)
         if not graceful:
             for record in self.retiring.values():
-                self._signal(record.pid, signal.SIGINT)
+                self._signal(record.pid, _signal.SIGINT)
                 record.kill_at = min(record.kill_at, time.monotonic() + FAST_STOP_MERCY)
 
     def toggle_pause(self) -> None:
@@ -246,7 +246,7 @@ class Master:
         else:
             log.info("*** (SIGTSTP received) resuming workers ***", event_kind="resume")
         for record in self.workers.values():
-            self._signal(record.pid, signal.SIGUSR2)
+            self._signal(record.pid, _signal.SIGUSR2)
 
     def add_worker(self) -> None:
         if self.stopping or self.cheap or not self.listeners:
@@ -368,13 +368,13 @@ class Master:
         self.scoreboard.reset_for_spawn(wid, 0)
         sys.stdout.flush()
         sys.stderr.flush()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
+        mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORK_BLOCKED_SIGNALS)
         # the app and uzerg loaded so far move to the collector's permanent generation: a
         # worker's collections then never write to (and copy on write) the pages they share
         gc.freeze()
         pid = os.fork()
         if pid:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
             self.scoreboard.worker(wid).pid = pid
             return pid
         status = 1
@@ -392,7 +392,7 @@ class Master:
             os._exit(status)
 
     def close_in_child(self) -> None:
-        signal.set_wakeup_fd(-1)
+        _signal.set_wakeup_fd(-1)
         self.selector.close()
         for fd in self._wakeup:
             os.close(fd)
@@ -408,7 +408,7 @@ class Master:
         if graceful and not record.cheaped:  # the cheaper tick said why already
             log.info(f"Gracefully killing worker {record.worker_id} (pid: {record.pid})...",
                      event_kind="worker_stop", worker=record.worker_id, pid=record.pid)
-        self._signal(record.pid, signal.SIGTERM if graceful else signal.SIGINT)
+        self._signal(record.pid, _signal.SIGTERM if graceful else _signal.SIGINT)
 
     def _retire_previous_generation(self) -> None:
         now = time.monotonic()
@@ -478,18 +478,18 @@ class Master:
                         and not self.stopping):
                     self.spawn(wid, respawn=True)
         for record in out_of_mercy(self.retiring.values(), now):
-            self._signal(record.pid, signal.SIGKILL)
+            self._signal(record.pid, _signal.SIGKILL)
         if self.harakiri:
             for record in harakiri_victims(self.scoreboard, self.workers.values(), self.harakiri,
                                            time.time()):
-                self._signal(record.pid, signal.SIGKILL)
+                self._signal(record.pid, _signal.SIGKILL)
         if not self.stopping and self.touch.touched():
             self.reload()
         if not self.stopping and self.config.max_worker_lifetime:
             config = self.config
             for record in lifetime_reached(self.workers.values(), config.max_worker_lifetime,
                                            config.max_worker_lifetime_delta, now):
-                self._signal(record.pid, signal.SIGHUP)  # finish the request, exit, respawn
+                self._signal(record.pid, _signal.SIGHUP)  # finish the request, exit, respawn
         for service in self.services:
             GUARD.call(service.label, service.tick)
 

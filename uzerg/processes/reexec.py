@@ -11,8 +11,8 @@ is loaded. The variable's name is no uWSGI option, so the configuration loader i
 
 from __future__ import annotations
 
+import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import os
-import signal
 import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
@@ -33,8 +33,8 @@ log = get_logger()
 
 ENV_NAME = "UZERG_REEXEC_STATE"
 RELOAD_BLOCKED_SIGNALS = frozenset({
-    signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP,
-    signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD,
+    _signal.SIGHUP, _signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTSTP,
+    _signal.SIGUSR1, _signal.SIGTTIN, _signal.SIGTTOU, _signal.SIGCHLD,
 })
 
 
@@ -204,7 +204,7 @@ def reexec(
         os.chdir(origin_cwd)  # relative --ini paths of the command line are relative to it
     # The signal mask survives exec(): signals sent while the new program starts wait until
     # uzerg.processes.instance has its handlers (instead of killing it with their default action).
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELOAD_BLOCKED_SIGNALS)
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, RELOAD_BLOCKED_SIGNALS)
     # pthread_sigmask() has run the Python handlers of signals caught before the block: the
     # queue is complete now, and nothing can be added to it until the mask is restored
     if pending_signals:
@@ -214,7 +214,7 @@ def reexec(
     try:
         os.execve(sys.executable, list(sys.orig_argv), env)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         os.chdir(here)
 
 

@@ -4,9 +4,9 @@ dispatches them, and exited children are reaped without blocking."""
 
 from __future__ import annotations
 
+import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import os
 import selectors
-import signal
 from collections.abc import Callable, Iterable, Iterator
 
 TYPE_CHECKING = False
@@ -19,11 +19,23 @@ def install_signal_wakeup(selector: selectors.BaseSelector, names: Iterable[str]
     """Route the signals ``names`` ("HUP", ...) to ``handler`` and wake ``selector`` on each;
     returns the pipe's (read, write) descriptors, for the caller to close."""
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for name in names:  # explicitly: a background start may inherit INT/QUIT ignored
-        signal.signal(getattr(signal, "SIG" + name), handler)
+        _signal.signal(getattr(_signal, "SIG" + name), handler)
     selector.register(read_fd, selectors.EVENT_READ, lambda: drain(read_fd))
     return read_fd, write_fd
+
+
+def signal_name(signum: int) -> str:
+    """``signal.Signals(signum).name`` without importing signal (its IntEnums cost ~3M
+    instructions): of aliases (SIGCHLD/SIGCLD, SIGABRT/SIGIOT...) the enum keeps the first by
+    name; ValueError for a number it has no member for (SIGRTMIN+1...), as the enum does."""
+    names = [name for name, value in vars(_signal).items()
+             if value == signum and name.isupper() and name.startswith("SIG")
+             and not name.startswith("SIG_")]
+    if not names:
+        raise ValueError(f"{signum!r} is not a valid Signals")
+    return min(names)
 
 
 def drain(fd: int) -> None:

@@ -23,10 +23,10 @@ SIGTSTP); the cores unregister their listeners until the flag is cleared.
 
 from __future__ import annotations
 
+import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import _socket
 import os
 import select
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -59,8 +59,8 @@ _LISTEN_EVENTS = select.EPOLLIN | select.EPOLLEXCLUSIVE
 # Blocked by the master around fork() until the worker has its own handlers: a SIGTERM sent
 # to a brand-new worker must stop it, not run the master's handler copy and be lost.
 FORK_BLOCKED_SIGNALS = frozenset({
-    signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1,
-    signal.SIGUSR2, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU,
+    _signal.SIGTERM, _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGUSR1,
+    _signal.SIGUSR2, _signal.SIGTSTP, _signal.SIGTTIN, _signal.SIGTTOU,
 })
 
 
@@ -149,24 +149,24 @@ class Worker:
     def _install_signals(self) -> None:
         read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wakeup_r = read_fd
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, self._on_graceful)
+        _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for signum in (_signal.SIGTERM, _signal.SIGHUP):
+            _signal.signal(signum, self._on_graceful)
         # A zerg shares its sockets with other holders, and is stopped to hand the traffic to
         # them: a fast stop must not cut a request it accepted (SPEC §4.4), so it finishes the
         # one in hand; the master's fast-stop mercy (SIGKILL after 5 s) bounds the wait.
         shared = any(item.origin == "received" for item in self.listeners)
-        for signum in (signal.SIGINT, signal.SIGQUIT):
-            signal.signal(signum, self._on_graceful if shared else self._on_fast)
-        for signum in (signal.SIGUSR2, signal.SIGTSTP):
-            signal.signal(signum, _nothing)  # the wakeup fd does the work: cores re-read state
-        for signum in (signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU):
+        for signum in (_signal.SIGINT, _signal.SIGQUIT):
+            _signal.signal(signum, self._on_graceful if shared else self._on_fast)
+        for signum in (_signal.SIGUSR2, _signal.SIGTSTP):
+            _signal.signal(signum, _nothing)  # the wakeup fd does the work: cores re-read state
+        for signum in (_signal.SIGUSR1, _signal.SIGTTIN, _signal.SIGTTOU):
             # meant for the master; a terminal sends them to the whole process group
-            signal.signal(signum, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            _signal.signal(signum, _signal.SIG_IGN)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
         # the master forks with these blocked: one sent meanwhile is delivered now, to us
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED_SIGNALS)
+        _signal.pthread_sigmask(_signal.SIG_UNBLOCK, FORK_BLOCKED_SIGNALS)
 
     def _on_graceful(self, _signum: int, _frame: Any) -> None:
         self.stop()
