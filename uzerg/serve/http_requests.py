@@ -57,7 +57,7 @@ class HttpRequestHandler(RequestHandler):
                          total_view=total_view)
         # the CGI variable count/size of the log line are only worth computing when a request
         # line can be written at all (logging on, or log-4xx/5xx, log-zero/slow/big/...)
-        self.environs = HttpEnvirons(self._base, self._hostname, self._timed)
+        self.environs = HttpEnvirons(self._base, self._hostname, self.logger is not None)
         self._http_environ = self.environs.build  # bound once: one attribute load per call
         # whole heads without a body, as they came -> (head, environ but wsgi.input, CGI var
         # count, their uwsgi size but REMOTE_ADDR's (0 when not counted), server port):

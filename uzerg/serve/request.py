@@ -123,9 +123,9 @@ class RequestHandler:
 
             self.static = StaticMap.from_config(config, headers)
             self._serve_static = serve_static
-        self.logger: RequestLogger = request_logger(config, worker_id)  # type: ignore[assignment]
-        # the clocks read around a request only feed its log line (None: no line can be)
-        self._timed = self.logger is not None
+        # None when no line can be written: then no clock is read and nothing counted per
+        # request for it (the clocks and counts only feed the log line)
+        self.logger: RequestLogger | None = request_logger(config, worker_id)
         self.ignore_write_errors = config.ignore_write_errors
         self.disable_write_exception = config.disable_write_exception
         self.total_requests = total_requests
@@ -383,7 +383,8 @@ class RequestHandler:
         var_count: int, var_size: int, modifier2: int,
     ) -> bool:
         """Run the app (or a static file) and write the response; False: close the connection."""
-        if self._timed:
+        logger = self.logger
+        if logger is not None:
             start = time.time()
             started = time.perf_counter_ns()  # (µs by an integer division at the end)
         else:  # logging off: nothing reads them
@@ -442,11 +443,8 @@ class RequestHandler:
         if read_errors:
             counts.read_errors += read_errors
         status = counts.status = response.status_code
-        # (_timed is False when no line can be logged: no call per request then; the counts
-        # only feed the log line)
-        if self._timed:
+        if logger is not None:
             worker_requests = next(self._requests)
-            logger = self.logger
             if not logger.logs_all and not logger.wants(status):
                 return ok
             view = self._total_view
