@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.services import Kept, MasterService, OnReadable
+from uzerg.systemd import Notifier
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from uzerg.processes.services import MasterView
-    from uzerg.systemd import Notifier
 
 log = get_logger()
 
@@ -36,11 +36,7 @@ class LifecycleService(MasterService):
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.notifier: Notifier | None = None  # under systemd's Type=notify only
-        if os.environ.get("NOTIFY_SOCKET"):
-            from uzerg.systemd import Notifier
-
-            self.notifier = Notifier.from_environ(os.environ)
+        self.notifier = Notifier.from_environ(os.environ)
         self.master: MasterView | None = None
         self.announced = False
         self.stopping_sent = False
@@ -66,25 +62,21 @@ class LifecycleService(MasterService):
         if master.stopping:
             if not self.stopping_sent:
                 self.stopping_sent = True
-                if self.notifier is not None:
-                    self.notifier.stopping()
+                self.notifier.stopping()
             return
         if self.reloading:  # handover() ran, and we are still here: the re-exec failed
             self.reloading = False
-            if self.notifier is not None:
-                self.notifier.ready("uzerg is ready: the reload failed, the old code keeps serving")
+            self.notifier.ready("uzerg is ready: the reload failed, the old code keeps serving")
         if not self.announced:
             if self._all_ready(master):
                 self.announced = True
                 self.workers_told = master.wanted
                 self._take_over()
-                if self.notifier is not None:
-                    self.notifier.ready(self._status(master.wanted))
+                self.notifier.ready(self._status(master.wanted))
             return
         if master.wanted != self.workers_told:
             self.workers_told = master.wanted
-            if self.notifier is not None:
-                self.notifier.status(self._status(master.wanted))
+            self.notifier.status(self._status(master.wanted))
 
     def _all_ready(self, master: MasterView) -> bool:
         records = master.worker_records()
@@ -114,14 +106,11 @@ class LifecycleService(MasterService):
 
     def handover(self) -> Kept:
         self.reloading = True
-        if self.notifier is not None:
-            self.notifier.reloading()
+        self.notifier.reloading()
         return Kept()
 
     def close_in_worker(self) -> None:
-        if self.notifier is not None:
-            self.notifier.close()  # a worker never speaks for the service
+        self.notifier.close()  # a worker never speaks for the service
 
     def shutdown(self, vacuum: bool) -> None:
-        if self.notifier is not None:
-            self.notifier.close()
+        self.notifier.close()
