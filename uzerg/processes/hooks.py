@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from uzerg.config.model import Config
 from uzerg.logs import get_logger
 from uzerg.processes.guard import InstanceExit, one_line
-from uzerg.processes.hook_phases import HookExit, HookFailed
+from uzerg.processes.hook_phases import KINDS, HookExit, HookFailed
 from uzerg.processes.process import StartupError, file_mtime
 from uzerg.processes.services import Kept, MasterService, OnReadable
 from uzerg.record import record
@@ -74,7 +74,7 @@ PHASES: dict[str, Phase] = {phase.name: phase for phase in (
 
 def _steps(config: Config, phase: Phase) -> list[tuple[str, str]]:
     """(option, value) for every step of a phase, in uWSGI's order: hooks, exec, call."""
-    kinds = ("hook", "exec", "call") if phase.has_exec else ("hook",)
+    kinds = KINDS if phase.has_exec else KINDS[:1]
     return [(f"{kind}-{phase.name}", value) for kind in kinds
             for value in config.values_of(f"{kind}-{phase.name}")]
 

@@ -54,10 +54,10 @@ class LengthBody:
             data = self.conn.recv(size)
         except ClientDisconnected as exc:
             raise read_failed(exc, hint, min(hint, self.remaining), self.length,
-                          self.length - self.remaining) from None
+                              self.length - self.remaining) from None
         if not data:
             raise read_failed(None, hint, min(hint, self.remaining), self.length,
-                          self.length - self.remaining)
+                              self.length - self.remaining)
         self.remaining -= len(data)
         return data
 
@@ -79,10 +79,10 @@ class LengthBody:
             got = self.conn.recv_into(view[: min(self.remaining, len(view))])
         except ClientDisconnected as exc:
             raise read_failed(exc, hint, min(hint, self.remaining), self.length,
-                          self.length - self.remaining) from None
+                              self.length - self.remaining) from None
         if not got:
             raise read_failed(None, hint, min(hint, self.remaining), self.length,
-                          self.length - self.remaining)
+                              self.length - self.remaining)
         self.remaining -= got
         return got
 
