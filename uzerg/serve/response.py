@@ -227,8 +227,9 @@ class Response:
         else:
             self.conn.sendall(data)
 
-    def send_head(self, first: bytes, total: int | None) -> None:
-        """Send status, headers and the first chunk. `total`: the whole body size when known."""
+    def send_head(self, first: bytes, total: int | None, more: bool = False) -> None:
+        """Send status, headers and the first chunk. `total`: the whole body size when known;
+        `more`: a sendfile() follows at once (Connection.sendall)."""
         if self.status is None:
             raise ResponseError("the application sent body data before calling start_response()")
         version = self.version
@@ -259,7 +260,7 @@ class Response:
             head = b"".join(parts)
             self.header_size = len(head)
             self.headers_sent = True
-            self.conn.sendall(head)
+            self.conn.sendall(head, more)
             return
         declared = self.declared_length
         if declared is not None and len(first) > declared:
@@ -357,13 +358,14 @@ class Response:
         count = max(size - offset, 0)
         if self.declared_length is not None:
             count = min(count, self.declared_length - self.body_size)
+        follows = count > 0 and not self.is_head
         if not self.headers_sent:
             # on keep-alive without a Content-Length from the app, the file size frames the body
-            self.send_head(b"", count if self.declared_length is None else None)
-        if self.is_head or count <= 0:
+            self.send_head(b"", count if self.declared_length is None else None, follows)
+        if not follows:
             return
         if self.chunked:
-            self.conn.sendall(b"%x\r\n" % count)
+            self.conn.sendall(b"%x\r\n" % count, True)
         sent = self.conn.sendfile(fd, offset, count)
         self.via_sendfile = True
         self.body_size += sent
@@ -398,8 +400,9 @@ class Response:
         self.header_size = len(head)
         self.headers_sent = True
         conn = self.conn
-        conn.sendall(head)  # (a frame more than inlined, next to a 1 MB sendfile: nothing)
-        if self.is_head or size <= 0:
+        follows = size > 0 and not self.is_head
+        conn.sendall(head, follows)  # (a frame more than inlined, next to a 1 MB sendfile)
+        if not follows:
             return
         if conn.tls is None and conn._snd_armed and size <= _SENDFILE_ONCE:
             # (conn.sendfile()'s first call inlined: on a connection whose send timeout is

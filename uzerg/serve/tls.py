@@ -192,8 +192,8 @@ class TlsConnection(Connection):
         self.timeout = seconds
         self.sock.settimeout(seconds)
 
-    def sendall(self, data: bytes) -> None:
-        try:
+    def sendall(self, data: bytes, more: bool = False) -> None:
+        try:  # (`more` does not apply: each TLS record is written as it is made)
             self.sock.sendall(data)
         except TimeoutError:
             raise ClientDisconnected(0, "timeout writing the response") from None
