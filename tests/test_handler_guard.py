@@ -1,10 +1,9 @@
 """The master loop's guard (uzerg.processes.guard, Watches.dispatch): a handler that raises
 costs its own call, is logged in one line, and its descriptor rests a moment; what ends the
-instance on purpose goes through. Real selectors and socket pairs."""
+instance on purpose goes through. A real epoll and socket pairs."""
 
 from __future__ import annotations
 
-import selectors
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -47,15 +46,14 @@ class Failing(MasterService):
 
 
 @pytest.fixture
-def selector() -> Iterator[selectors.BaseSelector]:
-    with selectors.DefaultSelector() as item:
-        yield item
+def watches() -> Iterator[Watches]:
+    item = Watches()
+    yield item
+    item.close()
 
 
-def test_a_failing_handler_is_one_line_and_the_others_are_served(
-        selector: selectors.BaseSelector) -> None:
+def test_a_failing_handler_is_one_line_and_the_others_are_served(watches: Watches) -> None:
     bad, good = Failing(ValueError("invalid literal for int() with base 10: '²'")), Failing(None)
-    watches = Watches(selector)
     watches.sync([bad, good])
     bad.peer.send(b"x")
     good.peer.send(b"y")
@@ -69,21 +67,19 @@ def test_a_failing_handler_is_one_line_and_the_others_are_served(
     assert not [entry for entry in logs if entry["log_level"] == "debug"]  # no UZERG_DEBUG
     # the failed descriptor rests: not watched, and the loop wakes up when it is again
     watches.sync([bad, good])
-    assert set(selector.get_map()) == {good.mine.fileno()}
+    assert set(watches.callbacks) == {good.mine.fileno()}
     assert watches.timeout([bad, good], 10.0) <= COOL_DOWN
     watches.cooling[bad.mine.fileno()] = time.monotonic()  # its rest is over
     watches.sync([bad, good])
-    assert bad.mine.fileno() in selector.get_map()
+    assert bad.mine.fileno() in watches.callbacks
     for item in (bad, good):
         item.shutdown(vacuum=False)
 
 
 @pytest.mark.parametrize("error", [InstanceExit(), HookExit(3), SystemExit(2),
                                    KeyboardInterrupt()])
-def test_what_ends_the_instance_goes_through(selector: selectors.BaseSelector,
-                                             error: BaseException) -> None:
+def test_what_ends_the_instance_goes_through(watches: Watches, error: BaseException) -> None:
     service = Failing(error)
-    watches = Watches(selector)
     watches.sync([service])
     service.peer.send(b"x")
     with pytest.raises(type(error)):
@@ -94,8 +90,7 @@ def test_what_ends_the_instance_goes_through(selector: selectors.BaseSelector,
     service.shutdown(vacuum=False)
 
 
-def test_failing_watches_and_wake_at_are_logged_not_raised(
-        selector: selectors.BaseSelector) -> None:
+def test_failing_watches_and_wake_at_are_logged_not_raised(watches: Watches) -> None:
     class Broken(Failing):
         def watches(self) -> Mapping[int, OnReadable]:
             raise RuntimeError("watches")
@@ -104,11 +99,10 @@ def test_failing_watches_and_wake_at_are_logged_not_raised(
             raise RuntimeError("wake_at")
 
     broken, good = Broken(None), Failing(None)
-    watches = Watches(selector)
     with capture_logs() as logs:
         watches.sync([broken, good])
         assert watches.timeout([broken, good], 2.0) == 2.0
-    assert set(selector.get_map()) == {good.mine.fileno()}
+    assert set(watches.callbacks) == {good.mine.fileno()}
     assert [entry["event"] for entry in logs] == [
         "failing service: RuntimeError: watches; the master goes on",
         "failing service: RuntimeError: wake_at; the master goes on"]

@@ -9,7 +9,6 @@ reloads them all, USR1 logs their state. Every decision is logged with its reaso
 from __future__ import annotations
 
 import os
-import selectors
 import signal
 import time
 from collections.abc import Mapping
@@ -58,20 +57,19 @@ class Emperor:
         self.unreadable: set[str] = set()
         self.warned_unreadable: set[str] = set()
         self.blacklist = Blacklist(config.emperor_throttle, config.emperor_max_throttle)
-        self.selector = selectors.DefaultSelector()
         self.signals: list[int] = []
         self.next_scan = 0.0
         self.ragnarok_at = 0.0
         self.broodlord_num = 0
         self.stats_server: StatsServer | None = None
-        self.watches = Watches(self.selector, "Emperor")
+        self.watches = Watches("Emperor")  # the loop's epoll
         self.services: list[MasterService] = []  # what the Watches keep registered
         self.touch = {path: _mtime(path) for path in config.touch_reload}
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._wakeup = install_signal_wakeup(self.selector, SIGNALS, self._enqueue)
+        self._wakeup = install_signal_wakeup(self.watches, SIGNALS, self._enqueue)
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         if self.config.emperor_stats:
             self.stats_server = StatsServer(self.config.emperor_stats,
@@ -215,7 +213,7 @@ class Emperor:
         vassal = Vassal(name, file, pid, sock, file.uid, file.gid, zerg_of=zerg_of,
                         broodlord_num=number, standby=standby, last_mod=file.mtime)
         self.vassals[str(pid)] = vassal
-        self.selector.register(sock, selectors.EVENT_READ, lambda: self._message(vassal))
+        self.watches.watch(sock.fileno(), lambda: self._message(vassal))
         return vassal
 
     def reload_vassal(self, vassal: Vassal, why: str) -> None:
@@ -274,7 +272,7 @@ class Emperor:
         if data is None:
             return
         if not data:  # the vassal is gone (or going): its death is handled when reaped
-            self.selector.unregister(vassal.channel)
+            self.watches.unwatch(vassal.channel.fileno())
             return
         for byte in data:
             self._command(vassal, byte)
@@ -366,8 +364,8 @@ class Emperor:
 
     def _vassal_died(self, vassal: Vassal, code: int) -> None:
         try:
-            self.selector.unregister(vassal.channel)
-        except (KeyError, ValueError):
+            self.watches.unwatch(vassal.channel.fileno())
+        except KeyError:
             pass
         vassal.channel.close()
         how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
@@ -437,7 +435,7 @@ class Emperor:
         if self.stats_server is not None:
             self.stats_server.close(bool(self.config.vacuum))
         signal.set_wakeup_fd(-1)
-        self.selector.close()
+        self.watches.close()
         for fd in self._wakeup:
             os.close(fd)
 

@@ -12,7 +12,6 @@ import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import contextlib
 import gc
 import os
-import selectors
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -99,8 +98,7 @@ class Master:
         self.stopping = False
         self.graceful_stop = True
         self.exit_status = 0
-        self.selector = selectors.DefaultSelector()
-        self.watches = Watches(self.selector)
+        self.watches = Watches()  # the loop's epoll
         self.touch = TouchReload(config.touch_reload)
         self.reload_requested = False
         self.cheap = False  # idle/cheap: no workers until a connection arrives
@@ -108,7 +106,7 @@ class Master:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._wakeup = install_signal_wakeup(self.selector, SIGNALS, self._enqueue)
+        self._wakeup = install_signal_wakeup(self.watches, SIGNALS, self._enqueue)
         log.info(f"spawned uWSGI master process (pid: {os.getpid()})"
                  if not self.context.reloaded else
                  f"gracefully (RE)spawned uWSGI master process (pid: {os.getpid()})",
@@ -393,7 +391,7 @@ class Master:
 
     def close_in_child(self) -> None:
         _signal.set_wakeup_fd(-1)
-        self.selector.close()
+        self.watches.close()
         for fd in self._wakeup:
             os.close(fd)
         for service in self.services:

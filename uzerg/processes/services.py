@@ -33,10 +33,10 @@ after the first workers are spawned; it may raise StartupError.
 
 from __future__ import annotations
 
-import selectors
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from select import EPOLLIN, EPOLLOUT, epoll
 
 from uzerg.processes.guard import GUARD, InstanceExit
 from uzerg.record import field, record
@@ -142,19 +142,23 @@ class _Handlers:
 
     @property
     def events(self) -> int:
-        return ((selectors.EVENT_READ if self.read else 0)
-                | (selectors.EVENT_WRITE if self.write else 0))
+        """The epoll event mask."""
+        return (EPOLLIN if self.read else 0) | (EPOLLOUT if self.write else 0)
 
 
 class Watches:
-    """Keeps a selector registered with exactly what the services watch, and calls the
+    """A loop's epoll: keeps it registered with exactly what the services watch, and calls the
     handlers of the readable (or writable) ones (each through the guard). Descriptors that
-    others register in the same selector (the signal wake-up pipe) have a callable as data."""
+    no service owns (the signal wake-up pipe, the Emperor's vassal channels) are added with
+    ``watch()``. The epoll is used directly, as selectors.EpollSelector uses it (importing
+    selectors costs a zerg's start ~2.5M instructions, issue 13); ``close()`` closes it."""
 
-    def __init__(self, selector: selectors.BaseSelector, label: str = "master") -> None:
-        self.selector = selector
+    def __init__(self, label: str = "master") -> None:
+        self.poller = epoll()  # close-on-exec
         self.label = label  # names a failure of a handler registered by others
-        self.registered: dict[int, _Handlers] = {}
+        # every descriptor in the epoll → what it calls (a service's _Handlers, or a callable)
+        self.callbacks: dict[int, _Handlers | OnReadable] = {}
+        self.registered: dict[int, _Handlers] = {}  # those of the services
         self.labels: dict[int, str] = {}  # fd → the label of the service that watches it
         self.cooling: dict[int, float] = {}  # fd → monotonic time it is watched again
 
@@ -178,32 +182,60 @@ class Watches:
                     del self.cooling[fd]
         for fd in [fd for fd in self.registered if wanted.get(fd) != self.registered[fd]]:
             del self.registered[fd]
-            try:
-                self.selector.unregister(fd)
-            except (KeyError, ValueError):
-                pass  # closed meanwhile (the fifo switched to another one)
+            self.unwatch(fd)  # (no error if closed meanwhile: the fifo switched to another one)
         for fd, handlers in wanted.items():
             if fd not in self.registered:
-                self.selector.register(fd, handlers.events, handlers)
+                self._add(fd, handlers.events, handlers)
                 self.registered[fd] = handlers
+
+    def watch(self, fd: int, on_readable: OnReadable) -> None:
+        """Call ``on_readable`` whenever ``fd`` is readable (or hung up); KeyError if ``fd``
+        is watched already."""
+        self._add(fd, EPOLLIN, on_readable)
+
+    def unwatch(self, fd: int) -> None:
+        """Stop watching ``fd``; KeyError if it is not watched."""
+        del self.callbacks[fd]
+        try:
+            self.poller.unregister(fd)
+        except OSError:
+            pass  # closed since: the kernel has dropped it already
+
+    def _add(self, fd: int, events: int, data: _Handlers | OnReadable) -> None:
+        if fd in self.callbacks:
+            raise KeyError(f"fd {fd} is already watched")
+        self.poller.register(fd, events)
+        self.callbacks[fd] = data
 
     def dispatch(self, timeout: float) -> None:
         """Wait up to ``timeout`` and call the handlers of what is readable or writable."""
-        for key, events in self.selector.select(timeout):
-            data = key.data
+        callbacks = self.callbacks
+        try:
+            # (epoll rounds a timeout up to whole milliseconds: it waits at least that long)
+            events = self.poller.poll(timeout if timeout > 0 else 0, len(callbacks) or 1)
+        except InterruptedError:  # as selectors (Python retries EINTR itself: PEP 475)
+            return
+        # all looked up first: a handler that unwatches another ready descriptor does not
+        # cancel that one's call on this turn
+        ready = [(fd, mask, callbacks[fd]) for fd, mask in events if fd in callbacks]
+        for fd, mask, data in ready:
             try:
                 if not isinstance(data, _Handlers):
                     data()
-                elif events & selectors.EVENT_READ and data.read:
+                elif mask & ~EPOLLOUT and data.read:  # readable, or hung up or in error
                     data.read()
-                elif events & selectors.EVENT_WRITE and data.write:
+                elif mask & ~EPOLLIN and data.write:  # writable, or hung up or in error
                     data.write()
             except InstanceExit:
                 raise
             except Exception as exc:
-                GUARD.failed(self.labels.get(key.fd, self.label), exc)
-                if key.fd in self.registered:
-                    self.cooling[key.fd] = time.monotonic() + COOL_DOWN
+                GUARD.failed(self.labels.get(fd, self.label), exc)
+                if fd in self.registered:
+                    self.cooling[fd] = time.monotonic() + COOL_DOWN
+
+    def close(self) -> None:
+        self.poller.close()
+        self.callbacks.clear()
 
     def timeout(self, services: Iterable[MasterService], longest: float) -> float:
         """``longest``, or less when a service wants to be woken up earlier."""

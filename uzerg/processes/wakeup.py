@@ -1,28 +1,29 @@
-"""Signals and children for a selector loop (the master's, the Emperor's): handlers only
-enqueue, a self-pipe given to ``signal.set_wakeup_fd`` wakes the selector so the loop
+"""Signals and children for an epoll loop (the master's, the Emperor's): handlers only
+enqueue, a self-pipe given to ``signal.set_wakeup_fd`` wakes the loop so that it
 dispatches them, and exited children are reaped without blocking."""
 
 from __future__ import annotations
 
 import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import os
-import selectors
 from collections.abc import Callable, Iterable, Iterator
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from uzerg.processes.services import Watches
 
-def install_signal_wakeup(selector: selectors.BaseSelector, names: Iterable[str],
+
+def install_signal_wakeup(watches: Watches, names: Iterable[str],
                           handler: Callable[[int, Any], None]) -> tuple[int, int]:
-    """Route the signals ``names`` ("HUP", ...) to ``handler`` and wake ``selector`` on each;
-    returns the pipe's (read, write) descriptors, for the caller to close."""
+    """Route the signals ``names`` ("HUP", ...) to ``handler`` and wake the loop of
+    ``watches`` on each; returns the pipe's (read, write) descriptors, for the caller to close."""
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     for name in names:  # explicitly: a background start may inherit INT/QUIT ignored
         _signal.signal(getattr(_signal, "SIG" + name), handler)
-    selector.register(read_fd, selectors.EVENT_READ, lambda: drain(read_fd))
+    watches.watch(read_fd, lambda: drain(read_fd))
     return read_fd, write_fd
 
 
