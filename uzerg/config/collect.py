@@ -8,8 +8,8 @@ replaced in their values. Values are expanded later (``uzerg.config.expand``), a
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
-import socket
 
 from uzerg.config.ini import ConfigError, Origin, has_undecodable, read_ini, split_file_section
 from uzerg.record import field, record
@@ -199,7 +199,7 @@ class Collector:
         elif test == "if-dir":
             holds = os.path.isdir(arg)
         elif test == "if-hostname":
-            holds = socket.gethostname() == arg
+            holds = _socket.gethostname() == arg
         elif test == "if-hostname-match":  # uWSGI: a regexp that does not compile matches
             holds = _hostname_match(arg) is not False
         elif test == "if-reload":
@@ -254,6 +254,6 @@ def _hostname_match(pattern: str) -> bool | None:
     import re  # if-hostname-match only
 
     try:
-        return re.search(pattern, socket.gethostname()) is not None
+        return re.search(pattern, _socket.gethostname()) is not None
     except re.error:
         return None

@@ -12,8 +12,8 @@ and a ``%`` ending a line swallows the line break (uWSGI joins the two lines).
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
-import socket
 import struct
 import time
 
@@ -90,7 +90,7 @@ def magic_table(path: str, section: str | None, cwd: str | None = None) -> dict[
         "c": directory.rstrip("/").rsplit("/", 1)[-1], "x": section or "",
         "e": path.rsplit(".", 1)[1] if "." in path else "",
         "n": name.rsplit(".", 1)[0] if "." in name else "",
-        "h": socket.gethostname(), "k": str(os.cpu_count() or 1),
+        "h": _socket.gethostname(), "k": str(os.cpu_count() or 1),
         "u": str(os.getuid()), "g": str(os.getgid()),
         "U": _user_name(), "G": _group_name(),
         "t": str(int(time.time())), "T": str(int(time.time() * 1_000_000)),

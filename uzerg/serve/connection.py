@@ -15,9 +15,9 @@ trying other argument forms first).
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
 import select
-import socket
 import struct
 import sys
 import time
@@ -28,15 +28,14 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# plain ints: socket.MSG_* are IntFlag members, and `|` on those is a slow Python call
-_DONTWAIT = int(socket.MSG_DONTWAIT)
+_DONTWAIT = _socket.MSG_DONTWAIT
 # never die of SIGPIPE on a vanished client, even if someone reset SIGPIPE to SIG_DFL
-_NOSIGNAL = int(socket.MSG_NOSIGNAL)
+_NOSIGNAL = _socket.MSG_NOSIGNAL
 _SEND_NOW = _DONTWAIT | _NOSIGNAL
 # a head that a sendfile() follows at once: held back to leave with the file's first bytes
 # (the sendfile's last page pushes both), not as a packet of its own that wakes the client
 # for nothing; on loopback that packet cost ~20 us of kernel time per static file
-_SEND_MORE = _SEND_NOW | int(socket.MSG_MORE)
+_SEND_MORE = _SEND_NOW | _socket.MSG_MORE
 _SENDFILE_MAX = 1 << 30  # bytes per sendfile() call
 DONTWAIT = _DONTWAIT  # (for the request handler's inlined first recv())
 # a fresh connection with no bytes yet is waited on this long before it is parked: enough
@@ -69,12 +68,12 @@ def preset_timeouts(listeners: Any, packed: bytes) -> bool:
         if item.tls is not None:
             continue
         sock = item.sock
-        if sock.family not in (socket.AF_INET, socket.AF_INET6) or item.origin == "received":
+        if sock.family not in (_socket.AF_INET, _socket.AF_INET6) or item.origin == "received":
             preset = False
             continue
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, packed)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, packed)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, packed)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, packed)
         except OSError:
             preset = False
     return preset
@@ -87,7 +86,7 @@ def peer_text(peer: Any) -> str:
     return str(peer) if peer else "unix socket"
 
 
-def server_port_of(sock: socket.socket) -> str:
+def server_port_of(sock: _socket.socket) -> str:
     """The local port of a TCP connection as text ("" for a unix socket)."""
     try:
         name = sock.getsockname()
@@ -102,7 +101,7 @@ class Connection:
     # instance (a generic lookup of ~200 instructions, several per request), a slot it can
     __slots__ = ("sock", "fd", "timeout", "_rcv_tv", "_rcv_armed", "_snd_armed", "tx", "tls")
 
-    def __init__(self, sock: socket.socket, timeout: float, packed: bytes | None = None) -> None:
+    def __init__(self, sock: _socket.socket, timeout: float, packed: bytes | None = None) -> None:
         """`packed`: timeval(timeout), precomputed by the caller to save work per connection."""
         if sock.gettimeout() is not None:
             sock.setblocking(True)
@@ -125,7 +124,7 @@ class Connection:
             raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
         try:
             if self._rcv_armed != self._rcv_tv:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._rcv_tv)
+                self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, self._rcv_tv)
                 self._rcv_armed = self._rcv_tv
             return self.sock.recv(size)
         except BlockingIOError:
@@ -145,7 +144,7 @@ class Connection:
             raise ClientDisconnected(exc.errno, f"recv(): {exc.strerror}") from None
         try:
             if self._rcv_armed != self._rcv_tv:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._rcv_tv)
+                self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, self._rcv_tv)
                 self._rcv_armed = self._rcv_tv
             return self.sock.recv_into(view)
         except BlockingIOError:
@@ -199,7 +198,7 @@ class Connection:
 
     def _arm_send(self) -> None:
         if not self._snd_armed:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._rcv_tv)
+            self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, self._rcv_tv)
             self._snd_armed = True
 
     def sendall(self, data: bytes, more: bool = False) -> None:
@@ -265,7 +264,7 @@ class Connection:
         sending (briefly), so that closing does not reset the connection under the response."""
         deadline = time.monotonic() + seconds
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(_socket.SHUT_WR)
             self.set_read_timeout(min(seconds, self.timeout))
             while limit > 0 and time.monotonic() < deadline:
                 data = self.recv(min(limit, 65536))

@@ -9,8 +9,8 @@ may call `handle()` at once on different connections (per-request state is local
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import itertools
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -132,7 +132,7 @@ class RequestHandler:
         self._total_view = total_view
         self.shutting_down = False  # set by the worker: finish the current request, then close
         self._requests = itertools.count(1)  # next() is atomic under the GIL
-        self._hostname = socket.gethostname()
+        self._hostname = _socket.gethostname()
         threads = config.threads
         processes = config.processes
         self.errors = ErrorStream()
@@ -169,7 +169,7 @@ class RequestHandler:
     # -- connection -------------------------------------------------------------------------
 
     def handle(
-        self, conn: socket.socket, peer: Any, protocol: str, *, core: int = 0,
+        self, conn: _socket.socket, peer: Any, protocol: str, *, core: int = 0,
         server_port: str | None = None, tls: ssl.SSLContext | None = None,
         redirect_port: str = "",
     ) -> HandledCounts:
@@ -180,7 +180,7 @@ class RequestHandler:
         return serve_blocking(self, counts, core)
 
     def start(
-        self, sock: socket.socket, peer: Any, protocol: str, core: int = 0,
+        self, sock: _socket.socket, peer: Any, protocol: str, core: int = 0,
         server_port: str | None = None, *, tls: ssl.SSLContext | None = None,
         redirect_port: str = "", conn: Connection | None = None, data: bytes = b"",
         deadline: float = 0.0,
@@ -487,7 +487,7 @@ def _log_traceback(headline: str | None = None) -> None:
         log.error(line, event_kind="traceback")
 
 
-def _tls_connection(context: ssl.SSLContext, sock: socket.socket, timeout: float,
+def _tls_connection(context: ssl.SSLContext, sock: _socket.socket, timeout: float,
                     export_cert: bool) -> Connection:
     """An HTTPS connection, handshake done. uzerg.serve.tls (and ssl, ~10 ms) is loaded here,
     not at start-up: a server with an HTTPS socket loaded it in the master (its context)."""

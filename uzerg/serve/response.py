@@ -8,8 +8,8 @@ chunked (HTTP/1.1), else the connection closes.
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
-import socket
 import stat
 
 from uzerg.serve.connection import Connection
@@ -30,8 +30,8 @@ _BAD_STATUS_CHARS = frozenset(map(chr, (*range(0x20), 0x7f)))
 _NO_BODY_STATUS = frozenset((204, 304))
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
 _CLOSE = b"Connection: close\r\n"
-# plain ints (socket.MSG_* are IntFlag members): don't wait, never SIGPIPE
-_SEND_NOW = int(socket.MSG_DONTWAIT) | int(socket.MSG_NOSIGNAL)
+# don't wait, never SIGPIPE
+_SEND_NOW = _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL
 _JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go by sendmsg()
 # validated statuses and headers: "200 OK" -> (200, b" 200 OK\r\n"); ("Name", "value") ->
 # (b"Name: value\r\n", Content-Length or -1, closes); apps send the same few over and over
