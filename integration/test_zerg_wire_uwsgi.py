@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import _socket
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -61,7 +63,8 @@ def workers_of(proc: subprocess.Popen) -> list[psutil.Process]:
     return psutil.Process(proc.pid).children(recursive=True)
 
 
-def accept_on_received_socket(proc: subprocess.Popen, received: socket.socket, port: int) -> None:
+def accept_on_received_socket(proc: subprocess.Popen, received: _socket.socket,
+                              port: int) -> None:
     """Connect to PORT and accept the connection on our copy: uWSGI's workers are stopped
     meanwhile so that they cannot win the race for it."""
     workers = workers_of(proc)
@@ -73,9 +76,9 @@ def accept_on_received_socket(proc: subprocess.Popen, received: socket.socket, p
             # uWSGI sets TCP_DEFER_ACCEPT on its TCP sockets: no data, no accept
             client.sendall(b"x")
             received.settimeout(5)
-            conn, peer = received.accept()
-            with conn:
-                assert peer == client.getsockname()
+            conn_fd, peer = received._accept()  # (the C socket type: no accept())
+            os.close(conn_fd)
+            assert peer == client.getsockname()
     finally:
         for worker in workers:
             worker.resume()

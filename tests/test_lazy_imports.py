@@ -32,6 +32,9 @@ START_UP_ONLY = {
     "uzerg.serve.headers",  # add-header, del-header: loaded by the master before the fork
     "uzerg.processes.lifecycle",  # takeover and NOTIFY_SOCKET: built with the instance
     "grp", "pwd", "resource",  # names in uid, gid and chown-socket: resolved before the drop
+    # binding (the stats server, zerg server and pools import it themselves, all before the
+    # drop), a reload's take_state, the attach's error line for a socket of another family
+    "socket",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import array
 import os
 import socket
@@ -101,11 +102,13 @@ def test_round_trip_keeps_order_and_sets_cloexec(pair, listeners):
         assert got.protocols == ["http", "uwsgi", None]
         assert got.announced == 3 and got.messages == 1
         assert all(not os.get_inheritable(s.fileno()) for s in got.sockets)
+        # the C socket type, as a worker accepts from it (a zerg does not load socket)
+        assert all(type(s) is _socket.socket for s in got.sockets)
         # The same listening socket: a connection to the original is accepted on the copy.
         with socket.create_connection(listeners[1].getsockname(), timeout=5):
             got.sockets[1].settimeout(5)
-            conn, _ = got.sockets[1].accept()
-            conn.close()
+            conn_fd, _ = got.sockets[1]._accept()
+            os.close(conn_fd)
     finally:
         for sock in got.sockets:
             sock.close()
@@ -291,6 +294,19 @@ def test_udp_socket_rejected(pair, listeners):
         assert expect_invalid(client).detail == "descriptor 1 is not a stream socket"
     finally:
         udp.close()
+
+
+def test_socket_of_another_family_rejected_with_its_name(pair, listeners):
+    # the detail names the family as socket.AddressFamily does, though socket is not loaded
+    netlink = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    server, client = pair
+    try:
+        raw_send(server, header(2), [listeners[0].fileno(), netlink.fileno()])
+        server.close()
+        assert expect_invalid(client).detail == (
+            "descriptor 1 is a socket of unsupported family <AddressFamily.AF_NETLINK: 16>")
+    finally:
+        netlink.close()
 
 
 def test_pipe_rejected(pair, listeners):

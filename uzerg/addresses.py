@@ -8,15 +8,16 @@ talk to it.
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import errno
 import os
-import socket
 import stat
 
 from uzerg.record import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time: start-up time (issue 13)
+    import socket
     from typing import Literal
 
     Kind = Literal["inet", "inet6", "unix", "abstract"]
@@ -40,12 +41,13 @@ class Address:
     text: str = ""
 
     @property
-    def family(self) -> socket.AddressFamily:
+    def family(self) -> int:
+        """The AF_* number (a plain int: socket.AddressFamily is not imported)."""
         if self.kind == "inet":
-            return socket.AF_INET
+            return _socket.AF_INET
         if self.kind == "inet6":
-            return socket.AF_INET6
-        return socket.AF_UNIX
+            return _socket.AF_INET6
+        return _socket.AF_UNIX
 
     @property
     def is_unix(self) -> bool:
@@ -83,7 +85,7 @@ def parse_address(text: str) -> Address:
         host = text[1:end]
         port = _parse_port(text[end + 2 :], raw)
         try:
-            socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+            _socket.inet_pton(_socket.AF_INET6, host.split("%", 1)[0])
         except OSError:
             raise AddressError(f"invalid IPv6 address: {raw!r}") from None
         return Address("inet6", host=host, port=port, text=raw)
@@ -112,14 +114,14 @@ def resolve(address: Address) -> tuple[str, int] | tuple[str, int, int, int]:
     """Resolve an inet/inet6 address to a numeric sockaddr (the first answer)."""
     if address.kind == "inet" and not address.host:
         return ("0.0.0.0", address.port)
-    family = socket.AF_INET6 if address.kind == "inet6" else socket.AF_INET
+    family = _socket.AF_INET6 if address.kind == "inet6" else _socket.AF_INET
     # an ASCII name as bytes: for a str, getaddrinfo loads the idna codec (~2 ms at start-up)
     host: str | bytes = address.host.encode() if address.host.isascii() else address.host
     try:
-        infos = socket.getaddrinfo(
-            host, address.port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+        infos = _socket.getaddrinfo(
+            host, address.port, family, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE
         )
-    except socket.gaierror as exc:
+    except _socket.gaierror as exc:
         raise AddressError(f"cannot resolve {address.text!r}: {exc.strerror}") from None
     return infos[0][4]
 
@@ -144,19 +146,19 @@ def format_address(address: Address) -> str:
     return f"{address.host}:{address.port}"
 
 
-def address_of_socket(sock: socket.socket) -> Address:
+def address_of_socket(sock: _socket.socket) -> Address:
     """The Address a bound socket listens on, from getsockname()."""
     name = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
+    if sock.family == _socket.AF_UNIX:
         if isinstance(name, bytes):
             return Address("abstract", path=name.strip(b"\0").decode(errors="replace"))
         return Address("unix", path=name)
-    if sock.family == socket.AF_INET6:
+    if sock.family == _socket.AF_INET6:
         return Address("inet6", host=name[0], port=name[1])
     return Address("inet", host=name[0], port=name[1])
 
 
-def describe_socket(sock: socket.socket) -> tuple[str, str]:
+def describe_socket(sock: _socket.socket) -> tuple[str, str]:
     """uWSGI's words for a socket: ("INET", "127.0.0.1:3031"), ("INET6", ...), ("UNIX", path)."""
     address = address_of_socket(sock)
     if address.kind == "inet":
@@ -166,7 +168,7 @@ def describe_socket(sock: socket.socket) -> tuple[str, str]:
     return "UNIX", format_address(address)
 
 
-def socket_key(sock: socket.socket) -> tuple[object, ...]:
+def socket_key(sock: _socket.socket) -> tuple[object, ...]:
     """Normalised key of a listening socket, for de-duplication by address."""
     return normalise(address_of_socket(sock))
 
@@ -193,6 +195,10 @@ def bind_listener(
     A unix socket file left by a dead process is replaced; one that a live process still
     accepts on is never unlinked (uWSGI does: it steals the path).
     """
+    # a Python socket (accept(), the context manager): the zerg server, pools and the stats
+    # server accept on theirs. A zerg binds nothing: its start does not load socket.
+    import socket
+
     sock = socket.socket(address.family, socket.SOCK_STREAM)
     try:
         if not address.is_unix:
@@ -226,7 +232,7 @@ def _remove_stale_unix_socket(address: Address) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise AddressError(f"cannot bind {address.path}: a file that is not a socket is in the way")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)
         probe.connect(address.path)

@@ -8,8 +8,8 @@ listen() or setsockopt() on a socket that it did not bind itself.
 
 from __future__ import annotations
 
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
-import socket
 from collections.abc import Sequence
 
 from uzerg.addresses import (
@@ -43,7 +43,9 @@ SOMAXCONN_PATH = "/proc/sys/net/core/somaxconn"
 class Listener:
     """One listening socket served by the workers."""
 
-    sock: socket.socket
+    # the C type socket.socket extends: one received from a zerg server is a plain one (a
+    # zerg does not load socket), a bound or inherited one a socket.socket
+    sock: _socket.socket
     protocol: str  # "uwsgi", "http" or "http11" (keep-alive), what RequestHandler takes
     # "bound" (by this instance), "received" (from a zerg server), "activated" (passed by
     # systemd or named fd://N: never unlinked by us)
@@ -306,9 +308,9 @@ def _bind(index: int, entry: SocketEntry, address: Any, config: Config) -> Liste
     return listener
 
 
-def _is_loopback(sock: socket.socket) -> bool:
+def _is_loopback(sock: _socket.socket) -> bool:
     """A unix socket, or a TCP one bound to a loopback address (not 0.0.0.0 / ::)."""
-    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+    if sock.family not in (_socket.AF_INET, _socket.AF_INET6):
         return True
     return is_loopback_address(sock.family, sock.getsockname()[0])
 
@@ -320,8 +322,8 @@ _V6_LOOPBACK = bytes(15) + b"\x01"  # ::1
 def is_loopback_address(family: int, host: str) -> bool:
     """127.0.0.0/8, ::1 or ::ffff:127.x.y.z, as ipaddress's ``is_loopback`` (of the IPv4
     address an IPv4-mapped one holds), without importing ipaddress (start-up time, issue 13)."""
-    packed = socket.inet_pton(family, host.partition("%")[0])
-    if family == socket.AF_INET6:
+    packed = _socket.inet_pton(family, host.partition("%")[0])
+    if family == _socket.AF_INET6:
         if packed[:12] != _V4_MAPPED:
             return packed == _V6_LOOPBACK
         packed = packed[12:]
@@ -329,7 +331,7 @@ def is_loopback_address(family: int, host: str) -> bool:
 
 
 def _log_socket(
-    index: int, sock: socket.socket, how: str, *, port_zero: bool = False, written: str = ""
+    index: int, sock: _socket.socket, how: str, *, port_zero: bool = False, written: str = ""
 ) -> None:
     kind, where = describe_socket(sock)
     if how == "bound":

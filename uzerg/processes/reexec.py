@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _signal  # not signal: its IntEnums cost ~3M instructions to import
 import os
-import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 
@@ -25,6 +24,7 @@ from uzerg.sockets import Listener
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
     from uzerg.zerg.server import ListenerHandover
@@ -159,6 +159,8 @@ def take_state(environ: MutableMapping[str, str]) -> InheritedState | None:
 
 
 def _adopt(fd: int) -> socket.socket:
+    import socket  # a reload only, not a first start; the zerg server accept()s on its listener
+
     sock = socket.socket(fileno=fd)  # family and type come from the descriptor
     os.set_inheritable(fd, False)
     return sock

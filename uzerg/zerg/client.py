@@ -12,7 +12,6 @@ Usage by the master, before it binds anything::
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Sequence
 
@@ -20,6 +19,10 @@ from uzerg.addresses import describe_socket
 from uzerg.logs import get_logger
 from uzerg.record import record
 from uzerg.zerg.handshake import DEFAULT_TIMEOUT, HandshakeError, Received, fetch_sockets
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket
 
 log = get_logger()
 
@@ -31,7 +34,7 @@ WAIT_RETRY = 0.05  # seconds between attach attempts under zerg-wait
 class ReceivedSocket:
     """A listening socket handed over by a zerg server (non-blocking, close-on-exec)."""
 
-    sock: socket.socket
+    sock: _socket.socket  # the C type socket.socket extends (uzerg.zerg.handshake)
     protocol: str | None  # the server's hint; None when it gave none (fall back to --protocol)
     server: str  # the zerg server address it came from
 
@@ -117,7 +120,7 @@ def _known(protocol: str | None, server: str) -> str | None:
     return None
 
 
-def _ensure_non_blocking(sock: socket.socket) -> None:
+def _ensure_non_blocking(sock: _socket.socket) -> None:
     # O_NONBLOCK lives in the open file description shared with every holder; the binder
     # normally sets it (uWSGI does), we only add it when missing (SPEC §2, last bullet).
     if os.get_blocking(sock.fileno()):

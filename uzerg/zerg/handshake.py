@@ -12,9 +12,8 @@ UNIX, and close every received descriptor on any failure.
 
 from __future__ import annotations
 
-import array
+import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
-import socket
 import stat
 import struct
 import time
@@ -38,7 +37,8 @@ DEFAULT_TIMEOUT = 10.0
 
 CONNECT_FAILED = "--- unable to connect to zerg server {address} ---"
 INVALID_DATA = "--- invalid data received from zerg-server ---"
-_ACCEPTED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+_ACCEPTED_FAMILIES = (_socket.AF_INET, _socket.AF_INET6, _socket.AF_UNIX)
+_FD = struct.Struct("i")  # a descriptor in SCM_RIGHTS data: a C int
 
 
 class HandshakeError(Exception):
@@ -64,7 +64,7 @@ class HandshakeError(Exception):
 class Received:
     """What one server handed over: sockets in order, and the protocol hint (None if absent)."""
 
-    sockets: list[socket.socket]
+    sockets: list[_socket.socket]  # the C type socket.socket extends
     protocols: list[str | None] | None = None
     announced: int = 0
     messages: int = 0
@@ -88,7 +88,7 @@ def protocol_hint_line(protocols: Sequence[str | None]) -> bytes:
 
 
 def send_sockets(
-    conn: socket.socket, fds: Sequence[int], protocols: Sequence[str | None] | None = None
+    conn: _socket.socket, fds: Sequence[int], protocols: Sequence[str | None] | None = None
 ) -> int:
     """Send the descriptor messages (and the hint line if ``protocols`` is given).
 
@@ -101,9 +101,10 @@ def send_sockets(
     header = header_bytes(len(fds))
     messages = 0
     for start in range(0, len(fds), SCM_MAX_FD):
-        chunk = array.array("i", fds[start : start + SCM_MAX_FD])
+        chunk = fds[start : start + SCM_MAX_FD]
+        rights = struct.pack(f"{len(chunk)}i", *chunk)
         sent = conn.sendmsg(
-            [header], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, chunk)], socket.MSG_NOSIGNAL
+            [header], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)], _socket.MSG_NOSIGNAL
         )
         if sent != len(header):  # the descriptors went with the first byte; the rest is lost
             raise BlockingIOError(f"short send of the zerg header ({sent} of {len(header)} bytes)")
@@ -114,7 +115,7 @@ def send_sockets(
         # A uWSGI client closes once it has the header and descriptors: EPIPE/ECONNRESET here
         # is no failure, the peer has its sockets.
         try:
-            conn.send(line, socket.MSG_NOSIGNAL)
+            conn.send(line, _socket.MSG_NOSIGNAL)
         except OSError:
             pass
     return messages
@@ -124,7 +125,7 @@ def send_sockets(
 # client side
 
 
-def connect_to_zerg_server(address_text: str, deadline: float) -> socket.socket:
+def connect_to_zerg_server(address_text: str, deadline: float) -> _socket.socket:
     """Connect to a zerg server (unix path or ``@name``) before ``deadline`` (monotonic)."""
     try:
         address = parse_address(address_text)
@@ -137,11 +138,11 @@ def connect_to_zerg_server(address_text: str, deadline: float) -> socket.socket:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise HandshakeError.connect_failed(address_text, "timed out before connecting")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         # A blocking unix connect waits on a full backlog for SO_SNDTIMEO, then fails with
         # EAGAIN; Python's settimeout() would make it non-blocking and fail at once instead.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(remaining))
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _timeval(remaining))
         sock.connect(address.sockaddr())
     except OSError as exc:
         sock.close()
@@ -155,7 +156,7 @@ def connect_to_zerg_server(address_text: str, deadline: float) -> socket.socket:
 
 
 def receive_sockets(
-    conn: socket.socket,
+    conn: _socket.socket,
     deadline: float,
     *,
     fds_per_message: int = SCM_MAX_FD,
@@ -219,11 +220,11 @@ class _Clock:
 
 
 def _receive_descriptors(
-    conn: socket.socket, clock: _Clock, fds: list[int], room: int
+    conn: _socket.socket, clock: _Clock, fds: list[int], room: int
 ) -> tuple[int, int]:
     total: int | None = None
     messages = 0
-    ancillary_size = socket.CMSG_SPACE(room * array.array("i").itemsize)
+    ancillary_size = _socket.CMSG_SPACE(room * _FD.size)
     while total is None or len(fds) < total:
         before = len(fds)
         header = _recv_header(conn, clock, fds, ancillary_size, total, len(fds))
@@ -248,7 +249,7 @@ def _receive_descriptors(
 
 
 def _recv_header(
-    conn: socket.socket,
+    conn: _socket.socket,
     clock: _Clock,
     fds: list[int],
     ancillary_size: int,
@@ -264,17 +265,16 @@ def _recv_header(
         conn.settimeout(remaining)
         try:
             chunk, ancdata, flags, _ = conn.recvmsg(
-                HEADER_SIZE - len(data), ancillary_size, socket.MSG_CMSG_CLOEXEC
+                HEADER_SIZE - len(data), ancillary_size, _socket.MSG_CMSG_CLOEXEC
             )
         except TimeoutError:
             raise clock.expired(total, held) from None
         except OSError as exc:
             raise HandshakeError.invalid_data(f"receive failed: {exc.strerror or exc}") from None
         for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(payload) - len(payload) % array.array("i").itemsize
-                fds.extend(array.array("i", payload[:usable]))
-        if flags & socket.MSG_CTRUNC:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                fds.extend(_descriptors(payload))
+        if flags & _socket.MSG_CTRUNC:
             raise HandshakeError.invalid_data(
                 "descriptors truncated (MSG_CTRUNC): more than the receive buffer holds, "
                 "or this process is out of file descriptors"
@@ -294,26 +294,36 @@ def _recv_header(
 def _check_listening_socket(index: int, fd: int) -> None:
     if not stat.S_ISSOCK(os.fstat(fd).st_mode):
         raise HandshakeError.invalid_data(f"descriptor {index} is not a socket")
-    probe = socket.socket(fileno=fd)
+    probe = _socket.socket(fileno=fd)
     try:
         if probe.family not in _ACCEPTED_FAMILIES:
             raise HandshakeError.invalid_data(
-                f"descriptor {index} is a socket of unsupported family {probe.family!r}"
+                f"descriptor {index} is a socket of unsupported family {_family_repr(probe.family)}"
             )
-        if probe.type != socket.SOCK_STREAM:
+        if probe.type != _socket.SOCK_STREAM:
             raise HandshakeError.invalid_data(f"descriptor {index} is not a stream socket")
-        if not probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        if not probe.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN):
             raise HandshakeError.invalid_data(f"descriptor {index} is not a listening socket")
     finally:
         probe.detach()  # ownership stays with the caller's fd list
 
 
-def _adopt(fds: list[int]) -> list[socket.socket]:
+def _family_repr(family: int) -> str:
+    """``repr(socket.socket.family)``: the AddressFamily member, or the number if it has none."""
+    import socket  # this error line only
+
+    try:
+        return repr(socket.AddressFamily(family))
+    except ValueError:
+        return repr(family)
+
+
+def _adopt(fds: list[int]) -> list[_socket.socket]:
     """Wrap the descriptors in socket objects; each leaves ``fds`` once an object owns it."""
-    sockets: list[socket.socket] = []
+    sockets: list[_socket.socket] = []
     try:
         while fds:
-            sockets.append(socket.socket(fileno=fds[0]))
+            sockets.append(_socket.socket(fileno=fds[0]))
             del fds[0]
     except BaseException:
         for sock in sockets:
@@ -322,7 +332,7 @@ def _adopt(fds: list[int]) -> list[socket.socket]:
     return sockets
 
 
-def _read_hint(conn: socket.socket, deadline: float, count: int) -> list[str | None] | None:
+def _read_hint(conn: _socket.socket, deadline: float, count: int) -> list[str | None] | None:
     """The optional protocol hint line; anything absent, late or malformed means no hint."""
     data = b""
     while b"\n" not in data and len(data) < HINT_MAX_BYTES:
@@ -332,13 +342,13 @@ def _read_hint(conn: socket.socket, deadline: float, count: int) -> list[str | N
         conn.settimeout(remaining)
         try:
             chunk, ancdata, _flags, _ = conn.recvmsg(
-                65536, socket.CMSG_SPACE(SCM_MAX_FD * 4), socket.MSG_CMSG_CLOEXEC
+                65536, _socket.CMSG_SPACE(SCM_MAX_FD * 4), _socket.MSG_CMSG_CLOEXEC
             )
         except OSError:
             return None
         for level, kind, payload in ancdata:  # nobody should send more fds here; never keep them
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                for fd in array.array("i", payload[: len(payload) - len(payload) % 4]):
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                for fd in _descriptors(payload):
                     _close_quietly(fd)
         if not chunk:
             break
@@ -360,6 +370,12 @@ def _read_hint(conn: socket.socket, deadline: float, count: int) -> list[str | N
     if not all(item is None or isinstance(item, str) for item in protocols):
         return None
     return protocols
+
+
+def _descriptors(payload: bytes) -> list[int]:
+    """The descriptors in SCM_RIGHTS data (a partial trailing int ignored)."""
+    usable = len(payload) - len(payload) % _FD.size
+    return memoryview(payload)[:usable].cast("i").tolist()
 
 
 def _close_quietly(fd: int) -> None:
