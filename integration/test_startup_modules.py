@@ -78,6 +78,8 @@ COSTLY = {
     "uzerg.config.serving_values": "header and static-file options only",
     "uzerg.config.log_values": "loggers, log routes and encoders, log-date only",
     "signal": "~3M instructions of IntEnum conversions; uzerg uses _signal",
+    "math": "a shared library to load for math.inf (parked.py's is float('inf'))",
+    "encodings.ascii": "a text codec for the somaxconn file (read as bytes)",
     "socket": "~11M instructions of IntEnum conversions (~14M with selectors); a zerg uses "
               "_socket (binding, a reload, TLS, stats and the zerg server load socket)",
     "selectors": "~2.5M instructions; the master's loop drives an epoll (services.Watches)",

@@ -117,8 +117,8 @@ def check_listen_backlog(backlog: int, path: str = SOMAXCONN_PATH) -> str | None
     """A --listen above net.core.somaxconn: the warning to log (uWSGI 2.0.31 exits there; the
     kernel caps the queue, so uzerg runs with the cap and says so, as issue 10 asks), or None."""
     try:
-        with open(path, encoding="ascii") as handle:
-            limit = int(handle.read().strip())
+        with open(path, "rb") as handle:  # (bytes: no text codec to load at start-up)
+            limit = int(handle.read())
     except (OSError, ValueError):
         return None
     if backlog > limit:

@@ -3,11 +3,12 @@ listeners, each with a deadline, at most `limit` of them (the oldest makes room)
 
 from __future__ import annotations
 
-import math
 import select
 from collections.abc import Iterator
 
 from uzerg.serve.pending import PendingHead
+
+_NEVER = float("inf")  # (math.inf: one module more to load at a zerg's start)
 
 
 class ParkedConnections:
@@ -20,7 +21,7 @@ class ParkedConnections:
         # fds registered in the poller: a taken head stays registered while it is served, so
         # that a keep-alive connection parked again costs no epoll_ctl()
         self._registered: set[int] = set()
-        self.next_deadline = math.inf
+        self.next_deadline = _NEVER
 
     def __len__(self) -> int:
         return len(self.waiting)
@@ -61,7 +62,7 @@ class ParkedConnections:
         expired = [p for p in self.waiting.values() if p.deadline <= now]
         for pending in expired:
             del self.waiting[pending.conn.fd]
-        self.next_deadline = min((p.deadline for p in self.waiting.values()), default=math.inf)
+        self.next_deadline = min((p.deadline for p in self.waiting.values()), default=_NEVER)
         return expired
 
     def idle(self) -> list[PendingHead]:
