@@ -156,9 +156,9 @@ class Watches:
     def __init__(self, label: str = "master") -> None:
         self.poller = epoll()  # close-on-exec
         self.label = label  # names a failure of a handler registered by others
-        # every descriptor in the epoll → what it calls (a service's _Handlers, or a callable)
+        # every descriptor in the epoll → what it calls: a service's _Handlers (kept by sync()),
+        # or a callable (watch())
         self.callbacks: dict[int, _Handlers | OnReadable] = {}
-        self.registered: dict[int, _Handlers] = {}  # those of the services
         self.labels: dict[int, str] = {}  # fd → the label of the service that watches it
         self.cooling: dict[int, float] = {}  # fd → monotonic time it is watched again
 
@@ -180,13 +180,12 @@ class Watches:
                     wanted.pop(fd, None)
                 else:
                     del self.cooling[fd]
-        for fd in [fd for fd in self.registered if wanted.get(fd) != self.registered[fd]]:
-            del self.registered[fd]
-            self.unwatch(fd)  # (no error if closed meanwhile: the fifo switched to another one)
+        for fd, data in list(self.callbacks.items()):
+            if isinstance(data, _Handlers) and wanted.get(fd) != data:
+                self.unwatch(fd)  # (no error if closed meanwhile: the fifo switched to another)
         for fd, handlers in wanted.items():
-            if fd not in self.registered:
+            if self.callbacks.get(fd) != handlers:  # (_add() refuses one watch() holds)
                 self._add(fd, handlers.events, handlers)
-                self.registered[fd] = handlers
 
     def watch(self, fd: int, on_readable: OnReadable) -> None:
         """Call ``on_readable`` whenever ``fd`` is readable (or hung up); KeyError if ``fd``
@@ -230,7 +229,7 @@ class Watches:
                 raise
             except Exception as exc:
                 GUARD.failed(self.labels.get(fd, self.label), exc)
-                if fd in self.registered:
+                if isinstance(self.callbacks.get(fd), _Handlers):  # a service's: cool it down
                     self.cooling[fd] = time.monotonic() + COOL_DOWN
 
     def close(self) -> None:
