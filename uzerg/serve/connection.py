@@ -38,6 +38,7 @@ _SEND_NOW = _DONTWAIT | _NOSIGNAL
 _SEND_MORE = _SEND_NOW | _socket.MSG_MORE
 _SENDFILE_MAX = 1 << 30  # bytes per sendfile() call
 DONTWAIT = _DONTWAIT  # (for the request handler's inlined first recv())
+SEND_NOW = _SEND_NOW  # (for the response's inlined first send())
 # a fresh connection with no bytes yet is waited on this long before it is parked: enough
 # for a client on a loaded machine, too little for silent ones to pin a worker (worker.py)
 FIRST_BYTES_WAIT_MS = 200

@@ -8,11 +8,10 @@ chunked (HTTP/1.1), else the connection closes.
 
 from __future__ import annotations
 
-import _socket  # not socket: ~14M instructions to import (IntEnums of every constant)
 import os
 import stat
 
-from uzerg.serve.connection import Connection
+from uzerg.serve.connection import SEND_NOW, Connection
 from uzerg.serve.wsgi_io import ClientDisconnected, FileWrapper
 
 TYPE_CHECKING = False
@@ -30,8 +29,6 @@ _BAD_STATUS_CHARS = frozenset(map(chr, (*range(0x20), 0x7f)))
 _NO_BODY_STATUS = frozenset((204, 304))
 _VERSIONS = {"HTTP/1.1": b"HTTP/1.1", "HTTP/1.0": b"HTTP/1.0"}
 _CLOSE = b"Connection: close\r\n"
-# don't wait, never SIGPIPE
-_SEND_NOW = _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL
 _JOIN_LIMIT = 65536  # smaller bodies are joined to the headers, larger ones go by sendmsg()
 # validated statuses and headers: "200 OK" -> (200, b" 200 OK\r\n"); ("Name", "value") ->
 # (b"Name: value\r\n", Content-Length or -1, closes); apps send the same few over and over
@@ -284,7 +281,7 @@ class Response:
                 conn.sendall(data)
                 return
             try:  # (conn.sendall()'s first attempt inlined: a small response always fits)
-                sent = conn.sock.send(data, _SEND_NOW)
+                sent = conn.sock.send(data, SEND_NOW)
             except BlockingIOError:
                 sent = 0
             except OSError as exc:
