@@ -1,7 +1,7 @@
 """User-space instructions of a zerg's start, from launch to its master's first fork, counted
 by valgrind; and the modules loaded by then.
 
-    python bench/start_instructions.py [--protocol uwsgi|http] [--log] [--modules]
+    python bench/start_instructions.py [--protocol uwsgi|http] [--log] [--modules] [--app FILE]
                                        [-- extra uzerg options]
 
 Wall-clock start times (bench/suite.py scenario 8) swing by several ms between runs; an
@@ -63,6 +63,9 @@ def main() -> None:
                         help="the zerg's protocol on the pool's socket")
     parser.add_argument("--log", action="store_true", help="request logging on")
     parser.add_argument("--modules", action="store_true", help="list the modules loaded")
+    parser.add_argument("--app", type=Path, default=APP,
+                        help="the WSGI file (default: bench/hello_app.py, which imports typing "
+                             "and so re and enum; an app importing nothing shows uzerg's own)")
     parser.add_argument("extra", nargs="*", help="more uzerg options (after --)")
     args = parser.parse_args()
     env = dict(os.environ)
@@ -81,7 +84,7 @@ def main() -> None:
                 sys.exit("the zergpool did not start")
             time.sleep(0.02)
         zerg = [sys.executable, "-c", STUB, "--zerg", str(pool), "--processes", "2",
-                "--master", "--wsgi-file", str(APP), "--buffer-size", "8192", *args.extra]
+                "--master", "--wsgi-file", str(args.app), "--buffer-size", "8192", *args.extra]
         if args.protocol == "http":
             zerg[zerg.index("--zerg") + 2:zerg.index("--zerg") + 2] = ["--protocol", "http"]
         if not args.log:

@@ -86,8 +86,10 @@ def _medians_through_a_pool(
         if warm_up:
             for server in servers:
                 one_run(server, pool, port, workdir)
-        for _ in range(starts):
-            for server in servers:
+        for turn in range(starts):
+            # each server goes first every other turn: a start right after another one's
+            # (its exit, the page cache, the scheduler) is not always the same server's
+            for server in servers if turn % 2 == 0 else servers[::-1]:
                 try:
                     times[server].append(one_run(server, pool, port, workdir))
                 except (RuntimeError, OSError) as exc:

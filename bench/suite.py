@@ -1,6 +1,6 @@
 """uzerg vs the uWSGI binary vs gunicorn (sync, gthread): the scenarios of issue 13, one table.
 
-    python bench/suite.py [--quick] [--rounds 2] [--seconds 4] [--only 1,3] [--servers ...]
+    python bench/suite.py [--quick] [--rounds 3] [--seconds 4] [--only 1,3] [--servers ...]
     tox -e bench [-- --quick]
 
 Scenarios 1-7 (bench/scenarios.py: hello world over HTTP and the uwsgi protocol with logging
@@ -231,10 +231,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one round of 2 s runs, 3 zerg starts each")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)  # an odd count: a true median
     parser.add_argument("--seconds", type=int, default=4)  # wrk takes whole seconds
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--starts", type=int, default=10, help="zerg starts per server")
+    parser.add_argument("--starts", type=int, default=20, help="zerg starts per server")
     parser.add_argument("--only", default="", help="scenario numbers, e.g. 1,3,8")
     parser.add_argument("--servers", default="uzerg,uwsgi,gunicorn-sync,gunicorn-gthread")
     args = parser.parse_args()

@@ -10,7 +10,6 @@ option it knows, reads lenient numbers silently and goes on past a plugin it can
 
 from __future__ import annotations
 
-import re
 import sys
 
 from uzerg.config import options
@@ -187,6 +186,8 @@ def _custom_entries(entry: Entry, template: str, queued: int) -> list[Entry]:
     custom option's space-separated arguments (a missing one is empty)."""
     if queued > _MAX_CUSTOM_ENTRIES:
         raise _error(entry, "custom option expands without end (declared in terms of itself?)")
+    import re  # declare-option only: not loaded at every start (issue 13)
+
     args = (entry.value or "").split()
 
     def arg(match: re.Match[str]) -> str:
@@ -273,12 +274,18 @@ def _known_key(key: str) -> bool:
     return uwsgi_options.is_uwsgi_option(key)
 
 
+def _flag_false_with_comment(raw: str) -> bool:
+    import re  # a flag's value with a comment only: not loaded at every start (issue 13)
+
+    return re.fullmatch(_FLAG_FALSE_WITH_COMMENT, raw.strip()) is not None
+
+
 def _convert(option: Option, entry: Entry, resolver: _Resolver) -> tuple[Any, Any] | None:
     """(value as shown by --check-config, typed value), or None for a value to skip."""
     raw = entry.value
     if option.kind == "flag":
         if raw is not None and (";" in raw or "#" in raw) \
-                and re.fullmatch(_FLAG_FALSE_WITH_COMMENT, raw.strip()):
+                and _flag_false_with_comment(raw):
             resolver.warn(entry, f"value {raw!r} counts as true (uWSGI has no inline comments)")
         flag = options.parse_bool(raw)
         return flag, flag

@@ -8,8 +8,6 @@ numbers with C ``atoi``; issue 10) is applied in one place.
 
 from __future__ import annotations
 
-import re
-
 from uzerg.addresses import AddressError, parse_address
 from uzerg.record import record
 
@@ -58,6 +56,8 @@ def parse_int(value: str) -> int:
     # other digits (isdigit takes "²", which neither \d nor int() does) on the patterns' path
     if text.isascii() and (text.isdigit() or (text[1:].isdigit() and text[0] in "+-")):
         return int(text)
+    import re  # here, not at start-up: an app that loads no re pays nothing for it (issue 13)
+
     match = re.fullmatch(_INT, text)
     if match is not None:
         return int(match.group(0))
@@ -74,6 +74,8 @@ def parse_text(value: str) -> str:
 
 def parse_mode(value: str) -> int:
     """``chmod-socket``: an octal mode such as 660 or 0660."""
+    import re
+
     if not re.fullmatch(_MODE, value.strip()):
         raise ValueError(f"invalid socket mode (expected octal like 660): {value}")
     return int(value.strip(), 8)
